@@ -1,0 +1,220 @@
+//! The local admin endpoint of a running host: a Unix socket `DATA_DIR/admin.sock` speaking
+//! one JSON request and one JSON response per line. Every request carries the token from
+//! `DATA_DIR/admin.token` (mode 0600, new at every start), so only a user who can read the
+//! data directory can drive the host.
+//!
+//! Requests: `{"token": T, "op": "status" | "plugins" | "tools" | "invoke" | "sync",
+//! "name": N, "args": JSON-text}`. Responses: `{"ok": true, "result": …}` or
+//! `{"ok": false, "error": "…"}`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::supervisor::Host;
+
+/// Largest request line accepted.
+const MAX_REQUEST: usize = 2 * 1024 * 1024;
+
+/// A request to the admin endpoint.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// The admin token.
+    pub token: String,
+    /// The operation.
+    pub op: String,
+    /// Plugin or tool name, for operations that take one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// JSON arguments as text, for `invoke`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<String>,
+}
+
+/// A response from the admin endpoint.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Response {
+    /// Whether the operation succeeded.
+    pub ok: bool,
+    /// The result on success.
+    #[serde(default)]
+    pub result: serde_json::Value,
+    /// The reason on failure.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Paths of the endpoint within a data directory.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// Path of the token file within a data directory.
+pub fn token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.token")
+}
+
+/// Serves the admin endpoint until the task is dropped. Writes a fresh token first.
+pub async fn serve(host: Arc<Host>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let data_dir = host.config().data_dir.clone();
+    let token = new_token()?;
+    write_private(&token_path(&data_dir), token.as_bytes())?;
+    let sock = socket_path(&data_dir);
+    if sock.exists() {
+        // A live host answers; a stale socket from a crashed host does not.
+        if UnixStream::connect(&sock).await.is_ok() {
+            anyhow::bail!(
+                "another host is already running with data directory {}",
+                data_dir.display()
+            );
+        }
+        std::fs::remove_file(&sock)?;
+    }
+    let listener = UnixListener::bind(&sock)?;
+    set_mode(&sock, 0o600)?;
+    tracing::info!(socket = %sock.display(), "admin endpoint listening");
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let host = host.clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                if let Err(e) = serve_one(stream, &host, &token).await {
+                    tracing::debug!(error = %e, "admin connection ended");
+                }
+            });
+        }
+    }))
+}
+
+async fn serve_one(stream: UnixStream, host: &Host, token: &str) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read.take(MAX_REQUEST as u64)).lines();
+    while let Some(line) = lines.next_line().await? {
+        let response = match serde_json::from_str::<Request>(&line) {
+            Err(e) => failure(format!("malformed request: {e}")),
+            Ok(req) if !constant_time_eq(req.token.as_bytes(), token.as_bytes()) => {
+                failure("bad admin token".into())
+            }
+            Ok(req) => handle(host, req).await,
+        };
+        let mut out = serde_json::to_vec(&response).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
+        out.push(b'\n');
+        write.write_all(&out).await?;
+    }
+    Ok(())
+}
+
+async fn handle(host: &Host, req: Request) -> Response {
+    let json = |v: Result<serde_json::Value, serde_json::Error>| match v {
+        Ok(result) => Response {
+            ok: true,
+            result,
+            error: None,
+        },
+        Err(e) => failure(e.to_string()),
+    };
+    match req.op.as_str() {
+        "status" | "plugins" => {
+            let plugins = host.plugins().await;
+            let rejected = host.rejected().await;
+            json(serde_json::to_value(serde_json::json!({
+                "plugins_dir": host.config().plugins_dir,
+                "plugins": plugins,
+                "rejected": rejected,
+            })))
+        }
+        "tools" => json(serde_json::to_value(host.tools().await)),
+        "sync" => json(serde_json::to_value(host.sync().await)),
+        "invoke" => {
+            let (Some(name), Some(args)) = (req.name, req.args) else {
+                return failure("invoke needs name and args".into());
+            };
+            match host.invoke_tool(&name, &args).await {
+                Ok(out) => Response {
+                    ok: true,
+                    result: serde_json::Value::String(out),
+                    error: None,
+                },
+                Err(e) => failure(e.to_string()),
+            }
+        }
+        other => failure(format!("unknown op {other:?}")),
+    }
+}
+
+fn failure(error: String) -> Response {
+    Response {
+        ok: false,
+        result: serde_json::Value::Null,
+        error: Some(error),
+    }
+}
+
+/// Sends one request to the host serving `data_dir`. `Ok(None)` means no host is running.
+pub async fn call(
+    data_dir: &Path,
+    op: &str,
+    name: Option<String>,
+    args: Option<String>,
+) -> anyhow::Result<Option<Response>> {
+    let Ok(stream) = UnixStream::connect(socket_path(data_dir)).await else {
+        return Ok(None);
+    };
+    let token = std::fs::read_to_string(token_path(data_dir))
+        .map_err(|e| anyhow::anyhow!("cannot read admin token in {}: {e}", data_dir.display()))?;
+    let req = Request {
+        token: token.trim().to_string(),
+        op: op.into(),
+        name,
+        args,
+    };
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(&req)?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    let mut lines = BufReader::new(read).lines();
+    let reply = lines
+        .next_line()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the host closed the admin connection"))?;
+    Ok(Some(serde_json::from_str(&reply)?))
+}
+
+fn new_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    set_mode(&tmp, 0o600)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,274 @@
+//! `colony bench`: Colony's instantiate, event delivery and guest→host call measured against
+//! raw wasmtime doing the same on the same component in the same run, printed as ratios.
+//!
+//! Raw wasmtime here is the same engine (same config: pooling, fuel, epochs), an
+//! `InstancePre` of the same component, a store with a default WASI context and host
+//! functions that do nothing. Colony adds what it does on every instantiate and event: its
+//! store state (limiter, output budget, deny-by-default WASI), fuel and deadline reset,
+//! output flush and failure classification; and for `log`, its line cap and level dispatch.
+//! Rounds of Colony and raw alternate and the median round is reported, since these machines
+//! are shared and noisy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wasmtime::Store;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+
+use crate::agent::{AgentInstance, Event, Message};
+use crate::bindings::agent::{Agent, AgentPre};
+use crate::bindings::{log, state, types};
+use crate::engine::{EngineSettings, Runtime};
+use crate::limits::Limits;
+use crate::plugin::{Linked, Loader};
+use crate::store::{guarded, new_store};
+
+/// One measured quantity.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    /// What was measured.
+    pub name: &'static str,
+    /// Colony, nanoseconds per operation (median round).
+    pub colony_ns: f64,
+    /// Raw wasmtime, nanoseconds per operation (median round).
+    pub raw_ns: f64,
+    /// colony / raw.
+    pub ratio: f64,
+    /// The target ratio.
+    pub target: f64,
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    /// Alternating rounds per measurement.
+    pub rounds: usize,
+    /// Operations per round.
+    pub iterations: u32,
+    /// Host calls per event in the host-call measurement.
+    pub calls_per_event: u32,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            rounds: 7,
+            iterations: 2_000,
+            // Below the log interface's 256-lines-per-event cap, so every call takes the full path.
+            calls_per_event: 200,
+        }
+    }
+}
+
+struct RawState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for RawState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for RawState {}
+
+impl log::Host for RawState {
+    fn log(&mut self, _level: log::Level, _message: String) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl state::Host for RawState {
+    async fn get(
+        &mut self,
+        _key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, types::Error>> {
+        Ok(Ok(None))
+    }
+    async fn set(
+        &mut self,
+        _key: String,
+        _value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), types::Error>> {
+        Ok(Ok(()))
+    }
+    async fn delete(&mut self, _key: String) -> wasmtime::Result<Result<(), types::Error>> {
+        Ok(Ok(()))
+    }
+    async fn keys(
+        &mut self,
+        _prefix: String,
+    ) -> wasmtime::Result<Result<Vec<String>, types::Error>> {
+        Ok(Ok(Vec::new()))
+    }
+}
+
+fn raw_store(engine: &wasmtime::Engine) -> Store<RawState> {
+    let mut store = Store::new(
+        engine,
+        RawState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        },
+    );
+    // The engine meters fuel and epochs; give raw calls all they need, once.
+    let _ = store.set_fuel(u64::MAX);
+    store.set_epoch_deadline(u64::MAX / 2);
+    store
+}
+
+fn message(payload: &[u8]) -> Message {
+    Message {
+        id: "bench".into(),
+        subject: "bench".into(),
+        sender: "bench".into(),
+        correlation_id: None,
+        reply_to: None,
+        timestamp: 0,
+        headers: Vec::new(),
+        payload: payload.to_vec(),
+    }
+}
+
+fn per_op(elapsed: Duration, ops: u64) -> f64 {
+    elapsed.as_nanos() as f64 / ops.max(1) as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Runs the three measurements on `component` (an agent that handles `log:N` messages by
+/// calling `log` N times; `plugins/bench-agent` is the shipped one).
+pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Measurement>> {
+    let runtime = Arc::new(Runtime::new(&EngineSettings::default(), None)?);
+    let loader = Loader::new(
+        runtime.clone(),
+        Limits::agent_default(),
+        Limits::tool_default(),
+    )?;
+    let plugin = loader.load_bytes(component, std::path::Path::new("bench-agent.wasm"), None)?;
+    let Linked::Agent(colony_pre) = plugin.linked else {
+        anyhow::bail!("the bench component is not an agent");
+    };
+    let name = plugin.info.name.clone();
+    let limits = plugin.info.limits;
+    let engine = runtime.engine();
+
+    let mut raw_linker: Linker<RawState> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut raw_linker)?;
+    Agent::add_to_linker::<RawState, HasSelf<RawState>>(&mut raw_linker, |s| s)?;
+    let raw_pre = AgentPre::new(raw_linker.instantiate_pre(&plugin.component)?)?;
+
+    let n = opts.iterations;
+    let mut out = Vec::new();
+
+    // 1. Instantiate.
+    let (mut c, mut r) = (Vec::new(), Vec::new());
+    for _ in 0..opts.rounds {
+        let t = Instant::now();
+        for _ in 0..n {
+            let mut store = new_store(engine, Arc::from(name.as_str()), limits, None);
+            let pre = &colony_pre;
+            guarded(&mut store, "instantiate", async |s| {
+                pre.instantiate_async(s).await
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        c.push(per_op(t.elapsed(), n.into()));
+        let t = Instant::now();
+        for _ in 0..n {
+            let mut store = raw_store(engine);
+            raw_pre.instantiate_async(&mut store).await?;
+        }
+        r.push(per_op(t.elapsed(), n.into()));
+    }
+    out.push(measurement("instantiate", c, r, 1.5));
+
+    // 2. Event delivery: on-timer, which the bench agent answers at once.
+    let mut colony =
+        AgentInstance::start(&colony_pre, Arc::from(name.as_str()), limits, None, "{}")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut raw_store = raw_store(engine);
+    let raw = raw_pre.instantiate_async(&mut raw_store).await?;
+    raw.colony_plugin_handler()
+        .call_init(&mut raw_store, "{}")
+        .await??;
+    let (mut c, mut r) = (Vec::new(), Vec::new());
+    for _ in 0..opts.rounds {
+        let t = Instant::now();
+        for i in 0..n {
+            colony
+                .deliver(&Event::Timer(i.into()))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        c.push(per_op(t.elapsed(), n.into()));
+        let t = Instant::now();
+        for i in 0..n {
+            raw.colony_plugin_handler()
+                .call_on_timer(&mut raw_store, i.into())
+                .await??;
+        }
+        r.push(per_op(t.elapsed(), n.into()));
+    }
+    out.push(measurement("event delivery (host→guest)", c, r, 1.5));
+
+    // 3. Guest→host calls: one event that calls `log` many times, per call.
+    let k = opts.calls_per_event;
+    let payload = format!("log:{k}");
+    let colony_msg = Event::Message(message(payload.as_bytes()));
+    let raw_msg = types::Message {
+        id: "bench".into(),
+        subject: "bench".into(),
+        sender: "bench".into(),
+        correlation_id: None,
+        reply_to: None,
+        priority: types::Priority::Normal,
+        timestamp: 0,
+        headers: Vec::new(),
+        payload: payload.into_bytes(),
+    };
+    let events = (n / 100).max(5);
+    let (mut c, mut r) = (Vec::new(), Vec::new());
+    for _ in 0..opts.rounds {
+        let t = Instant::now();
+        for _ in 0..events {
+            colony
+                .deliver(&colony_msg)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        c.push(per_op(t.elapsed(), u64::from(events) * u64::from(k)));
+        let t = Instant::now();
+        for _ in 0..events {
+            raw.colony_plugin_handler()
+                .call_on_message(&mut raw_store, &raw_msg)
+                .await??;
+        }
+        r.push(per_op(t.elapsed(), u64::from(events) * u64::from(k)));
+    }
+    out.push(measurement("host call (guest→host log)", c, r, 1.3));
+    Ok(out)
+}
+
+fn measurement(name: &'static str, colony: Vec<f64>, raw: Vec<f64>, target: f64) -> Measurement {
+    let colony_ns = median(colony);
+    let raw_ns = median(raw);
+    Measurement {
+        name,
+        colony_ns,
+        raw_ns,
+        ratio: colony_ns / raw_ns,
+        target,
+    }
+}

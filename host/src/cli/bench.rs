@@ -1,0 +1,48 @@
+//! `colony bench`: runs [`crate::bench`] on the embedded bench agent and prints the ratios.
+
+use clap::Args;
+
+use super::CliResult;
+use crate::bench::BenchOptions;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Operations per round.
+    #[arg(long, default_value_t = 2_000)]
+    iterations: u32,
+    /// Alternating rounds (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+}
+
+pub async fn bench(args: BenchArgs) -> CliResult {
+    let opts = BenchOptions {
+        iterations: args.iterations.max(1),
+        rounds: args.rounds.max(1),
+        ..BenchOptions::default()
+    };
+    let results = crate::bench::run(crate::embedded::BENCH_AGENT, opts).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(());
+    }
+    println!(
+        "{:<30} {:>12} {:>12} {:>8} {:>8}",
+        "measurement", "colony", "raw", "ratio", "target"
+    );
+    for m in &results {
+        println!(
+            "{:<30} {:>9.0} ns {:>9.0} ns {:>7.2}x {:>7.1}x {}",
+            m.name,
+            m.colony_ns,
+            m.raw_ns,
+            m.ratio,
+            m.target,
+            if m.ratio <= m.target { "ok" } else { "OVER" }
+        );
+    }
+    Ok(())
+}

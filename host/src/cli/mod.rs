@@ -1,0 +1,157 @@
+//! The `colony` command line (clap). One file per subcommand; this file holds the argument
+//! types, logging setup and the exit codes.
+//!
+//! Exit codes: 0 success; 1 failure; 2 usage error; 3 invalid input (a plugin file, a
+//! manifest or a configuration was refused); 4 no running host where one is needed.
+
+mod bench;
+mod new;
+mod plugins;
+mod run;
+mod status;
+mod tools;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct CliError {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl CliError {
+    /// Invalid input (exit 3).
+    pub fn invalid(error: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            code: 3,
+            error: error.into(),
+        }
+    }
+
+    /// No running host (exit 4).
+    pub fn no_host(error: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            code: 4,
+            error: error.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for CliError {
+    fn from(e: E) -> CliError {
+        CliError {
+            code: 1,
+            error: e.into(),
+        }
+    }
+}
+
+type CliResult = Result<(), CliError>;
+
+/// Colony: a WebAssembly plugin host for sandboxed trading agents and tools.
+#[derive(Debug, Parser)]
+#[command(name = "colony", version, about)]
+pub struct Cli {
+    /// Data directory: databases, compile cache, admin socket and token.
+    #[arg(long, global = true, env = "COLONY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "COLONY_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the host: load the plugins folder, watch it, deliver events, serve the admin socket.
+    Run(run::RunArgs),
+    /// List or inspect plugins.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+    /// List or call tools.
+    #[command(subcommand)]
+    Tools(tools::ToolsCommand),
+    /// Show the running host's plugins, mailboxes and failures.
+    Status(status::StatusArgs),
+    /// Scaffold a new plugin crate.
+    #[command(subcommand)]
+    New(new::NewCommand),
+    /// Measure Colony against raw wasmtime on the same component and print the ratios.
+    Bench(bench::BenchArgs),
+}
+
+/// Entry point of the `colony` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run::run(args, data_dir).await,
+            Command::Plugins(cmd) => plugins::plugins(cmd, data_dir).await,
+            Command::Tools(cmd) => tools::tools(cmd, data_dir).await,
+            Command::Status(args) => status::status(args, data_dir).await,
+            Command::New(cmd) => new::new(cmd),
+            Command::Bench(args) => bench::bench(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {:#}", e.error);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("COLONY_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,cranelift_codegen=warn,wasmtime=warn,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// `$XDG_DATA_HOME/colony`, else `$HOME/.local/share/colony`, else `./.colony`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("colony");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/colony"),
+        None => PathBuf::from(".colony"),
+    }
+}

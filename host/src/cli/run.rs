@@ -1,0 +1,151 @@
+//! `colony run`: start a host on a plugins folder, watch it, tick agents' timers, serve the
+//! admin socket, and print a report when it stops (Ctrl-C, SIGTERM or `--duration`).
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+
+use super::{CliError, CliResult};
+use crate::agent::Event;
+use crate::config::HostConfig;
+use crate::supervisor::Host;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file (colony.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Plugins folder to load and watch. Without it (and without `plugins` in the config),
+    /// the shipped demo plugins are installed into DATA_DIR/plugins and run for 5 seconds.
+    #[arg(long)]
+    plugins: Option<PathBuf>,
+    /// Stop after this many seconds (default: run until Ctrl-C; 5 in demo mode).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Fire agents' on-timer every N milliseconds (0 disables).
+    #[arg(long)]
+    tick_ms: Option<u64>,
+    /// Do not use the compiled-component cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+pub async fn run(args: RunArgs, data_dir: PathBuf) -> CliResult {
+    let (mut config, from_file) = match &args.config {
+        Some(path) => {
+            let text_has_plugins = std::fs::read_to_string(path)
+                .map(|t| t.contains("plugins"))
+                .unwrap_or(false);
+            (
+                HostConfig::load(path, data_dir.clone()).map_err(CliError::invalid)?,
+                text_has_plugins,
+            )
+        }
+        None => (HostConfig::new(data_dir.clone()), false),
+    };
+    let demo = args.plugins.is_none() && !from_file;
+    if let Some(p) = args.plugins {
+        config.plugins_dir = p;
+    }
+    if let Some(t) = args.tick_ms {
+        config.tick_ms = t;
+    }
+    config.compile_cache = !args.no_cache;
+    if demo {
+        let written = crate::embedded::install(&config.plugins_dir)?;
+        for f in written {
+            tracing::info!(file = %f.display(), "installed shipped plugin");
+        }
+    }
+    if !config.plugins_dir.is_dir() {
+        return Err(CliError::invalid(anyhow::anyhow!(
+            "plugins folder {} does not exist",
+            config.plugins_dir.display()
+        )));
+    }
+    let duration = args
+        .duration
+        .or(demo.then_some(5.0))
+        .map(Duration::from_secs_f64);
+
+    let host = Host::start(config).await?;
+    let _watcher = host.watch()?;
+    let admin = crate::admin::serve(host.clone()).await?;
+
+    if demo {
+        for tool in host.tools().await {
+            match host.invoke_tool(&tool.name, r#"{"hello":"colony"}"#).await {
+                Ok(out) => println!("tool {} answered: {out}", tool.name),
+                Err(e) => println!("tool {} failed: {e}", tool.name),
+            }
+        }
+    }
+
+    let tick_ms = host.config().tick_ms;
+    let ticker = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            if tick_ms == 0 {
+                return;
+            }
+            let mut interval = tokio::time::interval(Duration::from_millis(tick_ms));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                interval.tick().await;
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0);
+                host.broadcast(Event::Timer(now)).await;
+            }
+        })
+    };
+
+    let stop = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted",
+            _ = term => "terminated",
+            _ = async { match duration { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => "duration reached",
+        }
+    };
+    let why = stop.await;
+    tracing::info!(reason = why, "stopping");
+    ticker.abort();
+    admin.abort();
+    let plugins = host.plugins().await;
+    let rejected = host.rejected().await;
+    host.shutdown().await;
+    let _ = std::fs::remove_file(crate::admin::socket_path(&host.config().data_dir));
+
+    println!("colony run report ({why})");
+    println!(
+        "{:<24} {:<6} {:>9} {:>7} {:>8}  last error",
+        "plugin", "kind", "delivered", "failed", "restarts"
+    );
+    for p in &plugins {
+        println!(
+            "{:<24} {:<6} {:>9} {:>7} {:>8}  {}",
+            p.info.name,
+            p.info.kind,
+            p.delivered,
+            p.failed,
+            p.restarts,
+            p.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    for r in &rejected {
+        println!("refused {}: {}", r.file.display(), r.reason);
+    }
+    Ok(())
+}

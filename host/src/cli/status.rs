@@ -1,0 +1,64 @@
+//! `colony status`: what the running host is doing, per plugin.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{CliError, CliResult};
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
+    let Some(resp) = crate::admin::call(&data_dir, "status", None, None).await? else {
+        return Err(CliError::no_host(anyhow::anyhow!(
+            "no host is running with data directory {}",
+            data_dir.display()
+        )));
+    };
+    if !resp.ok {
+        return Err(anyhow::anyhow!(resp.error.unwrap_or_default()).into());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&resp.result)?);
+        return Ok(());
+    }
+    println!(
+        "plugins folder: {}",
+        resp.result["plugins_dir"].as_str().unwrap_or("?")
+    );
+    println!(
+        "{:<24} {:<6} {:>9} {:>7} {:>8} {:>8} {:<11}  last error",
+        "plugin", "kind", "delivered", "failed", "restarts", "mailbox", "state"
+    );
+    for p in resp.result["plugins"].as_array().into_iter().flatten() {
+        let state = if p["quarantined"].as_bool() == Some(true) {
+            "quarantined"
+        } else {
+            "running"
+        };
+        println!(
+            "{:<24} {:<6} {:>9} {:>7} {:>8} {:>8} {:<11}  {}",
+            p["name"].as_str().unwrap_or("?"),
+            p["kind"].as_str().unwrap_or("?"),
+            p["delivered"],
+            p["failed"],
+            p["restarts"],
+            p["mailbox_depth"],
+            state,
+            p["last_error"].as_str().unwrap_or("-"),
+        );
+    }
+    for r in resp.result["rejected"].as_array().into_iter().flatten() {
+        println!(
+            "refused {}: {}",
+            r["file"].as_str().unwrap_or("?"),
+            r["reason"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}

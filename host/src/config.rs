@@ -1,0 +1,189 @@
+//! `colony.toml`, the operator's configuration, parsed once into a [`HostConfig`].
+//! Unknown keys are errors, and every error names the file.
+//!
+//! ```toml
+//! plugins = "plugins"          # folder to load and watch (relative to this file)
+//! tick_ms = 1000               # how often agents' on-timer fires
+//!
+//! [limits.agent]               # operator defaults; a manifest may ask for less
+//! fuel = 50_000_000
+//! deadline_ms = 100
+//!
+//! [limits.tool]
+//! memory_bytes = 134_217_728
+//!
+//! [agents.hello-agent]         # passed to the agent's init() as JSON
+//! greeting = "hi"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::limits::Limits;
+
+/// Overrides of the default limits (any subset).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    fuel: Option<u64>,
+    deadline_ms: Option<u64>,
+    memory_bytes: Option<u64>,
+    output_bytes: Option<u64>,
+    payload_bytes: Option<u64>,
+    table_elements: Option<u64>,
+}
+
+impl LimitsConfig {
+    fn apply(&self, mut l: Limits) -> Limits {
+        l.fuel = self.fuel.unwrap_or(l.fuel);
+        l.deadline_ms = self.deadline_ms.unwrap_or(l.deadline_ms);
+        l.memory_bytes = self.memory_bytes.unwrap_or(l.memory_bytes);
+        l.output_bytes = self.output_bytes.unwrap_or(l.output_bytes);
+        l.payload_bytes = self.payload_bytes.unwrap_or(l.payload_bytes);
+        l.table_elements = self.table_elements.unwrap_or(l.table_elements);
+        l
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    #[serde(default)]
+    agent: LimitsConfig,
+    #[serde(default)]
+    tool: LimitsConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    plugins: Option<PathBuf>,
+    tick_ms: Option<u64>,
+    #[serde(default)]
+    limits: LimitsSection,
+    #[serde(default)]
+    agents: BTreeMap<String, toml::Table>,
+}
+
+/// The resolved configuration a host runs with.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where the host keeps its databases, compile cache and admin socket.
+    pub data_dir: PathBuf,
+    /// The plugins folder.
+    pub plugins_dir: PathBuf,
+    /// How often agents' timers fire, in milliseconds (0: never).
+    pub tick_ms: u64,
+    /// Limits for agents (per event).
+    pub agent_limits: Limits,
+    /// Limits for tools (per call).
+    pub tool_limits: Limits,
+    /// Per-agent configuration, as the JSON text given to `init`.
+    pub agent_config: BTreeMap<String, String>,
+    /// Use the compiled-component cache.
+    pub compile_cache: bool,
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl HostConfig {
+    /// Defaults: limits from the design brief, `DATA_DIR/plugins` as the plugins folder.
+    pub fn new(data_dir: PathBuf) -> HostConfig {
+        HostConfig {
+            plugins_dir: data_dir.join("plugins"),
+            data_dir,
+            tick_ms: 1000,
+            agent_limits: Limits::agent_default(),
+            tool_limits: Limits::tool_default(),
+            agent_config: BTreeMap::new(),
+            compile_cache: true,
+        }
+    }
+
+    /// Reads `colony.toml` on top of the defaults.
+    pub fn load(path: &Path, data_dir: PathBuf) -> Result<HostConfig, ConfigError> {
+        let err = |reason: String| ConfigError {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        Self::parse(&text, path.parent().unwrap_or(Path::new(".")), data_dir).map_err(err)
+    }
+
+    /// Parses configuration text; relative paths are taken from `base`.
+    pub fn parse(text: &str, base: &Path, data_dir: PathBuf) -> Result<HostConfig, String> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))?;
+        let mut config = HostConfig::new(data_dir);
+        if let Some(p) = raw.plugins {
+            config.plugins_dir = base.join(p);
+        }
+        if let Some(t) = raw.tick_ms {
+            config.tick_ms = t;
+        }
+        config.agent_limits = raw.limits.agent.apply(config.agent_limits);
+        config.tool_limits = raw.limits.tool.apply(config.tool_limits);
+        for (name, l) in [
+            ("agent", &config.agent_limits),
+            ("tool", &config.tool_limits),
+        ] {
+            if l.fuel == 0 || l.deadline_ms == 0 || l.memory_bytes == 0 {
+                return Err(format!(
+                    "limits.{name}: fuel, deadline_ms and memory_bytes must be greater than zero"
+                ));
+            }
+        }
+        for (name, table) in raw.agents {
+            crate::manifest::validate_name(&name).map_err(|e| format!("agents.{name}: {e}"))?;
+            let json = serde_json::to_string(&table).map_err(|e| format!("agents.{name}: {e}"))?;
+            config.agent_config.insert(name, json);
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_parses_and_applies_overrides() {
+        let c = HostConfig::parse(
+            "plugins = \"p\"\ntick_ms = 50\n[limits.agent]\nfuel = 7\n[agents.hello-agent]\ngreeting = \"hi\"\n",
+            Path::new("/etc/colony"),
+            PathBuf::from("/data"),
+        )
+        .unwrap();
+        assert_eq!(c.plugins_dir, PathBuf::from("/etc/colony/p"));
+        assert_eq!(c.tick_ms, 50);
+        assert_eq!(c.agent_limits.fuel, 7);
+        assert_eq!(c.agent_limits.deadline_ms, 100);
+        assert_eq!(c.tool_limits, Limits::tool_default());
+        assert_eq!(c.agent_config["hello-agent"], r#"{"greeting":"hi"}"#);
+    }
+
+    #[test]
+    fn bad_config_is_refused_with_the_reason() {
+        for (text, want) in [
+            ("plugin = \"x\"", "unknown field"),
+            ("[limits.agent]\nfuel = -1", "invalid value"),
+            ("[limits.agent]\nfuel = 0", "greater than zero"),
+            ("[limits.robot]\nfuel = 1", "unknown field"),
+            ("[agents.Bad]\nx = 1", "agents.Bad"),
+            ("tick_ms = \"fast\"", "invalid type"),
+        ] {
+            let err = HostConfig::parse(text, Path::new("."), PathBuf::from("/d")).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! `colony:plugin/log`: guest log lines into `tracing`, tagged with the plugin's name.
+//!
+//! Limits (a guest controls both): a line is cut at 8 KiB, and at most
+//! [`LINES_PER_CALL`] lines per event or call are written; the rest are dropped, counted,
+//! and reported once at the end of the event. Never an error, never a trap.
+
+use crate::bindings::log::{Host, Level};
+use crate::output::MAX_LINE;
+use crate::store::StoreState;
+
+/// Most log lines a plugin may write in one event or call.
+pub const LINES_PER_CALL: u32 = 256;
+
+/// Per-event counters of the `log` interface.
+#[derive(Debug, Default)]
+pub struct LogBudget {
+    written: u32,
+    dropped: u32,
+}
+
+impl LogBudget {
+    /// Starts a new event.
+    pub fn reset(&mut self) {
+        self.written = 0;
+        self.dropped = 0;
+    }
+
+    /// Lines dropped in the current event.
+    pub fn dropped(&self) -> u32 {
+        self.dropped
+    }
+
+    /// Logs one warning if lines were dropped in this event.
+    pub fn report_dropped(&self, plugin: &str, call: &str) {
+        if self.dropped > 0 {
+            tracing::warn!(
+                target: "colony::guest",
+                plugin,
+                call,
+                dropped = self.dropped,
+                "log limit of {LINES_PER_CALL} lines per event exceeded; lines dropped"
+            );
+        }
+    }
+}
+
+impl Host for StoreState {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        if self.log.written >= LINES_PER_CALL {
+            self.log.dropped = self.log.dropped.saturating_add(1);
+            return Ok(());
+        }
+        self.log.written += 1;
+        let mut end = message.len().min(MAX_LINE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let text = &message[..end];
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(target: "colony::guest", plugin, "{text}"),
+            Level::Debug => tracing::debug!(target: "colony::guest", plugin, "{text}"),
+            Level::Info => tracing::info!(target: "colony::guest", plugin, "{text}"),
+            Level::Warn => tracing::warn!(target: "colony::guest", plugin, "{text}"),
+            Level::Error => tracing::error!(target: "colony::guest", plugin, "{text}"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! Colony host: loads WebAssembly agents and tools from a plugins folder and runs them under
+//! fuel, deadline, memory and output limits. See `ARCHITECTURE.md` for the map.
+
+pub mod admin;
+pub mod agent;
+pub mod bench;
+mod bindings;
+pub mod cli;
+pub mod config;
+pub mod embedded;
+pub mod engine;
+pub mod interfaces;
+pub mod limits;
+pub mod manifest;
+pub mod output;
+pub mod plugin;
+pub mod state_store;
+pub mod store;
+pub mod supervisor;
+pub mod tool;

@@ -1,0 +1,303 @@
+//! Resource limits: the operator's defaults, their resolution against what a manifest asks
+//! for, the [`GuestLimiter`] that wasmtime consults when a guest grows memory or tables, and
+//! [`LimitExceeded`], the error that names the limit which ended an event or call.
+
+use crate::manifest::{Kind, RequestedLimits};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+const MIB: u64 = 1024 * 1024;
+
+/// Limits for one event (agent) or one call (tool), after resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Fuel (roughly, wasm instructions) per event or call.
+    pub fuel: u64,
+    /// Wall-clock deadline per event or call in milliseconds, host calls included.
+    pub deadline_ms: u64,
+    /// Linear memory of the instance in bytes, all memories together.
+    pub memory_bytes: u64,
+    /// Guest stdout + stderr bytes per event or call.
+    pub output_bytes: u64,
+    /// Size of a message, tool argument or tool result in bytes.
+    pub payload_bytes: u64,
+    /// Elements across all tables of the instance.
+    pub table_elements: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::agent_default()
+    }
+}
+
+impl Limits {
+    /// Defaults for agents (per event), from the design brief.
+    pub const fn agent_default() -> Limits {
+        Limits {
+            fuel: 50_000_000,
+            deadline_ms: 100,
+            memory_bytes: 64 * MIB,
+            output_bytes: 64 * 1024,
+            payload_bytes: MIB,
+            table_elements: 100_000,
+        }
+    }
+
+    /// Defaults for tools (per call).
+    pub const fn tool_default() -> Limits {
+        Limits {
+            fuel: 200_000_000,
+            deadline_ms: 2_000,
+            memory_bytes: 128 * MIB,
+            output_bytes: 64 * 1024,
+            payload_bytes: MIB,
+            table_elements: 100_000,
+        }
+    }
+
+    /// The operator default for a kind of plugin.
+    pub const fn default_for(kind: Kind) -> Limits {
+        match kind {
+            Kind::Agent => Limits::agent_default(),
+            Kind::Tool => Limits::tool_default(),
+        }
+    }
+
+    /// The deadline as a `Duration`.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+
+    /// Applies what a manifest asks for: a plugin may lower a limit, never raise it. Returns
+    /// the resolved limits and the names of requests that were clamped (for the operator).
+    pub fn resolve(&self, asked: &RequestedLimits) -> (Limits, Vec<String>) {
+        let mut clamped = Vec::new();
+        let mut pick = |name: &str, default: u64, asked: Option<u64>| match asked {
+            Some(v) if v > default => {
+                clamped.push(format!("{name} {v} > {default}"));
+                default
+            }
+            Some(v) => v,
+            None => default,
+        };
+        let resolved = Limits {
+            fuel: pick("fuel", self.fuel, asked.fuel),
+            deadline_ms: pick("deadline_ms", self.deadline_ms, asked.deadline_ms),
+            memory_bytes: pick("memory_bytes", self.memory_bytes, asked.memory_bytes),
+            output_bytes: pick("output_bytes", self.output_bytes, asked.output_bytes),
+            payload_bytes: self.payload_bytes,
+            table_elements: self.table_elements,
+        };
+        (resolved, clamped)
+    }
+}
+
+/// The limit that ended an event or call. Returned from wasmtime callbacks as the trap's
+/// error, then recovered by downcasting, so the report names the limit rather than a
+/// generic trap.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    /// The fuel budget ran out.
+    #[error("fuel budget of {0} exhausted")]
+    Fuel(u64),
+    /// The wall-clock deadline passed.
+    #[error("deadline of {0} ms exceeded")]
+    Deadline(u64),
+    /// A memory grow beyond the memory limit.
+    #[error("memory limit of {} exceeded (asked for {})", human_bytes(*limit), human_bytes(*asked))]
+    Memory {
+        /// The limit in bytes.
+        limit: u64,
+        /// Total bytes the grow would have reached.
+        asked: u64,
+    },
+    /// A table grow beyond the element limit.
+    #[error("table limit of {0} elements exceeded")]
+    Table(u64),
+    /// Guest stdout/stderr beyond the output cap.
+    #[error("output limit of {} exceeded", human_bytes(*.0))]
+    Output(u64),
+    /// The guest's wasm stack overflowed.
+    #[error("stack limit exceeded (stack overflow)")]
+    Stack,
+    /// Arguments, a message or a result beyond the payload cap.
+    #[error("payload limit of {} exceeded ({} given)", human_bytes(*limit), human_bytes(*size))]
+    Payload {
+        /// The limit in bytes.
+        limit: u64,
+        /// The size given.
+        size: u64,
+    },
+}
+
+impl LimitExceeded {
+    /// Short name of the limit, stable for tests, metrics and the audit.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LimitExceeded::Fuel(_) => "fuel",
+            LimitExceeded::Deadline(_) => "deadline",
+            LimitExceeded::Memory { .. } => "memory",
+            LimitExceeded::Table(_) => "table",
+            LimitExceeded::Output(_) => "output",
+            LimitExceeded::Stack => "stack",
+            LimitExceeded::Payload { .. } => "payload",
+        }
+    }
+}
+
+/// Formats a byte count the way operators read it (`64 MiB`, `8 KiB`, `100 B`).
+pub fn human_bytes(n: u64) -> String {
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// Consulted by wasmtime whenever the guest creates or grows a memory or table. Memory is
+/// counted across all memories of the store, so several small memories cannot add up to
+/// more than the limit.
+#[derive(Debug)]
+pub struct GuestLimiter {
+    memory_limit: u64,
+    table_limit: u64,
+    memory_used: u64,
+    table_used: u64,
+}
+
+impl GuestLimiter {
+    /// A limiter for one store.
+    pub fn new(limits: &Limits) -> GuestLimiter {
+        GuestLimiter {
+            memory_limit: limits.memory_bytes,
+            table_limit: limits.table_elements,
+            memory_used: 0,
+            table_used: 0,
+        }
+    }
+
+    /// Bytes of linear memory the store holds now.
+    pub fn memory_used(&self) -> u64 {
+        self.memory_used
+    }
+}
+
+impl wasmtime::ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let delta = (desired as u64).saturating_sub(current as u64);
+        let total = self.memory_used.saturating_add(delta);
+        if total > self.memory_limit {
+            return Err(wasmtime::Error::new(LimitExceeded::Memory {
+                limit: self.memory_limit,
+                asked: total,
+            }));
+        }
+        self.memory_used = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let delta = (desired as u64).saturating_sub(current as u64);
+        let total = self.table_used.saturating_add(delta);
+        if total > self.table_limit {
+            return Err(wasmtime::Error::new(LimitExceeded::Table(self.table_limit)));
+        }
+        self.table_used = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        // A Rust wasip2 component has a handful of core instances; more is not a plugin.
+        32
+    }
+
+    fn tables(&self) -> usize {
+        32
+    }
+
+    fn memories(&self) -> usize {
+        8
+    }
+}
+
+impl fmt::Display for Limits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "fuel {}, deadline {} ms, memory {}, output {}",
+            self.fuel,
+            self.deadline_ms,
+            human_bytes(self.memory_bytes),
+            human_bytes(self.output_bytes)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn manifest_may_lower_but_not_raise() {
+        let asked = RequestedLimits {
+            fuel: Some(1_000),
+            deadline_ms: Some(10_000),
+            memory_bytes: None,
+            output_bytes: Some(1),
+        };
+        let (l, clamped) = Limits::agent_default().resolve(&asked);
+        assert_eq!(l.fuel, 1_000);
+        assert_eq!(l.deadline_ms, 100);
+        assert_eq!(l.memory_bytes, 64 * MIB);
+        assert_eq!(l.output_bytes, 1);
+        assert_eq!(clamped, vec!["deadline_ms 10000 > 100".to_string()]);
+    }
+
+    #[test]
+    fn limiter_counts_all_memories_together() {
+        let mut lim = GuestLimiter::new(&Limits {
+            memory_bytes: 10 * MIB,
+            ..Limits::agent_default()
+        });
+        let m = MIB as usize;
+        assert!(lim.memory_growing(0, 4 * m, None).unwrap());
+        assert!(lim.memory_growing(0, 4 * m, None).unwrap());
+        let err = lim.memory_growing(4 * m, 7 * m, None).unwrap_err();
+        let lim_err = err.downcast_ref::<LimitExceeded>().unwrap();
+        assert_eq!(lim_err.name(), "memory");
+        assert_eq!(
+            lim_err.to_string(),
+            "memory limit of 10 MiB exceeded (asked for 11 MiB)"
+        );
+        assert_eq!(lim.memory_used(), 8 * MIB);
+    }
+
+    #[test]
+    fn human_bytes_table() {
+        for (n, s) in [
+            (0, "0 B"),
+            (100, "100 B"),
+            (8192, "8 KiB"),
+            (64 * MIB, "64 MiB"),
+            (1500, "1500 B"),
+        ] {
+            assert_eq!(human_bytes(n), s);
+        }
+    }
+}

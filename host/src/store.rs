@@ -1,0 +1,234 @@
+//! [`StoreState`], the one per-store context every host interface works on, and
+//! [`guarded`], which runs one event or call under the plugin's limits and turns whatever
+//! stopped it into a [`CallError`] that names the plugin, the call and the limit.
+//!
+//! **Architecture invariant:** every entry into guest code (init, events, tool calls,
+//! snapshot/restore) goes through [`guarded`]; nothing else resets fuel or deadlines.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::interfaces::log::LogBudget;
+use crate::limits::{GuestLimiter, LimitExceeded, Limits};
+use crate::output::{OutputBudget, Stream};
+use crate::state_store::StateStore;
+
+/// Everything the host keeps per store (one store per agent instance or tool call).
+pub struct StoreState {
+    /// Name of the plugin, for logs and errors.
+    pub plugin: Arc<str>,
+    /// Limits of this plugin.
+    pub limits: Limits,
+    /// Memory and table accounting.
+    pub limiter: GuestLimiter,
+    /// Guest stdout/stderr budget.
+    pub output: OutputBudget,
+    /// `log` interface budget.
+    pub log: LogBudget,
+    /// The plugin's persistent state (agents only).
+    pub state: Option<StateStore>,
+    /// When the current event or call must end.
+    pub deadline: Instant,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Creates a store for `plugin` with WASI linked deny-by-default: no preopened directories,
+/// no environment, no arguments, no network; stdout and stderr go to the log under a cap.
+pub fn new_store(
+    engine: &Engine,
+    plugin: Arc<str>,
+    limits: Limits,
+    state: Option<StateStore>,
+) -> Store<StoreState> {
+    let output = OutputBudget::new(plugin.clone(), limits.output_bytes);
+    let wasi = WasiCtxBuilder::new()
+        .stdout(output.sink(Stream::Stdout))
+        .stderr(output.sink(Stream::Stderr))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let data = StoreState {
+        log: LogBudget::default(),
+        plugin,
+        limits,
+        limiter: GuestLimiter::new(&limits),
+        output,
+        state,
+        deadline: Instant::now(),
+        wasi,
+        table: ResourceTable::new(),
+    };
+    let mut store = Store::new(engine, data);
+    store.limiter(|s| &mut s.limiter);
+    // Checked every epoch tick while guest code runs: past the deadline the call traps;
+    // before it, the guest yields so one busy plugin never holds an executor thread.
+    store.epoch_deadline_callback(|ctx| {
+        let data = ctx.data();
+        if Instant::now() >= data.deadline {
+            Err(wasmtime::Error::new(LimitExceeded::Deadline(
+                data.limits.deadline_ms,
+            )))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
+}
+
+/// Why an event or call into a plugin failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// A limit ended it.
+    #[error("plugin \"{plugin}\": {call}: {limit}")]
+    Limit {
+        /// Plugin name.
+        plugin: Arc<str>,
+        /// The export that was running (`on-timer`, `invoke`, ...).
+        call: &'static str,
+        /// The limit.
+        limit: LimitExceeded,
+    },
+    /// The guest trapped (a panic, an abort, a bad memory access).
+    #[error("plugin \"{plugin}\": {call}: trapped: {message}")]
+    Trap {
+        /// Plugin name.
+        plugin: Arc<str>,
+        /// The export that was running.
+        call: &'static str,
+        /// What the trap was.
+        message: String,
+    },
+    /// The guest returned an error value (not a trap).
+    #[error("plugin \"{plugin}\": {call}: returned an error: {message}")]
+    Guest {
+        /// Plugin name.
+        plugin: Arc<str>,
+        /// The export that was running.
+        call: &'static str,
+        /// The guest's error.
+        message: String,
+    },
+    /// The plugin cannot take calls (quarantined, unloaded, not found).
+    #[error("plugin \"{plugin}\": {reason}")]
+    Unavailable {
+        /// Plugin name.
+        plugin: Arc<str>,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl CallError {
+    /// The limit that ended the call, if a limit did.
+    pub fn limit(&self) -> Option<&LimitExceeded> {
+        match self {
+            CallError::Limit { limit, .. } => Some(limit),
+            _ => None,
+        }
+    }
+
+    /// Whether the instance is unusable afterwards (a trap or a limit).
+    pub fn is_fatal_to_instance(&self) -> bool {
+        matches!(self, CallError::Limit { .. } | CallError::Trap { .. })
+    }
+}
+
+/// Runs `f` (one call into the guest) with a fresh fuel budget, deadline, and output and log
+/// budgets, and classifies any failure.
+pub async fn guarded<R>(
+    store: &mut Store<StoreState>,
+    call: &'static str,
+    f: impl AsyncFnOnce(&mut Store<StoreState>) -> wasmtime::Result<R>,
+) -> Result<R, CallError> {
+    let limits = store.data().limits;
+    let plugin = store.data().plugin.clone();
+    let start = Instant::now();
+    {
+        let data = store.data_mut();
+        data.deadline = start + limits.deadline();
+        data.output.reset();
+        data.log.reset();
+    }
+    let internal = |message: String| CallError::Trap {
+        plugin: plugin.clone(),
+        call,
+        message,
+    };
+    store
+        .set_fuel(limits.fuel)
+        .map_err(|e| internal(e.to_string()))?;
+    store.set_epoch_deadline(1);
+    // The epoch callback stops guest code at the deadline; this timeout also covers time
+    // spent waiting inside host calls (which the epoch cannot interrupt).
+    let outcome = tokio::time::timeout(limits.deadline(), f(store)).await;
+    let data = store.data();
+    data.output.flush(Stream::Stdout);
+    data.output.flush(Stream::Stderr);
+    data.log.report_dropped(&plugin, call);
+    match outcome {
+        Ok(Ok(r)) => Ok(r),
+        Err(_elapsed) => Err(CallError::Limit {
+            plugin,
+            call,
+            limit: LimitExceeded::Deadline(limits.deadline_ms),
+        }),
+        Ok(Err(e)) => Err(classify(e, plugin, call, &limits)),
+    }
+}
+
+fn classify(
+    e: wasmtime::Error,
+    plugin: Arc<str>,
+    call: &'static str,
+    limits: &Limits,
+) -> CallError {
+    if let Some(limit) = e.downcast_ref::<LimitExceeded>() {
+        return CallError::Limit {
+            plugin,
+            call,
+            limit: limit.clone(),
+        };
+    }
+    let limit = match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => LimitExceeded::Fuel(limits.fuel),
+        Some(Trap::StackOverflow) => LimitExceeded::Stack,
+        Some(Trap::Interrupt) => LimitExceeded::Deadline(limits.deadline_ms),
+        Some(Trap::UnreachableCodeReached) => {
+            return CallError::Trap {
+                plugin,
+                call,
+                message: "wasm `unreachable` executed (the guest panicked or aborted)".into(),
+            };
+        }
+        _ => {
+            return CallError::Trap {
+                plugin,
+                call,
+                message: format!("{e:#}")
+                    .lines()
+                    .next()
+                    .unwrap_or("unknown")
+                    .to_string(),
+            };
+        }
+    };
+    CallError::Limit {
+        plugin,
+        call,
+        limit,
+    }
+}

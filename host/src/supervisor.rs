@@ -1,0 +1,542 @@
+//! The [`Host`]: owns the runtime, the loader, the state store and the set of running
+//! plugins; keeps that set in step with the plugins folder (at start, on file events, and on
+//! request) and routes events to agents and calls to tools.
+//!
+//! **Architecture invariant:** the registry maps a plugin *name* to exactly one running
+//! build. A changed file is loaded and started beside the old build and then swapped in
+//! under the registry lock, so a caller sees either the old or the new build, never none;
+//! the old agent finishes what is already in its mailbox before it goes. One bad file is
+//! recorded as rejected and never stops the others.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{Mutex, RwLock};
+
+use crate::agent::{AgentHandle, AgentSpec, Event};
+use crate::config::HostConfig;
+use crate::engine::{EngineSettings, Runtime};
+use crate::plugin::{Linked, LoadError, LoadedPlugin, Loader, PluginInfo};
+use crate::state_store::{StateQuota, StateStore};
+use crate::store::CallError;
+use crate::tool::{ToolRunner, ToolSpec};
+
+enum Running {
+    Agent(AgentHandle),
+    Tool(ToolRunner, Box<ToolSpec>),
+}
+
+struct Entry {
+    info: PluginInfo,
+    /// blake3 of the `.wasm` and its sidecar as they were when this build was loaded.
+    key: blake3::Hash,
+    running: Running,
+}
+
+#[derive(Default)]
+struct Registry {
+    by_name: HashMap<String, Entry>,
+    rejected: BTreeMap<PathBuf, Rejected>,
+}
+
+#[derive(Debug, Clone)]
+struct Rejected {
+    digest: blake3::Hash,
+    reason: String,
+}
+
+/// What one pass over the plugins folder changed.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SyncReport {
+    /// Plugins started for the first time.
+    pub loaded: Vec<String>,
+    /// Plugins whose file changed and whose new build replaced the old.
+    pub swapped: Vec<String>,
+    /// Plugins whose file went away.
+    pub unloaded: Vec<String>,
+    /// Files refused, with the reason (`file: reason`).
+    pub rejected: Vec<String>,
+}
+
+/// One plugin as `colony plugins list` and `colony status` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    /// Static information.
+    #[serde(flatten)]
+    pub info: PluginInfo,
+    /// Agents: events delivered.
+    pub delivered: u64,
+    /// Agents: events that failed.
+    pub failed: u64,
+    /// Agents: instance re-creations.
+    pub restarts: u64,
+    /// Agents: events waiting.
+    pub mailbox_depth: usize,
+    /// Agents: quarantined.
+    pub quarantined: bool,
+    /// Agents: last failure.
+    pub last_error: Option<String>,
+}
+
+/// A file the host refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedFile {
+    /// The file.
+    pub file: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// A running Colony host.
+pub struct Host {
+    config: HostConfig,
+    loader: Arc<Loader>,
+    state: StateStore,
+    registry: RwLock<Registry>,
+    sync_lock: Mutex<()>,
+}
+
+impl Host {
+    /// Builds the engine, opens the state store, and loads every plugin in the folder.
+    pub async fn start(config: HostConfig) -> anyhow::Result<Arc<Host>> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
+        let settings = EngineSettings {
+            max_memory_bytes: config
+                .agent_limits
+                .memory_bytes
+                .max(config.tool_limits.memory_bytes),
+            ..EngineSettings::default()
+        };
+        let cache = config.compile_cache.then(|| config.data_dir.join("cache"));
+        let runtime = Arc::new(Runtime::new(&settings, cache)?);
+        let loader = Arc::new(Loader::new(
+            runtime,
+            config.agent_limits,
+            config.tool_limits,
+        )?);
+        let state =
+            StateStore::open(&config.data_dir.join("state.db"), StateQuota::default()).await?;
+        let host = Arc::new(Host {
+            config,
+            loader,
+            state,
+            registry: RwLock::new(Registry::default()),
+            sync_lock: Mutex::new(()),
+        });
+        let report = host.sync().await;
+        tracing::info!(
+            loaded = report.loaded.len(),
+            rejected = report.rejected.len(),
+            folder = %host.config.plugins_dir.display(),
+            "plugins folder loaded"
+        );
+        Ok(host)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// The loader (and through it, the runtime).
+    pub fn loader(&self) -> &Arc<Loader> {
+        &self.loader
+    }
+
+    /// Brings the running set in step with the plugins folder.
+    pub async fn sync(&self) -> SyncReport {
+        let _one_at_a_time = self.sync_lock.lock().await;
+        let mut report = SyncReport::default();
+        let files = match wasm_files(&self.config.plugins_dir) {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::error!(folder = %self.config.plugins_dir.display(), error = %e, "cannot read plugins folder");
+                return report;
+            }
+        };
+        let mut digests = HashMap::new();
+        for file in &files {
+            match std::fs::read(file) {
+                Ok(bytes) => {
+                    // The sidecar is part of what a file means: a changed sidecar reloads.
+                    let mut h = blake3::Hasher::new();
+                    h.update(&bytes);
+                    if let Ok(side) = std::fs::read(file.with_extension("toml")) {
+                        h.update(&side);
+                    }
+                    digests.insert(file.clone(), h.finalize());
+                }
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "cannot read plugin file")
+                }
+            }
+        }
+
+        // Removed files: stop their plugins; forget their rejections.
+        let gone: Vec<(String, PathBuf)> = {
+            let mut reg = self.registry.write().await;
+            reg.rejected.retain(|f, _| digests.contains_key(f));
+            reg.by_name
+                .iter()
+                .filter(|(_, e)| !digests.contains_key(&e.info.file))
+                .map(|(n, e)| (n.clone(), e.info.file.clone()))
+                .collect()
+        };
+        for (name, file) in gone {
+            if let Some(entry) = self.registry.write().await.by_name.remove(&name) {
+                stop(entry).await;
+                tracing::info!(plugin = %name, file = %file.display(), "plugin unloaded: file removed");
+                report.unloaded.push(name);
+            }
+        }
+
+        for file in files {
+            let Some(&key) = digests.get(&file) else {
+                continue;
+            };
+            let (unchanged, owner) = {
+                let reg = self.registry.read().await;
+                let running = reg
+                    .by_name
+                    .values()
+                    .find(|e| e.info.file == file)
+                    .map(|e| (e.info.name.clone(), e.key));
+                let unchanged = match &running {
+                    Some((_, k)) => *k == key,
+                    None => reg.rejected.get(&file).is_some_and(|r| r.digest == key),
+                };
+                (unchanged, running.map(|(n, _)| n))
+            };
+            if unchanged {
+                continue;
+            }
+            match self.load_and_start(&file, key, owner.as_deref()).await {
+                Ok((name, swapped)) => {
+                    self.registry.write().await.rejected.remove(&file);
+                    if swapped {
+                        report.swapped.push(name);
+                    } else {
+                        report.loaded.push(name);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("plugin refused: {e}");
+                    report.rejected.push(e.to_string());
+                    self.registry.write().await.rejected.insert(
+                        file.clone(),
+                        Rejected {
+                            digest: key,
+                            reason: e.reason.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        report
+    }
+
+    /// Loads `file`, starts it, and puts it in the registry (replacing `previous`, the name
+    /// that file ran under before, if any). Returns the name and whether it was a swap.
+    async fn load_and_start(
+        &self,
+        file: &Path,
+        key: blake3::Hash,
+        previous: Option<&str>,
+    ) -> Result<(String, bool), LoadError> {
+        let loader = self.loader.clone();
+        let path = file.to_path_buf();
+        let plugin = tokio::task::spawn_blocking(move || loader.load_file(&path))
+            .await
+            .map_err(|e| LoadError {
+                file: file.to_path_buf(),
+                reason: format!("loader task failed: {e}"),
+            })??;
+        let name = plugin.info.name.clone();
+        let err = |reason: String| LoadError {
+            file: file.to_path_buf(),
+            reason,
+        };
+        {
+            let reg = self.registry.read().await;
+            if let Some(other) = reg.by_name.get(&name)
+                && other.info.file != file
+            {
+                return Err(err(format!(
+                    "plugin name \"{name}\" is already used by {}",
+                    other.info.file.display()
+                )));
+            }
+        }
+        // A swap of an agent hands the old instance's snapshot to the new one.
+        let old_agent = {
+            let reg = self.registry.read().await;
+            previous
+                .and_then(|p| reg.by_name.get(p))
+                .and_then(|e| match &e.running {
+                    Running::Agent(h) if e.info.name == name => Some(h.clone()),
+                    _ => None,
+                })
+        };
+        let handover = match &old_agent {
+            Some(h) => Some(h.retire().await),
+            None => None,
+        };
+        let running = self
+            .start_plugin(key, plugin, handover)
+            .await
+            .map_err(|e| err(e.to_string()));
+        let running = match running {
+            Ok(r) => r,
+            Err(e) => {
+                if old_agent.is_some() {
+                    // The old build was already retired; the name is gone until a good build.
+                    if let Some(p) = previous {
+                        self.registry.write().await.by_name.remove(p);
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let mut reg = self.registry.write().await;
+        let replaced = previous.and_then(|p| reg.by_name.remove(p));
+        let swapped = replaced.is_some();
+        reg.by_name.insert(name.clone(), running);
+        drop(reg);
+        if let Some(old) = replaced
+            && old_agent.is_none()
+        {
+            stop(old).await;
+        }
+        tracing::info!(plugin = %name, file = %file.display(), swapped, "plugin started");
+        Ok((name, swapped))
+    }
+
+    async fn start_plugin(
+        &self,
+        key: blake3::Hash,
+        plugin: LoadedPlugin,
+        handover: Option<tokio::sync::oneshot::Receiver<Option<Vec<u8>>>>,
+    ) -> Result<Entry, CallError> {
+        let name = plugin.name();
+        let info = plugin.info.clone();
+        let limits = info.limits;
+        let running = match plugin.linked {
+            Linked::Agent(pre) => {
+                let config = self
+                    .config
+                    .agent_config
+                    .get(&info.name)
+                    .cloned()
+                    .unwrap_or_else(|| "{}".into());
+                let spec = AgentSpec {
+                    pre,
+                    name,
+                    limits,
+                    state: Some(self.state.clone()),
+                    config,
+                };
+                Running::Agent(AgentHandle::spawn(spec, handover).await?)
+            }
+            Linked::Tool(pre) => {
+                let runner = ToolRunner::new(pre, name, limits);
+                let spec = runner.describe().await?;
+                Running::Tool(runner, Box::new(spec))
+            }
+        };
+        Ok(Entry { info, key, running })
+    }
+
+    /// Every running plugin, by name.
+    pub async fn plugins(&self) -> Vec<PluginStatus> {
+        let reg = self.registry.read().await;
+        let mut out: Vec<PluginStatus> = reg
+            .by_name
+            .values()
+            .map(|e| {
+                let mut s = PluginStatus {
+                    info: e.info.clone(),
+                    delivered: 0,
+                    failed: 0,
+                    restarts: 0,
+                    mailbox_depth: 0,
+                    quarantined: false,
+                    last_error: None,
+                };
+                if let Running::Agent(h) = &e.running {
+                    let st = h.stats();
+                    s.delivered = st.delivered.load(Ordering::Relaxed);
+                    s.failed = st.failed.load(Ordering::Relaxed);
+                    s.restarts = st.restarts.load(Ordering::Relaxed);
+                    s.quarantined = st.quarantined.load(Ordering::Relaxed);
+                    s.mailbox_depth = h.mailbox_depth();
+                    s.last_error = st.last_error.lock().ok().and_then(|l| l.clone());
+                }
+                s
+            })
+            .collect();
+        out.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        out
+    }
+
+    /// Files in the folder that were refused, with the reason.
+    pub async fn rejected(&self) -> Vec<RejectedFile> {
+        self.registry
+            .read()
+            .await
+            .rejected
+            .iter()
+            .map(|(f, r)| RejectedFile {
+                file: f.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect()
+    }
+
+    /// The running tools and their specs.
+    pub async fn tools(&self) -> Vec<ToolSpec> {
+        let reg = self.registry.read().await;
+        let mut out: Vec<ToolSpec> = reg
+            .by_name
+            .values()
+            .filter_map(|e| match &e.running {
+                Running::Tool(_, spec) => Some((**spec).clone()),
+                Running::Agent(_) => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Calls a tool by plugin name (or by the name its spec gives).
+    pub async fn invoke_tool(&self, name: &str, args_json: &str) -> Result<String, CallError> {
+        let runner = {
+            let reg = self.registry.read().await;
+            reg.by_name
+                .values()
+                .find_map(|e| match &e.running {
+                    Running::Tool(r, spec) if e.info.name == name || spec.name == name => {
+                        Some(r.clone())
+                    }
+                    _ => None,
+                })
+                .ok_or_else(|| CallError::Unavailable {
+                    plugin: Arc::from(name),
+                    reason: "no such tool is loaded".into(),
+                })?
+        };
+        runner.invoke(args_json).await
+    }
+
+    /// Delivers an event to one agent and waits for the outcome.
+    pub async fn deliver(&self, agent: &str, event: Event) -> Result<(), CallError> {
+        let handle = self.agent(agent).await?;
+        handle.deliver(event).await
+    }
+
+    /// Queues an event for every agent without waiting (a full mailbox refuses it).
+    pub async fn broadcast(&self, event: Event) {
+        let handles: Vec<AgentHandle> = {
+            let reg = self.registry.read().await;
+            reg.by_name
+                .values()
+                .filter_map(|e| match &e.running {
+                    Running::Agent(h) => Some(h.clone()),
+                    Running::Tool(..) => None,
+                })
+                .collect()
+        };
+        for h in handles {
+            if let Err(e) = h.post(event.clone()) {
+                tracing::warn!(error = %e, "event not queued");
+            }
+        }
+    }
+
+    async fn agent(&self, name: &str) -> Result<AgentHandle, CallError> {
+        let reg = self.registry.read().await;
+        match reg.by_name.get(name).map(|e| &e.running) {
+            Some(Running::Agent(h)) => Ok(h.clone()),
+            _ => Err(CallError::Unavailable {
+                plugin: Arc::from(name),
+                reason: "no such agent is loaded".into(),
+            }),
+        }
+    }
+
+    /// Watches the plugins folder and re-syncs shortly after anything in it changes.
+    /// The returned watcher must be kept alive.
+    pub fn watch(self: &Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
+        use notify::Watcher;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if res.is_ok() {
+                    // A full channel already means "resync pending".
+                    let _ = tx.try_send(());
+                }
+            })?;
+        watcher.watch(
+            &self.config.plugins_dir,
+            notify::RecursiveMode::NonRecursive,
+        )?;
+        let host = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                // Let a burst of events (a copy in progress) settle before reading files.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                while rx.try_recv().is_ok() {}
+                let Some(host) = host.upgrade() else { break };
+                let report = host.sync().await;
+                if !(report.loaded.is_empty()
+                    && report.swapped.is_empty()
+                    && report.unloaded.is_empty()
+                    && report.rejected.is_empty())
+                {
+                    tracing::info!(?report, "plugins folder changed");
+                }
+            }
+        });
+        Ok(watcher)
+    }
+
+    /// Stops every plugin (agents finish their queued events first).
+    pub async fn shutdown(&self) {
+        let entries: Vec<Entry> = self
+            .registry
+            .write()
+            .await
+            .by_name
+            .drain()
+            .map(|(_, e)| e)
+            .collect();
+        for e in entries {
+            stop(e).await;
+        }
+    }
+}
+
+async fn stop(entry: Entry) {
+    if let Running::Agent(h) = entry.running {
+        // Waits for queued events to finish; the snapshot is not needed.
+        let _ = h.retire().await.await;
+    }
+}
+
+/// The `.wasm` files of a folder, sorted.
+fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,120 @@
+//! Tools: a fresh instance for every call, so a tool keeps nothing between calls and a call
+//! that traps leaves nothing behind. Arguments must be JSON, and arguments and result are
+//! capped at the payload limit (1 MiB by default); the call runs under the tool's fuel,
+//! deadline (host calls included), memory and output limits.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::bindings::tool::ToolPre;
+use crate::limits::{LimitExceeded, Limits};
+use crate::store::{CallError, StoreState, guarded, new_store};
+
+/// How a tool describes itself (from its `describe` export).
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolSpec {
+    /// Name agents call it by.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its arguments.
+    pub input_schema: serde_json::Value,
+    /// JSON Schema of its result, if declared.
+    pub output_schema: Option<serde_json::Value>,
+}
+
+/// A loaded tool, ready to call.
+#[derive(Clone)]
+pub struct ToolRunner {
+    pre: ToolPre<StoreState>,
+    name: Arc<str>,
+    limits: Limits,
+}
+
+impl ToolRunner {
+    /// A runner for a linked tool.
+    pub fn new(pre: ToolPre<StoreState>, name: Arc<str>, limits: Limits) -> ToolRunner {
+        ToolRunner { pre, name, limits }
+    }
+
+    /// The tool's plugin name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// Calls `describe` in a fresh instance and checks the schemas are JSON.
+    pub async fn describe(&self) -> Result<ToolSpec, CallError> {
+        let mut store = new_store(self.pre.engine(), self.name.clone(), self.limits, None);
+        let pre = &self.pre;
+        let spec = guarded(&mut store, "describe", async |s| {
+            let tool = pre.instantiate_async(&mut *s).await?;
+            tool.colony_plugin_tool_handler().call_describe(s).await
+        })
+        .await?;
+        let bad = |what: &str, e: serde_json::Error| CallError::Guest {
+            plugin: self.name.clone(),
+            call: "describe",
+            message: format!("{what} is not JSON: {e}"),
+        };
+        let input_schema =
+            serde_json::from_str(&spec.input_schema).map_err(|e| bad("input-schema", e))?;
+        let output_schema = match spec.output_schema.as_deref() {
+            Some(s) => Some(serde_json::from_str(s).map_err(|e| bad("output-schema", e))?),
+            None => None,
+        };
+        Ok(ToolSpec {
+            name: spec.name,
+            description: spec.description,
+            input_schema,
+            output_schema,
+        })
+    }
+
+    /// Calls `invoke(args_json)` in a fresh instance.
+    pub async fn invoke(&self, args_json: &str) -> Result<String, CallError> {
+        self.check_payload(args_json.len())?;
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(args_json) {
+            return Err(CallError::Guest {
+                plugin: self.name.clone(),
+                call: "invoke",
+                message: format!("arguments are not JSON: {e}"),
+            });
+        }
+        let mut store = new_store(self.pre.engine(), self.name.clone(), self.limits, None);
+        let pre = &self.pre;
+        let result = guarded(&mut store, "invoke", async |s| {
+            let tool = pre.instantiate_async(&mut *s).await?;
+            tool.colony_plugin_tool_handler()
+                .call_invoke(s, args_json)
+                .await
+        })
+        .await?;
+        match result {
+            Ok(out) => {
+                self.check_payload(out.len())?;
+                Ok(out)
+            }
+            Err(message) => Err(CallError::Guest {
+                plugin: self.name.clone(),
+                call: "invoke",
+                message,
+            }),
+        }
+    }
+
+    fn check_payload(&self, size: usize) -> Result<(), CallError> {
+        let limit = self.limits.payload_bytes;
+        if size as u64 > limit {
+            return Err(CallError::Limit {
+                plugin: self.name.clone(),
+                call: "invoke",
+                limit: LimitExceeded::Payload {
+                    limit,
+                    size: size as u64,
+                },
+            });
+        }
+        Ok(())
+    }
+}

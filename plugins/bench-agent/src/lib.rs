@@ -1,0 +1,35 @@
+//! bench-agent: the component `colony bench` runs under Colony and under raw wasmtime. Its
+//! timer handler returns at once (to measure event delivery); a message `log:N` makes it call
+//! the host's `log` N times at trace level (to measure guest→host calls).
+
+use colony_sdk::log::{Level, log};
+use colony_sdk::{Agent, Error, Manifest, Message, Timestamp};
+
+const MANIFEST: Manifest = Manifest::agent(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+    .description(env!("CARGO_PKG_DESCRIPTION"));
+
+struct BenchAgent;
+
+impl Agent for BenchAgent {
+    fn init(_config: &str) -> Result<Self, Error> {
+        Ok(BenchAgent)
+    }
+
+    fn on_message(&mut self, msg: Message) -> Result<(), Error> {
+        let n = std::str::from_utf8(&msg.payload)
+            .ok()
+            .and_then(|p| p.strip_prefix("log:"))
+            .and_then(|n| n.parse::<u32>().ok())
+            .ok_or_else(|| Error::InvalidArgument("expected log:N".into()))?;
+        for _ in 0..n {
+            log(Level::Trace, "x");
+        }
+        Ok(())
+    }
+
+    fn on_timer(&mut self, _now: Timestamp) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+colony_sdk::export_agent!(BenchAgent, manifest = MANIFEST);

@@ -1,0 +1,3 @@
+//! Colony's integration tests: one binary, one module per feature.
+
+mod guests;

@@ -1,0 +1,85 @@
+//! Support for Colony's integration tests: paths of the test guest components (built by
+//! `build.rs` from `guests/`) and producers of malformed inputs for the loader.
+
+/// Absolute paths of the test guest components. Each is a component built from
+/// `tests/guests/<name>`; what it does is in that crate's doc comment.
+pub mod guests {
+    /// Well-behaved agent: counts timer events in state `count`, embeds a `colony-manifest`
+    /// (name `good-agent`); payloads `echo`, `log:N`, `state-get:N`.
+    pub const GOOD_AGENT: &str = env!("GUEST_GOOD_AGENT");
+    /// Agent whose on-timer loops forever.
+    pub const LOOP_AGENT: &str = env!("GUEST_LOOP_AGENT");
+    /// Agent whose on-timer allocates and touches 1 MiB chunks without bound.
+    pub const MEMBOMB_AGENT: &str = env!("GUEST_MEMBOMB_AGENT");
+    /// Agent whose on-timer recurses without bound.
+    pub const STACK_AGENT: &str = env!("GUEST_STACK_AGENT");
+    /// Agent whose on-timer panics with "guest panic on purpose".
+    pub const PANIC_AGENT: &str = env!("GUEST_PANIC_AGENT");
+    /// Agent whose on-timer writes 1 KiB lines to stdout forever.
+    pub const FLOOD_AGENT: &str = env!("GUEST_FLOOD_AGENT");
+    /// Agent that also imports `colony:evil/backdoor@0.1.0`, which no Colony world offers.
+    pub const BADIMPORT_AGENT: &str = env!("GUEST_BADIMPORT_AGENT");
+    /// Tool named `good-tool`: invoke returns `{"len": N}`, N the byte length of the args.
+    pub const GOOD_TOOL: &str = env!("GUEST_GOOD_TOOL");
+    /// Tool whose invoke loops forever.
+    pub const LOOP_TOOL: &str = env!("GUEST_LOOP_TOOL");
+
+    /// Every guest as (crate name, path), for tests that go over all of them.
+    pub const ALL: &[(&str, &str)] = &[
+        ("good-agent", GOOD_AGENT),
+        ("loop-agent", LOOP_AGENT),
+        ("membomb-agent", MEMBOMB_AGENT),
+        ("stack-agent", STACK_AGENT),
+        ("panic-agent", PANIC_AGENT),
+        ("flood-agent", FLOOD_AGENT),
+        ("badimport-agent", BADIMPORT_AGENT),
+        ("good-tool", GOOD_TOOL),
+        ("loop-tool", LOOP_TOOL),
+    ];
+}
+
+/// The first 8 bytes of every component: magic, then version 0x0d and layer 1.
+pub const COMPONENT_HEADER: [u8; 8] = *b"\0asm\x0d\x00\x01\x00";
+
+/// The first 8 bytes of every core module: magic, then version 1 and layer 0.
+pub const CORE_MODULE_HEADER: [u8; 8] = *b"\0asm\x01\x00\x00\x00";
+
+/// The good-agent component, embedded at compile time so the producers below need no I/O.
+static GOOD_AGENT_BYTES: &[u8] = include_bytes!(env!("GUEST_GOOD_AGENT"));
+
+/// A valid core wasm module (not a component): one function `run: func()` that does nothing.
+/// The loader must refuse it as "not a component".
+pub fn core_module_bytes() -> Vec<u8> {
+    let mut bytes = CORE_MODULE_HEADER.to_vec();
+    bytes.extend_from_slice(&[
+        0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: one type, func () -> ()
+        0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+        0x07, 0x07, 0x01, 0x03, b'r', b'u', b'n', 0x00,
+        0x00, // export section: "run" = func 0
+        0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // code section: one body, no locals, `end`
+    ]);
+    bytes
+}
+
+/// The good-agent component cut in half: a valid header followed by a section that ends early.
+pub fn truncated_bytes() -> Vec<u8> {
+    GOOD_AGENT_BYTES[..GOOD_AGENT_BYTES.len() / 2].to_vec()
+}
+
+/// 4 KiB of deterministic pseudo-random bytes (xorshift64), different for each `seed`.
+pub fn random_bytes(seed: u64) -> Vec<u8> {
+    // xorshift has a fixed point at 0; any other start works.
+    let mut state = if seed == 0 {
+        0x9e37_79b9_7f4a_7c15
+    } else {
+        seed
+    };
+    let mut bytes = Vec::with_capacity(4096);
+    while bytes.len() < 4096 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes
+}

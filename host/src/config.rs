@@ -4,6 +4,7 @@
 //! ```toml
 //! plugins = "plugins"          # folder to load and watch (relative to this file)
 //! tick_ms = 1000               # how often agents' on-timer fires
+//! max_instances = 1000         # agents + concurrent tool calls (sizes the instance pool)
 //!
 //! [limits.agent]               # operator defaults; a manifest may ask for less
 //! fuel = 50_000_000
@@ -61,6 +62,7 @@ struct LimitsSection {
 struct RawConfig {
     plugins: Option<PathBuf>,
     tick_ms: Option<u64>,
+    max_instances: Option<u32>,
     #[serde(default)]
     limits: LimitsSection,
     #[serde(default)]
@@ -74,6 +76,8 @@ pub struct HostConfig {
     pub data_dir: PathBuf,
     /// The plugins folder.
     pub plugins_dir: PathBuf,
+    /// Whether the configuration file named the plugins folder (otherwise it is the default).
+    pub plugins_configured: bool,
     /// How often agents' timers fire, in milliseconds (0: never).
     pub tick_ms: u64,
     /// Limits for agents (per event).
@@ -84,6 +88,8 @@ pub struct HostConfig {
     pub agent_config: BTreeMap<String, String>,
     /// Use the compiled-component cache.
     pub compile_cache: bool,
+    /// Instances that may exist at once (sizes the pooling allocator).
+    pub max_instances: u32,
 }
 
 /// A configuration file that could not be used.
@@ -101,12 +107,14 @@ impl HostConfig {
     pub fn new(data_dir: PathBuf) -> HostConfig {
         HostConfig {
             plugins_dir: data_dir.join("plugins"),
+            plugins_configured: false,
             data_dir,
             tick_ms: 1000,
             agent_limits: Limits::agent_default(),
             tool_limits: Limits::tool_default(),
             agent_config: BTreeMap::new(),
             compile_cache: true,
+            max_instances: 1_000,
         }
     }
 
@@ -127,9 +135,16 @@ impl HostConfig {
         let mut config = HostConfig::new(data_dir);
         if let Some(p) = raw.plugins {
             config.plugins_dir = base.join(p);
+            config.plugins_configured = true;
         }
         if let Some(t) = raw.tick_ms {
             config.tick_ms = t;
+        }
+        if let Some(n) = raw.max_instances {
+            if n == 0 {
+                return Err("max_instances must be greater than zero".into());
+            }
+            config.max_instances = n;
         }
         config.agent_limits = raw.limits.agent.apply(config.agent_limits);
         config.tool_limits = raw.limits.tool.apply(config.tool_limits);

@@ -204,8 +204,9 @@ fn config(settings: &EngineSettings, pooling: bool) -> Config {
         let slot = usize::try_from(settings.max_memory_bytes).unwrap_or(usize::MAX);
         pool.total_component_instances(settings.max_instances)
             // A Rust wasip2 component has a few core instances, one memory and a few tables.
+            // Each memory slot reserves address space (not RAM) for guard-page bounds checks.
             .total_core_instances(settings.max_instances.saturating_mul(4))
-            .total_memories(settings.max_instances.saturating_mul(2))
+            .total_memories(settings.max_instances)
             .total_tables(settings.max_instances.saturating_mul(4))
             .total_stacks(settings.max_instances)
             .max_memory_size(slot);

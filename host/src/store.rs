@@ -214,15 +214,27 @@ fn classify(
                 message: "wasm `unreachable` executed (the guest panicked or aborted)".into(),
             };
         }
-        _ => {
+        Some(Trap::MemoryOutOfBounds) => {
             return CallError::Trap {
                 plugin,
                 call,
-                message: format!("{e:#}")
-                    .lines()
-                    .next()
-                    .unwrap_or("unknown")
-                    .to_string(),
+                message: "out of bounds memory access (in a Rust guest, often an overflow of its \
+                          shadow stack in linear memory)"
+                    .into(),
+            };
+        }
+        Some(trap) => {
+            return CallError::Trap {
+                plugin,
+                call,
+                message: trap.to_string(),
+            };
+        }
+        None => {
+            return CallError::Trap {
+                plugin,
+                call,
+                message: e.root_cause().to_string(),
             };
         }
     };

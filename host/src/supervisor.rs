@@ -5,7 +5,9 @@
 //! **Architecture invariant:** the registry maps a plugin *name* to exactly one running
 //! build. A changed file is loaded and started beside the old build and then swapped in
 //! under the registry lock, so a caller sees either the old or the new build, never none;
-//! the old agent finishes what is already in its mailbox before it goes. One bad file is
+//! if the new build cannot start, the old one keeps running. The old agent finishes what is
+//! already in its mailbox, then hands its snapshot to the new one, which takes no event
+//! before that. One bad file is
 //! recorded as rejected and never stops the others.
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,9 +19,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{Mutex, RwLock};
 
-use crate::agent::{AgentHandle, AgentSpec, Event};
+use crate::agent::{AgentHandle, AgentSpec, AgentStats, Event};
 use crate::config::HostConfig;
 use crate::engine::{EngineSettings, Runtime};
+use crate::manifest::Kind;
 use crate::plugin::{Linked, LoadError, LoadedPlugin, Loader, PluginInfo};
 use crate::state_store::{StateQuota, StateStore};
 use crate::store::CallError;
@@ -45,7 +48,8 @@ struct Registry {
 
 #[derive(Debug, Clone)]
 struct Rejected {
-    digest: blake3::Hash,
+    /// Load key (file plus sidecar) of the refused content; the same content is not retried.
+    key: blake3::Hash,
     reason: String,
 }
 
@@ -74,6 +78,8 @@ pub struct PluginStatus {
     pub failed: u64,
     /// Agents: instance re-creations.
     pub restarts: u64,
+    /// Agents: events refused because the mailbox was full.
+    pub refused: u64,
     /// Agents: events waiting.
     pub mailbox_depth: usize,
     /// Agents: quarantined.
@@ -114,6 +120,7 @@ impl Host {
                 .agent_limits
                 .memory_bytes
                 .max(config.tool_limits.memory_bytes),
+            max_instances: config.max_instances,
             ..EngineSettings::default()
         };
         let cache = config.compile_cache.then(|| config.data_dir.join("cache"));
@@ -203,22 +210,23 @@ impl Host {
             let Some(&key) = digests.get(&file) else {
                 continue;
             };
-            let (unchanged, owner) = {
-                let reg = self.registry.read().await;
+            let owner = {
+                let mut reg = self.registry.write().await;
                 let running = reg
                     .by_name
                     .values()
                     .find(|e| e.info.file == file)
                     .map(|e| (e.info.name.clone(), e.key));
-                let unchanged = match &running {
-                    Some((_, k)) => *k == key,
-                    None => reg.rejected.get(&file).is_some_and(|r| r.digest == key),
-                };
-                (unchanged, running.map(|(n, _)| n))
+                if running.as_ref().is_some_and(|(_, k)| *k == key) {
+                    // Back to the build that is running (a bad write was undone).
+                    reg.rejected.remove(&file);
+                    continue;
+                }
+                if reg.rejected.get(&file).is_some_and(|r| r.key == key) {
+                    continue;
+                }
+                running.map(|(n, _)| n)
             };
-            if unchanged {
-                continue;
-            }
             match self.load_and_start(&file, key, owner.as_deref()).await {
                 Ok((name, swapped)) => {
                     self.registry.write().await.rejected.remove(&file);
@@ -234,7 +242,7 @@ impl Host {
                     self.registry.write().await.rejected.insert(
                         file.clone(),
                         Rejected {
-                            digest: key,
+                            key,
                             reason: e.reason.clone(),
                         },
                     );
@@ -276,45 +284,52 @@ impl Host {
                 )));
             }
         }
-        // A swap of an agent hands the old instance's snapshot to the new one.
-        let old_agent = {
+        // An agent replacing an agent of the same name gets the old instance's snapshot:
+        // the new actor is started first and waits for it before taking any event.
+        let replaces_agent = {
             let reg = self.registry.read().await;
             previous
                 .and_then(|p| reg.by_name.get(p))
-                .and_then(|e| match &e.running {
-                    Running::Agent(h) if e.info.name == name => Some(h.clone()),
-                    _ => None,
-                })
+                .is_some_and(|e| matches!(e.running, Running::Agent(_)) && e.info.name == name)
         };
-        let handover = match &old_agent {
-            Some(h) => Some(h.retire().await),
-            None => None,
-        };
-        let running = self
-            .start_plugin(key, plugin, handover)
-            .await
-            .map_err(|e| err(e.to_string()));
-        let running = match running {
-            Ok(r) => r,
-            Err(e) => {
-                if old_agent.is_some() {
-                    // The old build was already retired; the name is gone until a good build.
-                    if let Some(p) = previous {
-                        self.registry.write().await.by_name.remove(p);
-                    }
-                }
-                return Err(e);
+        let (handover_tx, handover_rx) = match replaces_agent && plugin.info.kind == Kind::Agent {
+            true => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                (Some(tx), Some(rx))
             }
+            false => (None, None),
         };
-        let mut reg = self.registry.write().await;
-        let replaced = previous.and_then(|p| reg.by_name.remove(p));
+        // If the new build cannot start, the old one keeps running.
+        let running = self
+            .start_plugin(key, plugin, handover_rx)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let replaced = {
+            let mut reg = self.registry.write().await;
+            let replaced = previous.and_then(|p| reg.by_name.remove(p));
+            reg.by_name.insert(name.clone(), running);
+            replaced
+        };
         let swapped = replaced.is_some();
-        reg.by_name.insert(name.clone(), running);
-        drop(reg);
-        if let Some(old) = replaced
-            && old_agent.is_none()
-        {
-            stop(old).await;
+        if let Some(old) = replaced {
+            match (old.running, handover_tx) {
+                (Running::Agent(old), Some(tx)) => {
+                    // Events already queued for the old instance run there first; then its
+                    // snapshot goes to the new one.
+                    tokio::spawn(async move {
+                        let snapshot = old.retire().await.await.ok().flatten();
+                        let _ = tx.send(snapshot);
+                    });
+                }
+                (running, _) => {
+                    stop(Entry {
+                        info: old.info,
+                        key: old.key,
+                        running,
+                    })
+                    .await
+                }
+            }
         }
         tracing::info!(plugin = %name, file = %file.display(), swapped, "plugin started");
         Ok((name, swapped))
@@ -361,26 +376,9 @@ impl Host {
         let mut out: Vec<PluginStatus> = reg
             .by_name
             .values()
-            .map(|e| {
-                let mut s = PluginStatus {
-                    info: e.info.clone(),
-                    delivered: 0,
-                    failed: 0,
-                    restarts: 0,
-                    mailbox_depth: 0,
-                    quarantined: false,
-                    last_error: None,
-                };
-                if let Running::Agent(h) = &e.running {
-                    let st = h.stats();
-                    s.delivered = st.delivered.load(Ordering::Relaxed);
-                    s.failed = st.failed.load(Ordering::Relaxed);
-                    s.restarts = st.restarts.load(Ordering::Relaxed);
-                    s.quarantined = st.quarantined.load(Ordering::Relaxed);
-                    s.mailbox_depth = h.mailbox_depth();
-                    s.last_error = st.last_error.lock().ok().and_then(|l| l.clone());
-                }
-                s
+            .map(|e| match &e.running {
+                Running::Agent(h) => status_of(e.info.clone(), Some((h.stats(), h))),
+                Running::Tool(..) => status_of(e.info.clone(), None),
             })
             .collect();
         out.sort_by(|a, b| a.info.name.cmp(&b.info.name));
@@ -508,8 +506,9 @@ impl Host {
         Ok(watcher)
     }
 
-    /// Stops every plugin (agents finish their queued events first).
-    pub async fn shutdown(&self) {
+    /// Stops every plugin (agents finish their queued events first) and returns their final
+    /// status.
+    pub async fn shutdown(&self) -> Vec<PluginStatus> {
         let entries: Vec<Entry> = self
             .registry
             .write()
@@ -518,10 +517,45 @@ impl Host {
             .drain()
             .map(|(_, e)| e)
             .collect();
+        let mut last = Vec::new();
         for e in entries {
+            let info = e.info.clone();
+            let stats = match &e.running {
+                Running::Agent(h) => Some((h.stats().clone(), h.clone())),
+                Running::Tool(..) => None,
+            };
             stop(e).await;
+            last.push(status_of(
+                info,
+                stats.as_ref().map(|(s, h)| (s.as_ref(), h)),
+            ));
         }
+        last.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        last
     }
+}
+
+fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> PluginStatus {
+    let mut s = PluginStatus {
+        info,
+        delivered: 0,
+        failed: 0,
+        restarts: 0,
+        refused: 0,
+        mailbox_depth: 0,
+        quarantined: false,
+        last_error: None,
+    };
+    if let Some((st, h)) = agent {
+        s.delivered = st.delivered.load(Ordering::Relaxed);
+        s.failed = st.failed.load(Ordering::Relaxed);
+        s.restarts = st.restarts.load(Ordering::Relaxed);
+        s.refused = st.refused.load(Ordering::Relaxed);
+        s.quarantined = st.quarantined.load(Ordering::Relaxed);
+        s.mailbox_depth = h.mailbox_depth();
+        s.last_error = st.last_error.lock().ok().and_then(|l| l.clone());
+    }
+    s
 }
 
 async fn stop(entry: Entry) {

@@ -83,3 +83,84 @@ pub fn random_bytes(seed: u64) -> Vec<u8> {
     }
     bytes
 }
+
+/// A host on a fresh temporary data directory and plugins folder, for one test.
+pub struct TestHost {
+    /// Holds the data directory (`data/`) and the plugins folder (`plugins/`).
+    pub dir: tempfile::TempDir,
+    /// The running host.
+    pub host: std::sync::Arc<colony_host::supervisor::Host>,
+}
+
+/// A configuration on `root`: data in `root/data`, plugins in `root/plugins` (created), no
+/// timer ticks (tests deliver events themselves), a small instance pool.
+pub fn test_config(root: &std::path::Path) -> colony_host::config::HostConfig {
+    let mut config = colony_host::config::HostConfig::new(root.join("data"));
+    config.plugins_dir = root.join("plugins");
+    config.tick_ms = 0;
+    config.max_instances = 64;
+    if let Err(e) = std::fs::create_dir_all(&config.plugins_dir) {
+        panic!("cannot create {}: {e}", config.plugins_dir.display());
+    }
+    config
+}
+
+/// Copies a guest component into a plugins folder as `file_name`.
+pub fn install(plugins_dir: &std::path::Path, guest: &str, file_name: &str) -> std::path::PathBuf {
+    let to = plugins_dir.join(file_name);
+    if let Err(e) = std::fs::copy(guest, &to) {
+        panic!("cannot copy {guest} to {}: {e}", to.display());
+    }
+    to
+}
+
+impl TestHost {
+    /// Starts a host whose plugins folder holds `guests` (path, file name), after `tweak`
+    /// has adjusted the configuration.
+    pub async fn start_with(
+        guests: &[(&str, &str)],
+        tweak: impl FnOnce(&mut colony_host::config::HostConfig),
+    ) -> TestHost {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let mut config = test_config(dir.path());
+        for (guest, name) in guests {
+            install(&config.plugins_dir, guest, name);
+        }
+        tweak(&mut config);
+        let host = colony_host::supervisor::Host::start(config)
+            .await
+            .unwrap_or_else(|e| panic!("host start: {e:#}"));
+        TestHost { dir, host }
+    }
+
+    /// Starts a host with default test configuration.
+    pub async fn start(guests: &[(&str, &str)]) -> TestHost {
+        Self::start_with(guests, |_| {}).await
+    }
+
+    /// The plugins folder.
+    pub fn plugins_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// A timer event at `now`.
+    pub fn timer(now: u64) -> colony_host::agent::Event {
+        colony_host::agent::Event::Timer(now)
+    }
+
+    /// Waits (up to 20 s) until `check` holds, re-checking every 25 ms; for effects of file
+    /// watching, which arrive on their own schedule. Panics with `what` on timeout.
+    pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !check().await {
+            if std::time::Instant::now() > deadline {
+                panic!("timed out waiting for: {what}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+}

@@ -32,19 +32,11 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs, data_dir: PathBuf) -> CliResult {
-    let (mut config, from_file) = match &args.config {
-        Some(path) => {
-            let text_has_plugins = std::fs::read_to_string(path)
-                .map(|t| t.contains("plugins"))
-                .unwrap_or(false);
-            (
-                HostConfig::load(path, data_dir.clone()).map_err(CliError::invalid)?,
-                text_has_plugins,
-            )
-        }
-        None => (HostConfig::new(data_dir.clone()), false),
+    let mut config = match &args.config {
+        Some(path) => HostConfig::load(path, data_dir.clone()).map_err(CliError::invalid)?,
+        None => HostConfig::new(data_dir.clone()),
     };
-    let demo = args.plugins.is_none() && !from_file;
+    let demo = args.plugins.is_none() && !config.plugins_configured;
     if let Some(p) = args.plugins {
         config.plugins_dir = p;
     }
@@ -123,9 +115,9 @@ pub async fn run(args: RunArgs, data_dir: PathBuf) -> CliResult {
     tracing::info!(reason = why, "stopping");
     ticker.abort();
     admin.abort();
-    let plugins = host.plugins().await;
     let rejected = host.rejected().await;
-    host.shutdown().await;
+    // After shutdown, so the events agents finished while stopping are counted.
+    let plugins = host.shutdown().await;
     let _ = std::fs::remove_file(crate::admin::socket_path(&host.config().data_dir));
 
     println!("colony run report ({why})");

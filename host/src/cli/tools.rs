@@ -87,9 +87,7 @@ pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf) -> CliResult {
                         .into_iter()
                         .find(|r| **r.name() == *name)
                         .ok_or_else(|| {
-                            CliError::invalid(anyhow::anyhow!(
-                                "no tool named {name:?} in the plugins folder"
-                            ))
+                            anyhow::anyhow!("no tool named {name:?} in the plugins folder")
                         })?;
                     runner.invoke(&args).await?
                 }

@@ -7,6 +7,7 @@ wit_bindgen::generate!({ path: "../../../wit", world: "agent" });
 struct Agent;
 
 const CHUNK: usize = 1 << 20;
+const PAGE: usize = 64 * 1024;
 
 impl Guest for Agent {
     fn init(_config: String) -> Result<(), Error> {
@@ -26,14 +27,20 @@ impl Guest for Agent {
     }
 
     fn on_timer(_now: Timestamp) -> Result<(), Error> {
-        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        // Grow linear memory 1 MiB (16 pages) at a time and touch each new MiB, without
+        // bound: the host's memory limit must stop this, not the fuel budget.
         loop {
-            let mut chunk = vec![0u8; CHUNK];
-            // Write every page so the memory is really committed, not just reserved.
-            for page in chunk.chunks_mut(4096) {
-                page[0] = 1;
+            let old_pages = core::arch::wasm32::memory_grow(0, CHUNK / PAGE);
+            if old_pages == usize::MAX {
+                // The host refused the grow without trapping: keep asking.
+                continue;
             }
-            chunks.push(std::hint::black_box(chunk));
+            let base = old_pages * PAGE;
+            for offset in (0..CHUNK).step_by(PAGE) {
+                // SAFETY: the bytes were just added to linear memory by memory.grow and
+                // nothing else owns them.
+                unsafe { std::ptr::write_volatile((base + offset) as *mut u8, 1) };
+            }
         }
     }
 

@@ -2,21 +2,26 @@
 
 use exports::colony::plugin::handler::{Error, Guest, MarketEvent, Message, OrderEvent, Timestamp};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 wit_bindgen::generate!({ path: "../../../wit", world: "agent" });
 
 struct Agent;
 
 /// Recurses forever with a 1 KiB frame; black_box keeps it from becoming a loop.
+/// Read through an atomic so the compiler cannot see the recursion end; unlike
+/// `black_box`, this keeps every value in wasm locals, so the recursion grows the engine's
+/// native wasm stack (the host's stack limit) rather than Rust's shadow stack in linear memory.
+static NEVER: AtomicU64 = AtomicU64::new(u64::MAX);
+
 #[inline(never)]
-fn recurse(depth: u64) -> u64 {
-    let mut frame = [0u8; 1024];
-    frame[(depth % 1024) as usize] = depth as u8;
-    std::hint::black_box(&mut frame);
-    // Never true, but the compiler cannot know: keeps the recursion conditional (no lint).
-    if std::hint::black_box(depth) == u64::MAX {
-        return 0;
+fn recurse(a: u64, b: u64, c: u64, d: u64) -> u64 {
+    if a == NEVER.load(Ordering::Relaxed) {
+        return b;
     }
-    recurse(depth + 1).wrapping_add(u64::from(frame[0]))
+    let r = recurse(a + 1, b ^ a, c.wrapping_mul(3), d.wrapping_add(c));
+    // Not associative, so LLVM cannot turn the recursion into a loop with an accumulator.
+    r.rotate_left((a & 31) as u32).wrapping_sub(b) ^ c.wrapping_sub(d)
 }
 
 impl Guest for Agent {
@@ -37,7 +42,7 @@ impl Guest for Agent {
     }
 
     fn on_timer(_now: Timestamp) -> Result<(), Error> {
-        std::hint::black_box(recurse(0));
+        std::hint::black_box(recurse(0, 1, 2, 3));
         Ok(())
     }
 

@@ -1,0 +1,26 @@
+# Colony recipes. `just --list` shows them.
+
+# Run the main job: the 5-second demo of the shipped plugins.
+demo:
+    cargo run --release -- run
+
+# Run the whole test suite.
+test:
+    cargo test --workspace
+
+# Measure Colony against raw wasmtime and print the ratios.
+bench:
+    cargo run --release -- bench
+
+# Build the shipped plugins (plugins/) for wasm32-wasip2 into target/wasm.
+plugins:
+    cd plugins && cargo build --release --target wasm32-wasip2 --target-dir ../target/wasm
+
+# Check formatting and clippy lints.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# What CI runs.
+ci:
+    bash .ci/run

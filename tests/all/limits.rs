@@ -1,0 +1,216 @@
+//! Hostile guests: each is contained with an error naming the limit it hit, and the host
+//! keeps serving a well-behaved agent and tool in the same run.
+
+use colony_host::store::CallError;
+use colony_tests::{TestHost, guests};
+
+/// Every hostile agent and tool beside a good agent and a good tool in one host.
+async fn zoo() -> TestHost {
+    TestHost::start(&[
+        (guests::GOOD_AGENT, "good-agent.wasm"),
+        (guests::LOOP_AGENT, "loop-agent.wasm"),
+        (guests::MEMBOMB_AGENT, "membomb-agent.wasm"),
+        (guests::STACK_AGENT, "stack-agent.wasm"),
+        (guests::PANIC_AGENT, "panic-agent.wasm"),
+        (guests::FLOOD_AGENT, "flood-agent.wasm"),
+        (guests::GOOD_TOOL, "good-tool.wasm"),
+        (guests::LOOP_TOOL, "loop-tool.wasm"),
+    ])
+    .await
+}
+
+fn limit_of(r: Result<(), CallError>) -> String {
+    match r {
+        Err(e) => match e.limit() {
+            Some(l) => {
+                assert!(e.to_string().contains(&l.to_string()), "{e}");
+                l.name().to_string()
+            }
+            None => panic!("expected a limit, got: {e}"),
+        },
+        Ok(()) => panic!("expected a limit, the event succeeded"),
+    }
+}
+
+async fn assert_good_still_serves(t: &TestHost, now: u64) {
+    t.host
+        .deliver("good-agent", TestHost::timer(now))
+        .await
+        .unwrap_or_else(|e| panic!("good agent stopped working: {e}"));
+    let out = t.host.invoke_tool("good-tool", r#"{"a":1}"#).await.unwrap();
+    assert_eq!(out, r#"{"len": 7}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_agents_are_contained_and_name_their_limit() {
+    let t = zoo().await;
+    assert!(
+        t.host.rejected().await.is_empty(),
+        "{:?}",
+        t.host.rejected().await
+    );
+
+    let cases = [
+        ("loop-agent", "fuel"),
+        ("membomb-agent", "memory"),
+        ("stack-agent", "stack"),
+        ("flood-agent", "output"),
+    ];
+    for (i, (agent, limit)) in cases.iter().enumerate() {
+        let got = limit_of(t.host.deliver(agent, TestHost::timer(1)).await);
+        assert_eq!(&got, limit, "{agent}");
+        assert_good_still_serves(&t, i as u64).await;
+    }
+
+    let err = t
+        .host
+        .deliver("panic-agent", TestHost::timer(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Trap { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("plugin \"panic-agent\": on-timer: trapped:"),
+        "{msg}"
+    );
+    assert!(msg.contains("unreachable"), "{msg}");
+    assert_good_still_serves(&t, 10).await;
+
+    // The trapped agents were re-instantiated for their next event.
+    let again = limit_of(t.host.deliver("membomb-agent", TestHost::timer(2)).await);
+    assert_eq!(again, "memory");
+    let status = t.host.plugins().await;
+    let membomb = status
+        .iter()
+        .find(|p| p.info.name == "membomb-agent")
+        .unwrap();
+    assert_eq!(membomb.failed, 2);
+    assert!(membomb.restarts >= 1, "restarts {}", membomb.restarts);
+    let good = status.iter().find(|p| p.info.name == "good-agent").unwrap();
+    assert_eq!((good.delivered, good.failed), (5, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_loop_under_ample_fuel_hits_the_deadline() {
+    let t = TestHost::start_with(
+        &[
+            (guests::LOOP_AGENT, "loop-agent.wasm"),
+            (guests::GOOD_AGENT, "good-agent.wasm"),
+        ],
+        |c| {
+            c.agent_limits.fuel = u64::MAX / 4;
+            c.agent_limits.deadline_ms = 50;
+        },
+    )
+    .await;
+    let err = t
+        .host
+        .deliver("loop-agent", TestHost::timer(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.limit().map(|l| l.name()), Some("deadline"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "plugin \"loop-agent\": on-timer: deadline of 50 ms exceeded"
+    );
+    t.host
+        .deliver("good-agent", TestHost::timer(2))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_agents_do_not_block_other_agents() {
+    // Two agents spin for their whole deadline, as many as there are executor threads;
+    // the good agent's events still complete meanwhile, because guests yield to the
+    // executor at every epoch tick.
+    let t = TestHost::start_with(
+        &[
+            (guests::LOOP_AGENT, "loop-a.wasm"),
+            (guests::LOOP_AGENT, "loop-b.wasm"),
+            (guests::GOOD_AGENT, "good-agent.wasm"),
+        ],
+        |c| {
+            c.agent_limits.fuel = u64::MAX / 4;
+            c.agent_limits.deadline_ms = 2_000;
+        },
+    )
+    .await;
+    let spinners: Vec<_> = ["loop-a", "loop-b"]
+        .into_iter()
+        .map(|name| {
+            let host = t.host.clone();
+            tokio::spawn(async move { host.deliver(name, TestHost::timer(1)).await })
+        })
+        .collect();
+    for i in 0..20 {
+        t.host
+            .deliver("good-agent", TestHost::timer(i))
+            .await
+            .unwrap();
+    }
+    assert!(
+        spinners.iter().all(|s| !s.is_finished()),
+        "a spinning agent finished before the good agent's 20 events: the good agent was blocked"
+    );
+    for s in spinners {
+        let err = s.await.unwrap().unwrap_err();
+        assert_eq!(err.limit().map(|l| l.name()), Some("deadline"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_tool_is_contained() {
+    let t = zoo().await;
+    let err = t.host.invoke_tool("loop-tool", "{}").await.unwrap_err();
+    assert_eq!(err.limit().map(|l| l.name()), Some("fuel"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("plugin \"loop-tool\": invoke: fuel budget of 200000000 exhausted"),
+        "{err}"
+    );
+    assert_good_still_serves(&t, 1).await;
+
+    let big = format!("\"{}\"", "x".repeat(2 * 1024 * 1024));
+    let err = t.host.invoke_tool("good-tool", &big).await.unwrap_err();
+    assert_eq!(err.limit().map(|l| l.name()), Some("payload"), "{err}");
+    let err = t
+        .host
+        .invoke_tool("good-tool", "not json")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("arguments are not JSON"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_keeps_trapping_is_quarantined() {
+    let t = TestHost::start(&[
+        (guests::PANIC_AGENT, "panic-agent.wasm"),
+        (guests::GOOD_AGENT, "good-agent.wasm"),
+    ])
+    .await;
+    for i in 0..colony_host::agent::MAX_CONSECUTIVE_FAILURES {
+        let err = t
+            .host
+            .deliver("panic-agent", TestHost::timer(i.into()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::Trap { .. }), "{err}");
+    }
+    let err = t
+        .host
+        .deliver("panic-agent", TestHost::timer(9))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("quarantined"), "{err}");
+    let status = t.host.plugins().await;
+    assert!(
+        status
+            .iter()
+            .any(|p| p.info.name == "panic-agent" && p.quarantined)
+    );
+    t.host
+        .deliver("good-agent", TestHost::timer(1))
+        .await
+        .unwrap();
+}

@@ -139,6 +139,11 @@ impl AgentInstance {
         self.guest_result("restore", r)
     }
 
+    /// Log lines the last event wrote past the `log` interface's per-event cap (dropped).
+    pub fn log_dropped(&self) -> u32 {
+        self.store.data().log.dropped()
+    }
+
     /// Fuel the last event used.
     pub fn fuel_used(&self) -> u64 {
         let budget = self.store.data().limits.fuel;
@@ -191,6 +196,8 @@ pub struct AgentStats {
     pub restarts: AtomicU64,
     /// Events refused because the mailbox was full.
     pub refused: AtomicU64,
+    /// Log lines dropped over the per-event cap.
+    pub log_dropped: AtomicU64,
     /// Whether the agent is quarantined.
     pub quarantined: AtomicBool,
     /// The last failure, for the operator.
@@ -397,7 +404,11 @@ async fn deliver_one(
             reason: "no instance".into(),
         });
     };
-    match inst.deliver(event).await {
+    let result = inst.deliver(event).await;
+    stats
+        .log_dropped
+        .fetch_add(inst.log_dropped().into(), Ordering::Relaxed);
+    match result {
         Ok(()) => {
             *failures_in_a_row = 0;
             stats.delivered.fetch_add(1, Ordering::Relaxed);

@@ -80,6 +80,8 @@ pub struct PluginStatus {
     pub restarts: u64,
     /// Agents: events refused because the mailbox was full.
     pub refused: u64,
+    /// Agents: log lines dropped over the per-event cap.
+    pub log_dropped: u64,
     /// Agents: events waiting.
     pub mailbox_depth: usize,
     /// Agents: quarantined.
@@ -542,6 +544,7 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
         failed: 0,
         restarts: 0,
         refused: 0,
+        log_dropped: 0,
         mailbox_depth: 0,
         quarantined: false,
         last_error: None,
@@ -551,6 +554,7 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
         s.failed = st.failed.load(Ordering::Relaxed);
         s.restarts = st.restarts.load(Ordering::Relaxed);
         s.refused = st.refused.load(Ordering::Relaxed);
+        s.log_dropped = st.log_dropped.load(Ordering::Relaxed);
         s.quarantined = st.quarantined.load(Ordering::Relaxed);
         s.mailbox_depth = h.mailbox_depth();
         s.last_error = st.last_error.lock().ok().and_then(|l| l.clone());

@@ -214,3 +214,55 @@ async fn an_agent_that_keeps_trapping_is_quarantined() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasi_is_deny_by_default() {
+    // (Checked to fail when the host's WASI context inherits the environment.)
+    let t = TestHost::start(&[(guests::WASI_PROBE_AGENT, "wasi-probe-agent.wasm")]).await;
+    let plugins = t.host.plugins().await;
+    assert!(
+        plugins[0]
+            .info
+            .imports
+            .iter()
+            .any(|i| i.starts_with("wasi:sockets/tcp")),
+        "the probe must import sockets to be a real test: {:?}",
+        plugins[0].info.imports
+    );
+    t.host
+        .deliver("wasi-probe-agent", TestHost::timer(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_flood_is_capped_per_event_and_counted() {
+    use colony_host::agent::{Event, Message};
+    use colony_host::interfaces::log::LINES_PER_CALL;
+    let t = TestHost::start(&[(guests::GOOD_AGENT, "good-agent.wasm")]).await;
+    let flood = |n: u32| {
+        Event::Message(Message {
+            id: "1".into(),
+            subject: "test".into(),
+            sender: "test".into(),
+            correlation_id: None,
+            reply_to: None,
+            timestamp: 0,
+            headers: Vec::new(),
+            payload: format!("log:{n}").into_bytes(),
+        })
+    };
+    // Logging is not an error: the event succeeds, the excess is dropped and counted.
+    t.host.deliver("good-agent", flood(1_000)).await.unwrap();
+    let status = t.host.plugins().await;
+    assert_eq!(status[0].log_dropped, u64::from(1_000 - LINES_PER_CALL));
+    // The cap is per event: the next event may log again.
+    t.host
+        .deliver("good-agent", flood(LINES_PER_CALL))
+        .await
+        .unwrap();
+    assert_eq!(
+        t.host.plugins().await[0].log_dropped,
+        u64::from(1_000 - LINES_PER_CALL)
+    );
+}

@@ -23,6 +23,9 @@ pub mod guests {
     pub const GOOD_TOOL: &str = env!("GUEST_GOOD_TOOL");
     /// Tool whose invoke loops forever.
     pub const LOOP_TOOL: &str = env!("GUEST_LOOP_TOOL");
+    /// Agent whose on-timer probes WASI for environment, files, stdin and network, and
+    /// returns `error::denied` listing whatever it could reach.
+    pub const WASI_PROBE_AGENT: &str = env!("GUEST_WASI_PROBE_AGENT");
 
     /// Every guest as (crate name, path), for tests that go over all of them.
     pub const ALL: &[(&str, &str)] = &[
@@ -35,6 +38,7 @@ pub mod guests {
         ("badimport-agent", BADIMPORT_AGENT),
         ("good-tool", GOOD_TOOL),
         ("loop-tool", LOOP_TOOL),
+        ("wasi-probe-agent", WASI_PROBE_AGENT),
     ];
 }
 

@@ -30,9 +30,12 @@ pub struct Request {
     /// Plugin or tool name, for operations that take one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// JSON arguments as text, for `invoke`.
+    /// JSON arguments as text, for `invoke`; the capability for `grant`/`revoke`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<String>,
+    /// Who asks (recorded in the audit for grant changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// A response from the admin endpoint.
@@ -131,6 +134,37 @@ async fn handle(host: &Host, req: Request) -> Response {
             })))
         }
         "tools" => json(serde_json::to_value(host.tools().await)),
+        "grants" => json(serde_json::to_value(host.grants().await)),
+        "grant" | "revoke" | "approve" => {
+            let actor = format!("admin:{}", req.actor.as_deref().unwrap_or("unknown"));
+            let Some(plugin) = req.name else {
+                return failure(format!("{} needs a plugin name", req.op));
+            };
+            let result = match (req.op.as_str(), req.args) {
+                ("grant", Some(cap)) => host
+                    .grant(&plugin, &cap, &actor)
+                    .await
+                    .map(|()| serde_json::Value::Null),
+                ("revoke", Some(cap)) => host
+                    .revoke(&plugin, &cap, &actor)
+                    .await
+                    .map(|()| serde_json::Value::Null),
+                ("approve", _) => host
+                    .approve(&plugin, &actor)
+                    .await
+                    .map(serde_json::Value::String),
+                (op, None) => return failure(format!("{op} needs a capability")),
+                (op, _) => return failure(format!("unknown op {op:?}")),
+            };
+            match result {
+                Ok(result) => Response {
+                    ok: true,
+                    result,
+                    error: None,
+                },
+                Err(e) => failure(e.to_string()),
+            }
+        }
         "sync" => json(serde_json::to_value(host.sync().await)),
         "invoke" => {
             let (Some(name), Some(args)) = (req.name, req.args) else {
@@ -174,6 +208,7 @@ pub async fn call(
         op: op.into(),
         name,
         args,
+        actor: std::env::var("USER").ok(),
     };
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_vec(&req)?;

@@ -17,6 +17,7 @@ use wasmtime::Store;
 
 use crate::bindings::agent::{Agent, AgentPre};
 use crate::bindings::types as wit;
+use crate::policy::Policy;
 use crate::state_store::StateStore;
 use crate::store::{CallError, StoreState, guarded, new_store};
 
@@ -77,9 +78,10 @@ impl AgentInstance {
         plugin: Arc<str>,
         limits: crate::limits::Limits,
         state: Option<StateStore>,
+        policy: Arc<Policy>,
         config: &str,
     ) -> Result<AgentInstance, CallError> {
-        let mut store = new_store(pre.engine(), plugin, limits, state);
+        let mut store = new_store(pre.engine(), plugin, limits, state, policy);
         let bindings = guarded(&mut store, "instantiate", async |s| {
             pre.instantiate_async(s).await
         })
@@ -137,6 +139,13 @@ impl AgentInstance {
         })
         .await?;
         self.guest_result("restore", r)
+    }
+
+    /// Whether the policy's filesystem/environment grants changed since this instance was
+    /// made (its preopens and environment would outlive the change).
+    pub fn wasi_stale(&self) -> bool {
+        let data = self.store.data();
+        data.wasi_generation != data.policy.wasi_generation()
     }
 
     /// Log lines the last event wrote past the `log` interface's per-event cap (dropped).
@@ -227,6 +236,8 @@ pub struct AgentSpec {
     pub limits: crate::limits::Limits,
     /// Persistent state.
     pub state: Option<StateStore>,
+    /// Grants in force.
+    pub policy: Arc<Policy>,
     /// Operator configuration passed to `init`.
     pub config: String,
 }
@@ -244,6 +255,7 @@ impl AgentHandle {
             spec.name.clone(),
             spec.limits,
             spec.state.clone(),
+            spec.policy.clone(),
             &spec.config,
         )
         .await?;
@@ -378,12 +390,19 @@ async fn deliver_one(
             ),
         });
     }
+    if current.as_ref().is_some_and(AgentInstance::wasi_stale) {
+        // A filesystem or environment grant changed: open handles and copied variables
+        // must not outlive it, so the instance ends here and a new one gets the new grants.
+        tracing::info!(plugin = %spec.name, "filesystem/environment grants changed; instance restarted");
+        *current = None;
+    }
     if current.is_none() {
         match AgentInstance::start(
             &spec.pre,
             spec.name.clone(),
             spec.limits,
             spec.state.clone(),
+            spec.policy.clone(),
             &spec.config,
         )
         .await

@@ -23,6 +23,7 @@ use crate::bindings::{log, state, types};
 use crate::engine::{EngineSettings, Runtime};
 use crate::limits::Limits;
 use crate::plugin::{Linked, Loader};
+use crate::policy::Policy;
 use crate::store::{guarded, new_store};
 
 /// One measured quantity.
@@ -167,6 +168,7 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
     Agent::add_to_linker::<RawState, HasSelf<RawState>>(&mut raw_linker, |s| s)?;
     let raw_pre = AgentPre::new(raw_linker.instantiate_pre(&plugin.component)?)?;
 
+    let policy = Arc::new(Policy::deny_all(Arc::from(name.as_str())));
     let n = opts.iterations;
     let mut out = Vec::new();
 
@@ -175,7 +177,13 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
     for _ in 0..opts.rounds {
         let t = Instant::now();
         for _ in 0..n {
-            let mut store = new_store(engine, Arc::from(name.as_str()), limits, None);
+            let mut store = new_store(
+                engine,
+                Arc::from(name.as_str()),
+                limits,
+                None,
+                policy.clone(),
+            );
             let pre = &colony_pre;
             guarded(&mut store, "instantiate", async |s| {
                 pre.instantiate_async(s).await
@@ -194,10 +202,16 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
     out.push(measurement("instantiate", c, r, 1.5));
 
     // 2. Event delivery: on-timer, which the bench agent answers at once.
-    let mut colony =
-        AgentInstance::start(&colony_pre, Arc::from(name.as_str()), limits, None, "{}")
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut colony = AgentInstance::start(
+        &colony_pre,
+        Arc::from(name.as_str()),
+        limits,
+        None,
+        policy.clone(),
+        "{}",
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut raw_store = raw_store(engine);
     let raw = raw_pre.instantiate_async(&mut raw_store).await?;
     raw.colony_plugin_handler()

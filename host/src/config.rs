@@ -15,6 +15,13 @@
 //!
 //! [agents.hello-agent]         # passed to the agent's init() as JSON
 //! greeting = "hi"
+//!
+//! [grants.hello-agent]         # capabilities granted to a plugin (see caps.rs)
+//! capabilities = ["fs.read:/srv/data", "env:API_REGION"]
+//! digest = "…"                 # optional: pin to this build (blake3 hex)
+//!
+//! [audit]
+//! sample_allows = 100          # write 1 in 100 of the sampled allows (0: none)
 //! ```
 
 use std::collections::BTreeMap;
@@ -57,6 +64,25 @@ struct LimitsSection {
     tool: LimitsConfig,
 }
 
+/// Grants for one plugin in `colony.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigGrant {
+    /// Capability strings to grant.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// The build (blake3 hex) the grants are pinned to; without it, the build present when
+    /// the host first loads the plugin is approved.
+    pub digest: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    /// Write 1 in N sampled allows (0: none, 1: all).
+    sample_allows: Option<u64>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -67,6 +93,10 @@ struct RawConfig {
     limits: LimitsSection,
     #[serde(default)]
     agents: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    grants: BTreeMap<String, ConfigGrant>,
+    #[serde(default)]
+    audit: AuditSection,
 }
 
 /// The resolved configuration a host runs with.
@@ -90,6 +120,15 @@ pub struct HostConfig {
     pub compile_cache: bool,
     /// Instances that may exist at once (sizes the pooling allocator).
     pub max_instances: u32,
+    /// Audit database URL (`sqlite://…` or `postgres://…`); default `DATA_DIR/audit.db`.
+    pub audit_db: Option<String>,
+    /// Write 1 in N of the allows the audit samples (0: none, 1: all).
+    pub audit_sample_allows: u64,
+    /// Grants from the configuration file, by plugin name.
+    pub grants: BTreeMap<String, ConfigGrant>,
+    /// Development mode: a plugin's requested capabilities are granted when it is first seen
+    /// or changes. Never for production; the host warns at start.
+    pub trust_on_first_use: bool,
 }
 
 /// A configuration file that could not be used.
@@ -115,6 +154,10 @@ impl HostConfig {
             agent_config: BTreeMap::new(),
             compile_cache: true,
             max_instances: 1_000,
+            audit_db: None,
+            audit_sample_allows: 100,
+            grants: BTreeMap::new(),
+            trust_on_first_use: false,
         }
     }
 
@@ -158,6 +201,24 @@ impl HostConfig {
                 ));
             }
         }
+        if let Some(n) = raw.audit.sample_allows {
+            config.audit_sample_allows = n;
+        }
+        for (name, grant) in raw.grants {
+            crate::manifest::validate_name(&name).map_err(|e| format!("grants.{name}: {e}"))?;
+            for cap in &grant.capabilities {
+                cap.parse::<crate::caps::Capability>()
+                    .map_err(|e| format!("grants.{name}: {e}"))?;
+            }
+            if let Some(d) = &grant.digest
+                && (d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(format!(
+                    "grants.{name}.digest: {d:?} is not a blake3 hex digest"
+                ));
+            }
+            config.grants.insert(name, grant);
+        }
         for (name, table) in raw.agents {
             crate::manifest::validate_name(&name).map_err(|e| format!("agents.{name}: {e}"))?;
             let json = serde_json::to_string(&table).map_err(|e| format!("agents.{name}: {e}"))?;
@@ -195,6 +256,11 @@ mod tests {
             ("[limits.agent]\nfuel = 0", "greater than zero"),
             ("[limits.robot]\nfuel = 1", "unknown field"),
             ("[agents.Bad]\nx = 1", "agents.Bad"),
+            (
+                "[grants.p]\ncapabilities = [\"fs.read:relative\"]",
+                "grants.p",
+            ),
+            ("[grants.p]\ndigest = \"abc\"", "not a blake3 hex digest"),
             ("tick_ms = \"fast\"", "invalid type"),
         ] {
             let err = HostConfig::parse(text, Path::new("."), PathBuf::from("/d")).unwrap_err();

@@ -3,17 +3,21 @@
 
 pub mod admin;
 pub mod agent;
+pub mod audit;
 pub mod bench;
 mod bindings;
+pub mod caps;
 pub mod cli;
 pub mod config;
 pub mod embedded;
 pub mod engine;
+pub mod grants;
 pub mod interfaces;
 pub mod limits;
 pub mod manifest;
 pub mod output;
 pub mod plugin;
+pub mod policy;
 pub mod state_store;
 pub mod store;
 pub mod supervisor;

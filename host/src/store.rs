@@ -11,9 +11,11 @@ use std::time::Instant;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::caps::Request;
 use crate::interfaces::log::LogBudget;
 use crate::limits::{GuestLimiter, LimitExceeded, Limits};
 use crate::output::{OutputBudget, Stream};
+use crate::policy::Policy;
 use crate::state_store::StateStore;
 
 /// Everything the host keeps per store (one store per agent instance or tool call).
@@ -32,6 +34,10 @@ pub struct StoreState {
     pub state: Option<StateStore>,
     /// When the current event or call must end.
     pub deadline: Instant,
+    /// The plugin's grants; every capability use is checked here.
+    pub policy: Arc<Policy>,
+    /// The policy's WASI generation when this store's preopens and environment were made.
+    pub wasi_generation: u64,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -45,23 +51,30 @@ impl WasiView for StoreState {
     }
 }
 
-/// Creates a store for `plugin` with WASI linked deny-by-default: no preopened directories,
-/// no environment, no arguments, no network; stdout and stderr go to the log under a cap.
+/// Creates a store for `plugin` with WASI linked deny-by-default: no arguments, no network,
+/// and only the directories (cap-std preopens at the same path) and environment variables
+/// the policy grants; stdout and stderr go to the log under a cap.
 pub fn new_store(
     engine: &Engine,
     plugin: Arc<str>,
     limits: Limits,
     state: Option<StateStore>,
+    policy: Arc<Policy>,
 ) -> Store<StoreState> {
     let output = OutputBudget::new(plugin.clone(), limits.output_bytes);
-    let wasi = WasiCtxBuilder::new()
+    let mut builder = WasiCtxBuilder::new();
+    builder
         .stdout(output.sink(Stream::Stdout))
         .stderr(output.sink(Stream::Stderr))
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build();
+        .allow_ip_name_lookup(false);
+    let wasi_generation = policy.wasi_generation();
+    grant_wasi(&mut builder, &policy);
+    let wasi = builder.build();
     let data = StoreState {
+        policy,
+        wasi_generation,
         log: LogBudget::default(),
         plugin,
         limits,
@@ -87,6 +100,43 @@ pub fn new_store(
         }
     });
     store
+}
+
+/// Adds the granted directories and environment variables to a WASI context, auditing each.
+fn grant_wasi(builder: &mut WasiCtxBuilder, policy: &Policy) {
+    use wasmtime_wasi::FsPerms;
+    let grants = policy.grants();
+    for fs in grants.fs_dirs() {
+        let dir = fs.dir.as_str();
+        let req = match fs.writable {
+            true => Request::FsWrite { path: dir },
+            false => Request::FsRead { path: dir },
+        };
+        // Audited as an allow (the filesystem is always audited).
+        if policy.check(&req).is_err() {
+            continue;
+        }
+        let perms = match fs.writable {
+            true => FsPerms::ReadWrite,
+            false => FsPerms::ReadOnly,
+        };
+        if let Err(e) = builder.preopened_dir(dir, dir, perms) {
+            tracing::warn!(plugin = %policy.plugin(), dir, error = %e, "granted directory cannot be opened");
+        }
+    }
+    for name in grants.env_names() {
+        if policy.check(&Request::Env { name }).is_err() {
+            continue;
+        }
+        match std::env::var(name) {
+            Ok(value) => {
+                builder.env(name, value);
+            }
+            Err(_) => {
+                tracing::warn!(plugin = %policy.plugin(), name, "granted environment variable is not set on the host")
+            }
+        }
+    }
 }
 
 /// Why an event or call into a plugin failed.

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::bindings::tool::ToolPre;
 use crate::limits::{LimitExceeded, Limits};
+use crate::policy::Policy;
 use crate::store::{CallError, StoreState, guarded, new_store};
 
 /// How a tool describes itself (from its `describe` export).
@@ -30,12 +31,23 @@ pub struct ToolRunner {
     pre: ToolPre<StoreState>,
     name: Arc<str>,
     limits: Limits,
+    policy: Arc<Policy>,
 }
 
 impl ToolRunner {
     /// A runner for a linked tool.
-    pub fn new(pre: ToolPre<StoreState>, name: Arc<str>, limits: Limits) -> ToolRunner {
-        ToolRunner { pre, name, limits }
+    pub fn new(
+        pre: ToolPre<StoreState>,
+        name: Arc<str>,
+        limits: Limits,
+        policy: Arc<Policy>,
+    ) -> ToolRunner {
+        ToolRunner {
+            pre,
+            name,
+            limits,
+            policy,
+        }
     }
 
     /// The tool's plugin name.
@@ -45,7 +57,13 @@ impl ToolRunner {
 
     /// Calls `describe` in a fresh instance and checks the schemas are JSON.
     pub async fn describe(&self) -> Result<ToolSpec, CallError> {
-        let mut store = new_store(self.pre.engine(), self.name.clone(), self.limits, None);
+        let mut store = new_store(
+            self.pre.engine(),
+            self.name.clone(),
+            self.limits,
+            None,
+            self.policy.clone(),
+        );
         let pre = &self.pre;
         let spec = guarded(&mut store, "describe", async |s| {
             let tool = pre.instantiate_async(&mut *s).await?;
@@ -81,7 +99,13 @@ impl ToolRunner {
                 message: format!("arguments are not JSON: {e}"),
             });
         }
-        let mut store = new_store(self.pre.engine(), self.name.clone(), self.limits, None);
+        let mut store = new_store(
+            self.pre.engine(),
+            self.name.clone(),
+            self.limits,
+            None,
+            self.policy.clone(),
+        );
         let pre = &self.pre;
         let result = guarded(&mut store, "invoke", async |s| {
             let tool = pre.instantiate_async(&mut *s).await?;

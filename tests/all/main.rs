@@ -1,6 +1,8 @@
 //! Colony's integration tests: one binary, one module per feature.
 
+mod audit;
 mod cli;
+mod grants;
 mod guests;
 mod hot_reload;
 mod limits;

@@ -26,6 +26,9 @@ pub mod guests {
     /// Agent whose on-timer probes WASI for environment, files, stdin and network, and
     /// returns `error::denied` listing whatever it could reach.
     pub const WASI_PROBE_AGENT: &str = env!("GUEST_WASI_PROBE_AGENT");
+    /// Agent that reads/writes files and reads environment variables on command
+    /// (`read:PATH`, `write:PATH:TEXT`, `env:NAME` as a message payload).
+    pub const CAPS_AGENT: &str = env!("GUEST_CAPS_AGENT");
 
     /// Every guest as (crate name, path), for tests that go over all of them.
     pub const ALL: &[(&str, &str)] = &[
@@ -39,6 +42,7 @@ pub mod guests {
         ("good-tool", GOOD_TOOL),
         ("loop-tool", LOOP_TOOL),
         ("wasi-probe-agent", WASI_PROBE_AGENT),
+        ("caps-agent", CAPS_AGENT),
     ];
 }
 

@@ -4,7 +4,9 @@
 //! Exit codes: 0 success; 1 failure; 2 usage error; 3 invalid input (a plugin file, a
 //! manifest or a configuration was refused); 4 no running host where one is needed.
 
+mod audit;
 mod bench;
+mod grants;
 mod new;
 mod plugins;
 mod run;
@@ -59,6 +61,9 @@ pub struct Cli {
     /// Data directory: databases, compile cache, admin socket and token.
     #[arg(long, global = true, env = "COLONY_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Audit database: `sqlite://PATH` or `postgres://…` (default: DATA_DIR/audit.db).
+    #[arg(long, global = true, env = "COLONY_AUDIT_DB")]
+    audit_db: Option<String>,
     /// Log format.
     #[arg(
         long,
@@ -88,6 +93,11 @@ enum Command {
     /// List or call tools.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// List, grant, revoke and approve capabilities.
+    #[command(subcommand)]
+    Grants(grants::GrantsCommand),
+    /// Show the audit trail, or verify its hash chain.
+    Audit(audit::AuditArgs),
     /// Show the running host's plugins, mailboxes and failures.
     Status(status::StatusArgs),
     /// Scaffold a new plugin crate.
@@ -114,7 +124,9 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Run(args) => run::run(args, data_dir).await,
+            Command::Run(args) => run::run(args, data_dir, cli.audit_db).await,
+            Command::Grants(cmd) => grants::grants(cmd, data_dir, cli.audit_db).await,
+            Command::Audit(args) => audit::audit(args, data_dir, cli.audit_db).await,
             Command::Plugins(cmd) => plugins::plugins(cmd, data_dir).await,
             Command::Tools(cmd) => tools::tools(cmd, data_dir).await,
             Command::Status(args) => status::status(args, data_dir).await,

@@ -29,9 +29,12 @@ pub struct RunArgs {
     /// Do not use the compiled-component cache.
     #[arg(long)]
     no_cache: bool,
+    /// Development only: grant every new or changed plugin what its manifest requests.
+    #[arg(long)]
+    trust_on_first_use: bool,
 }
 
-pub async fn run(args: RunArgs, data_dir: PathBuf) -> CliResult {
+pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> CliResult {
     let mut config = match &args.config {
         Some(path) => HostConfig::load(path, data_dir.clone()).map_err(CliError::invalid)?,
         None => HostConfig::new(data_dir.clone()),
@@ -44,6 +47,10 @@ pub async fn run(args: RunArgs, data_dir: PathBuf) -> CliResult {
         config.tick_ms = t;
     }
     config.compile_cache = !args.no_cache;
+    config.trust_on_first_use = args.trust_on_first_use;
+    if audit_db.is_some() {
+        config.audit_db = audit_db;
+    }
     if demo {
         let written = crate::embedded::install(&config.plugins_dir)?;
         for f in written {

@@ -8,7 +8,9 @@ use clap::Subcommand;
 use super::{CliError, CliResult};
 use crate::manifest::Kind;
 use crate::plugin::Linked;
+use crate::policy::Policy;
 use crate::tool::{ToolRunner, ToolSpec};
+use std::sync::Arc;
 
 #[derive(Debug, Subcommand)]
 pub enum ToolsCommand {
@@ -117,7 +119,10 @@ fn offline_tools(
                 let name = plugin.name();
                 let limits = plugin.info.limits;
                 if let Linked::Tool(pre) = plugin.linked {
-                    out.push(ToolRunner::new(pre, name, limits));
+                    // Offline calls get no grants: nothing is granted without a running host's
+                    // policy and audit.
+                    let policy = Arc::new(Policy::deny_all(name.clone()));
+                    out.push(ToolRunner::new(pre, name, limits, policy));
                 }
             }
             Ok(_) => {}

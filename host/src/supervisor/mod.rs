@@ -19,11 +19,17 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{Mutex, RwLock};
 
+mod grants;
+pub use grants::{GrantError, GrantListing, load_book as load_grant_book};
+
 use crate::agent::{AgentHandle, AgentSpec, AgentStats, Event};
+use crate::audit::AuditStore;
 use crate::config::HostConfig;
 use crate::engine::{EngineSettings, Runtime};
+use crate::grants::GrantBook;
 use crate::manifest::Kind;
 use crate::plugin::{Linked, LoadError, LoadedPlugin, Loader, PluginInfo};
+use crate::policy::Policy;
 use crate::state_store::{StateQuota, StateStore};
 use crate::store::CallError;
 use crate::tool::{ToolRunner, ToolSpec};
@@ -35,6 +41,8 @@ enum Running {
 
 struct Entry {
     info: PluginInfo,
+    /// The grants in force for this build.
+    policy: Arc<Policy>,
     /// blake3 of the `.wasm` and its sidecar as they were when this build was loaded.
     key: blake3::Hash,
     running: Running,
@@ -104,6 +112,8 @@ pub struct Host {
     config: HostConfig,
     loader: Arc<Loader>,
     state: StateStore,
+    audit: AuditStore,
+    book: Mutex<GrantBook>,
     registry: RwLock<Registry>,
     sync_lock: Mutex<()>,
 }
@@ -134,10 +144,23 @@ impl Host {
         )?);
         let state =
             StateStore::open(&config.data_dir.join("state.db"), StateQuota::default()).await?;
+        let audit = match &config.audit_db {
+            Some(url) => AuditStore::open(url).await?,
+            None => AuditStore::open_sqlite(&AuditStore::default_path(&config.data_dir)).await?,
+        };
+        let book = grants::load_book(&audit).await?;
+        if config.trust_on_first_use {
+            tracing::warn!(
+                "TRUST ON FIRST USE IS ON: every new or changed plugin is granted what it requests. \
+                 Development only."
+            );
+        }
         let host = Arc::new(Host {
             config,
             loader,
             state,
+            audit,
+            book: Mutex::new(book),
             registry: RwLock::new(Registry::default()),
             sync_lock: Mutex::new(()),
         });
@@ -154,6 +177,11 @@ impl Host {
     /// The configuration in force.
     pub fn config(&self) -> &HostConfig {
         &self.config
+    }
+
+    /// The audit store.
+    pub fn audit(&self) -> &AuditStore {
+        &self.audit
     }
 
     /// The loader (and through it, the runtime).
@@ -326,6 +354,7 @@ impl Host {
                 (running, _) => {
                     stop(Entry {
                         info: old.info,
+                        policy: old.policy,
                         key: old.key,
                         running,
                     })
@@ -346,6 +375,7 @@ impl Host {
         let name = plugin.name();
         let info = plugin.info.clone();
         let limits = info.limits;
+        let policy = self.policy_for(&info).await;
         let running = match plugin.linked {
             Linked::Agent(pre) => {
                 let config = self
@@ -359,17 +389,23 @@ impl Host {
                     name,
                     limits,
                     state: Some(self.state.clone()),
+                    policy: policy.clone(),
                     config,
                 };
                 Running::Agent(AgentHandle::spawn(spec, handover).await?)
             }
             Linked::Tool(pre) => {
-                let runner = ToolRunner::new(pre, name, limits);
+                let runner = ToolRunner::new(pre, name, limits, policy.clone());
                 let spec = runner.describe().await?;
                 Running::Tool(runner, Box::new(spec))
             }
         };
-        Ok(Entry { info, key, running })
+        Ok(Entry {
+            info,
+            policy,
+            key,
+            running,
+        })
     }
 
     /// Every running plugin, by name.

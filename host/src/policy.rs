@@ -1,0 +1,182 @@
+//! [`Policy`]: one loaded plugin's grants in force, checked before any I/O on every
+//! capability use, with the decision audited.
+//!
+//! Host interfaces call [`Policy::check`] with a [`Request`]; a deny becomes
+//! `error::denied("needs CAP")` for the guest and is always audited; allows are audited
+//! always for orders, tool registration, HTTP and the filesystem, and 1 in
+//! `sample_allows` for the rest. WASI capabilities (`fs.*`, `env:*`) are decided when an
+//! instance is created, because WASI resolves paths and reads the environment inside the
+//! guest: a granted directory becomes a cap-std preopen, a granted variable is copied into
+//! the instance's environment, and a revocation ends the instance (see
+//! [`Policy::wasi_generation`]).
+//!
+//! The grant set is swapped whole behind a lock (`Arc<GrantSet>`), so a revocation takes
+//! effect on the very next check, and the check itself allocates nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::audit::{AuditRecord, AuditWriter, Decision as AuditDecision};
+use crate::caps::{Decision, GrantSet, Request};
+
+/// The grants in force for one loaded build of a plugin, and where decisions go.
+pub struct Policy {
+    plugin: Arc<str>,
+    digest: String,
+    grants: RwLock<Arc<GrantSet>>,
+    wasi_generation: AtomicU64,
+    audit: Option<AuditWriter>,
+    sample_allows: u64,
+    allow_counter: AtomicU64,
+}
+
+impl Policy {
+    /// A policy for `plugin` (build `digest`) with `grants`, auditing to `audit`. Sampled
+    /// allows are written 1 in `sample_allows` (0: never).
+    pub fn new(
+        plugin: Arc<str>,
+        digest: String,
+        grants: GrantSet,
+        audit: Option<AuditWriter>,
+        sample_allows: u64,
+    ) -> Policy {
+        Policy {
+            plugin,
+            digest,
+            grants: RwLock::new(Arc::new(grants)),
+            wasi_generation: AtomicU64::new(0),
+            audit,
+            sample_allows,
+            allow_counter: AtomicU64::new(0),
+        }
+    }
+
+    /// A policy that grants nothing and audits nothing (tools inspected offline, benchmarks).
+    pub fn deny_all(plugin: Arc<str>) -> Policy {
+        Policy::new(plugin, String::new(), GrantSet::default(), None, 0)
+    }
+
+    /// The plugin's name.
+    pub fn plugin(&self) -> &Arc<str> {
+        &self.plugin
+    }
+
+    /// The grant set in force now.
+    pub fn grants(&self) -> Arc<GrantSet> {
+        match self.grants.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the grant set. When the filesystem or environment grants change, the WASI
+    /// generation moves on so running instances are ended before their next event.
+    pub fn replace(&self, grants: GrantSet) {
+        let mut slot = match self.grants.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let wasi_changed =
+            slot.fs_dirs() != grants.fs_dirs() || !slot.env_names().eq(grants.env_names());
+        *slot = Arc::new(grants);
+        if wasi_changed {
+            self.wasi_generation.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Changes whenever the filesystem or environment grants change: an instance created
+    /// under another generation must not run again.
+    pub fn wasi_generation(&self) -> u64 {
+        self.wasi_generation.load(Ordering::SeqCst)
+    }
+
+    /// Checks one capability use and audits the decision. `Err` holds the text for
+    /// `error::denied` (naming the capability that would allow it).
+    pub fn check(&self, req: &Request<'_>) -> Result<(), String> {
+        let decision = {
+            let guard = match self.grants.read() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            guard.check(req)
+        };
+        match decision {
+            Decision::Allowed => {
+                if self.audit_allow(req) {
+                    self.record(&req.to_string(), AuditDecision::Allow, "");
+                }
+                Ok(())
+            }
+            Decision::Denied { needs } => {
+                self.record(&needs, AuditDecision::Deny, "");
+                Err(format!("needs {needs}"))
+            }
+            Decision::Invalid { reason } => {
+                self.record(&req.to_string(), AuditDecision::Deny, &reason);
+                Err(format!("invalid request: {reason}"))
+            }
+        }
+    }
+
+    /// Records a decision made outside [`Policy::check`] (instance creation, load).
+    pub fn record(&self, capability: &str, decision: AuditDecision, detail: &str) {
+        if let Some(audit) = &self.audit {
+            let rec = AuditRecord::decision(&self.plugin, &self.digest, capability, decision);
+            audit.record(if detail.is_empty() {
+                rec
+            } else {
+                rec.with_detail(detail)
+            });
+        }
+    }
+
+    /// Whether this allow is written: always for the kinds the audit must keep whole,
+    /// otherwise 1 in `sample_allows`.
+    fn audit_allow(&self, req: &Request<'_>) -> bool {
+        if self.audit.is_none() {
+            return false;
+        }
+        match req {
+            Request::PlaceOrder { .. }
+            | Request::CancelOrder { .. }
+            | Request::RegisterTool
+            | Request::Http { .. }
+            | Request::FsRead { .. }
+            | Request::FsWrite { .. } => true,
+            _ => {
+                self.sample_allows != 0
+                    && self
+                        .allow_counter
+                        .fetch_add(1, Ordering::Relaxed)
+                        .is_multiple_of(self.sample_allows)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocation_applies_to_the_next_check_and_fs_changes_move_the_generation() {
+        let grants = GrantSet::new([
+            "messaging.publish:a.>".parse().unwrap(),
+            "fs.read:/data".parse().unwrap(),
+        ]);
+        let policy = Policy::new("p".into(), "d".into(), grants, None, 0);
+        let publish = Request::Publish { subject: "a.b" };
+        assert!(policy.check(&publish).is_ok());
+        let g0 = policy.wasi_generation();
+
+        policy.replace(GrantSet::new(["fs.read:/data".parse().unwrap()]));
+        assert_eq!(
+            policy.check(&publish),
+            Err("needs messaging.publish:a.b".into())
+        );
+        assert_eq!(policy.wasi_generation(), g0, "fs grants did not change");
+
+        policy.replace(GrantSet::default());
+        assert_eq!(policy.wasi_generation(), g0 + 1);
+    }
+}

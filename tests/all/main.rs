@@ -1,6 +1,7 @@
 //! Colony's integration tests: one binary, one module per feature.
 
 mod audit;
+mod audit_cli;
 mod cli;
 mod grants;
 mod guests;

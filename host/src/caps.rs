@@ -428,7 +428,52 @@ fn symbol_pattern(s: &str) -> Result<SymbolPattern, String> {
 }
 
 /// Validates a subject (`wildcards == false`) or subject pattern. Allocates only on error.
+/// The next `.`-separated token of `s` from `*pos`, advancing `*pos` past it; `None` when
+/// the subject is used up. A plain byte loop: subjects are short, and this is on the path of
+/// every publish.
+#[inline]
+fn next_token<'a>(s: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
+    if *pos > s.len() {
+        return None;
+    }
+    let start = *pos;
+    let mut end = start;
+    while end < s.len() && s[end] != b'.' {
+        end += 1;
+    }
+    *pos = end + 1;
+    Some(&s[start..end])
+}
+
+/// Whether `s` is a valid subject (or pattern, with `wildcards`), without building messages.
+#[inline]
+fn subject_is_valid(s: &str, wildcards: bool) -> bool {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > MAX_SUBJECT_LEN {
+        return false;
+    }
+    let (mut pos, mut n) = (0, 0);
+    while let Some(tok) = next_token(b, &mut pos) {
+        n += 1;
+        let ok = match tok {
+            [] => false,
+            b"*" => wildcards,
+            b">" => wildcards && pos > b.len(),
+            _ => tok
+                .iter()
+                .all(|&c| matches!(c, b'!'..=b'~') && c != b'*' && c != b'>'),
+        };
+        if !ok || n > MAX_SUBJECT_TOKENS {
+            return false;
+        }
+    }
+    true
+}
+
 fn check_subject(s: &str, wildcards: bool) -> Result<(), String> {
+    if subject_is_valid(s, wildcards) {
+        return Ok(());
+    }
     let what = if wildcards {
         "subject pattern"
     } else {
@@ -463,6 +508,10 @@ fn check_subject(s: &str, wildcards: bool) -> Result<(), String> {
                 ));
             }
             "*" | ">" => {}
+            // Bytes first (the hot path: every publish is checked); decode only to report.
+            _ if tok
+                .bytes()
+                .all(|b| matches!(b, b'!'..=b'~') && b != b'*' && b != b'>') => {}
             _ => {
                 if let Some((i, c)) = tok
                     .char_indices()
@@ -989,26 +1038,27 @@ impl Subject {
     /// Whether this pattern matches every subject that `request` (a valid subject or subject
     /// pattern) matches. For a concrete subject that is ordinary matching.
     fn covers(&self, request: &str) -> bool {
-        let mut req = request.split('.');
+        let req = request.as_bytes();
+        let mut pos = 0;
         for g in self.0.iter() {
-            match (g, req.next()) {
+            match (g, next_token(req, &mut pos)) {
                 (Token::Tail, r) => return r.is_some(),
                 (_, None) => return false,
                 // A request `>` can be longer than one token; only a grant `>` covers that.
                 (Token::One, Some(r)) => {
-                    if r == ">" {
+                    if r == b">" {
                         return false;
                     }
                 }
                 // Literals never contain '*' or '>', so a wildcard request token fails here.
                 (Token::Literal(l), Some(r)) => {
-                    if **l != *r {
+                    if l.as_bytes() != r {
                         return false;
                     }
                 }
             }
         }
-        req.next().is_none()
+        next_token(req, &mut pos).is_none()
     }
 }
 

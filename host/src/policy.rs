@@ -24,6 +24,7 @@ pub struct Policy {
     plugin: Arc<str>,
     digest: String,
     grants: RwLock<Arc<GrantSet>>,
+    generation: AtomicU64,
     wasi_generation: AtomicU64,
     audit: Option<AuditWriter>,
     sample_allows: u64,
@@ -44,6 +45,7 @@ impl Policy {
             plugin,
             digest,
             grants: RwLock::new(Arc::new(grants)),
+            generation: AtomicU64::new(0),
             wasi_generation: AtomicU64::new(0),
             audit,
             sample_allows,
@@ -79,9 +81,15 @@ impl Policy {
         let wasi_changed =
             slot.fs_dirs() != grants.fs_dirs() || !slot.env_names().eq(grants.env_names());
         *slot = Arc::new(grants);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if wasi_changed {
             self.wasi_generation.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// Changes whenever the grants change (a [`CheckCache`] from before is void).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Changes whenever the filesystem or environment grants change: an instance created
@@ -136,21 +144,90 @@ impl Policy {
         if self.audit.is_none() {
             return false;
         }
-        match req {
-            Request::PlaceOrder { .. }
+        always_audited(req)
+            || (self.sample_allows != 0
+                && self
+                    .allow_counter
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(self.sample_allows))
+    }
+}
+
+/// Kinds whose every allow is audited (and which are therefore never served from a cache).
+fn always_audited(req: &Request<'_>) -> bool {
+    matches!(
+        req,
+        Request::PlaceOrder { .. }
             | Request::CancelOrder { .. }
             | Request::RegisterTool
             | Request::Http { .. }
             | Request::FsRead { .. }
-            | Request::FsWrite { .. } => true,
-            _ => {
-                self.sample_allows != 0
-                    && self
-                        .allow_counter
-                        .fetch_add(1, Ordering::Relaxed)
-                        .is_multiple_of(self.sample_allows)
-            }
+            | Request::FsWrite { .. }
+    )
+}
+
+/// Slots in a [`CheckCache`].
+const CACHE_SLOTS: usize = 4;
+
+/// A per-store memo of recent allowed requests, so the repeated publishes and reads of an
+/// agent's hot loop cost a generation load and a short byte comparison instead of a full
+/// pattern match. Only sampled kinds are cached (orders, HTTP and the filesystem are always
+/// checked and audited in full); a grant change moves the policy's generation and voids it.
+/// A miss allocates once, to remember the request; a hit allocates nothing.
+#[derive(Debug, Default)]
+pub struct CheckCache {
+    generation: u64,
+    slots: [Option<(u8, Box<str>)>; CACHE_SLOTS],
+    next: usize,
+    allows: u64,
+}
+
+impl CheckCache {
+    /// [`Policy::check`], answered from the cache when the same request was allowed under
+    /// the same grants.
+    pub fn check(&mut self, policy: &Policy, req: &Request<'_>) -> Result<(), String> {
+        let Some((kind, key)) = cache_key(req) else {
+            return policy.check(req);
+        };
+        let generation = policy.generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.slots = Default::default();
         }
+        if self
+            .slots
+            .iter()
+            .flatten()
+            .any(|(k, s)| *k == kind && &**s == key)
+        {
+            self.allows += 1;
+            if policy.audit.is_some()
+                && policy.sample_allows != 0
+                && self.allows.is_multiple_of(policy.sample_allows)
+            {
+                policy.record(&req.to_string(), AuditDecision::Allow, "");
+            }
+            return Ok(());
+        }
+        policy.check(req)?;
+        self.slots[self.next] = Some((kind, Box::from(key)));
+        self.next = (self.next + 1) % CACHE_SLOTS;
+        Ok(())
+    }
+}
+
+fn cache_key<'a>(req: &Request<'a>) -> Option<(u8, &'a str)> {
+    if always_audited(req) {
+        return None;
+    }
+    match *req {
+        Request::Publish { subject } => Some((0, subject)),
+        Request::Subscribe { subject } => Some((1, subject)),
+        Request::Request { subject } => Some((2, subject)),
+        Request::MarketRead { symbol } => Some((3, symbol)),
+        Request::CallTool { name } => Some((4, name)),
+        Request::Env { name } => Some((5, name)),
+        _ => None,
     }
 }
 
@@ -178,5 +255,45 @@ mod tests {
 
         policy.replace(GrantSet::default());
         assert_eq!(policy.wasi_generation(), g0 + 1);
+    }
+
+    #[test]
+    fn the_cache_answers_repeats_and_forgets_on_any_grant_change() {
+        let policy = Policy::new(
+            "p".into(),
+            "d".into(),
+            GrantSet::new(["messaging.publish:a.>".parse().unwrap()]),
+            None,
+            0,
+        );
+        let mut cache = CheckCache::default();
+        let publish = Request::Publish { subject: "a.b" };
+        for _ in 0..3 {
+            assert!(cache.check(&policy, &publish).is_ok());
+        }
+        assert!(cache.slots.iter().flatten().count() == 1);
+        // Denies are never cached, and a revocation voids the cache at once.
+        assert!(
+            cache
+                .check(&policy, &Request::Publish { subject: "b" })
+                .is_err()
+        );
+        policy.replace(GrantSet::default());
+        assert_eq!(
+            cache.check(&policy, &publish),
+            Err("needs messaging.publish:a.b".into())
+        );
+        // Invalid requests are not cached either.
+        policy.replace(GrantSet::new(["messaging.publish:>".parse().unwrap()]));
+        assert!(
+            cache
+                .check(&policy, &Request::Publish { subject: "a..b" })
+                .is_err()
+        );
+        assert!(
+            cache
+                .check(&policy, &Request::Publish { subject: "a..b" })
+                .is_err()
+        );
     }
 }

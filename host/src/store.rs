@@ -15,7 +15,7 @@ use crate::caps::Request;
 use crate::interfaces::log::LogBudget;
 use crate::limits::{GuestLimiter, LimitExceeded, Limits};
 use crate::output::{OutputBudget, Stream};
-use crate::policy::Policy;
+use crate::policy::{CheckCache, Policy};
 use crate::state_store::StateStore;
 
 /// Everything the host keeps per store (one store per agent instance or tool call).
@@ -38,8 +38,18 @@ pub struct StoreState {
     pub policy: Arc<Policy>,
     /// The policy's WASI generation when this store's preopens and environment were made.
     pub wasi_generation: u64,
+    /// Recent allowed requests of this store.
+    pub checks: CheckCache,
     wasi: WasiCtx,
     table: ResourceTable,
+}
+
+impl StoreState {
+    /// Checks one capability use before any I/O (see [`Policy::check`]); `Err` is the text
+    /// for `error::denied`.
+    pub fn check(&mut self, req: &Request<'_>) -> Result<(), String> {
+        self.checks.check(&self.policy, req)
+    }
 }
 
 impl WasiView for StoreState {
@@ -75,6 +85,7 @@ pub fn new_store(
     let data = StoreState {
         policy,
         wasi_generation,
+        checks: CheckCache::default(),
         log: LogBudget::default(),
         plugin,
         limits,

@@ -59,7 +59,11 @@ pub async fn bench(args: BenchArgs) -> CliResult {
         "{:<30} {:>12.0} records/s (SQLite, acknowledged; target >= 50000) {}",
         "audit store append",
         audit_rate,
-        if audit_rate >= 50_000.0 { "ok" } else { "UNDER" }
+        if audit_rate >= 50_000.0 {
+            "ok"
+        } else {
+            "UNDER"
+        }
     );
     Ok(())
 }

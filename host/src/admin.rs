@@ -3,8 +3,9 @@
 //! `DATA_DIR/admin.token` (mode 0600, new at every start), so only a user who can read the
 //! data directory can drive the host.
 //!
-//! Requests: `{"token": T, "op": "status" | "plugins" | "tools" | "invoke" | "sync",
-//! "name": N, "args": JSON-text}`. Responses: `{"ok": true, "result": …}` or
+//! Requests: `{"token": T, "op": "status" | "plugins" | "tools" | "invoke" | "sync" |
+//! "grants" | "grant" | "revoke" | "approve", "name": N, "args": JSON-text or capability,
+//! "actor": USER}`. Responses: `{"ok": true, "result": …}` or
 //! `{"ok": false, "error": "…"}`.
 
 use std::path::{Path, PathBuf};
@@ -131,6 +132,7 @@ async fn handle(host: &Host, req: Request) -> Response {
                 "plugins_dir": host.config().plugins_dir,
                 "plugins": plugins,
                 "rejected": rejected,
+                "audit_dropped": host.audit().writer().dropped(),
             })))
         }
         "tools" => json(serde_json::to_value(host.tools().await)),

@@ -261,3 +261,38 @@ async fn grants_survive_a_restart_through_the_audit_history() {
         .unwrap();
     assert!(host.audit().verify().await.unwrap().is_intact());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_refuses_to_start_on_a_tampered_chain() {
+    let root = tempfile::tempdir().unwrap();
+    let config = colony_tests::test_config(root.path());
+    install(&config.plugins_dir, guests::CAPS_AGENT, "caps-agent.wasm");
+    let host = colony_host::supervisor::Host::start(config.clone())
+        .await
+        .unwrap();
+    host.grant("caps-agent", "env:PATH", "test").await.unwrap();
+    host.shutdown().await;
+    drop(host);
+
+    // An attacker with database access grants more by editing the recorded grant.
+    let store = colony_host::audit::AuditStore::open_sqlite(&config.data_dir.join("audit.db"))
+        .await
+        .unwrap();
+    colony_host::audit::testing::drop_append_only_guard(&store)
+        .await
+        .unwrap();
+    let n = colony_host::audit::testing::execute(
+        &store,
+        "UPDATE audit_log SET capability = 'env:HOME' WHERE kind = 'grant'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    store.close().await.unwrap();
+
+    let err = match colony_host::supervisor::Host::start(config).await {
+        Ok(_) => panic!("the host started on a tampered audit chain"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("the audit chain is broken at record"), "{err}");
+}

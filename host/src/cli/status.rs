@@ -53,6 +53,11 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
             p["last_error"].as_str().unwrap_or("-"),
         );
     }
+    if let Some(n) = resp.result["audit_dropped"].as_u64().filter(|n| *n > 0) {
+        println!(
+            "WARNING: {n} unacknowledged audit records were dropped (queue full or write failed)"
+        );
+    }
     for r in resp.result["rejected"].as_array().into_iter().flatten() {
         println!(
             "refused {}: {}",

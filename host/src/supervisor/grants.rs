@@ -103,6 +103,8 @@ impl Host {
     ) -> Result<(), GrantError> {
         let mut book = self.book.lock().await;
         let writer = self.audit.writer();
+        let mut recorded = 0;
+        let mut failure = None;
         for change in &changes {
             let rec = match change {
                 GrantChange::Grant {
@@ -122,11 +124,16 @@ impl Host {
                     AuditRecord::approve(actor, plugin, digest)
                 }
             };
-            writer.append(rec).await?;
+            if let Err(e) = writer.append(rec).await {
+                failure = Some(e);
+                break;
+            }
             book.apply(change);
+            recorded += 1;
         }
+        // Whatever was recorded is in force, even if a later change failed.
         let reg = self.registry.read().await;
-        for change in &changes {
+        for change in &changes[..recorded] {
             if let Some(entry) = reg.by_name.get(change.plugin()) {
                 let effective = book.effective(&entry.info.name, &entry.info.digest);
                 entry
@@ -134,7 +141,10 @@ impl Host {
                     .replace(GrantSet::new(effective.capabilities().iter().cloned()));
             }
         }
-        Ok(())
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Grants `capability` to `plugin`. When no build is approved yet and the plugin is
@@ -291,6 +301,7 @@ impl Host {
                     .capabilities
                     .iter()
                     .filter_map(|c| c.parse::<Capability>().ok())
+                    .filter(|c| !current.capabilities.contains(&c.to_string()))
                 {
                     changes.push(GrantChange::Grant {
                         plugin: info.name.clone(),

@@ -148,6 +148,16 @@ impl Host {
             Some(url) => AuditStore::open(url).await?,
             None => AuditStore::open_sqlite(&AuditStore::default_path(&config.data_dir)).await?,
         };
+        // Grants are rebuilt from the chain, so the chain must be intact before it is trusted.
+        let report = audit.verify().await?;
+        if let Some(broken) = &report.first_broken {
+            anyhow::bail!(
+                "the audit chain is broken at record {}: {}; grants cannot be trusted \
+                 (inspect with `colony audit verify`)",
+                broken.seq,
+                broken.reason
+            );
+        }
         let book = grants::load_book(&audit).await?;
         if config.trust_on_first_use {
             tracing::warn!(

@@ -17,6 +17,8 @@ use wasmtime::Store;
 
 use crate::bindings::agent::{Agent, AgentPre};
 use crate::bindings::types as wit;
+use crate::bus::{Bus, Envelope, Mailbox, MailboxStats};
+use crate::interfaces::messaging::BusLink;
 use crate::policy::Policy;
 use crate::state_store::StateStore;
 use crate::store::{CallError, StoreState, guarded, new_store};
@@ -52,15 +54,17 @@ pub struct Message {
 pub enum Event {
     /// The timer fired at `now` (ns since the epoch).
     Timer(u64),
-    /// A message arrived.
+    /// A message arrived (delivered directly, not through the bus).
     Message(Message),
+    /// A message from the bus.
+    Bus(Arc<Envelope>),
 }
 
 impl Event {
     fn call_name(&self) -> &'static str {
         match self {
             Event::Timer(_) => "on-timer",
-            Event::Message(_) => "on-message",
+            Event::Message(_) | Event::Bus(_) => "on-message",
         }
     }
 }
@@ -79,9 +83,10 @@ impl AgentInstance {
         limits: crate::limits::Limits,
         state: Option<StateStore>,
         policy: Arc<Policy>,
+        bus: Option<BusLink>,
         config: &str,
     ) -> Result<AgentInstance, CallError> {
-        let mut store = new_store(pre.engine(), plugin, limits, state, policy);
+        let mut store = new_store(pre.engine(), plugin, limits, state, policy, bus);
         let bindings = guarded(&mut store, "instantiate", async |s| {
             pre.instantiate_async(s).await
         })
@@ -108,6 +113,13 @@ impl AgentInstance {
             Event::Timer(now) => {
                 guarded(&mut self.store, call, async |s| {
                     h.call_on_timer(s, *now).await
+                })
+                .await?
+            }
+            Event::Bus(env) => {
+                let msg = crate::interfaces::messaging::to_wit(env);
+                guarded(&mut self.store, call, async |s| {
+                    h.call_on_message(s, &msg).await
                 })
                 .await?
             }
@@ -224,6 +236,26 @@ pub struct AgentHandle {
     name: Arc<str>,
     tx: mpsc::Sender<Command>,
     stats: Arc<AgentStats>,
+    attach: Option<BusAttach>,
+}
+
+/// An actor's place on the bus.
+#[derive(Clone)]
+struct BusAttach {
+    bus: Bus,
+    mailbox: Mailbox,
+    owner: Arc<str>,
+}
+
+impl BusAttach {
+    fn link(&self) -> BusLink {
+        BusLink::new(self.bus.clone(), self.mailbox.clone(), self.owner.clone())
+    }
+
+    fn detach(&self) {
+        self.bus.unsubscribe_all(&self.owner);
+        self.mailbox.close();
+    }
 }
 
 /// What an actor needs to (re)create its instance.
@@ -238,6 +270,8 @@ pub struct AgentSpec {
     pub state: Option<StateStore>,
     /// Grants in force.
     pub policy: Arc<Policy>,
+    /// The bus the agent is on (its inbox and subscriptions), if any.
+    pub bus: Option<Bus>,
     /// Operator configuration passed to `init`.
     pub config: String,
 }
@@ -250,24 +284,71 @@ impl AgentHandle {
         spec: AgentSpec,
         handover: Option<oneshot::Receiver<Option<Vec<u8>>>>,
     ) -> Result<AgentHandle, CallError> {
-        let instance = AgentInstance::start(
+        // The actor's bus attachment: a mailbox, subscribed to the agent's inbox, under an
+        // owner name unique to this actor (so a hot swap can detach the old one alone).
+        let attach = match &spec.bus {
+            Some(bus) => {
+                static ACTORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let owner: Arc<str> =
+                    format!("{}#{}", spec.name, ACTORS.fetch_add(1, Ordering::Relaxed)).into();
+                let mailbox = bus.mailbox(&owner, MAILBOX_CAPACITY);
+                let inbox = format!("agent.{}.inbox", spec.name);
+                bus.subscribe(&owner, &inbox, &mailbox)
+                    .map_err(|e| CallError::Unavailable {
+                        plugin: spec.name.clone(),
+                        reason: format!("cannot subscribe to {inbox}: {e}"),
+                    })?;
+                Some(BusAttach {
+                    bus: bus.clone(),
+                    mailbox,
+                    owner,
+                })
+            }
+            None => None,
+        };
+        let link = attach.as_ref().map(BusAttach::link);
+        let started = AgentInstance::start(
             &spec.pre,
             spec.name.clone(),
             spec.limits,
             spec.state.clone(),
             spec.policy.clone(),
+            link,
             &spec.config,
         )
-        .await?;
+        .await;
+        let instance = match started {
+            Ok(i) => i,
+            Err(e) => {
+                if let Some(a) = &attach {
+                    a.detach();
+                }
+                return Err(e);
+            }
+        };
         let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
         let stats = Arc::new(AgentStats::default());
         let handle = AgentHandle {
             name: spec.name.clone(),
             tx,
             stats: stats.clone(),
+            attach: attach.clone(),
         };
-        tokio::spawn(run_actor(spec, instance, rx, stats, handover));
+        tokio::spawn(run_actor(spec, instance, rx, stats, handover, attach));
         Ok(handle)
+    }
+
+    /// The agent's bus mailbox counters (depth, drops, refusals, expiries).
+    pub fn mailbox_stats(&self) -> Option<MailboxStats> {
+        self.attach.as_ref().map(|a| a.mailbox.stats())
+    }
+
+    /// Takes the agent off the bus: its inbox and subscriptions end now (what is already in
+    /// its mailbox is still delivered). Used before a hot swap's retire and at stop.
+    pub fn detach_bus(&self) {
+        if let Some(a) = &self.attach {
+            a.bus.unsubscribe_all(&a.owner);
+        }
     }
 
     /// The agent's name.
@@ -333,6 +414,7 @@ async fn run_actor(
     mut rx: mpsc::Receiver<Command>,
     stats: Arc<AgentStats>,
     handover: Option<oneshot::Receiver<Option<Vec<u8>>>>,
+    attach: Option<BusAttach>,
 ) {
     let mut current = Some(instance);
     let mut failures_in_a_row = 0u32;
@@ -347,16 +429,62 @@ async fn run_actor(
             current = None;
         }
     }
-    while let Some(cmd) = rx.recv().await {
+    let mailbox = attach.as_ref().map(|a| a.mailbox.clone());
+    let mut bus_open = mailbox.is_some();
+    loop {
+        // Commands (direct events, retire) first; bus messages in priority order otherwise.
+        let cmd = tokio::select! {
+            biased;
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => cmd,
+                None => break,
+            },
+            env = async {
+                match &mailbox {
+                    Some(m) => m.recv().await,
+                    None => std::future::pending().await,
+                }
+            }, if bus_open => match env {
+                Some(env) => Command::Deliver(Event::Bus(env), None),
+                None => {
+                    bus_open = false;
+                    continue;
+                }
+            },
+        };
         match cmd {
             Command::Deliver(event, reply) => {
-                let result =
-                    deliver_one(&spec, &mut current, &event, &stats, &mut failures_in_a_row).await;
+                let result = deliver_one(
+                    &spec,
+                    &mut current,
+                    &event,
+                    &stats,
+                    &mut failures_in_a_row,
+                    attach.as_ref(),
+                )
+                .await;
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
             }
             Command::Retire(reply) => {
+                // What the bus already queued for this instance is delivered here too.
+                if let Some(m) = &mailbox {
+                    while let Some(env) = m.try_recv() {
+                        let _ = deliver_one(
+                            &spec,
+                            &mut current,
+                            &Event::Bus(env),
+                            &stats,
+                            &mut failures_in_a_row,
+                            attach.as_ref(),
+                        )
+                        .await;
+                    }
+                }
+                if let Some(a) = &attach {
+                    a.detach();
+                }
                 let snapshot = match current.as_mut() {
                     Some(inst) => match inst.snapshot().await {
                         Ok(s) => Some(s),
@@ -381,6 +509,7 @@ async fn deliver_one(
     event: &Event,
     stats: &AgentStats,
     failures_in_a_row: &mut u32,
+    attach: Option<&BusAttach>,
 ) -> Result<(), CallError> {
     if stats.quarantined.load(Ordering::Relaxed) {
         return Err(CallError::Unavailable {
@@ -403,6 +532,7 @@ async fn deliver_one(
             spec.limits,
             spec.state.clone(),
             spec.policy.clone(),
+            attach.map(BusAttach::link),
             &spec.config,
         )
         .await

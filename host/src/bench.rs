@@ -19,7 +19,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use crate::agent::{AgentInstance, Event, Message};
 use crate::bindings::agent::{Agent, AgentPre};
-use crate::bindings::{log, state, types};
+use crate::bindings::{log, messaging, state, types};
 use crate::engine::{EngineSettings, Runtime};
 use crate::limits::Limits;
 use crate::plugin::{Linked, Loader};
@@ -82,6 +82,54 @@ impl types::Host for RawState {}
 impl log::Host for RawState {
     fn log(&mut self, _level: log::Level, _message: String) -> wasmtime::Result<()> {
         Ok(())
+    }
+}
+
+impl messaging::Host for RawState {
+    async fn publish(
+        &mut self,
+        _s: String,
+        _p: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), types::Error>> {
+        Ok(Ok(()))
+    }
+    async fn publish_with(
+        &mut self,
+        _s: String,
+        _p: Vec<u8>,
+        _o: messaging::SendOptions,
+    ) -> wasmtime::Result<Result<(), types::Error>> {
+        Ok(Ok(()))
+    }
+    async fn subscribe(&mut self, _p: String) -> wasmtime::Result<Result<u64, types::Error>> {
+        Ok(Ok(0))
+    }
+    async fn unsubscribe(&mut self, _id: u64) -> wasmtime::Result<Result<(), types::Error>> {
+        Ok(Ok(()))
+    }
+    async fn request(
+        &mut self,
+        _s: String,
+        _p: Vec<u8>,
+        _t: u32,
+    ) -> wasmtime::Result<Result<types::Message, types::Error>> {
+        Ok(Err(types::Error::Timeout))
+    }
+    async fn gather(
+        &mut self,
+        _s: String,
+        _p: Vec<u8>,
+        _q: u32,
+        _t: u32,
+    ) -> wasmtime::Result<Result<Vec<types::Message>, types::Error>> {
+        Ok(Ok(Vec::new()))
+    }
+    async fn reply(
+        &mut self,
+        _r: String,
+        _p: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), types::Error>> {
+        Ok(Ok(()))
     }
 }
 
@@ -183,6 +231,7 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
                 limits,
                 None,
                 policy.clone(),
+                None,
             );
             let pre = &colony_pre;
             guarded(&mut store, "instantiate", async |s| {
@@ -208,6 +257,7 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
         limits,
         None,
         policy.clone(),
+        None,
         "{}",
     )
     .await

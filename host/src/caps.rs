@@ -417,7 +417,7 @@ fn parse(s: &str) -> Result<Capability, String> {
     })
 }
 
-fn subject_pattern(s: &str) -> Result<SubjectPattern, String> {
+pub(crate) fn subject_pattern(s: &str) -> Result<SubjectPattern, String> {
     check_subject(s, true)?;
     Ok(SubjectPattern(s.to_owned()))
 }
@@ -470,7 +470,7 @@ fn subject_is_valid(s: &str, wildcards: bool) -> bool {
     true
 }
 
-fn check_subject(s: &str, wildcards: bool) -> Result<(), String> {
+pub(crate) fn check_subject(s: &str, wildcards: bool) -> Result<(), String> {
     if subject_is_valid(s, wildcards) {
         return Ok(());
     }
@@ -1020,10 +1020,10 @@ enum Token {
 }
 
 #[derive(Debug, Clone)]
-struct Subject(Box<[Token]>);
+pub(crate) struct Subject(Box<[Token]>);
 
 impl Subject {
-    fn compile(p: &SubjectPattern) -> Self {
+    pub(crate) fn compile(p: &SubjectPattern) -> Self {
         Subject(
             p.0.split('.')
                 .map(|t| match t {
@@ -1037,7 +1037,7 @@ impl Subject {
 
     /// Whether this pattern matches every subject that `request` (a valid subject or subject
     /// pattern) matches. For a concrete subject that is ordinary matching.
-    fn covers(&self, request: &str) -> bool {
+    pub(crate) fn covers(&self, request: &str) -> bool {
         let req = request.as_bytes();
         let mut pos = 0;
         for g in self.0.iter() {

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod audit;
 pub mod bench;
 mod bindings;
+pub mod bus;
 pub mod caps;
 pub mod cli;
 pub mod config;

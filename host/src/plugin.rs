@@ -29,6 +29,7 @@ pub const AGENT_IMPORTS: &[&str] = &[
     "colony:plugin/types",
     "colony:plugin/log",
     "colony:plugin/state",
+    "colony:plugin/messaging",
 ];
 /// Colony interfaces the `tool` world offers.
 pub const TOOL_IMPORTS: &[&str] = &["colony:plugin/types", "colony:plugin/log"];

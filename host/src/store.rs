@@ -13,6 +13,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiVie
 
 use crate::caps::Request;
 use crate::interfaces::log::LogBudget;
+use crate::interfaces::messaging::BusLink;
 use crate::limits::{GuestLimiter, LimitExceeded, Limits};
 use crate::output::{OutputBudget, Stream};
 use crate::policy::{CheckCache, Policy};
@@ -40,6 +41,8 @@ pub struct StoreState {
     pub wasi_generation: u64,
     /// Recent allowed requests of this store.
     pub checks: CheckCache,
+    /// The agent's link to the bus (agents only).
+    pub bus: Option<BusLink>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -70,6 +73,7 @@ pub fn new_store(
     limits: Limits,
     state: Option<StateStore>,
     policy: Arc<Policy>,
+    bus: Option<BusLink>,
 ) -> Store<StoreState> {
     let output = OutputBudget::new(plugin.clone(), limits.output_bytes);
     let mut builder = WasiCtxBuilder::new();
@@ -86,6 +90,7 @@ pub fn new_store(
         policy,
         wasi_generation,
         checks: CheckCache::default(),
+        bus,
         log: LogBudget::default(),
         plugin,
         limits,

@@ -63,6 +63,7 @@ impl ToolRunner {
             self.limits,
             None,
             self.policy.clone(),
+            None,
         );
         let pre = &self.pre;
         let spec = guarded(&mut store, "describe", async |s| {
@@ -105,6 +106,7 @@ impl ToolRunner {
             self.limits,
             None,
             self.policy.clone(),
+            None,
         );
         let pre = &self.pre;
         let result = guarded(&mut store, "invoke", async |s| {

@@ -102,6 +102,7 @@ mod agent;
 pub mod decimal;
 pub mod log;
 pub mod manifest;
+pub mod messaging;
 pub mod state;
 mod tool;
 
@@ -123,7 +124,7 @@ pub use __bindings::tool::exports::colony::plugin::tool_handler::ToolSpec;
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod __bindings {
-    /// The `agent` world: imports `types`, `log`, `state`; exports `handler`.
+    /// The `agent` world: imports `types`, `log`, `state`, `messaging`; exports `handler`.
     pub mod agent {
         wit_bindgen::generate!({
             path: "../wit",

@@ -8,4 +8,5 @@ mod guests;
 mod hot_reload;
 mod limits;
 mod loading;
+mod messaging;
 mod scaffold;

@@ -29,6 +29,10 @@ pub mod guests {
     /// Agent that reads/writes files and reads environment variables on command
     /// (`read:PATH`, `write:PATH:TEXT`, `env:NAME` as a message payload).
     pub const CAPS_AGENT: &str = env!("GUEST_CAPS_AGENT");
+    /// Agent that drives messaging: subscribes per its config, runs `pub:`/`flood:`/`req:`/
+    /// `gather:` commands from its inbox, records what it receives in state `received`, and
+    /// answers requests with its configured `answer`.
+    pub const BUS_AGENT: &str = env!("GUEST_BUS_AGENT");
 
     /// Every guest as (crate name, path), for tests that go over all of them.
     pub const ALL: &[(&str, &str)] = &[
@@ -43,6 +47,7 @@ pub mod guests {
         ("loop-tool", LOOP_TOOL),
         ("wasi-probe-agent", WASI_PROBE_AGENT),
         ("caps-agent", CAPS_AGENT),
+        ("bus-agent", BUS_AGENT),
     ];
 }
 

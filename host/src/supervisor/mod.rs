@@ -24,6 +24,7 @@ pub use grants::{GrantError, GrantListing, load_book as load_grant_book};
 
 use crate::agent::{AgentHandle, AgentSpec, AgentStats, Event};
 use crate::audit::AuditStore;
+use crate::bus::Bus;
 use crate::config::HostConfig;
 use crate::engine::{EngineSettings, Runtime};
 use crate::grants::GrantBook;
@@ -90,6 +91,12 @@ pub struct PluginStatus {
     pub refused: u64,
     /// Agents: log lines dropped over the per-event cap.
     pub log_dropped: u64,
+    /// Agents: bus messages lost to a full mailbox (market data, oldest first).
+    pub bus_dropped: u64,
+    /// Agents: bus messages refused by a full mailbox (sent to dead letters).
+    pub bus_refused: u64,
+    /// Agents: bus messages that expired in the mailbox (sent to dead letters).
+    pub bus_expired: u64,
     /// Agents: events waiting.
     pub mailbox_depth: usize,
     /// Agents: quarantined.
@@ -114,6 +121,7 @@ pub struct Host {
     state: StateStore,
     audit: AuditStore,
     book: Mutex<GrantBook>,
+    bus: Bus,
     registry: RwLock<Registry>,
     sync_lock: Mutex<()>,
 }
@@ -171,6 +179,7 @@ impl Host {
             state,
             audit,
             book: Mutex::new(book),
+            bus: Bus::new(),
             registry: RwLock::new(Registry::default()),
             sync_lock: Mutex::new(()),
         });
@@ -187,6 +196,11 @@ impl Host {
     /// The configuration in force.
     pub fn config(&self) -> &HostConfig {
         &self.config
+    }
+
+    /// The in-process bus agents talk on.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
     }
 
     /// The audit store.
@@ -356,6 +370,8 @@ impl Host {
                 (Running::Agent(old), Some(tx)) => {
                     // Events already queued for the old instance run there first; then its
                     // snapshot goes to the new one.
+                    // Off the bus first, so new messages go only to the new build.
+                    old.detach_bus();
                     tokio::spawn(async move {
                         let snapshot = old.retire().await.await.ok().flatten();
                         let _ = tx.send(snapshot);
@@ -400,6 +416,7 @@ impl Host {
                     limits,
                     state: Some(self.state.clone()),
                     policy: policy.clone(),
+                    bus: Some(self.bus.clone()),
                     config,
                 };
                 Running::Agent(AgentHandle::spawn(spec, handover).await?)
@@ -591,6 +608,9 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
         restarts: 0,
         refused: 0,
         log_dropped: 0,
+        bus_dropped: 0,
+        bus_refused: 0,
+        bus_expired: 0,
         mailbox_depth: 0,
         quarantined: false,
         last_error: None,
@@ -603,6 +623,12 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
         s.log_dropped = st.log_dropped.load(Ordering::Relaxed);
         s.quarantined = st.quarantined.load(Ordering::Relaxed);
         s.mailbox_depth = h.mailbox_depth();
+        if let Some(m) = h.mailbox_stats() {
+            s.mailbox_depth += m.depth;
+            s.bus_dropped = m.dropped;
+            s.bus_refused = m.refused;
+            s.bus_expired = m.expired;
+        }
         s.last_error = st.last_error.lock().ok().and_then(|l| l.clone());
     }
     s
@@ -610,6 +636,7 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
 
 async fn stop(entry: Entry) {
     if let Running::Agent(h) = entry.running {
+        h.detach_bus();
         // Waits for queued events to finish; the snapshot is not needed.
         let _ = h.retire().await.await;
     }

@@ -1,0 +1,456 @@
+//! [`Mailbox`]: one subscriber's bounded queue of envelopes, in three priority lanes, with
+//! drop-oldest for market data and refusal for everything else (see the table in [`super`]).
+
+use super::envelope::Envelope;
+use super::{BusShared, DeadReason};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Default mailbox capacity, in envelopes.
+pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
+
+/// What [`Mailbox::push`] did with an envelope it accepted or dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued; nothing was lost.
+    Queued,
+    /// Queued after evicting the oldest market-data envelope (counted in `dropped`).
+    Evicted,
+    /// A market-data envelope that found the mailbox full of other messages: dropped and
+    /// counted, not queued.
+    Dropped,
+}
+
+/// Why [`Mailbox::push`] did not take an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// The mailbox is full and the envelope is not market data (counted in `refused`).
+    #[error("mailbox full")]
+    MailboxFull,
+    /// The mailbox was closed; its subscriber is going away.
+    #[error("mailbox closed")]
+    Closed,
+}
+
+/// A snapshot of a mailbox's counters, read without locking its queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailboxStats {
+    /// Envelopes waiting now.
+    pub depth: usize,
+    /// Most envelopes it holds.
+    pub capacity: usize,
+    /// Market-data envelopes lost to pressure (evicted or dropped on arrival).
+    pub dropped: u64,
+    /// Other envelopes refused because it was full.
+    pub refused: u64,
+    /// Envelopes whose time to live ran out before they were received.
+    pub expired: u64,
+}
+
+/// One subscriber's mailbox: a cheap handle (clones share the queue). Any number of publishers
+/// push without waiting; one receiver (the subscriber's actor) awaits [`Mailbox::recv`].
+#[derive(Clone)]
+pub struct Mailbox(Arc<Shared>);
+
+struct Shared {
+    owner: Arc<str>,
+    capacity: usize,
+    queue: Mutex<Queue>,
+    ready: Notify,
+    depth: AtomicUsize,
+    dropped: AtomicU64,
+    refused: AtomicU64,
+    expired: AtomicU64,
+    /// Where expired envelopes are dead-lettered; empty for a mailbox made without a bus.
+    bus: Weak<BusShared>,
+}
+
+/// Six FIFO queues: per priority lane, market data apart from the rest, so that both "next in
+/// lane order" and "oldest market data" are a look at queue fronts. `seq` orders arrivals
+/// across the two queues of a lane and across lanes.
+#[derive(Default)]
+struct Queue {
+    lanes: [[Fifo; 2]; 3],
+    seq: u64,
+    len: usize,
+    closed: bool,
+}
+
+/// Envelopes with their arrival number.
+type Fifo = VecDeque<(u64, Arc<Envelope>)>;
+
+const OTHER: usize = 0;
+const MD: usize = 1;
+
+impl Queue {
+    fn push(&mut self, env: Arc<Envelope>, md: bool) {
+        self.seq += 1;
+        self.len += 1;
+        self.lanes[env.priority.lane()][usize::from(md)].push_back((self.seq, env));
+    }
+
+    /// The next envelope in delivery order: highest lane first, then arrival order.
+    fn pop(&mut self) -> Option<Arc<Envelope>> {
+        for lane in &mut self.lanes {
+            let other = lane[OTHER].front().map(|(s, _)| *s);
+            let md = lane[MD].front().map(|(s, _)| *s);
+            let from = match (other, md) {
+                (None, None) => continue,
+                (Some(_), None) => OTHER,
+                (None, Some(_)) => MD,
+                (Some(o), Some(m)) => usize::from(m < o),
+            };
+            self.len -= 1;
+            return lane[from].pop_front().map(|(_, e)| e);
+        }
+        None
+    }
+
+    /// Removes the oldest market-data envelope in any lane; false if there is none.
+    fn evict_oldest_md(&mut self) -> bool {
+        let oldest = self
+            .lanes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, lane)| lane[MD].front().map(|(s, _)| (*s, i)))
+            .min();
+        match oldest {
+            Some((_, i)) => {
+                self.lanes[i][MD].pop_front();
+                self.len -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+enum Pop {
+    Item(Arc<Envelope>),
+    Empty,
+    Closed,
+}
+
+impl Mailbox {
+    /// A mailbox for `owner` holding at most `capacity` envelopes (at least 1), not attached to
+    /// a bus: expired envelopes are counted but go nowhere. Use [`Bus::mailbox`] for one whose
+    /// expired envelopes are dead-lettered.
+    ///
+    /// [`Bus::mailbox`]: super::Bus::mailbox
+    pub fn detached(owner: &str, capacity: usize) -> Mailbox {
+        Mailbox::with_bus(owner, capacity, Weak::new())
+    }
+
+    pub(super) fn with_bus(owner: &str, capacity: usize, bus: Weak<BusShared>) -> Mailbox {
+        Mailbox(Arc::new(Shared {
+            owner: owner.into(),
+            capacity: capacity.max(1),
+            queue: Mutex::new(Queue::default()),
+            ready: Notify::new(),
+            depth: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            bus,
+        }))
+    }
+
+    /// Whose mailbox this is (named in dead letters).
+    pub fn owner(&self) -> &Arc<str> {
+        &self.0.owner
+    }
+
+    /// Most envelopes it holds.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity
+    }
+
+    /// Envelopes waiting now.
+    pub fn depth(&self) -> usize {
+        self.0.depth.load(Ordering::Relaxed)
+    }
+
+    /// The counters, without locking the queue.
+    pub fn stats(&self) -> MailboxStats {
+        MailboxStats {
+            depth: self.depth(),
+            capacity: self.0.capacity,
+            dropped: self.0.dropped.load(Ordering::Relaxed),
+            refused: self.0.refused.load(Ordering::Relaxed),
+            expired: self.0.expired.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queues `env` without waiting. When the mailbox is full, market data (`md.…`) evicts the
+    /// oldest market-data envelope, or is itself dropped if there is none; anything else is
+    /// refused. Drops and refusals are counted here; dead-lettering a refusal is the bus's job.
+    pub fn push(&self, env: Arc<Envelope>) -> Result<Pushed, PushError> {
+        let md = env.is_market_data();
+        let mut q = self.lock();
+        if q.closed {
+            return Err(PushError::Closed);
+        }
+        let mut pushed = Pushed::Queued;
+        if q.len >= self.0.capacity {
+            if !md {
+                drop(q);
+                self.0.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(PushError::MailboxFull);
+            }
+            self.0.dropped.fetch_add(1, Ordering::Relaxed);
+            if !q.evict_oldest_md() {
+                return Ok(Pushed::Dropped);
+            }
+            pushed = Pushed::Evicted;
+        }
+        q.push(env, md);
+        self.0.depth.store(q.len, Ordering::Relaxed);
+        drop(q);
+        self.0.ready.notify_one();
+        Ok(pushed)
+    }
+
+    /// The next envelope (highest priority first, FIFO within a priority), waiting until one
+    /// arrives; `None` once the mailbox is closed and empty. Expired envelopes are skipped,
+    /// counted and dead-lettered. Meant for one receiver.
+    pub async fn recv(&self) -> Option<Arc<Envelope>> {
+        loop {
+            let notified = self.0.ready.notified();
+            tokio::pin!(notified);
+            // Registered before looking at the queue, so a push in between is not missed.
+            notified.as_mut().enable();
+            match self.pop_live() {
+                Pop::Item(env) => return Some(env),
+                Pop::Closed => return None,
+                Pop::Empty => notified.await,
+            }
+        }
+    }
+
+    /// The next envelope if one is waiting, without waiting.
+    pub fn try_recv(&self) -> Option<Arc<Envelope>> {
+        match self.pop_live() {
+            Pop::Item(env) => Some(env),
+            Pop::Empty | Pop::Closed => None,
+        }
+    }
+
+    /// Refuses further pushes and wakes the receiver, which still gets what is queued and then
+    /// `None`.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.0.ready.notify_waiters();
+        self.0.ready.notify_one();
+    }
+
+    /// Whether [`Mailbox::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    pub(super) fn belongs_to(&self, bus: &Arc<BusShared>) -> bool {
+        std::ptr::eq(self.0.bus.as_ptr(), Arc::as_ptr(bus))
+    }
+
+    pub(super) fn same(&self, other: &Mailbox) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    fn pop_live(&self) -> Pop {
+        let mut now = None;
+        loop {
+            let popped = {
+                let mut q = self.lock();
+                let popped = q.pop();
+                self.0.depth.store(q.len, Ordering::Relaxed);
+                match popped {
+                    Some(env) => env,
+                    None if q.closed => return Pop::Closed,
+                    None => return Pop::Empty,
+                }
+            };
+            if popped.expires_at.is_none() {
+                return Pop::Item(popped);
+            }
+            let now = *now.get_or_insert_with(Instant::now);
+            if !popped.is_expired_at(now) {
+                return Pop::Item(popped);
+            }
+            self.0.expired.fetch_add(1, Ordering::Relaxed);
+            if let Some(bus) = self.0.bus.upgrade() {
+                bus.dead_letter(&popped, DeadReason::Expired, Some(&self.0.owner));
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // The queue is consistent between statements; a panic elsewhere cannot leave it torn.
+        self.0.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("owner", &self.0.owner)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::Priority;
+    use std::time::Duration;
+
+    fn env(subject: &str, priority: Priority) -> Arc<Envelope> {
+        Arc::new(Envelope::new("test".into(), subject, Vec::new()).with_priority(priority))
+    }
+
+    fn drain(m: &Mailbox) -> Vec<String> {
+        std::iter::from_fn(|| m.try_recv().map(|e| e.subject.clone())).collect()
+    }
+
+    #[test]
+    fn bus_mailbox_delivers_high_before_normal_before_low_fifo_within_a_lane() {
+        let m = Mailbox::detached("a", 16);
+        for (s, p) in [
+            ("low.1", Priority::Low),
+            ("normal.1", Priority::Normal),
+            ("md.normal.2", Priority::Normal),
+            ("high.1", Priority::High),
+            ("low.2", Priority::Low),
+            ("md.high.2", Priority::High),
+            ("normal.3", Priority::Normal),
+        ] {
+            assert_eq!(m.push(env(s, p)), Ok(Pushed::Queued));
+        }
+        assert_eq!(m.depth(), 7);
+        assert_eq!(
+            drain(&m),
+            [
+                "high.1",
+                "md.high.2",
+                "normal.1",
+                "md.normal.2",
+                "normal.3",
+                "low.1",
+                "low.2"
+            ]
+        );
+        assert_eq!(m.depth(), 0);
+    }
+
+    #[test]
+    fn bus_mailbox_market_data_evicts_the_oldest_market_data_and_counts_it() {
+        let m = Mailbox::detached("a", 3);
+        m.push(env("md.a", Priority::Normal)).unwrap();
+        m.push(env("cmd.b", Priority::Normal)).unwrap();
+        m.push(env("md.c", Priority::Normal)).unwrap();
+        assert_eq!(m.push(env("md.d", Priority::Normal)), Ok(Pushed::Evicted));
+        assert_eq!(m.stats().dropped, 1);
+        assert_eq!(m.depth(), 3);
+        assert_eq!(drain(&m), ["cmd.b", "md.c", "md.d"]);
+    }
+
+    #[test]
+    fn bus_mailbox_oldest_market_data_is_found_across_lanes() {
+        let m = Mailbox::detached("a", 2);
+        m.push(env("md.old", Priority::High)).unwrap();
+        m.push(env("md.newer", Priority::Low)).unwrap();
+        assert_eq!(m.push(env("md.new", Priority::Normal)), Ok(Pushed::Evicted));
+        assert_eq!(drain(&m), ["md.new", "md.newer"]);
+    }
+
+    #[test]
+    fn bus_mailbox_full_of_commands_drops_market_data_and_refuses_commands() {
+        let m = Mailbox::detached("a", 2);
+        m.push(env("cmd.1", Priority::Normal)).unwrap();
+        m.push(env("cmd.2", Priority::Low)).unwrap();
+        assert_eq!(m.push(env("md.x", Priority::High)), Ok(Pushed::Dropped));
+        assert_eq!(
+            m.push(env("cmd.3", Priority::High)),
+            Err(PushError::MailboxFull)
+        );
+        // `md` without the dot is not market data.
+        assert_eq!(
+            m.push(env("mdx.y", Priority::Normal)),
+            Err(PushError::MailboxFull)
+        );
+        assert_eq!(
+            m.stats(),
+            MailboxStats {
+                depth: 2,
+                capacity: 2,
+                dropped: 1,
+                refused: 2,
+                expired: 0
+            }
+        );
+        assert_eq!(drain(&m), ["cmd.1", "cmd.2"]);
+    }
+
+    #[test]
+    fn bus_mailbox_skips_and_counts_expired_envelopes() {
+        let m = Mailbox::detached("a", 4);
+        let mut stale = Envelope::new("t".into(), "cmd.stale", Vec::new());
+        stale.expires_at = Some(Instant::now());
+        m.push(Arc::new(stale)).unwrap();
+        m.push(Arc::new(
+            Envelope::new("t".into(), "cmd.fresh", Vec::new()).with_ttl(Duration::from_secs(60)),
+        ))
+        .unwrap();
+        assert_eq!(drain(&m), ["cmd.fresh"]);
+        assert_eq!(m.stats().expired, 1);
+        assert_eq!(m.depth(), 0);
+    }
+
+    #[test]
+    fn bus_mailbox_capacity_is_at_least_one() {
+        let m = Mailbox::detached("a", 0);
+        assert_eq!(m.capacity(), 1);
+        m.push(env("cmd.1", Priority::Normal)).unwrap();
+        assert_eq!(
+            m.push(env("cmd.2", Priority::Normal)),
+            Err(PushError::MailboxFull)
+        );
+    }
+
+    #[tokio::test]
+    async fn bus_mailbox_recv_waits_for_a_push() {
+        let m = Mailbox::detached("a", 4);
+        let rx = m.clone();
+        let task = tokio::spawn(async move { rx.recv().await.map(|e| e.subject.clone()) });
+        tokio::task::yield_now().await;
+        m.push(env("cmd.late", Priority::Normal)).unwrap();
+        assert_eq!(task.await.unwrap().as_deref(), Some("cmd.late"));
+    }
+
+    #[tokio::test]
+    async fn bus_mailbox_close_wakes_the_receiver_after_what_is_queued() {
+        let m = Mailbox::detached("a", 4);
+        let rx = m.clone();
+        let task = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(e) = rx.recv().await {
+                got.push(e.subject.clone());
+            }
+            got
+        });
+        m.push(env("cmd.1", Priority::Normal)).unwrap();
+        tokio::task::yield_now().await;
+        m.push(env("cmd.2", Priority::Normal)).unwrap();
+        m.close();
+        assert_eq!(
+            m.push(env("cmd.3", Priority::Normal)),
+            Err(PushError::Closed)
+        );
+        assert!(m.is_closed());
+        assert_eq!(task.await.unwrap(), ["cmd.1", "cmd.2"]);
+    }
+}

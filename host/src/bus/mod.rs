@@ -1,0 +1,577 @@
+//! The in-process message bus: routes [`Envelope`]s by NATS-style subject to subscribers'
+//! bounded [`Mailbox`]es, with request/reply, gather, priorities, expiry and dead letters.
+//!
+//! **Architecture invariant:** this module knows nothing about wasmtime or guests. The
+//! `messaging` interface checks grants, stamps the sender and turns guest calls into
+//! [`Bus`] calls; the agent actor drains its [`Mailbox`] into `on-message`. Publishing never
+//! waits for a subscriber, so a slow, trapped or quarantined agent cannot hold up the bus or
+//! other agents.
+//!
+//! # Semantics
+//!
+//! | situation | what happens | why |
+//! |---|---|---|
+//! | publish subject | must be a concrete subject in the `caps` grammar (tokens of printable ASCII, no `*` or `>`, at most 256 bytes and 32 tokens); otherwise [`BusError::InvalidSubject`] | one grammar for grants, the in-process bus and NATS, so a subject means the same everywhere |
+//! | subscribe pattern | the same grammar with `*` (one token) and `>` (one or more trailing tokens) | NATS semantics |
+//! | publish to `_DEAD.…` | [`BusError::Reserved`] | only the host writes dead letters, so operators can trust what they read there |
+//! | subscribe to `_INBOX.…` | [`BusError::Reserved`] | replies belong to the one request that waits for them |
+//! | publish to `_INBOX.…` | goes only to the request waiting on that inbox, never to subscriptions; if none waits (timed out, or already answered) it is dropped and counted in `late_replies` | a late reply must not surprise anyone, and a requester must not be answered twice |
+//! | routing | every subscription whose pattern covers the subject; a mailbox with several matching subscriptions gets one copy | a subscriber asked to see the message, not to see it once per pattern |
+//! | `_DEAD.…` and wildcards | dead letters reach only patterns whose first token is `_DEAD` (`_DEAD.>`); `>` or `*.…` never match them | as MQTT's `$SYS`: a catch-all subscriber that falls behind would otherwise be fed the dead letters of its own refusals |
+//! | priority | a mailbox hands out every `High` envelope before any `Normal`, every `Normal` before any `Low`; FIFO within a priority | commands and risk messages overtake market data |
+//! | full mailbox, market data (`md.…`) | the oldest market-data envelope in the mailbox (any priority) is evicted to make room; if it holds none, the new one is dropped; either way counted in the mailbox's `dropped` and the publish's `dropped` | a newer price supersedes an older one; a feed must never stall or be refused |
+//! | full mailbox, anything else | refused: counted in the mailbox's `refused` and the publish's `refused`, and dead-lettered with `x-dead-reason: mailbox-full` and `x-dead-subscriber: OWNER`; other mailboxes still get their copy | a command is never lost silently nor queued without bound; the publisher learns (the interface reports `limit-exceeded`), the operator sees who is behind |
+//! | expiry (`expires_at`) | checked when the subscriber receives; an expired envelope is skipped, counted in `expired`, and dead-lettered with `x-dead-reason: expired` | checking at receive time catches every envelope that waited too long, and costs publishing nothing |
+//! | request, gather | the envelope gets `reply_to: _INBOX.<token>`, a fresh 128-bit token no one can predict, and its own id as `correlation_id` unless it has one; a reply without a correlation id is given the request's | replying needs no grant, so an inbox must not be guessable or an agent could forge another's replies (a gather's votes) |
+//! | request with no matching subscription | [`BusError::NoResponders`] at once, and dead-lettered with `x-dead-reason: no-responders` | no reason to wait for the timeout |
+//! | request every responder refused | [`BusError::MailboxFull`] at once (the refusals are dead-lettered) | no reply can come |
+//! | request timeout | [`BusError::Timeout`]; the inbox is removed, a later reply is counted in `late_replies` | the requester has moved on |
+//! | gather | waits until `quorum` replies arrived or the timeout passed, and returns what arrived (possibly none); replies after that are counted in `late_replies` | consensus decisions ("≥ 67% of risk agents agree") need an answer in bounded time |
+//! | dead letter | a copy on `_DEAD.<subject>` with the original id, sender and payload, the `x-dead-*` headers and no expiry; counted in `dead_letters` | operators watch `_DEAD.>` |
+//! | dead letter nobody takes | counted in `dead_letters_lost` (and a full operator mailbox's `refused`), never dead-lettered again | no recursion, no unbounded work on a bad day |
+//! | closed mailbox | skipped by routing; its receiver still gets what was queued, then `None` | an agent being stopped finishes its queue |
+//!
+//! # Design
+//!
+//! Subscriptions live in a copy-on-write table (`RwLock<Arc<Table>>`) grouped by mailbox, each
+//! pattern compiled once into `caps`' token form. A publish takes the read lock only long
+//! enough to clone the `Arc`, then walks the table without any bus lock: for each mailbox it
+//! tests its patterns and pushes one `Arc<Envelope>` (a reference count, not a copy), under
+//! that mailbox's own short mutex. Nothing is allocated per subscriber. Subscribing and
+//! unsubscribing copy the table, which is rare. Counters are atomics, readable at any time.
+//! Waiting requests are a map from inbox to a bounded channel; a reply takes that map's mutex
+//! for one `try_send`. Subscription ids are sequential, so ids that come from a guest go
+//! through [`Bus::unsubscribe_owned`].
+
+mod envelope;
+mod mailbox;
+
+pub use envelope::{Envelope, MARKET_DATA_PREFIX, Priority, new_id};
+
+use envelope::new_inbox_token;
+pub use mailbox::{DEFAULT_MAILBOX_CAPACITY, Mailbox, MailboxStats, PushError, Pushed};
+
+use crate::caps::{self, Subject};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Prefix of the subjects requests wait on for replies.
+pub const INBOX_PREFIX: &str = "_INBOX.";
+/// Prefix of dead-letter subjects.
+pub const DEAD_PREFIX: &str = "_DEAD.";
+/// The header naming why a message was dead-lettered.
+pub const DEAD_REASON_HEADER: &str = "x-dead-reason";
+/// The header naming the mailbox owner that refused or expired a dead letter.
+pub const DEAD_SUBSCRIBER_HEADER: &str = "x-dead-subscriber";
+/// Most replies a request or gather holds unread; a reply that finds that many waiting is
+/// counted late.
+pub const MAX_GATHER: usize = 4096;
+
+/// Why a message was dead-lettered (the `x-dead-reason` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadReason {
+    /// A subscriber's mailbox was full and the message is not market data.
+    MailboxFull,
+    /// It waited in a mailbox past its `expires_at`.
+    Expired,
+    /// A request matched no subscription.
+    NoResponders,
+}
+
+impl DeadReason {
+    /// The header value: `mailbox-full`, `expired`, `no-responders`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::MailboxFull => "mailbox-full",
+            DeadReason::Expired => "expired",
+            DeadReason::NoResponders => "no-responders",
+        }
+    }
+}
+
+/// A bus call that did not happen, or a request that got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    /// The subject or pattern breaks the grammar; the text says how.
+    #[error("{0}")]
+    InvalidSubject(String),
+    /// The subject is the host's (`_DEAD.…` to publish, `_INBOX.…` to subscribe or request).
+    #[error("subject {0:?} is reserved for the host")]
+    Reserved(String),
+    /// A request or gather matched no subscription.
+    #[error("no responders")]
+    NoResponders,
+    /// Every responder's mailbox refused the request.
+    #[error("every responder's mailbox is full")]
+    MailboxFull,
+    /// No reply arrived in time.
+    #[error("no reply in time")]
+    Timeout,
+    /// The message being answered has no `reply_to`.
+    #[error("message has no reply-to")]
+    NoReplyTo,
+    /// The mailbox was made by another bus.
+    #[error("mailbox of {0:?} belongs to another bus")]
+    ForeignMailbox(String),
+}
+
+/// What one publish did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishReport {
+    /// Mailboxes (or the one waiting request) that queued it.
+    pub delivered: usize,
+    /// Market-data envelopes lost to full mailboxes: evicted for this one, or this one.
+    pub dropped: usize,
+    /// Mailboxes that were full and refused it (each dead-lettered).
+    pub refused: usize,
+}
+
+/// The bus's counters since it was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusStats {
+    /// Accepted publishes, requests and gathers (replies included).
+    pub published: u64,
+    /// Envelopes queued in mailboxes or handed to waiting requests, dead letters included.
+    pub delivered: u64,
+    /// Dead letters made.
+    pub dead_letters: u64,
+    /// Dead letters that no mailbox took.
+    pub dead_letters_lost: u64,
+    /// Replies that found no request waiting.
+    pub late_replies: u64,
+}
+
+/// Names one subscription, for [`Bus::unsubscribe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionId(u64);
+
+impl SubscriptionId {
+    /// The number (what the guest sees).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The id with this number.
+    pub fn from_raw(n: u64) -> SubscriptionId {
+        SubscriptionId(n)
+    }
+}
+
+impl fmt::Display for SubscriptionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The in-process bus. A cheap handle: clones share one bus.
+#[derive(Clone, Default)]
+pub struct Bus(Arc<BusShared>);
+
+#[derive(Default)]
+pub(crate) struct BusShared {
+    table: RwLock<Arc<Table>>,
+    pending: Mutex<HashMap<Box<str>, Waiting>>,
+    next_subscription: AtomicU64,
+    published: AtomicU64,
+    delivered: AtomicU64,
+    dead_letters: AtomicU64,
+    dead_letters_lost: AtomicU64,
+    late_replies: AtomicU64,
+}
+
+/// A request waiting on its inbox.
+struct Waiting {
+    correlation_id: String,
+    replies: mpsc::Sender<Arc<Envelope>>,
+}
+
+#[derive(Clone, Default)]
+struct Table {
+    targets: Vec<Target>,
+    /// Whether any pattern starts with `_DEAD.`; if not, a dead letter is only counted.
+    has_dead: bool,
+}
+
+/// One mailbox and its subscriptions.
+#[derive(Clone)]
+struct Target {
+    mailbox: Mailbox,
+    subs: Vec<Sub>,
+}
+
+#[derive(Clone)]
+struct Sub {
+    id: u64,
+    owner: Arc<str>,
+    pattern: Subject,
+    /// The pattern starts with `_DEAD.`: it sees dead letters and only dead letters.
+    dead: bool,
+}
+
+impl Table {
+    fn recount(&mut self) {
+        self.targets.retain(|t| !t.subs.is_empty());
+        self.has_dead = self.targets.iter().flat_map(|t| &t.subs).any(|s| s.dead);
+    }
+}
+
+impl Bus {
+    /// An empty bus.
+    pub fn new() -> Bus {
+        Bus::default()
+    }
+
+    /// A mailbox for `owner` on this bus, holding at most `capacity` envelopes; its expired
+    /// envelopes are dead-lettered here.
+    pub fn mailbox(&self, owner: &str, capacity: usize) -> Mailbox {
+        Mailbox::with_bus(owner, capacity, Arc::downgrade(&self.0))
+    }
+
+    /// Subscribes `mailbox` to `pattern` on behalf of `owner`.
+    pub fn subscribe(
+        &self,
+        owner: &str,
+        pattern: &str,
+        mailbox: &Mailbox,
+    ) -> Result<SubscriptionId, BusError> {
+        if !mailbox.belongs_to(&self.0) {
+            return Err(BusError::ForeignMailbox(mailbox.owner().to_string()));
+        }
+        if pattern.starts_with(INBOX_PREFIX) {
+            return Err(BusError::Reserved(pattern.to_owned()));
+        }
+        let compiled = caps::subject_pattern(pattern).map_err(BusError::InvalidSubject)?;
+        let id = self.0.next_subscription.fetch_add(1, Ordering::Relaxed) + 1;
+        let sub = Sub {
+            id,
+            owner: owner.into(),
+            pattern: Subject::compile(&compiled),
+            dead: pattern.starts_with(DEAD_PREFIX),
+        };
+        let mut guard = self.0.write_table();
+        let table = Arc::make_mut(&mut guard);
+        match table.targets.iter_mut().find(|t| t.mailbox.same(mailbox)) {
+            Some(t) => t.subs.push(sub),
+            None => table.targets.push(Target {
+                mailbox: mailbox.clone(),
+                subs: vec![sub],
+            }),
+        }
+        table.recount();
+        Ok(SubscriptionId(id))
+    }
+
+    /// Ends one subscription; false if there was no such subscription.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.0.edit_subs(|s| s.id == id.0) > 0
+    }
+
+    /// Ends one subscription if `owner` made it; false otherwise. For ids that come from a
+    /// guest: they are sequential, so one agent could guess another's.
+    pub fn unsubscribe_owned(&self, owner: &str, id: SubscriptionId) -> bool {
+        self.0.edit_subs(|s| s.id == id.0 && &*s.owner == owner) > 0
+    }
+
+    /// Ends every subscription of `owner`; returns how many there were.
+    pub fn unsubscribe_all(&self, owner: &str) -> usize {
+        self.0.edit_subs(|s| &*s.owner == owner)
+    }
+
+    /// Sends `envelope` to every subscription whose pattern covers its subject, or, on an
+    /// `_INBOX.` subject, to the request waiting there. Never waits.
+    pub fn publish(&self, envelope: Envelope) -> Result<PublishReport, BusError> {
+        check_publish_subject(&envelope.subject)?;
+        self.0.published.fetch_add(1, Ordering::Relaxed);
+        if envelope.subject.starts_with(INBOX_PREFIX) {
+            return Ok(self.0.deliver_reply(envelope));
+        }
+        Ok(self.0.route(&Arc::new(envelope)))
+    }
+
+    /// Answers `to`: sends `reply` to its `reply_to` with its correlation id.
+    pub fn reply(&self, to: &Envelope, mut reply: Envelope) -> Result<PublishReport, BusError> {
+        reply.subject = to.reply_to.clone().ok_or(BusError::NoReplyTo)?;
+        reply.correlation_id.clone_from(&to.correlation_id);
+        self.publish(reply)
+    }
+
+    /// Publishes `envelope` as a request (with a fresh, unguessable `_INBOX.` reply subject, and
+    /// its id as correlation id unless it has one) and waits up to `timeout` for the first
+    /// reply. A reply without a correlation id is given the request's.
+    pub async fn request(
+        &self,
+        envelope: Envelope,
+        timeout: Duration,
+    ) -> Result<Arc<Envelope>, BusError> {
+        let mut exchange = self.0.start_exchange(envelope, 1)?;
+        match tokio::time::timeout(timeout, exchange.replies.recv()).await {
+            Ok(Some(reply)) => Ok(reply),
+            Ok(None) | Err(_) => Err(BusError::Timeout),
+        }
+    }
+
+    /// Publishes `envelope` as a request and collects replies until `quorum` arrived or
+    /// `timeout` passed; returns what arrived, in arrival order.
+    pub async fn gather(
+        &self,
+        envelope: Envelope,
+        quorum: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Arc<Envelope>>, BusError> {
+        let deadline = Instant::now() + timeout;
+        let mut exchange = self
+            .0
+            .start_exchange(envelope, quorum.clamp(1, MAX_GATHER))?;
+        let mut out = Vec::new();
+        while out.len() < quorum {
+            match tokio::time::timeout_at(deadline, exchange.replies.recv()).await {
+                Ok(Some(reply)) => out.push(reply),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> BusStats {
+        let s = &self.0;
+        BusStats {
+            published: s.published.load(Ordering::Relaxed),
+            delivered: s.delivered.load(Ordering::Relaxed),
+            dead_letters: s.dead_letters.load(Ordering::Relaxed),
+            dead_letters_lost: s.dead_letters_lost.load(Ordering::Relaxed),
+            late_replies: s.late_replies.load(Ordering::Relaxed),
+        }
+    }
+
+    /// How many subscriptions exist.
+    pub fn subscription_count(&self) -> usize {
+        self.0
+            .read_table()
+            .targets
+            .iter()
+            .map(|t| t.subs.len())
+            .sum()
+    }
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bus")
+            .field("subscriptions", &self.subscription_count())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+fn check_publish_subject(subject: &str) -> Result<(), BusError> {
+    caps::check_subject(subject, false).map_err(BusError::InvalidSubject)?;
+    if subject.starts_with(DEAD_PREFIX) {
+        return Err(BusError::Reserved(subject.to_owned()));
+    }
+    Ok(())
+}
+
+/// A request waiting for replies on one inbox; dropping it (on return, timeout or
+/// cancellation) removes the inbox and counts replies that arrived but were not taken.
+struct Exchange {
+    bus: Arc<BusShared>,
+    inbox: Box<str>,
+    replies: mpsc::Receiver<Arc<Envelope>>,
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.bus.lock_pending().remove(&self.inbox);
+        self.replies.close();
+        let mut unread = 0;
+        while self.replies.try_recv().is_ok() {
+            unread += 1;
+        }
+        if unread > 0 {
+            self.bus.late_replies.fetch_add(unread, Ordering::Relaxed);
+        }
+    }
+}
+
+impl BusShared {
+    fn read_table(&self) -> Arc<Table> {
+        Arc::clone(&self.table.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn write_table(&self) -> std::sync::RwLockWriteGuard<'_, Arc<Table>> {
+        self.table.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_pending(&self) -> MutexGuard<'_, HashMap<Box<str>, Waiting>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes the subscriptions `remove` selects; returns how many.
+    fn edit_subs(&self, remove: impl Fn(&Sub) -> bool) -> usize {
+        let mut guard = self.write_table();
+        let found: usize = guard
+            .targets
+            .iter()
+            .map(|t| t.subs.iter().filter(|s| remove(s)).count())
+            .sum();
+        if found > 0 {
+            let table = Arc::make_mut(&mut guard);
+            for t in &mut table.targets {
+                t.subs.retain(|s| !remove(s));
+            }
+            table.recount();
+        }
+        found
+    }
+
+    /// Pushes `env` to every mailbox with a covering subscription, dead-lettering refusals.
+    fn route(&self, env: &Arc<Envelope>) -> PublishReport {
+        let table = self.read_table();
+        self.push_all(&table, env, false, |refused_by| {
+            self.dead_letter(env, DeadReason::MailboxFull, Some(refused_by.owner()));
+        })
+    }
+
+    /// Pushes `env` to the mailboxes of `table` whose patterns cover its subject (dead letters
+    /// only to `_DEAD.` patterns, everything else only to the others).
+    fn push_all(
+        &self,
+        table: &Table,
+        env: &Arc<Envelope>,
+        dead: bool,
+        mut on_refused: impl FnMut(&Mailbox),
+    ) -> PublishReport {
+        let mut report = PublishReport::default();
+        for t in &table.targets {
+            if !t.covers(&env.subject, dead) {
+                continue;
+            }
+            match t.mailbox.push(Arc::clone(env)) {
+                Ok(Pushed::Queued) => report.delivered += 1,
+                Ok(Pushed::Evicted) => {
+                    report.delivered += 1;
+                    report.dropped += 1;
+                }
+                Ok(Pushed::Dropped) => report.dropped += 1,
+                Err(PushError::MailboxFull) => {
+                    report.refused += 1;
+                    on_refused(&t.mailbox);
+                }
+                Err(PushError::Closed) => {}
+            }
+        }
+        self.delivered
+            .fetch_add(report.delivered as u64, Ordering::Relaxed);
+        report
+    }
+
+    /// Hands a reply to the request waiting on its inbox (with the request's correlation id
+    /// if the replier gave none), or counts it as late.
+    fn deliver_reply(&self, mut env: Envelope) -> PublishReport {
+        let pending = self.lock_pending();
+        let sent = match pending.get(&env.subject[INBOX_PREFIX.len()..]) {
+            Some(waiting) => {
+                if env.correlation_id.is_none() {
+                    env.correlation_id = Some(waiting.correlation_id.clone());
+                }
+                waiting.replies.try_send(Arc::new(env)).is_ok()
+            }
+            None => false,
+        };
+        drop(pending);
+        if sent {
+            self.delivered.fetch_add(1, Ordering::Relaxed);
+            PublishReport {
+                delivered: 1,
+                ..PublishReport::default()
+            }
+        } else {
+            self.late_replies.fetch_add(1, Ordering::Relaxed);
+            PublishReport::default()
+        }
+    }
+
+    /// Registers an inbox for up to `capacity` replies, then publishes the request.
+    fn start_exchange(
+        self: &Arc<Self>,
+        mut envelope: Envelope,
+        capacity: usize,
+    ) -> Result<Exchange, BusError> {
+        check_publish_subject(&envelope.subject)?;
+        if envelope.subject.starts_with(INBOX_PREFIX) {
+            return Err(BusError::Reserved(envelope.subject));
+        }
+        let inbox: Box<str> = new_inbox_token().into();
+        envelope.reply_to = Some(format!("{INBOX_PREFIX}{inbox}"));
+        let correlation_id = envelope
+            .correlation_id
+            .get_or_insert_with(|| envelope.id.clone())
+            .clone();
+        let (tx, replies) = mpsc::channel(capacity);
+        // Registered before publishing: a responder on another thread may answer at once.
+        self.lock_pending().insert(
+            inbox.clone(),
+            Waiting {
+                correlation_id,
+                replies: tx,
+            },
+        );
+        let exchange = Exchange {
+            bus: Arc::clone(self),
+            inbox,
+            replies,
+        };
+        self.published.fetch_add(1, Ordering::Relaxed);
+        let env = Arc::new(envelope);
+        let report = self.route(&env);
+        if report.delivered > 0 {
+            Ok(exchange)
+        } else if report.refused + report.dropped > 0 {
+            Err(BusError::MailboxFull)
+        } else {
+            self.dead_letter(&env, DeadReason::NoResponders, None);
+            Err(BusError::NoResponders)
+        }
+    }
+
+    /// Re-publishes a copy of `env` on `_DEAD.<subject>`; what no one takes is only counted.
+    pub(crate) fn dead_letter(&self, env: &Envelope, reason: DeadReason, subscriber: Option<&str>) {
+        self.dead_letters.fetch_add(1, Ordering::Relaxed);
+        let table = self.read_table();
+        if !table.has_dead {
+            self.dead_letters_lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut dead = env.clone();
+        dead.subject = format!("{DEAD_PREFIX}{}", env.subject);
+        dead.expires_at = None;
+        dead.headers
+            .push((DEAD_REASON_HEADER.to_owned(), reason.as_str().to_owned()));
+        if let Some(s) = subscriber {
+            dead.headers
+                .push((DEAD_SUBSCRIBER_HEADER.to_owned(), s.to_owned()));
+        }
+        let report = self.push_all(&table, &Arc::new(dead), true, |_| {});
+        if report.delivered == 0 {
+            self.dead_letters_lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Target {
+    #[inline]
+    fn covers(&self, subject: &str, dead: bool) -> bool {
+        self.subs
+            .iter()
+            .any(|s| s.dead == dead && s.pattern.covers(subject))
+    }
+}
+
+#[cfg(test)]
+mod tests;

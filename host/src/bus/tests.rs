@@ -1,0 +1,549 @@
+//! Bus tests: routing, dead letters, request/reply and gather, through real mailboxes.
+
+use super::*;
+use bytes::Bytes;
+use std::time::Instant as StdInstant;
+
+fn msg(subject: &str) -> Envelope {
+    Envelope::new("publisher".into(), subject, Bytes::from_static(b"x"))
+}
+
+fn subscribed(bus: &Bus, owner: &str, patterns: &[&str], capacity: usize) -> Mailbox {
+    let m = bus.mailbox(owner, capacity);
+    for p in patterns {
+        bus.subscribe(owner, p, &m).unwrap();
+    }
+    m
+}
+
+fn subjects(m: &Mailbox) -> Vec<String> {
+    std::iter::from_fn(|| m.try_recv().map(|e| e.subject.clone())).collect()
+}
+
+/// Answers every request that arrives in `m` with its own name, until the mailbox closes.
+fn responder(bus: &Bus, m: Mailbox) -> tokio::task::JoinHandle<usize> {
+    let bus = bus.clone();
+    tokio::spawn(async move {
+        let mut answered = 0;
+        while let Some(req) = m.recv().await {
+            let reply = Envelope::new(m.owner().clone(), "unused", m.owner().to_string());
+            bus.reply(&req, reply).unwrap();
+            answered += 1;
+        }
+        answered
+    })
+}
+
+#[test]
+fn bus_publish_subjects_are_checked() {
+    let bus = Bus::new();
+    let invalid =
+        |r: Result<PublishReport, BusError>| matches!(r, Err(BusError::InvalidSubject(_)));
+    for s in ["a.*", "a.>", "", "a..b", "a b", ".a", "a."] {
+        assert!(invalid(bus.publish(msg(s))), "{s:?}");
+    }
+    assert_eq!(
+        bus.publish(msg("_DEAD.x")),
+        Err(BusError::Reserved("_DEAD.x".into()))
+    );
+    for s in ["a.b", "_DEAD", "md.spot.BTC-USDT", "agent.alpha.inbox"] {
+        assert_eq!(bus.publish(msg(s)), Ok(PublishReport::default()), "{s:?}");
+    }
+    let e = bus.publish(msg("a.>")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "subject \"a.>\": wildcard '>' (token 2) is not allowed here"
+    );
+}
+
+#[test]
+fn bus_subscribe_patterns_are_checked() {
+    let bus = Bus::new();
+    let m = bus.mailbox("a", 4);
+    for p in ["a.*", "a.>", ">", "*", "_DEAD.>", "_DEAD.cmd.*", "x.*.y.>"] {
+        assert!(bus.subscribe("a", p, &m).is_ok(), "{p:?}");
+    }
+    for p in ["a.>.b", "a*", "", "a..b", "a b"] {
+        assert!(
+            matches!(bus.subscribe("a", p, &m), Err(BusError::InvalidSubject(_))),
+            "{p:?}"
+        );
+    }
+    assert_eq!(
+        bus.subscribe("a", "_INBOX.>", &m),
+        Err(BusError::Reserved("_INBOX.>".into()))
+    );
+    let other = Bus::new().mailbox("b", 4);
+    assert_eq!(
+        bus.subscribe("b", "a.b", &other),
+        Err(BusError::ForeignMailbox("b".into()))
+    );
+    assert!(matches!(
+        bus.subscribe("c", "a.b", &Mailbox::detached("c", 4)),
+        Err(BusError::ForeignMailbox(_))
+    ));
+}
+
+#[test]
+fn bus_fan_out_gives_each_subscriber_one_copy() {
+    let bus = Bus::new();
+    let a = subscribed(&bus, "a", &["md.>", "md.*.BTC", "md.spot.BTC"], 16);
+    let b = subscribed(&bus, "b", &["md.spot.*"], 16);
+    let c = subscribed(&bus, "c", &["md.spot.ETH"], 16);
+    let report = bus.publish(msg("md.spot.BTC")).unwrap();
+    assert_eq!(
+        report,
+        PublishReport {
+            delivered: 2,
+            dropped: 0,
+            refused: 0
+        }
+    );
+    assert_eq!(subjects(&a), ["md.spot.BTC"]);
+    assert_eq!(subjects(&b), ["md.spot.BTC"]);
+    assert!(subjects(&c).is_empty());
+    assert_eq!(bus.stats().delivered, 2);
+    assert_eq!(bus.stats().published, 1);
+}
+
+#[test]
+fn bus_unsubscribe_stops_delivery() {
+    let bus = Bus::new();
+    let m = bus.mailbox("a", 16);
+    let one = bus.subscribe("a", "x.*", &m).unwrap();
+    bus.subscribe("a", "y.>", &m).unwrap();
+    let b = subscribed(&bus, "b", &["x.>"], 16);
+    assert_eq!(bus.subscription_count(), 3);
+
+    assert_eq!(bus.publish(msg("x.1")).unwrap().delivered, 2);
+    assert!(bus.unsubscribe(one));
+    assert!(!bus.unsubscribe(one), "already gone");
+    assert_eq!(bus.publish(msg("x.2")).unwrap().delivered, 1);
+    assert_eq!(bus.publish(msg("y.1")).unwrap().delivered, 1);
+
+    assert_eq!(bus.unsubscribe_all("a"), 1);
+    assert_eq!(bus.unsubscribe_all("a"), 0);
+    assert_eq!(bus.publish(msg("y.2")).unwrap().delivered, 0);
+    assert_eq!(subjects(&m), ["x.1", "y.1"]);
+    assert_eq!(subjects(&b), ["x.1", "x.2"]);
+    assert_eq!(bus.subscription_count(), 1);
+}
+
+#[test]
+fn bus_refused_command_is_dead_lettered_with_its_reason() {
+    let bus = Bus::new();
+    let slow = subscribed(&bus, "slow", &["cmd.>"], 1);
+    let everything = subscribed(&bus, "everything", &[">"], 16);
+    let ops = subscribed(&bus, "ops", &["_DEAD.>"], 16);
+
+    bus.publish(msg("cmd.first")).unwrap();
+    let second = msg("cmd.second").with_header("k", "v");
+    let id = second.id.clone();
+    let report = bus.publish(second).unwrap();
+    assert_eq!(
+        report,
+        PublishReport {
+            delivered: 1,
+            dropped: 0,
+            refused: 1
+        }
+    );
+    assert_eq!(slow.stats().refused, 1);
+
+    let dead = ops.try_recv().expect("a dead letter");
+    assert_eq!(dead.subject, "_DEAD.cmd.second");
+    assert_eq!(dead.id, id, "the original id, so operators can trace it");
+    assert_eq!(&*dead.sender, "publisher");
+    assert_eq!(dead.header(DEAD_REASON_HEADER), Some("mailbox-full"));
+    assert_eq!(dead.header(DEAD_SUBSCRIBER_HEADER), Some("slow"));
+    assert_eq!(dead.header("k"), Some("v"));
+    assert!(ops.try_recv().is_none());
+
+    // `>` does not see dead letters; only `_DEAD.` patterns do.
+    assert_eq!(subjects(&everything), ["cmd.first", "cmd.second"]);
+    let stats = bus.stats();
+    assert_eq!((stats.dead_letters, stats.dead_letters_lost), (1, 0));
+}
+
+#[test]
+fn bus_dead_letters_nobody_takes_are_counted_not_recursed() {
+    let bus = Bus::new();
+    let slow = subscribed(&bus, "slow", &["cmd.>"], 1);
+    let ops = subscribed(&bus, "ops", &["_DEAD.>"], 1);
+    for i in 0..4 {
+        bus.publish(msg(&format!("cmd.{i}"))).unwrap();
+    }
+    let stats = bus.stats();
+    assert_eq!(stats.dead_letters, 3);
+    assert_eq!(stats.dead_letters_lost, 2);
+    assert_eq!(ops.stats().refused, 2);
+    assert_eq!(subjects(&ops), ["_DEAD.cmd.1"]);
+    assert_eq!(subjects(&slow), ["cmd.0"]);
+}
+
+#[test]
+fn bus_market_data_under_pressure_drops_the_oldest_and_reports_it() {
+    let bus = Bus::new();
+    let m = subscribed(&bus, "a", &["md.>"], 2);
+    let ops = subscribed(&bus, "ops", &["_DEAD.>"], 16);
+    for i in 0..5 {
+        let report = bus.publish(msg(&format!("md.tick.{i}"))).unwrap();
+        assert_eq!(report.delivered, 1);
+        assert_eq!(report.dropped, usize::from(i >= 2));
+    }
+    assert_eq!(m.stats().dropped, 3);
+    assert_eq!(subjects(&m), ["md.tick.3", "md.tick.4"]);
+    assert!(
+        ops.try_recv().is_none(),
+        "drops are counted, not dead-lettered"
+    );
+}
+
+#[test]
+fn bus_a_full_mailbox_does_not_stop_delivery_to_others() {
+    let bus = Bus::new();
+    let slow = subscribed(&bus, "slow", &["cmd.>", "md.>"], 1);
+    let fast = subscribed(&bus, "fast", &["cmd.>", "md.>"], 64);
+    for i in 0..10 {
+        let report = bus.publish(msg(&format!("cmd.{i}"))).unwrap();
+        assert_eq!(report.delivered, 1 + usize::from(i == 0));
+    }
+    for i in 0..10 {
+        let report = bus.publish(msg(&format!("md.{i}"))).unwrap();
+        assert_eq!((report.delivered, report.dropped), (1, 1));
+    }
+    assert_eq!(fast.depth(), 20);
+    assert_eq!(
+        slow.stats(),
+        MailboxStats {
+            depth: 1,
+            capacity: 1,
+            dropped: 10,
+            refused: 9,
+            expired: 0
+        }
+    );
+    assert_eq!(bus.stats().dead_letters, 9);
+    assert_eq!(bus.stats().dead_letters_lost, 9, "no one watches _DEAD");
+}
+
+#[tokio::test]
+async fn bus_expired_message_is_dead_lettered_when_received() {
+    let bus = Bus::new();
+    let m = subscribed(&bus, "a", &["cmd.>"], 16);
+    let ops = subscribed(&bus, "ops", &["_DEAD.>"], 16);
+    let mut stale = msg("cmd.stale");
+    stale.expires_at = Some(Instant::now());
+    bus.publish(stale).unwrap();
+    bus.publish(msg("cmd.fresh").with_ttl(Duration::from_secs(3600)))
+        .unwrap();
+    assert!(
+        ops.try_recv().is_none(),
+        "expiry is decided at receive time"
+    );
+
+    let got = m.recv().await.unwrap();
+    assert_eq!(got.subject, "cmd.fresh");
+    assert_eq!(m.stats().expired, 1);
+    let dead = ops.try_recv().expect("a dead letter");
+    assert_eq!(dead.subject, "_DEAD.cmd.stale");
+    assert_eq!(dead.header(DEAD_REASON_HEADER), Some("expired"));
+    assert_eq!(dead.header(DEAD_SUBSCRIBER_HEADER), Some("a"));
+    assert_eq!(dead.expires_at, None, "a dead letter does not expire again");
+}
+
+#[tokio::test]
+async fn bus_request_gets_the_first_reply() {
+    let bus = Bus::new();
+    let svc = subscribed(&bus, "svc", &["svc.price"], 16);
+    let task = responder(&bus, svc.clone());
+
+    let req = msg("svc.price");
+    let id = req.id.clone();
+    let reply = bus.request(req, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(&reply.payload[..], b"svc");
+    assert_eq!(&*reply.sender, "svc");
+    assert_eq!(reply.correlation_id.as_deref(), Some(id.as_str()));
+    assert!(reply.subject.starts_with(INBOX_PREFIX), "{}", reply.subject);
+
+    // A correlation id the requester chose is kept.
+    let mut req = msg("svc.price");
+    req.correlation_id = Some("mine".into());
+    let reply = bus.request(req, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(reply.correlation_id.as_deref(), Some("mine"));
+
+    svc.close();
+    assert_eq!(task.await.unwrap(), 2);
+    assert_eq!(bus.stats().late_replies, 0);
+    assert!(bus.0.lock_pending().is_empty());
+}
+
+#[tokio::test]
+async fn bus_reply_by_subject_alone_gets_the_request_correlation_id() {
+    // What a guest's `reply(reply-to, payload)` does: publish on the reply subject.
+    let bus = Bus::new();
+    let svc = subscribed(&bus, "svc", &["svc.price"], 16);
+    let b = bus.clone();
+    let task = tokio::spawn(async move {
+        let req = svc.recv().await.unwrap();
+        let to = req.reply_to.clone().unwrap();
+        b.publish(Envelope::new("svc".into(), to, Bytes::new()))
+            .unwrap()
+    });
+    let req = msg("svc.price");
+    let id = req.id.clone();
+    let reply = bus.request(req, Duration::from_secs(600)).await.unwrap();
+    assert_eq!(reply.correlation_id.as_deref(), Some(id.as_str()));
+    assert_eq!(task.await.unwrap().delivered, 1);
+}
+
+#[test]
+fn bus_inboxes_are_unguessable_tokens() {
+    let a = envelope::new_inbox_token();
+    let b = envelope::new_inbox_token();
+    assert_ne!(a, b);
+    assert_eq!(a.len(), 32);
+    assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+    assert!(caps::check_subject(&format!("{INBOX_PREFIX}{a}"), false).is_ok());
+}
+
+#[test]
+fn bus_unsubscribe_owned_only_ends_the_owners_subscription() {
+    let bus = Bus::new();
+    let m = bus.mailbox("a", 4);
+    let id = bus.subscribe("a", "x", &m).unwrap();
+    assert!(!bus.unsubscribe_owned("b", id));
+    assert_eq!(bus.subscription_count(), 1);
+    assert!(bus.unsubscribe_owned("a", id));
+    assert_eq!(bus.subscription_count(), 0);
+}
+
+#[tokio::test]
+async fn bus_request_without_responders_fails_at_once_and_is_dead_lettered() {
+    let bus = Bus::new();
+    let ops = subscribed(&bus, "ops", &["_DEAD.>"], 16);
+    let _other = subscribed(&bus, "other", &["svc.other"], 16);
+    let start = StdInstant::now();
+    let r = bus.request(msg("svc.none"), Duration::from_secs(600)).await;
+    assert_eq!(r, Err(BusError::NoResponders));
+    assert!(start.elapsed() < Duration::from_secs(60));
+    let dead = ops.try_recv().expect("a dead letter");
+    assert_eq!(dead.subject, "_DEAD.svc.none");
+    assert_eq!(dead.header(DEAD_REASON_HEADER), Some("no-responders"));
+    assert!(dead.reply_to.is_some());
+
+    let r = bus
+        .gather(msg("svc.none"), 1, Duration::from_secs(600))
+        .await;
+    assert_eq!(r, Err(BusError::NoResponders));
+    assert!(bus.0.lock_pending().is_empty());
+}
+
+#[tokio::test]
+async fn bus_request_to_full_responders_fails_at_once() {
+    let bus = Bus::new();
+    let svc = subscribed(&bus, "svc", &["svc.>"], 1);
+    bus.publish(msg("svc.busy")).unwrap();
+    let r = bus
+        .request(msg("svc.price"), Duration::from_secs(600))
+        .await;
+    assert_eq!(r, Err(BusError::MailboxFull));
+    assert_eq!(svc.stats().refused, 1);
+    assert_eq!(bus.stats().dead_letters, 1);
+}
+
+#[tokio::test]
+async fn bus_request_reserved_and_invalid_subjects() {
+    let bus = Bus::new();
+    let t = Duration::from_secs(1);
+    assert!(matches!(
+        bus.request(msg("svc.*"), t).await,
+        Err(BusError::InvalidSubject(_))
+    ));
+    assert!(matches!(
+        bus.request(msg("_INBOX.x"), t).await,
+        Err(BusError::Reserved(_))
+    ));
+    assert!(matches!(
+        bus.gather(msg("_DEAD.x"), 1, t).await,
+        Err(BusError::Reserved(_))
+    ));
+    assert_eq!(
+        bus.reply(&msg("no.reply.to"), msg("x")),
+        Err(BusError::NoReplyTo)
+    );
+}
+
+#[tokio::test]
+async fn bus_request_timeout_then_late_reply_is_counted() {
+    let bus = Bus::new();
+    let svc = subscribed(&bus, "svc", &["svc.slow"], 16);
+    let r = bus
+        .request(msg("svc.slow"), Duration::from_millis(20))
+        .await;
+    assert_eq!(r, Err(BusError::Timeout));
+    assert!(bus.0.lock_pending().is_empty(), "the inbox is gone");
+
+    let req = svc.try_recv().expect("the request was delivered");
+    let report = bus.reply(&req, msg("unused")).unwrap();
+    assert_eq!(report.delivered, 0);
+    assert_eq!(bus.stats().late_replies, 1);
+
+    // A reply to an inbox that never existed is counted the same way.
+    bus.publish(msg("_INBOX.nobody")).unwrap();
+    assert_eq!(bus.stats().late_replies, 2);
+}
+
+#[tokio::test]
+async fn bus_cancelled_request_removes_its_inbox() {
+    let bus = Bus::new();
+    let svc = subscribed(&bus, "svc", &["svc.slow"], 16);
+    tokio::select! {
+        _ = bus.request(msg("svc.slow"), Duration::from_secs(600)) => panic!("no reply was sent"),
+        _ = tokio::task::yield_now() => {}
+    }
+    assert!(bus.0.lock_pending().is_empty());
+    let req = svc.try_recv().unwrap();
+    bus.reply(&req, msg("unused")).unwrap();
+    assert_eq!(bus.stats().late_replies, 1);
+}
+
+#[tokio::test]
+async fn bus_gather_returns_at_quorum_without_waiting_for_the_timeout() {
+    let bus = Bus::new();
+    let tasks: Vec<_> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|name| {
+            let m = subscribed(&bus, name, &["risk.approve"], 16);
+            (m.clone(), responder(&bus, m))
+        })
+        .collect();
+
+    let start = StdInstant::now();
+    let replies = bus
+        .gather(msg("risk.approve"), 2, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "returned at quorum"
+    );
+    assert_eq!(replies.len(), 2);
+    let mut senders: Vec<&str> = replies.iter().map(|r| &*r.sender).collect();
+    senders.dedup();
+    assert_eq!(senders.len(), 2, "two different responders");
+
+    for (m, task) in tasks {
+        m.close();
+        assert_eq!(task.await.unwrap(), 1);
+    }
+    assert_eq!(bus.stats().late_replies, 1, "the third reply came too late");
+    assert!(bus.0.lock_pending().is_empty());
+}
+
+#[tokio::test]
+async fn bus_gather_returns_what_arrived_at_the_timeout() {
+    let bus = Bus::new();
+    let answering = subscribed(&bus, "r1", &["risk.approve"], 16);
+    let _silent_a = subscribed(&bus, "r2", &["risk.approve"], 16);
+    let _silent_b = subscribed(&bus, "r3", &["risk.approve"], 16);
+    let task = responder(&bus, answering.clone());
+
+    let replies = bus
+        .gather(msg("risk.approve"), 3, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(&*replies[0].sender, "r1");
+    answering.close();
+    assert_eq!(task.await.unwrap(), 1);
+
+    // Quorum 0 waits for nothing.
+    let none = bus
+        .gather(msg("risk.approve"), 0, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+/// Not a timing test: it checks the counts of a burst big enough to matter and prints the cost
+/// per delivery (`cargo test --release -p colony-host --lib bus_fan_out -- --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_fan_out_100k_publishes_to_10_mailboxes() {
+    const N: usize = 100_000;
+    const SUBS: usize = 10;
+    let bus = Bus::new();
+    let boxes: Vec<Mailbox> = (0..SUBS)
+        .map(|i| subscribed(&bus, &format!("agent-{i}"), &["bench.>"], N))
+        .collect();
+    let sender: Arc<str> = "bench".into();
+    let publish_all = |bus: &Bus| {
+        for i in 0..N as u64 {
+            let env = Envelope::new(sender.clone(), "bench.tick", i.to_le_bytes().to_vec());
+            let report = bus.publish(env).unwrap();
+            assert_eq!(report.delivered, SUBS);
+        }
+    };
+
+    // Publishing alone: routing and pushing, with nobody receiving.
+    let start = StdInstant::now();
+    publish_all(&bus);
+    let publish_only = start.elapsed();
+    for m in &boxes {
+        assert_eq!(m.depth(), N);
+        let mut n = 0u64;
+        while let Some(e) = m.try_recv() {
+            assert_eq!(&e.payload[..], n.to_le_bytes());
+            n += 1;
+        }
+        assert_eq!(n, N as u64);
+    }
+
+    // Publishing while ten receivers drain concurrently.
+    let receivers: Vec<_> = boxes
+        .iter()
+        .cloned()
+        .map(|m| {
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while n < N as u64 {
+                    let e = m.recv().await.unwrap();
+                    assert_eq!(&e.payload[..], n.to_le_bytes());
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let start = StdInstant::now();
+    publish_all(&bus);
+    for r in receivers {
+        assert_eq!(r.await.unwrap(), N as u64);
+    }
+    let with_receivers = start.elapsed();
+
+    let stats = bus.stats();
+    assert_eq!(stats.published, 2 * N as u64);
+    assert_eq!(stats.delivered, (2 * N * SUBS) as u64);
+    assert_eq!(stats.dead_letters, 0);
+    for m in &boxes {
+        assert_eq!(
+            m.stats(),
+            MailboxStats {
+                depth: 0,
+                capacity: N,
+                dropped: 0,
+                refused: 0,
+                expired: 0
+            }
+        );
+    }
+    let per = |d: Duration| d.as_nanos() as f64 / (N * SUBS) as f64;
+    println!(
+        "bus fan-out, {N} publishes x {SUBS} subscribers: publish only {:.0} ns/delivery, \
+         with 10 receivers {:.0} ns/delivery ({:.0} deliveries/s)",
+        per(publish_only),
+        per(with_receivers),
+        1e9 / per(with_receivers),
+    );
+}

@@ -1,0 +1,293 @@
+//! `colony:plugin/messaging`: publish, subscribe, request, gather and reply through the
+//! host's bus (`crate::bus::Bus`), each checked against the agent's `messaging.*` grants
+//! before anything is sent (a denial is audited and returned as `error::denied`).
+//!
+//! Limits (a guest controls all of these): a payload at most the plugin's payload limit
+//! (1 MiB by default); at most [`MAX_SUBSCRIPTIONS`] subscriptions per instance; a request or
+//! gather waits at most until the event's deadline (its timeout is cut to what is left, so
+//! the guest gets `error::timeout` rather than being ended). A publish that every subscriber's
+//! full mailbox refused is `error::limit-exceeded`. The host stamps `id`, `sender` and
+//! `timestamp`; replies need no grant and may only go to a pending request's `_INBOX.` subject.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::bindings::messaging::{Host, SendOptions};
+use crate::bindings::types::{Error, Message, Priority as WitPriority};
+use crate::bus::{Bus, BusError, Envelope, INBOX_PREFIX, Mailbox, Priority, SubscriptionId};
+use crate::caps::Request;
+use crate::store::StoreState;
+
+/// Most subscriptions one agent instance may hold.
+pub const MAX_SUBSCRIPTIONS: usize = 64;
+
+/// One agent instance's link to the bus: its actor's mailbox and its own subscriptions,
+/// which end with the instance (a re-instantiated agent subscribes again in `init`).
+pub struct BusLink {
+    bus: Bus,
+    mailbox: Mailbox,
+    owner: Arc<str>,
+    subscriptions: Vec<SubscriptionId>,
+}
+
+impl BusLink {
+    /// A link for an instance whose actor receives through `mailbox`; `owner` names the
+    /// actor's subscriptions on the bus.
+    pub fn new(bus: Bus, mailbox: Mailbox, owner: Arc<str>) -> BusLink {
+        BusLink {
+            bus,
+            mailbox,
+            owner,
+            subscriptions: Vec::new(),
+        }
+    }
+}
+
+impl Drop for BusLink {
+    fn drop(&mut self) {
+        for id in self.subscriptions.drain(..) {
+            self.bus.unsubscribe(id);
+        }
+    }
+}
+
+/// The guest-visible form of a bus envelope.
+pub fn to_wit(env: &Envelope) -> Message {
+    Message {
+        id: env.id.clone(),
+        subject: env.subject.clone(),
+        sender: env.sender.to_string(),
+        correlation_id: env.correlation_id.clone(),
+        reply_to: env.reply_to.clone(),
+        priority: match env.priority {
+            Priority::Low => WitPriority::Low,
+            Priority::Normal => WitPriority::Normal,
+            Priority::High => WitPriority::High,
+        },
+        timestamp: env.timestamp_ns,
+        headers: env.headers.clone(),
+        payload: env.payload.to_vec(),
+    }
+}
+
+fn bus_error(e: BusError, subject: &str) -> Error {
+    match e {
+        BusError::InvalidSubject(m) => Error::InvalidArgument(m),
+        BusError::Reserved(s) => {
+            Error::InvalidArgument(format!("subject {s:?} is reserved for the host"))
+        }
+        BusError::NoResponders => Error::Unavailable(format!("no subscriber for {subject}")),
+        BusError::MailboxFull => {
+            Error::LimitExceeded(format!("every responder's mailbox is full for {subject}"))
+        }
+        BusError::Timeout => Error::Timeout,
+        BusError::NoReplyTo => Error::InvalidArgument("the message has no reply-to".into()),
+        BusError::ForeignMailbox(m) => {
+            Error::Unavailable(format!("mailbox of {m} belongs to another bus"))
+        }
+    }
+}
+
+impl StoreState {
+    fn link(&self) -> Result<&BusLink, Error> {
+        self.bus
+            .as_ref()
+            .ok_or_else(|| Error::Unavailable("messaging is not available to this plugin".into()))
+    }
+
+    fn check_payload(&self, len: usize) -> Result<(), Error> {
+        let limit = self.limits.payload_bytes;
+        if len as u64 > limit {
+            return Err(Error::LimitExceeded(format!(
+                "payload limit of {limit} bytes exceeded ({len} given)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// What is left of the event's deadline, less a margin so the guest sees `timeout`.
+    fn wait_budget(&self, timeout_ms: u32) -> Duration {
+        let left = self
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(Duration::from_millis(2));
+        Duration::from_millis(timeout_ms.into()).min(left)
+    }
+
+    fn envelope(&self, subject: String, payload: Vec<u8>) -> Envelope {
+        Envelope::new(self.plugin.clone(), subject, payload)
+    }
+
+    fn send(
+        &mut self,
+        subject: String,
+        payload: Vec<u8>,
+        options: Option<SendOptions>,
+    ) -> Result<(), Error> {
+        self.link()?;
+        self.check_payload(payload.len())?;
+        self.check(&Request::Publish { subject: &subject })
+            .map_err(Error::Denied)?;
+        let mut env = self.envelope(subject, payload);
+        if let Some(o) = options {
+            env = env.with_priority(match o.priority {
+                WitPriority::Low => Priority::Low,
+                WitPriority::Normal => Priority::Normal,
+                WitPriority::High => Priority::High,
+            });
+            for (k, v) in o.headers {
+                env = env.with_header(k, v);
+            }
+            if o.ttl_ms > 0 {
+                env = env.with_ttl(Duration::from_millis(o.ttl_ms.into()));
+            }
+        }
+        let subject = env.subject.clone();
+        let link = self.link()?;
+        match link.bus.publish(env) {
+            Ok(r) if r.delivered == 0 && r.refused > 0 => Err(Error::LimitExceeded(format!(
+                "every subscriber's mailbox is full for {subject}"
+            ))),
+            Ok(_) => Ok(()),
+            Err(e) => Err(bus_error(e, &subject)),
+        }
+    }
+}
+
+impl Host for StoreState {
+    async fn publish(
+        &mut self,
+        subject: String,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        Ok(self.send(subject, payload, None))
+    }
+
+    async fn publish_with(
+        &mut self,
+        subject: String,
+        payload: Vec<u8>,
+        options: SendOptions,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        Ok(self.send(subject, payload, Some(options)))
+    }
+
+    async fn subscribe(&mut self, pattern: String) -> wasmtime::Result<Result<u64, Error>> {
+        if let Err(e) = self.link() {
+            return Ok(Err(e));
+        }
+        if let Err(needs) = self.check(&Request::Subscribe { subject: &pattern }) {
+            return Ok(Err(Error::Denied(needs)));
+        }
+        let Some(link) = self.bus.as_mut() else {
+            return Ok(Err(Error::Unavailable(
+                "messaging is not available to this plugin".into(),
+            )));
+        };
+        if link.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            return Ok(Err(Error::LimitExceeded(format!(
+                "subscription limit of {MAX_SUBSCRIPTIONS} reached"
+            ))));
+        }
+        Ok(
+            match link.bus.subscribe(&link.owner, &pattern, &link.mailbox) {
+                Ok(id) => {
+                    link.subscriptions.push(id);
+                    Ok(id.get())
+                }
+                Err(e) => Err(bus_error(e, &pattern)),
+            },
+        )
+    }
+
+    async fn unsubscribe(&mut self, id: u64) -> wasmtime::Result<Result<(), Error>> {
+        let Some(link) = self.bus.as_mut() else {
+            return Ok(Err(Error::Unavailable(
+                "messaging is not available to this plugin".into(),
+            )));
+        };
+        let id = SubscriptionId::from_raw(id);
+        Ok(match link.subscriptions.iter().position(|s| *s == id) {
+            Some(i) => {
+                link.subscriptions.swap_remove(i);
+                link.bus.unsubscribe(id);
+                Ok(())
+            }
+            None => Err(Error::NotFound(format!("no subscription {}", id.get()))),
+        })
+    }
+
+    async fn request(
+        &mut self,
+        subject: String,
+        payload: Vec<u8>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Message, Error>> {
+        if let Err(e) = self.link().and_then(|_| self.check_payload(payload.len())) {
+            return Ok(Err(e));
+        }
+        if let Err(needs) = self.check(&Request::Request { subject: &subject }) {
+            return Ok(Err(Error::Denied(needs)));
+        }
+        let wait = self.wait_budget(timeout_ms);
+        let env = self.envelope(subject.clone(), payload);
+        let bus = match self.link() {
+            Ok(l) => l.bus.clone(),
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(match bus.request(env, wait).await {
+            Ok(reply) => Ok(to_wit(&reply)),
+            Err(e) => Err(bus_error(e, &subject)),
+        })
+    }
+
+    async fn gather(
+        &mut self,
+        subject: String,
+        payload: Vec<u8>,
+        quorum: u32,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Vec<Message>, Error>> {
+        if let Err(e) = self.link().and_then(|_| self.check_payload(payload.len())) {
+            return Ok(Err(e));
+        }
+        if let Err(needs) = self.check(&Request::Request { subject: &subject }) {
+            return Ok(Err(Error::Denied(needs)));
+        }
+        let wait = self.wait_budget(timeout_ms);
+        let env = self.envelope(subject.clone(), payload);
+        let bus = match self.link() {
+            Ok(l) => l.bus.clone(),
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(match bus.gather(env, quorum as usize, wait).await {
+            Ok(replies) => Ok(replies.iter().map(|r| to_wit(r)).collect()),
+            Err(e) => Err(bus_error(e, &subject)),
+        })
+    }
+
+    async fn reply(
+        &mut self,
+        reply_to: String,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        if let Err(e) = self.link().and_then(|_| self.check_payload(payload.len())) {
+            return Ok(Err(e));
+        }
+        if !reply_to.starts_with(INBOX_PREFIX) {
+            return Ok(Err(Error::InvalidArgument(format!(
+                "{reply_to:?} is not a reply-to subject (replies go to {INBOX_PREFIX}…)"
+            ))));
+        }
+        let env = self.envelope(reply_to.clone(), payload);
+        Ok(match self.link() {
+            // A reply to a request that already timed out is dropped and counted by the bus.
+            Ok(link) => link
+                .bus
+                .publish(env)
+                .map(|_| ())
+                .map_err(|e| bus_error(e, &reply_to)),
+            Err(e) => Err(e),
+        })
+    }
+}

@@ -1,0 +1,190 @@
+//! An agent that drives the messaging interface for the bus tests. Its configuration (JSON,
+//! from the host's `[agents.NAME]`) says what it subscribes to at init and how it behaves:
+//! `{"subscribe": ["pattern", ...], "answer": "text", "trap_on_message": false,
+//! "quiet": false, "spin": "0"}` (`quiet`: do not record what arrives; `spin`: busy
+//! iterations per message, as a string).
+//!
+//! Messages on its inbox `agent.<name>.inbox` are commands from the test:
+//! - `pub:SUBJECT:TEXT` publishes; `flood:SUBJECT:N` publishes N messages as fast as it can
+//!   and records how many were refused in state `refused`;
+//! - `req:SUBJECT:TIMEOUT_MS` requests and stores the reply payload (or the error) in state
+//!   `reply`; `gather:SUBJECT:QUORUM:TIMEOUT_MS` stores the reply count and payloads in
+//!   `gathered`.
+//!
+//! Any other message is appended to state `received` as a line `subject|sender|payload`, and
+//! answered with the configured `answer` when it carries a `reply-to`.
+
+use std::cell::RefCell;
+
+use colony::plugin::messaging;
+use colony::plugin::state;
+use exports::colony::plugin::handler::{Error, Guest, MarketEvent, Message, OrderEvent, Timestamp};
+
+wit_bindgen::generate!({ path: "../../../wit", world: "agent" });
+
+struct Agent;
+
+#[derive(Default)]
+struct Config {
+    answer: Option<String>,
+    trap_on_message: bool,
+    /// Do not record received messages (a subscriber that only burns time).
+    quiet: bool,
+    /// Busy iterations per received message (a slow subscriber).
+    spin: u64,
+}
+
+thread_local! {
+    static CONFIG: RefCell<Config> = RefCell::new(Config::default());
+}
+
+/// A tiny reader for the flat JSON config: string lists, strings and booleans by key.
+fn strings(config: &str, key: &str) -> Vec<String> {
+    let Some(start) = config.find(&format!("\"{key}\"")) else {
+        return Vec::new();
+    };
+    let rest = &config[start..];
+    let Some(open) = rest.find('[') else {
+        return Vec::new();
+    };
+    let Some(close) = rest[open..].find(']') else {
+        return Vec::new();
+    };
+    rest[open + 1..open + close]
+        .split(',')
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn string(config: &str, key: &str) -> Option<String> {
+    let start = config.find(&format!("\"{key}\""))?;
+    let rest = &config[start + key.len() + 2..];
+    let open = rest.find('"')?;
+    let close = rest[open + 1..].find('"')?;
+    Some(rest[open + 1..open + 1 + close].to_string())
+}
+
+fn append(key: &str, line: &str) -> Result<(), Error> {
+    let mut value = state::get(key)?.unwrap_or_default();
+    value.extend_from_slice(line.as_bytes());
+    value.push(b'\n');
+    state::set(key, &value)
+}
+
+fn describe(e: &Error) -> String {
+    match e {
+        Error::Denied(m) => format!("denied: {m}"),
+        Error::LimitExceeded(m) => format!("limit-exceeded: {m}"),
+        Error::InvalidArgument(m) => format!("invalid-argument: {m}"),
+        Error::NotFound(m) => format!("not-found: {m}"),
+        Error::Unavailable(m) => format!("unavailable: {m}"),
+        Error::Timeout => "timeout".into(),
+    }
+}
+
+fn command(text: &str) -> Result<(), Error> {
+    let parts: Vec<&str> = text.splitn(4, ':').collect();
+    match parts.as_slice() {
+        ["pub", subject, body] => messaging::publish(subject, body.as_bytes()),
+        ["flood", subject, n] => {
+            let n: u32 = n.parse().unwrap_or(0);
+            let mut refused = 0u32;
+            for i in 0..n {
+                if messaging::publish(subject, format!("{i}").as_bytes()).is_err() {
+                    refused += 1;
+                }
+            }
+            state::set("refused", refused.to_string().as_bytes())
+        }
+        ["req", subject, timeout] => {
+            let outcome = match messaging::request(subject, b"ask", timeout.parse().unwrap_or(100)) {
+                Ok(m) => format!("ok:{}:{}", m.sender, String::from_utf8_lossy(&m.payload)),
+                Err(e) => format!("err:{}", describe(&e)),
+            };
+            state::set("reply", outcome.as_bytes())
+        }
+        ["gather", subject, quorum, timeout] => {
+            let outcome = match messaging::gather(
+                subject,
+                b"ask",
+                quorum.parse().unwrap_or(1),
+                timeout.parse().unwrap_or(100),
+            ) {
+                Ok(replies) => {
+                    let mut bodies: Vec<String> = replies
+                        .iter()
+                        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+                        .collect();
+                    bodies.sort();
+                    format!("{}:{}", replies.len(), bodies.join(","))
+                }
+                Err(e) => format!("err:{}", describe(&e)),
+            };
+            state::set("gathered", outcome.as_bytes())
+        }
+        _ => Err(Error::InvalidArgument(format!("unknown command {text:?}"))),
+    }
+}
+
+impl Guest for Agent {
+    fn init(config: String) -> Result<(), Error> {
+        for pattern in strings(&config, "subscribe") {
+            messaging::subscribe(&pattern)?;
+        }
+        CONFIG.with_borrow_mut(|c| {
+            c.answer = string(&config, "answer");
+            c.trap_on_message = config.contains("\"trap_on_message\":true");
+            c.quiet = config.contains("\"quiet\":true");
+            c.spin = string(&format!("{config}"), "spin")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+        });
+        Ok(())
+    }
+
+    fn on_message(msg: Message) -> Result<(), Error> {
+        if CONFIG.with_borrow(|c| c.trap_on_message) {
+            panic!("bus-agent traps on every message, on purpose");
+        }
+        if msg.subject.starts_with("agent.") && msg.subject.ends_with(".inbox") {
+            let text = String::from_utf8_lossy(&msg.payload).into_owned();
+            return command(&text);
+        }
+        let (quiet, spin) = CONFIG.with_borrow(|c| (c.quiet, c.spin));
+        let mut x = 0u64;
+        for i in 0..spin {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        if !quiet {
+            let line = format!("{}|{}|{}", msg.subject, msg.sender, String::from_utf8_lossy(&msg.payload));
+            append("received", &line)?;
+        }
+        if let (Some(reply_to), Some(answer)) = (&msg.reply_to, CONFIG.with_borrow(|c| c.answer.clone())) {
+            messaging::reply(reply_to, answer.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn on_market(_event: MarketEvent) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn on_order(_event: OrderEvent) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn on_timer(_now: Timestamp) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn snapshot() -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn restore(_snapshot: Vec<u8>) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+export!(Agent);

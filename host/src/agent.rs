@@ -564,11 +564,40 @@ async fn deliver_one(
             Ok(())
         }
         Err(e) => {
+            record_failure(spec, stats, failures_in_a_row, &e);
             if e.is_fatal_to_instance() {
                 // The instance may be mid-way through anything: never run it again.
                 *current = None;
+                if stats.quarantined.load(Ordering::Relaxed) {
+                    // A quarantined agent leaves the bus: publishers see no subscriber and
+                    // requests fail at once, instead of messages vanishing into it.
+                    if let Some(a) = attach {
+                        a.bus.unsubscribe_all(&a.owner);
+                    }
+                } else {
+                    // Re-create it now rather than at its next event, so the subscriptions
+                    // its init makes are back before more messages are published.
+                    match AgentInstance::start(
+                        &spec.pre,
+                        spec.name.clone(),
+                        spec.limits,
+                        spec.state.clone(),
+                        spec.policy.clone(),
+                        attach.map(BusAttach::link),
+                        &spec.config,
+                    )
+                    .await
+                    {
+                        Ok(inst) => {
+                            stats.restarts.fetch_add(1, Ordering::Relaxed);
+                            *current = Some(inst);
+                        }
+                        Err(restart) => {
+                            tracing::error!(plugin = %spec.name, error = %restart, "agent restart failed");
+                        }
+                    }
+                }
             }
-            record_failure(spec, stats, failures_in_a_row, &e);
             Err(e)
         }
     }

@@ -434,3 +434,195 @@ fn measurement(name: &'static str, colony: Vec<f64>, raw: Vec<f64>, target: f64)
         target,
     }
 }
+
+/// What the messaging benchmark found.
+#[derive(Debug, Clone, Serialize)]
+pub struct BusBench {
+    /// Deliveries per second to 10 wasm subscribers through the bus and agent actors.
+    pub fanout_per_sec: f64,
+    /// The same fan-out to 10 native tokio tasks over bounded channels.
+    pub native_fanout_per_sec: f64,
+    /// Request→reply round trip to a wasm responder, median, microseconds.
+    pub rpc_p50_us: f64,
+    /// Same, 99th percentile.
+    pub rpc_p99_us: f64,
+    /// Request→reply round trip to a native tokio task, median, microseconds.
+    pub native_rpc_p50_us: f64,
+    /// Same, 99th percentile.
+    pub native_rpc_p99_us: f64,
+}
+
+/// Fan-out from one publisher to 10 wasm subscribers (small payloads), and request/reply
+/// round trips to a wasm responder, each next to native tokio channels doing the same in
+/// the same run. The publisher is the host (`Bus::publish`), so the wasm side of each
+/// delivery is one `on-message` event; publishing pauses whenever the fastest possible
+/// consumer would find a full mailbox, so nothing is refused.
+pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Result<BusBench> {
+    use crate::agent::{AgentHandle, AgentSpec};
+    use crate::bus::{Bus, Envelope};
+    use std::sync::atomic::Ordering;
+
+    const SUBSCRIBERS: usize = 10;
+    const CHUNK: u64 = 256;
+    let runtime = Arc::new(Runtime::new(&EngineSettings::default(), None)?);
+    let loader = Loader::new(
+        runtime.clone(),
+        Limits::agent_default(),
+        Limits::tool_default(),
+    )?;
+    let plugin = loader.load_bytes(component, std::path::Path::new("bench-agent.wasm"), None)?;
+    let Linked::Agent(pre) = plugin.linked else {
+        anyhow::bail!("the bench component is not an agent");
+    };
+    let bus = Bus::new();
+    let grants = crate::caps::GrantSet::new([
+        "messaging.subscribe:bench.>".parse::<crate::caps::Capability>()?
+    ]);
+    let mut agents = Vec::new();
+    for i in 0..SUBSCRIBERS {
+        let name: Arc<str> = format!("bench-{i}").into();
+        let spec = AgentSpec {
+            pre: pre.clone(),
+            name: name.clone(),
+            limits: plugin.info.limits,
+            state: None,
+            policy: Arc::new(Policy::new(name, String::new(), grants.clone(), None, 0)),
+            bus: Some(bus.clone()),
+            config: "subscribe".into(),
+        };
+        agents.push(
+            AgentHandle::spawn(spec, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
+    let delivered = |agents: &[AgentHandle]| -> u64 {
+        agents
+            .iter()
+            .map(|a| a.stats().delivered.load(Ordering::Relaxed))
+            .sum()
+    };
+    // The slowest subscriber: publishing waits on it so no mailbox ever fills.
+    let slowest = |agents: &[AgentHandle]| -> u64 {
+        agents
+            .iter()
+            .map(|a| a.stats().delivered.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    };
+    let sender: Arc<str> = Arc::from("bench");
+
+    // Fan-out through the bus to wasm subscribers.
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < messages {
+        for _ in 0..CHUNK.min(messages - sent) {
+            bus.publish(Envelope::new(sender.clone(), "bench.fan", &b"tick"[..]))?;
+            sent += 1;
+        }
+        // Keep every mailbox below capacity: at most one chunk outstanding per subscriber.
+        while slowest(&agents) + CHUNK < sent {
+            tokio::task::yield_now().await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while delivered(&agents) < sent * SUBSCRIBERS as u64 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the subscribers stopped receiving"
+        );
+        tokio::task::yield_now().await;
+    }
+    let fanout_per_sec = (sent * SUBSCRIBERS as u64) as f64 / start.elapsed().as_secs_f64();
+
+    // The same over native channels.
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut txs = Vec::new();
+    for _ in 0..SUBSCRIBERS {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Envelope>>(1024);
+        let count = count.clone();
+        tokio::spawn(async move {
+            while let Some(env) = rx.recv().await {
+                std::hint::black_box(&env);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        txs.push(tx);
+    }
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < messages {
+        for _ in 0..CHUNK.min(messages - sent) {
+            let env = Arc::new(Envelope::new(sender.clone(), "bench.fan", &b"tick"[..]));
+            for tx in &txs {
+                tx.send(env.clone()).await?;
+            }
+            sent += 1;
+        }
+    }
+    while count.load(Ordering::Relaxed) < sent * SUBSCRIBERS as u64 {
+        tokio::task::yield_now().await;
+    }
+    let native_fanout_per_sec = (sent * SUBSCRIBERS as u64) as f64 / start.elapsed().as_secs_f64();
+    drop(txs);
+
+    // Request/reply to one wasm responder (the others are taken off the bus first).
+    for a in &agents[1..] {
+        a.detach_bus();
+    }
+    let mut rtt = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let t = Instant::now();
+        bus.request(
+            Envelope::new(sender.clone(), "bench.rpc", &b"ping"[..]),
+            Duration::from_secs(1),
+        )
+        .await?;
+        rtt.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let (rpc_p50_us, rpc_p99_us) = percentiles(rtt);
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+        Arc<Envelope>,
+        tokio::sync::oneshot::Sender<Arc<Envelope>>,
+    )>(1024);
+    tokio::spawn(async move {
+        while let Some((env, reply)) = rx.recv().await {
+            let _ = reply.send(env);
+        }
+    });
+    let mut rtt = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let t = Instant::now();
+        let (rtx, rrx) = tokio::sync::oneshot::channel();
+        tx.send((
+            Arc::new(Envelope::new(sender.clone(), "bench.rpc", &b"ping"[..])),
+            rtx,
+        ))
+        .await?;
+        rrx.await?;
+        rtt.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let (native_rpc_p50_us, native_rpc_p99_us) = percentiles(rtt);
+    for a in &agents {
+        let _ = a.retire().await.await;
+    }
+    Ok(BusBench {
+        fanout_per_sec,
+        native_fanout_per_sec,
+        rpc_p50_us,
+        rpc_p99_us,
+        native_rpc_p50_us,
+        native_rpc_p99_us,
+    })
+}
+
+fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| {
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (at(0.5), at(0.99))
+}

@@ -19,6 +19,9 @@ pub struct BenchArgs {
     /// Records appended in the audit throughput measurement.
     #[arg(long, default_value_t = 100_000)]
     audit_records: u64,
+    /// Messages published in the bus fan-out measurement (each to 10 subscribers).
+    #[arg(long, default_value_t = 50_000)]
+    bus_messages: u64,
 }
 
 pub async fn bench(args: BenchArgs) -> CliResult {
@@ -29,6 +32,7 @@ pub async fn bench(args: BenchArgs) -> CliResult {
     };
     let results = crate::bench::run(crate::embedded::BENCH_AGENT, opts).await?;
     let audit_rate = crate::bench::audit_throughput(args.audit_records).await?;
+    let bus = crate::bench::bus(crate::embedded::BENCH_AGENT, args.bus_messages, 2_000).await?;
     if args.json {
         println!(
             "{}",
@@ -36,6 +40,8 @@ pub async fn bench(args: BenchArgs) -> CliResult {
                 "ratios": results,
                 "audit_records_per_sec": audit_rate,
                 "audit_records_per_sec_target": 50_000,
+                "bus": bus,
+                "bus_fanout_per_sec_target": 500_000,
             }))?
         );
         return Ok(());
@@ -64,6 +70,25 @@ pub async fn bench(args: BenchArgs) -> CliResult {
         } else {
             "UNDER"
         }
+    );
+    println!(
+        "{:<30} {:>12.0} deliveries/s to 10 wasm subscribers (native channels {:.0}/s; target >= 500000) {}",
+        "bus fan-out",
+        bus.fanout_per_sec,
+        bus.native_fanout_per_sec,
+        if bus.fanout_per_sec >= 500_000.0 {
+            "ok"
+        } else {
+            "UNDER"
+        }
+    );
+    println!(
+        "{:<30} p50 {:.1} us, p99 {:.1} us to a wasm responder (native task: p50 {:.1} us, p99 {:.1} us)",
+        "bus request/reply",
+        bus.rpc_p50_us,
+        bus.rpc_p99_us,
+        bus.native_rpc_p50_us,
+        bus.native_rpc_p99_us
     );
     Ok(())
 }

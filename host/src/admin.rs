@@ -4,8 +4,9 @@
 //! data directory can drive the host.
 //!
 //! Requests: `{"token": T, "op": "status" | "plugins" | "tools" | "invoke" | "sync" |
-//! "grants" | "grant" | "revoke" | "approve", "name": N, "args": JSON-text or capability,
-//! "actor": USER}`. Responses: `{"ok": true, "result": …}` or
+//! "grants" | "grant" | "revoke" | "approve" | "publish" | "subscribe", "name": N, "args":
+//! JSON-text, capability or payload, "actor": USER}`. `subscribe` (name = pattern) answers
+//! once, then streams one JSON line per message until the client disconnects. Responses: `{"ok": true, "result": …}` or
 //! `{"ok": false, "error": "…"}`.
 
 use std::path::{Path, PathBuf};
@@ -106,6 +107,10 @@ async fn serve_one(stream: UnixStream, host: &Host, token: &str) -> std::io::Res
             Ok(req) if !constant_time_eq(req.token.as_bytes(), token.as_bytes()) => {
                 failure("bad admin token".into())
             }
+            Ok(req) if req.op == "subscribe" => {
+                // Streams until the operator disconnects; then the subscription ends.
+                return tail(host, req, &mut write).await;
+            }
             Ok(req) => handle(host, req).await,
         };
         let mut out = serde_json::to_vec(&response).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
@@ -113,6 +118,54 @@ async fn serve_one(stream: UnixStream, host: &Host, token: &str) -> std::io::Res
         write.write_all(&out).await?;
     }
     Ok(())
+}
+
+/// `subscribe`: one JSON line per message on the pattern, until the client goes away.
+async fn tail(
+    host: &Host,
+    req: Request,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
+    let pattern = req.name.unwrap_or_default();
+    let owner = format!(
+        "operator:{}#{}",
+        req.actor.as_deref().unwrap_or("unknown"),
+        crate::bus::new_id()
+    );
+    let mailbox = host
+        .bus()
+        .mailbox(&owner, crate::bus::DEFAULT_MAILBOX_CAPACITY);
+    let first = match host.bus().subscribe(&owner, &pattern, &mailbox) {
+        Ok(_) => Response {
+            ok: true,
+            result: serde_json::json!({ "subscribed": pattern }),
+            error: None,
+        },
+        Err(e) => failure(e.to_string()),
+    };
+    let subscribed = first.ok;
+    let mut out = serde_json::to_vec(&first).unwrap_or_default();
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    let result = async {
+        while subscribed && let Some(env) = mailbox.recv().await {
+            let line = serde_json::json!({
+                "subject": env.subject,
+                "sender": &*env.sender,
+                "id": env.id,
+                "headers": env.headers,
+                "payload": String::from_utf8_lossy(&env.payload),
+            });
+            let mut out = serde_json::to_vec(&line).unwrap_or_default();
+            out.push(b'\n');
+            write.write_all(&out).await?;
+        }
+        Ok(())
+    }
+    .await;
+    host.bus().unsubscribe_all(&owner);
+    mailbox.close();
+    result
 }
 
 async fn handle(host: &Host, req: Request) -> Response {
@@ -142,6 +195,22 @@ async fn handle(host: &Host, req: Request) -> Response {
             })))
         }
         "tools" => json(serde_json::to_value(host.tools().await)),
+        "publish" => {
+            let (Some(subject), Some(payload)) = (req.name, req.args) else {
+                return failure("publish needs a subject and a payload".into());
+            };
+            let sender: std::sync::Arc<str> =
+                format!("operator:{}", req.actor.as_deref().unwrap_or("unknown")).into();
+            let env = crate::bus::Envelope::new(sender, subject, payload.into_bytes());
+            match host.bus().publish(env) {
+                Ok(r) => json(Ok(serde_json::json!({
+                    "delivered": r.delivered,
+                    "dropped": r.dropped,
+                    "refused": r.refused,
+                }))),
+                Err(e) => failure(e.to_string()),
+            }
+        }
         "grants" => json(serde_json::to_value(host.grants().await)),
         "grant" | "revoke" | "approve" => {
             let actor = format!("admin:{}", req.actor.as_deref().unwrap_or("unknown"));

@@ -253,3 +253,60 @@ fn tools_work_with_no_host_running() {
     );
     assert!(stdout(&out).contains("good-tool"), "{}", stdout(&out));
 }
+
+#[test]
+fn operators_publish_to_and_tail_the_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    install(&plugins, guests::GOOD_AGENT, "good-agent.wasm");
+    let _host = Running(
+        Command::new(COLONY)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["run", "--tick-ms", "0", "--plugins"])
+            .arg(&plugins)
+            .env("COLONY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !colony(&data, &["status"]).status.success() {
+        assert!(Instant::now() < deadline, "host did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let tail = Command::new(COLONY)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["bus", "sub", "news.>", "--count", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Publish until the tail has subscribed and caught one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = colony(&data, &["bus", "pub", "news.btc", "hello"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        if stdout(&out).contains("delivered to 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tail never subscribed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = tail.wait_with_output().unwrap();
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["subject"], "news.btc");
+    assert_eq!(line["payload"], "hello");
+    assert!(
+        line["sender"].as_str().unwrap().starts_with("operator:"),
+        "{line}"
+    );
+    // The host's own subjects are refused.
+    let out = colony(&data, &["bus", "pub", "_DEAD.x", "y"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = colony(&data, &["status"]);
+    assert!(stdout(&out).contains("dead letters"), "{}", stdout(&out));
+}

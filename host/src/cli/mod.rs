@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod bus;
 mod grants;
 mod new;
 mod plugins;
@@ -98,6 +99,9 @@ enum Command {
     Grants(grants::GrantsCommand),
     /// Show the audit trail, or verify its hash chain.
     Audit(audit::AuditArgs),
+    /// Publish to or tail a subject on the running host's bus.
+    #[command(subcommand)]
+    Bus(bus::BusCommand),
     /// Show the running host's plugins, mailboxes and failures.
     Status(status::StatusArgs),
     /// Scaffold a new plugin crate.
@@ -126,6 +130,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(args, data_dir, cli.audit_db).await,
             Command::Grants(cmd) => grants::grants(cmd, data_dir, cli.audit_db).await,
+            Command::Bus(cmd) => bus::bus(cmd, data_dir).await,
             Command::Audit(args) => audit::audit(args, data_dir, cli.audit_db).await,
             Command::Plugins(cmd) => plugins::plugins(cmd, data_dir).await,
             Command::Tools(cmd) => tools::tools(cmd, data_dir).await,

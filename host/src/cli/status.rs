@@ -32,8 +32,16 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
         resp.result["plugins_dir"].as_str().unwrap_or("?")
     );
     println!(
-        "{:<24} {:<6} {:>9} {:>7} {:>8} {:>8} {:<11}  last error",
-        "plugin", "kind", "delivered", "failed", "restarts", "mailbox", "state"
+        "{:<24} {:<6} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:<11}  last error",
+        "plugin",
+        "kind",
+        "delivered",
+        "failed",
+        "restarts",
+        "mailbox",
+        "dropped",
+        "refused",
+        "state"
     );
     for p in resp.result["plugins"].as_array().into_iter().flatten() {
         let state = if p["quarantined"].as_bool() == Some(true) {
@@ -42,17 +50,24 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
             "running"
         };
         println!(
-            "{:<24} {:<6} {:>9} {:>7} {:>8} {:>8} {:<11}  {}",
+            "{:<24} {:<6} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:<11}  {}",
             p["name"].as_str().unwrap_or("?"),
             p["kind"].as_str().unwrap_or("?"),
             p["delivered"].to_string(),
             p["failed"].to_string(),
             p["restarts"].to_string(),
             p["mailbox_depth"].to_string(),
+            p["bus_dropped"].to_string(),
+            p["bus_refused"].to_string(),
             state,
             p["last_error"].as_str().unwrap_or("-"),
         );
     }
+    let bus = &resp.result["bus"];
+    println!(
+        "bus: {} published, {} delivered, {} dead letters (watch with `colony bus sub '_DEAD.>'`), {} late replies",
+        bus["published"], bus["delivered"], bus["dead_letters"], bus["late_replies"]
+    );
     if let Some(n) = resp.result["audit_dropped"].as_u64().filter(|n| *n > 0) {
         println!(
             "WARNING: {n} unacknowledged audit records were dropped (queue full or write failed)"

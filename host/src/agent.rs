@@ -276,6 +276,22 @@ pub struct AgentSpec {
     pub config: String,
 }
 
+impl AgentSpec {
+    /// A new instance of this agent, on the bus through `attach`, after `init`.
+    async fn start(&self, attach: Option<&BusAttach>) -> Result<AgentInstance, CallError> {
+        AgentInstance::start(
+            &self.pre,
+            self.name.clone(),
+            self.limits,
+            self.state.clone(),
+            self.policy.clone(),
+            attach.map(BusAttach::link),
+            &self.config,
+        )
+        .await
+    }
+}
+
 impl AgentHandle {
     /// Starts an agent: instantiates and initialises it here (so a broken agent is reported
     /// to the caller), then hands it to a new actor task. With `handover`, the actor first
@@ -306,17 +322,7 @@ impl AgentHandle {
             }
             None => None,
         };
-        let link = attach.as_ref().map(BusAttach::link);
-        let started = AgentInstance::start(
-            &spec.pre,
-            spec.name.clone(),
-            spec.limits,
-            spec.state.clone(),
-            spec.policy.clone(),
-            link,
-            &spec.config,
-        )
-        .await;
+        let started = spec.start(attach.as_ref()).await;
         let instance = match started {
             Ok(i) => i,
             Err(e) => {
@@ -526,17 +532,7 @@ async fn deliver_one(
         *current = None;
     }
     if current.is_none() {
-        match AgentInstance::start(
-            &spec.pre,
-            spec.name.clone(),
-            spec.limits,
-            spec.state.clone(),
-            spec.policy.clone(),
-            attach.map(BusAttach::link),
-            &spec.config,
-        )
-        .await
-        {
+        match spec.start(attach).await {
             Ok(inst) => {
                 stats.restarts.fetch_add(1, Ordering::Relaxed);
                 *current = Some(inst);
@@ -577,17 +573,7 @@ async fn deliver_one(
                 } else {
                     // Re-create it now rather than at its next event, so the subscriptions
                     // its init makes are back before more messages are published.
-                    match AgentInstance::start(
-                        &spec.pre,
-                        spec.name.clone(),
-                        spec.limits,
-                        spec.state.clone(),
-                        spec.policy.clone(),
-                        attach.map(BusAttach::link),
-                        &spec.config,
-                    )
-                    .await
-                    {
+                    match spec.start(attach).await {
                         Ok(inst) => {
                             stats.restarts.fetch_add(1, Ordering::Relaxed);
                             *current = Some(inst);

@@ -57,14 +57,7 @@ impl ToolRunner {
 
     /// Calls `describe` in a fresh instance and checks the schemas are JSON.
     pub async fn describe(&self) -> Result<ToolSpec, CallError> {
-        let mut store = new_store(
-            self.pre.engine(),
-            self.name.clone(),
-            self.limits,
-            None,
-            self.policy.clone(),
-            None,
-        );
+        let mut store = self.store();
         let pre = &self.pre;
         let spec = guarded(&mut store, "describe", async |s| {
             let tool = pre.instantiate_async(&mut *s).await?;
@@ -100,14 +93,7 @@ impl ToolRunner {
                 message: format!("arguments are not JSON: {e}"),
             });
         }
-        let mut store = new_store(
-            self.pre.engine(),
-            self.name.clone(),
-            self.limits,
-            None,
-            self.policy.clone(),
-            None,
-        );
+        let mut store = self.store();
         let pre = &self.pre;
         let result = guarded(&mut store, "invoke", async |s| {
             let tool = pre.instantiate_async(&mut *s).await?;
@@ -127,6 +113,18 @@ impl ToolRunner {
                 message,
             }),
         }
+    }
+
+    /// A fresh store for one call: no state, no bus, the tool's grants.
+    fn store(&self) -> wasmtime::Store<StoreState> {
+        new_store(
+            self.pre.engine(),
+            self.name.clone(),
+            self.limits,
+            None,
+            self.policy.clone(),
+            None,
+        )
     }
 
     fn check_payload(&self, size: usize) -> Result<(), CallError> {

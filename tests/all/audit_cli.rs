@@ -2,57 +2,13 @@
 //! `colony audit` filters, `colony audit verify` on an edited row, and a host killed with
 //! SIGKILL while it writes, which must keep every record it acknowledged.
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use colony_host::audit::{AuditFilter, AuditKind, AuditStore};
 use colony_tests::{guests, install};
 
-const COLONY: &str = env!("CARGO_BIN_EXE_colony-test-cli");
-
-fn colony(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(COLONY)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env("COLONY_LOG", "warn")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run colony: {e}"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_host(data: &Path, plugins: &Path) -> Running {
-    let child = Command::new(COLONY)
-        .arg("--data-dir")
-        .arg(data)
-        .args(["run", "--tick-ms", "0", "--plugins"])
-        .arg(plugins)
-        .env("COLONY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !colony(data, &["status"]).status.success() {
-        assert!(Instant::now() < deadline, "host did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Running(child)
-}
+use crate::support::{colony, start_host, stderr, stdout};
 
 #[test]
 fn grants_through_the_admin_socket_are_audited_and_verify_finds_an_edit() {
@@ -60,10 +16,10 @@ fn grants_through_the_admin_socket_are_audited_and_verify_finds_an_edit() {
     let (data, plugins) = (dir.path().join("data"), dir.path().join("plugins"));
     std::fs::create_dir_all(&plugins).unwrap();
     install(&plugins, guests::CAPS_AGENT, "caps-agent.wasm");
-    let host = start_host(&data, &plugins);
+    let host = start_host(&data, &plugins, 0);
 
     let out = colony(&data, &["grants", "grant", "caps-agent", "env:PATH"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.status.success(), "{}", stderr(&out));
     let out = colony(
         &data,
         &["grants", "grant", "caps-agent", "fs.read:relative"],
@@ -84,7 +40,7 @@ fn grants_through_the_admin_socket_are_audited_and_verify_finds_an_edit() {
     assert_eq!(entry["state"], "granted");
     assert_eq!(entry["capabilities"], serde_json::json!(["env:PATH"]));
     let out = colony(&data, &["grants", "revoke", "caps-agent", "env:PATH"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.status.success(), "{}", stderr(&out));
     drop(host);
 
     let out = colony(
@@ -98,7 +54,7 @@ fn grants_through_the_admin_socket_are_audited_and_verify_finds_an_edit() {
             "--json",
         ],
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let kinds: Vec<&str> = v
         .as_array()
@@ -111,20 +67,11 @@ fn grants_through_the_admin_socket_are_audited_and_verify_finds_an_edit() {
     let out = colony(&data, &["audit", "--decision", "deny", "--json"]);
     assert!(out.status.success());
     let out = colony(&data, &["audit"]);
-    assert!(
-        text(&out.stdout).contains("caps-agent"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert!(stdout(&out).contains("caps-agent"), "{}", stdout(&out));
 
     let out = colony(&data, &["audit", "verify"]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(text(&out.stdout).contains("chain intact"));
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("chain intact"));
 
     // Edit the grant row as an attacker with database access would.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -154,8 +101,8 @@ fn grants_through_the_admin_socket_are_audited_and_verify_finds_an_edit() {
         grant
     });
     let out = colony(&data, &["audit", "verify"]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
-    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    let err = stderr(&out);
     assert!(
         err.contains(&format!("audit chain broken at record {seq}")),
         "{err}"
@@ -168,7 +115,7 @@ fn sigkill_while_writing_keeps_every_acknowledged_record() {
     let (data, plugins) = (dir.path().join("data"), dir.path().join("plugins"));
     std::fs::create_dir_all(&plugins).unwrap();
     install(&plugins, guests::CAPS_AGENT, "caps-agent.wasm");
-    let mut host = start_host(&data, &plugins);
+    let mut host = start_host(&data, &plugins, 0);
 
     // Four clients grant distinct capabilities as fast as the host acknowledges them.
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -207,7 +154,7 @@ fn sigkill_while_writing_keeps_every_acknowledged_record() {
     let acked = acked.lock().unwrap().clone();
 
     // After restart every acknowledged grant is there, and the chain is intact.
-    let _host = start_host(&data, &plugins);
+    let _host = start_host(&data, &plugins, 0);
     let out = colony(&data, &["grants", "list", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let entry = v
@@ -229,10 +176,5 @@ fn sigkill_while_writing_keeps_every_acknowledged_record() {
         );
     }
     let out = colony(&data, &["audit", "verify"]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }

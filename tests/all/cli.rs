@@ -2,31 +2,12 @@
 //! `colony run` reached through its admin socket by `plugins list`, `tools invoke` and
 //! `status`.
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use colony_tests::{core_module_bytes, guests, install, random_bytes};
 
-const COLONY: &str = env!("CARGO_BIN_EXE_colony-test-cli");
-
-fn colony(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(COLONY)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env("COLONY_LOG", "warn")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run colony: {e}"))
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::support::{COLONY, colony, start_host, stderr, stdout};
 
 #[test]
 fn inspect_prints_every_field_of_the_shipped_plugins() {
@@ -122,15 +103,6 @@ fn inspect_refuses_malformed_files_with_one_line() {
     );
 }
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_running_host_answers_through_the_admin_socket() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,32 +117,7 @@ fn a_running_host_answers_through_the_admin_socket() {
     let out = colony(&data, &["status"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
 
-    let _host = Running(
-        Command::new(COLONY)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["run", "--plugins"])
-            .arg(&plugins)
-            .args(["--tick-ms", "20"])
-            .env("COLONY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = colony(&data, &["status", "--json"]);
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "host did not come up: {}",
-            stderr(&out)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let _host = start_host(&data, &plugins, 20);
 
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(data.join("admin.token"))
@@ -261,23 +208,7 @@ fn operators_publish_to_and_tail_the_bus() {
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
     install(&plugins, guests::GOOD_AGENT, "good-agent.wasm");
-    let _host = Running(
-        Command::new(COLONY)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["run", "--tick-ms", "0", "--plugins"])
-            .arg(&plugins)
-            .env("COLONY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !colony(&data, &["status"]).status.success() {
-        assert!(Instant::now() < deadline, "host did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let _host = start_host(&data, &plugins, 0);
     let tail = Command::new(COLONY)
         .arg("--data-dir")
         .arg(&data)

@@ -2,22 +2,14 @@
 //! granted case and a no-permission case (which finds a deny row in the audit); grants are
 //! pinned to the build's digest; revocation through the running host stops the next call.
 
-use colony_host::agent::{Event, Message};
+use colony_host::agent::Event;
 use colony_host::audit::{AuditFilter, CapabilityMatch, Decision};
 use colony_host::store::CallError;
 use colony_tests::{TestHost, guests, install};
 
+/// A command for the caps agent.
 fn command(text: &str) -> Event {
-    Event::Message(Message {
-        id: "1".into(),
-        subject: "test".into(),
-        sender: "test".into(),
-        correlation_id: None,
-        reply_to: None,
-        timestamp: 0,
-        headers: Vec::new(),
-        payload: text.as_bytes().to_vec(),
-    })
+    colony_tests::message("test", text.as_bytes())
 }
 
 async fn caps_agent(requests: &[String], grants: &[String]) -> (TestHost, tempfile::TempDir) {

@@ -237,21 +237,9 @@ async fn wasi_is_deny_by_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_flood_is_capped_per_event_and_counted() {
-    use colony_host::agent::{Event, Message};
     use colony_host::interfaces::log::LINES_PER_CALL;
     let t = TestHost::start(&[(guests::GOOD_AGENT, "good-agent.wasm")]).await;
-    let flood = |n: u32| {
-        Event::Message(Message {
-            id: "1".into(),
-            subject: "test".into(),
-            sender: "test".into(),
-            correlation_id: None,
-            reply_to: None,
-            timestamp: 0,
-            headers: Vec::new(),
-            payload: format!("log:{n}").into_bytes(),
-        })
-    };
+    let flood = |n: u32| colony_tests::message("test", format!("log:{n}").as_bytes());
     // Logging is not an error: the event succeeds, the excess is dropped and counted.
     t.host.deliver("good-agent", flood(1_000)).await.unwrap();
     let status = t.host.plugins().await;

@@ -10,3 +10,4 @@ mod limits;
 mod loading;
 mod messaging;
 mod scaffold;
+mod support;

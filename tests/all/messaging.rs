@@ -2,7 +2,7 @@
 //! gather with quorum, grants (granted and no-permission, with the deny audited), and
 //! containment of a flooding publisher, a never-replying responder and a trapped subscriber.
 
-use colony_host::agent::{Event, Message};
+use colony_host::agent::Event;
 use colony_host::audit::{AuditFilter, CapabilityMatch, Decision};
 use colony_host::config::ConfigGrant;
 use colony_host::state_store::StateStore;
@@ -48,17 +48,9 @@ async fn swarm(agents: &[Spec<'_>]) -> (TestHost, StateStore) {
     (t, state)
 }
 
+/// A command on the agent's inbox subject, delivered straight to it.
 fn inbox(agent: &str, text: &str) -> Event {
-    Event::Message(Message {
-        id: "cmd".into(),
-        subject: format!("agent.{agent}.inbox"),
-        sender: "test".into(),
-        correlation_id: None,
-        reply_to: None,
-        timestamp: 0,
-        headers: Vec::new(),
-        payload: text.as_bytes().to_vec(),
-    })
+    colony_tests::message(&format!("agent.{agent}.inbox"), text.as_bytes())
 }
 
 async fn text(state: &StateStore, agent: &str, key: &str) -> String {

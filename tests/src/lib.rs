@@ -177,3 +177,18 @@ impl TestHost {
         }
     }
 }
+
+/// A message delivered straight to an agent's `on-message` (not through the bus), on
+/// `subject` from sender `test`.
+pub fn message(subject: &str, payload: &[u8]) -> colony_host::agent::Event {
+    colony_host::agent::Event::Message(colony_host::agent::Message {
+        id: "test".into(),
+        subject: subject.into(),
+        sender: "test".into(),
+        correlation_id: None,
+        reply_to: None,
+        timestamp: 0,
+        headers: Vec::new(),
+        payload: payload.to_vec(),
+    })
+}

@@ -118,17 +118,32 @@ impl StoreState {
         Envelope::new(self.plugin.clone(), subject, payload)
     }
 
+    /// Everything a publish, request or gather checks before it sends, in order: the agent
+    /// is on a bus, the payload is within its limit, and the grant (`publish` or `request`)
+    /// covers the subject. Returns the bus and the stamped envelope.
+    fn outgoing(
+        &mut self,
+        request: bool,
+        subject: String,
+        payload: Vec<u8>,
+    ) -> Result<(Bus, Envelope), Error> {
+        let bus = self.link()?.bus.clone();
+        self.check_payload(payload.len())?;
+        let req = match request {
+            true => Request::Request { subject: &subject },
+            false => Request::Publish { subject: &subject },
+        };
+        self.check(&req).map_err(Error::Denied)?;
+        Ok((bus, self.envelope(subject, payload)))
+    }
+
     fn send(
         &mut self,
         subject: String,
         payload: Vec<u8>,
         options: Option<SendOptions>,
     ) -> Result<(), Error> {
-        self.link()?;
-        self.check_payload(payload.len())?;
-        self.check(&Request::Publish { subject: &subject })
-            .map_err(Error::Denied)?;
-        let mut env = self.envelope(subject, payload);
+        let (bus, mut env) = self.outgoing(false, subject, payload)?;
         if let Some(o) = options {
             env = env.with_priority(match o.priority {
                 WitPriority::Low => Priority::Low,
@@ -143,8 +158,7 @@ impl StoreState {
             }
         }
         let subject = env.subject.clone();
-        let link = self.link()?;
-        match link.bus.publish(env) {
+        match bus.publish(env) {
             Ok(r) if r.delivered == 0 && r.refused > 0 => Err(Error::LimitExceeded(format!(
                 "every subscriber's mailbox is full for {subject}"
             ))),
@@ -223,16 +237,9 @@ impl Host for StoreState {
         payload: Vec<u8>,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Message, Error>> {
-        if let Err(e) = self.link().and_then(|_| self.check_payload(payload.len())) {
-            return Ok(Err(e));
-        }
-        if let Err(needs) = self.check(&Request::Request { subject: &subject }) {
-            return Ok(Err(Error::Denied(needs)));
-        }
         let wait = self.wait_budget(timeout_ms);
-        let env = self.envelope(subject.clone(), payload);
-        let bus = match self.link() {
-            Ok(l) => l.bus.clone(),
+        let (bus, env) = match self.outgoing(true, subject.clone(), payload) {
+            Ok(out) => out,
             Err(e) => return Ok(Err(e)),
         };
         Ok(match bus.request(env, wait).await {
@@ -248,16 +255,9 @@ impl Host for StoreState {
         quorum: u32,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Vec<Message>, Error>> {
-        if let Err(e) = self.link().and_then(|_| self.check_payload(payload.len())) {
-            return Ok(Err(e));
-        }
-        if let Err(needs) = self.check(&Request::Request { subject: &subject }) {
-            return Ok(Err(Error::Denied(needs)));
-        }
         let wait = self.wait_budget(timeout_ms);
-        let env = self.envelope(subject.clone(), payload);
-        let bus = match self.link() {
-            Ok(l) => l.bus.clone(),
+        let (bus, env) = match self.outgoing(true, subject.clone(), payload) {
+            Ok(out) => out,
             Err(e) => return Ok(Err(e)),
         };
         Ok(match bus.gather(env, quorum as usize, wait).await {

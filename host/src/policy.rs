@@ -19,6 +19,18 @@ use std::sync::{Arc, RwLock};
 use crate::audit::{AuditRecord, AuditWriter, Decision as AuditDecision};
 use crate::caps::{Decision, GrantSet, Request};
 
+/// Why a capability use was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No grant covers it; holds the capability that would (for `error::denied`).
+    #[error("needs {0}")]
+    Denied(String),
+    /// The request itself is malformed (a wildcard in a publish subject, `..` in a path);
+    /// no grant could allow it (for `error::invalid-argument`).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
 /// The grants in force for one loaded build of a plugin, and where decisions go.
 pub struct Policy {
     plugin: Arc<str>,
@@ -98,9 +110,9 @@ impl Policy {
         self.wasi_generation.load(Ordering::SeqCst)
     }
 
-    /// Checks one capability use and audits the decision. `Err` holds the text for
-    /// `error::denied` (naming the capability that would allow it).
-    pub fn check(&self, req: &Request<'_>) -> Result<(), String> {
+    /// Checks one capability use and audits the decision (a refusal of either kind is
+    /// audited as a deny).
+    pub fn check(&self, req: &Request<'_>) -> Result<(), Refusal> {
         let decision = {
             let guard = match self.grants.read() {
                 Ok(g) => g,
@@ -117,11 +129,11 @@ impl Policy {
             }
             Decision::Denied { needs } => {
                 self.record(&needs, AuditDecision::Deny, "");
-                Err(format!("needs {needs}"))
+                Err(Refusal::Denied(needs))
             }
             Decision::Invalid { reason } => {
                 self.record(&req.to_string(), AuditDecision::Deny, &reason);
-                Err(format!("invalid request: {reason}"))
+                Err(Refusal::Invalid(reason))
             }
         }
     }
@@ -185,7 +197,7 @@ pub struct CheckCache {
 impl CheckCache {
     /// [`Policy::check`], answered from the cache when the same request was allowed under
     /// the same grants.
-    pub fn check(&mut self, policy: &Policy, req: &Request<'_>) -> Result<(), String> {
+    pub fn check(&mut self, policy: &Policy, req: &Request<'_>) -> Result<(), Refusal> {
         let Some((kind, key)) = cache_key(req) else {
             return policy.check(req);
         };
@@ -249,7 +261,7 @@ mod tests {
         policy.replace(GrantSet::new(["fs.read:/data".parse().unwrap()]));
         assert_eq!(
             policy.check(&publish),
-            Err("needs messaging.publish:a.b".into())
+            Err(Refusal::Denied("messaging.publish:a.b".into()))
         );
         assert_eq!(policy.wasi_generation(), g0, "fs grants did not change");
 
@@ -281,19 +293,15 @@ mod tests {
         policy.replace(GrantSet::default());
         assert_eq!(
             cache.check(&policy, &publish),
-            Err("needs messaging.publish:a.b".into())
+            Err(Refusal::Denied("messaging.publish:a.b".into()))
         );
         // Invalid requests are not cached either.
         policy.replace(GrantSet::new(["messaging.publish:>".parse().unwrap()]));
-        assert!(
-            cache
-                .check(&policy, &Request::Publish { subject: "a..b" })
-                .is_err()
-        );
-        assert!(
-            cache
-                .check(&policy, &Request::Publish { subject: "a..b" })
-                .is_err()
-        );
+        for _ in 0..2 {
+            assert!(matches!(
+                cache.check(&policy, &Request::Publish { subject: "a..b" }),
+                Err(Refusal::Invalid(_))
+            ));
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::interfaces::log::LogBudget;
 use crate::interfaces::messaging::BusLink;
 use crate::limits::{GuestLimiter, LimitExceeded, Limits};
 use crate::output::{OutputBudget, Stream};
-use crate::policy::{CheckCache, Policy};
+use crate::policy::{CheckCache, Policy, Refusal};
 use crate::state_store::StateStore;
 
 /// Everything the host keeps per store (one store per agent instance or tool call).
@@ -48,9 +48,8 @@ pub struct StoreState {
 }
 
 impl StoreState {
-    /// Checks one capability use before any I/O (see [`Policy::check`]); `Err` is the text
-    /// for `error::denied`.
-    pub fn check(&mut self, req: &Request<'_>) -> Result<(), String> {
+    /// Checks one capability use before any I/O (see [`Policy::check`]).
+    pub fn check(&mut self, req: &Request<'_>) -> Result<(), Refusal> {
         self.checks.check(&self.policy, req)
     }
 }

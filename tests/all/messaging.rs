@@ -144,6 +144,18 @@ async fn agents_publish_subscribe_request_and_gather() {
         .unwrap();
     assert!(text(&state, "pub-a", "gathered").await.starts_with("2:"));
 
+    // A malformed subject is the guest's mistake, not a missing grant.
+    let err = t
+        .host
+        .deliver("pub-a", inbox("pub-a", "pub:news.*:x"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("returned an error: invalid argument:"),
+        "{err}"
+    );
+
     // No subscriber: the request says so at once.
     t.host
         .deliver("pub-a", inbox("pub-a", "req:svc.nobody:80"))

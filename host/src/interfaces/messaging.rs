@@ -16,6 +16,7 @@ use crate::bindings::messaging::{Host, SendOptions};
 use crate::bindings::types::{Error, Message, Priority as WitPriority};
 use crate::bus::{Bus, BusError, Envelope, INBOX_PREFIX, Mailbox, Priority, SubscriptionId};
 use crate::caps::Request;
+use crate::policy::Refusal;
 use crate::store::StoreState;
 
 /// Most subscriptions one agent instance may hold.
@@ -88,6 +89,15 @@ fn bus_error(e: BusError, subject: &str) -> Error {
     }
 }
 
+/// A refused grant check as the guest sees it: a missing grant is `denied` (naming the
+/// capability), a malformed request `invalid-argument`.
+fn refusal(r: Refusal) -> Error {
+    match r {
+        Refusal::Denied(_) => Error::Denied(r.to_string()),
+        Refusal::Invalid(reason) => Error::InvalidArgument(reason),
+    }
+}
+
 impl StoreState {
     fn link(&self) -> Result<&BusLink, Error> {
         self.bus
@@ -133,7 +143,7 @@ impl StoreState {
             true => Request::Request { subject: &subject },
             false => Request::Publish { subject: &subject },
         };
-        self.check(&req).map_err(Error::Denied)?;
+        self.check(&req).map_err(refusal)?;
         Ok((bus, self.envelope(subject, payload)))
     }
 
@@ -190,8 +200,8 @@ impl Host for StoreState {
         if let Err(e) = self.link() {
             return Ok(Err(e));
         }
-        if let Err(needs) = self.check(&Request::Subscribe { subject: &pattern }) {
-            return Ok(Err(Error::Denied(needs)));
+        if let Err(r) = self.check(&Request::Subscribe { subject: &pattern }) {
+            return Ok(Err(refusal(r)));
         }
         let Some(link) = self.bus.as_mut() else {
             return Ok(Err(Error::Unavailable(

@@ -90,6 +90,11 @@ impl L2Book {
         self.ts = ts;
     }
 
+    /// Moves the book's time on without changing a level (a venue's "no change" push).
+    pub fn set_ts(&mut self, ts: Timestamp) {
+        self.ts = ts;
+    }
+
     /// Empties both sides (the timestamp stays).
     pub fn clear(&mut self) {
         self.bids.clear();

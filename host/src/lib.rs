@@ -16,6 +16,7 @@ pub mod grants;
 pub mod interfaces;
 pub mod limits;
 pub mod manifest;
+pub mod market;
 pub mod output;
 pub mod plugin;
 pub mod policy;

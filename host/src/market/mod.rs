@@ -1,0 +1,16 @@
+//! Market data: the records ([`types`]), L2 order books ([`book`]), candle aggregation
+//! ([`candles`]), recorded-data replay ([`replay`]), the seeded synthetic generator
+//! ([`synthetic`]) and the live OKX v5 public feed ([`okx`]).
+//!
+//! **Architecture invariant:** nothing here knows about wasmtime or guests; sources produce
+//! [`MarketEvent`]s, the market service publishes them on the bus as
+//! `md.<venue>.<symbol>.<kind>` and keeps the snapshots agents query.
+
+pub mod book;
+pub mod candles;
+pub mod okx;
+pub mod replay;
+pub mod synthetic;
+pub mod types;
+
+pub use types::{Book, BookLevel, Candle, Kind, MarketEvent, QualityIssue, Quote, Side, Timestamp, Trade};

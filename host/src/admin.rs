@@ -186,12 +186,8 @@ async fn handle(host: &Host, req: Request) -> Response {
                 "plugins": plugins,
                 "rejected": rejected,
                 "audit_dropped": host.audit().writer().dropped(),
-                "bus": {
-                    "published": host.bus().stats().published,
-                    "delivered": host.bus().stats().delivered,
-                    "dead_letters": host.bus().stats().dead_letters,
-                    "late_replies": host.bus().stats().late_replies,
-                },
+                "bus": host.bus().stats(),
+                "nats": host.nats_status(),
             })))
         }
         "tools" => json(serde_json::to_value(host.tools().await)),

@@ -22,6 +22,10 @@
 //!
 //! [audit]
 //! sample_allows = 100          # write 1 in 100 of the sampled allows (0: none)
+//!
+//! [bus]                        # default: the in-process bus only
+//! url = "nats://127.0.0.1:4222" # join the hosts on this NATS server ("local": none)
+//! prefix = "colony"            # subjects on NATS are <prefix>.<subject>
 //! ```
 
 use std::collections::BTreeMap;
@@ -29,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::bus::nats::{DEFAULT_PREFIX, NatsConfig};
 use crate::limits::Limits;
 
 /// Overrides of the default limits (any subset).
@@ -85,6 +90,15 @@ struct AuditSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct BusSection {
+    /// `local` or `nats://HOST:PORT`.
+    url: Option<String>,
+    /// Subject prefix on NATS.
+    prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawConfig {
     plugins: Option<PathBuf>,
     tick_ms: Option<u64>,
@@ -97,6 +111,8 @@ struct RawConfig {
     grants: BTreeMap<String, ConfigGrant>,
     #[serde(default)]
     audit: AuditSection,
+    #[serde(default)]
+    bus: BusSection,
 }
 
 /// The resolved configuration a host runs with.
@@ -129,6 +145,30 @@ pub struct HostConfig {
     /// Development mode: a plugin's requested capabilities are granted when it is first seen
     /// or changes. Never for production; the host warns at start.
     pub trust_on_first_use: bool,
+    /// Join other hosts over NATS; `None`: the in-process bus only.
+    pub nats: Option<NatsConfig>,
+}
+
+/// The bus backend from `--bus`/`[bus] url` and the prefix: `local` is `None`, `nats://…` joins
+/// NATS under `prefix` (default `colony`, which must be a concrete subject).
+pub fn parse_bus(url: &str, prefix: Option<&str>) -> Result<Option<NatsConfig>, String> {
+    let prefix = prefix.unwrap_or(DEFAULT_PREFIX);
+    crate::caps::check_subject(prefix, false).map_err(|e| format!("bus prefix {prefix:?}: {e}"))?;
+    if url == "local" {
+        return Ok(None);
+    }
+    let Some(rest) = url.strip_prefix("nats://") else {
+        return Err(format!(
+            "bus {url:?}: expected `local` or `nats://HOST:PORT`"
+        ));
+    };
+    if rest.is_empty() || rest.contains('/') {
+        return Err(format!("bus {url:?}: expected `nats://HOST:PORT`"));
+    }
+    Ok(Some(NatsConfig {
+        url: url.to_owned(),
+        prefix: prefix.to_owned(),
+    }))
 }
 
 /// A configuration file that could not be used.
@@ -158,6 +198,7 @@ impl HostConfig {
             audit_sample_allows: 100,
             grants: BTreeMap::new(),
             trust_on_first_use: false,
+            nats: None,
         }
     }
 
@@ -204,6 +245,13 @@ impl HostConfig {
         if let Some(n) = raw.audit.sample_allows {
             config.audit_sample_allows = n;
         }
+        match (&raw.bus.url, &raw.bus.prefix) {
+            (Some(url), prefix) => {
+                config.nats = parse_bus(url, prefix.as_deref()).map_err(|e| format!("bus: {e}"))?;
+            }
+            (None, Some(_)) => return Err("bus.prefix needs bus.url".into()),
+            (None, None) => {}
+        }
         for (name, grant) in raw.grants {
             crate::manifest::validate_name(&name).map_err(|e| format!("grants.{name}: {e}"))?;
             for cap in &grant.capabilities {
@@ -231,6 +279,39 @@ impl HostConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_bus_backend() {
+        let c = |t: &str| HostConfig::parse(t, Path::new("/"), PathBuf::from("/d"));
+        assert_eq!(c("").unwrap().nats, None);
+        assert_eq!(c("[bus]\nurl = \"local\"\n").unwrap().nats, None);
+        let n = c("[bus]\nurl = \"nats://127.0.0.1:4222\"\nprefix = \"t1.colony\"\n")
+            .unwrap()
+            .nats
+            .unwrap();
+        assert_eq!(
+            (n.url.as_str(), n.prefix.as_str()),
+            ("nats://127.0.0.1:4222", "t1.colony")
+        );
+        let d = c("[bus]\nurl = \"nats://h:1\"\n").unwrap().nats.unwrap();
+        assert_eq!(d.prefix, "colony");
+        for (bad, needle) in [
+            (
+                "[bus]\nurl = \"http://h\"\n",
+                "expected `local` or `nats://HOST:PORT`",
+            ),
+            ("[bus]\nurl = \"nats://\"\n", "expected `nats://HOST:PORT`"),
+            (
+                "[bus]\nurl = \"nats://h:1\"\nprefix = \"a.*\"\n",
+                "bus prefix",
+            ),
+            ("[bus]\nprefix = \"x\"\n", "bus.prefix needs bus.url"),
+            ("[bus]\nhost = \"x\"\n", "unknown field"),
+        ] {
+            let e = c(bad).unwrap_err();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn config_parses_and_applies_overrides() {

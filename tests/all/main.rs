@@ -9,5 +9,6 @@ mod hot_reload;
 mod limits;
 mod loading;
 mod messaging;
+mod nats;
 mod scaffold;
 mod support;

@@ -118,37 +118,51 @@ impl Envelope {
     }
 }
 
-/// A fresh id, unique in this process and, through a random per-process prefix, across the
-/// hosts that share a NATS bus: `<12 hex digits>-<counter>`.
-pub fn new_id() -> String {
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let prefix = PREFIX.get_or_init(|| {
+/// This host's id: 12 hex digits drawn once per process from an OS-seeded hash of the time and
+/// the pid. It prefixes message ids and inbox tokens, so both stay unique across the hosts that
+/// share a NATS bus, and a reply can be routed back to the host whose request waits for it.
+pub fn host_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
         // `RandomState` is seeded from the OS; the time and pid make two seeds that collide
         // anyway still differ.
         let mut h = RandomState::new().build_hasher();
         h.write_u64(now_ns());
         h.write_u32(std::process::id());
         format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
-    });
-    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+    })
 }
 
-/// A fresh inbox token: 128 bits no agent can predict, because publishing to `_INBOX.` needs no
-/// grant and a guessed inbox would let an agent forge replies (a gather's votes, say). Each is
-/// SipHash, under a key the OS seeded, of a process-wide counter.
-pub(super) fn new_inbox_token() -> String {
+/// A fresh id, unique in this process and, through the [`host_id`] prefix, across the hosts
+/// that share a NATS bus: `<host id>-<counter>`.
+pub fn new_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("{}-{}", host_id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh inbox token `<bus id>.<32 hex digits>`: 128 bits no agent can predict, because
+/// publishing to `_INBOX.` needs no grant and a guessed inbox would let an agent forge replies
+/// (a gather's votes, say). Each is SipHash, under a key the OS seeded, of a process-wide
+/// counter. The bus id lets a NATS link route the reply to the one bus that waits for it.
+pub(super) fn new_inbox_token(bus_id: &str) -> String {
+    format!("{bus_id}.{:016x}{:016x}", secret(0), secret(1))
+}
+
+/// A fresh bus id: `<host id>` followed by 8 hex digits, unique among the buses of this
+/// process (tests join several buses in one process to NATS).
+pub(super) fn new_bus_id() -> String {
+    format!("{}{:08x}", host_id(), secret(2) & 0xffff_ffff)
+}
+
+/// SipHash, under a key the OS seeded, of `salt` and a process-wide counter.
+fn secret(salt: u64) -> u64 {
     static KEY: OnceLock<RandomState> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let key = KEY.get_or_init(RandomState::new);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let half = |salt: u64| {
-        let mut h = key.build_hasher();
-        h.write_u64(salt);
-        h.write_u64(n);
-        h.finish()
-    };
-    format!("{:016x}{:016x}", half(0), half(1))
+    let mut h = key.build_hasher();
+    h.write_u64(salt);
+    h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+    h.finish()
 }
 
 fn now_ns() -> u64 {

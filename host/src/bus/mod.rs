@@ -45,17 +45,18 @@
 
 mod envelope;
 mod mailbox;
+pub mod nats;
 
-pub use envelope::{Envelope, MARKET_DATA_PREFIX, Priority, new_id};
+pub use envelope::{Envelope, MARKET_DATA_PREFIX, Priority, host_id, new_id};
 
-use envelope::new_inbox_token;
+use envelope::{new_bus_id, new_inbox_token};
 pub use mailbox::{DEFAULT_MAILBOX_CAPACITY, Mailbox, MailboxStats, PushError, Pushed};
 
 use crate::caps::{self, Subject};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -132,7 +133,7 @@ pub struct PublishReport {
 }
 
 /// The bus's counters since it was made.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BusStats {
     /// Accepted publishes, requests and gathers (replies included).
     pub published: u64,
@@ -144,6 +145,26 @@ pub struct BusStats {
     pub dead_letters_lost: u64,
     /// Replies that found no request waiting.
     pub late_replies: u64,
+    /// Envelopes handed to the remote link (NATS) for the other hosts.
+    pub forwarded: u64,
+    /// Envelopes the remote link could not take (its queue was full).
+    pub forward_refused: u64,
+    /// Envelopes that arrived from other hosts.
+    pub received: u64,
+    /// Envelopes from other hosts that broke the subject grammar or named a reserved subject,
+    /// and were dropped.
+    pub received_invalid: u64,
+}
+
+/// The other hosts, as the bus sees them: a link that carries envelopes out and says which
+/// subjects this host wants in. [`nats::NatsLink`] is the one implementation; the bus knows
+/// nothing of NATS.
+pub trait Remote: Send + Sync + 'static {
+    /// Sends a locally accepted envelope to the other hosts. Never waits: false if the link
+    /// cannot take it now (the publisher is told, as for a full mailbox).
+    fn forward(&self, envelope: &Envelope) -> bool;
+    /// This host's subscribers began (`true`) or stopped (`false`) wanting `pattern`.
+    fn interest(&self, pattern: &str, wanted: bool);
 }
 
 /// Names one subscription, for [`Bus::unsubscribe`].
@@ -172,8 +193,9 @@ impl fmt::Display for SubscriptionId {
 #[derive(Clone, Default)]
 pub struct Bus(Arc<BusShared>);
 
-#[derive(Default)]
 pub(crate) struct BusShared {
+    /// This bus's id, the first token of its inboxes.
+    id: Box<str>,
     table: RwLock<Arc<Table>>,
     pending: Mutex<HashMap<Box<str>, Waiting>>,
     next_subscription: AtomicU64,
@@ -182,12 +204,47 @@ pub(crate) struct BusShared {
     dead_letters: AtomicU64,
     dead_letters_lost: AtomicU64,
     late_replies: AtomicU64,
+    forwarded: AtomicU64,
+    forward_refused: AtomicU64,
+    received: AtomicU64,
+    received_invalid: AtomicU64,
+    remote: OnceLock<Arc<dyn Remote>>,
+    /// Subscribers per pattern, kept only with a remote link: the link is told when a
+    /// pattern's count leaves or reaches zero.
+    interest: Mutex<HashMap<Arc<str>, usize>>,
+}
+
+impl Default for BusShared {
+    fn default() -> Self {
+        BusShared {
+            id: new_bus_id().into(),
+            table: RwLock::default(),
+            pending: Mutex::default(),
+            next_subscription: AtomicU64::default(),
+            published: AtomicU64::default(),
+            delivered: AtomicU64::default(),
+            dead_letters: AtomicU64::default(),
+            dead_letters_lost: AtomicU64::default(),
+            late_replies: AtomicU64::default(),
+            forwarded: AtomicU64::default(),
+            forward_refused: AtomicU64::default(),
+            received: AtomicU64::default(),
+            received_invalid: AtomicU64::default(),
+            remote: OnceLock::new(),
+            interest: Mutex::default(),
+        }
+    }
 }
 
 /// A request waiting on its inbox.
 struct Waiting {
     correlation_id: String,
     replies: mpsc::Sender<Arc<Envelope>>,
+    /// Some local mailbox took the request, so "no responders" from the remote link does not
+    /// end it.
+    local: bool,
+    /// Set when the remote link reported no responders and no local mailbox took it.
+    no_responders: Arc<AtomicBool>,
 }
 
 #[derive(Clone, Default)]
@@ -208,6 +265,8 @@ struct Target {
 struct Sub {
     id: u64,
     owner: Arc<str>,
+    /// The pattern as written.
+    raw: Arc<str>,
     pattern: Subject,
     /// The pattern starts with `_DEAD.`: it sees dead letters and only dead letters.
     dead: bool,
@@ -220,10 +279,33 @@ impl Table {
     }
 }
 
+/// A handle that does not keep the bus alive (for tasks the bus itself owns, such as the
+/// NATS link's readers).
+#[derive(Clone)]
+pub struct WeakBus(std::sync::Weak<BusShared>);
+
+impl WeakBus {
+    /// The bus, if it still exists.
+    pub fn upgrade(&self) -> Option<Bus> {
+        self.0.upgrade().map(Bus)
+    }
+}
+
 impl Bus {
     /// An empty bus.
     pub fn new() -> Bus {
         Bus::default()
+    }
+
+    /// This bus's id: the first token after `_INBOX.` of its requests' inboxes (the host id
+    /// and a per-bus suffix).
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// A handle that does not keep the bus alive.
+    pub fn downgrade(&self) -> WeakBus {
+        WeakBus(Arc::downgrade(&self.0))
     }
 
     /// A mailbox for `owner` on this bus, holding at most `capacity` envelopes; its expired
@@ -247,11 +329,13 @@ impl Bus {
         }
         let compiled = caps::subject_pattern(pattern).map_err(BusError::InvalidSubject)?;
         let id = self.0.next_subscription.fetch_add(1, Ordering::Relaxed) + 1;
+        let dead = pattern.starts_with(DEAD_PREFIX);
         let sub = Sub {
             id,
             owner: owner.into(),
+            raw: pattern.into(),
             pattern: Subject::compile(&compiled),
-            dead: pattern.starts_with(DEAD_PREFIX),
+            dead,
         };
         let mut guard = self.0.write_table();
         let table = Arc::make_mut(&mut guard);
@@ -263,7 +347,73 @@ impl Bus {
             }),
         }
         table.recount();
+        drop(guard);
+        if !dead {
+            self.0.interest_changed(pattern, true);
+        }
         Ok(SubscriptionId(id))
+    }
+
+    /// Joins this bus to other hosts through `remote`: from now on every accepted publish,
+    /// request and reply is also handed to it, and it is told which patterns the local
+    /// subscribers want (those that exist now, at once). Only one link per bus; false if one
+    /// was attached already.
+    pub fn attach_remote(&self, remote: Arc<dyn Remote>) -> bool {
+        if self.0.remote.set(Arc::clone(&remote)).is_err() {
+            return false;
+        }
+        let table = self.0.read_table();
+        let mut interest = self.0.lock_interest();
+        for s in table
+            .targets
+            .iter()
+            .flat_map(|t| &t.subs)
+            .filter(|s| !s.dead)
+        {
+            let n = interest.entry(Arc::clone(&s.raw)).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                remote.interest(&s.raw, true);
+            }
+        }
+        true
+    }
+
+    /// Whether a remote link is attached.
+    pub fn is_joined(&self) -> bool {
+        self.0.remote.get().is_some()
+    }
+
+    /// Takes in an envelope that another host accepted: routes it to the local subscribers
+    /// (a reply only to the local request waiting for it), never back to the remote link.
+    /// One that breaks the subject grammar or names a reserved subject is dropped and counted.
+    pub fn inject(&self, envelope: Envelope) -> PublishReport {
+        let s = &self.0;
+        if check_publish_subject(&envelope.subject).is_err() {
+            s.received_invalid.fetch_add(1, Ordering::Relaxed);
+            return PublishReport::default();
+        }
+        s.received.fetch_add(1, Ordering::Relaxed);
+        if let Some(token) = envelope.subject.strip_prefix(INBOX_PREFIX) {
+            if !is_own_inbox(&s.id, token) {
+                // Another host's reply, seen through a wide pattern: not ours to count.
+                return PublishReport::default();
+            }
+            return s.deliver_reply(envelope);
+        }
+        s.route(&Arc::new(envelope))
+    }
+
+    /// The remote link found no responder anywhere for the request waiting on `inbox` (the
+    /// token after `_INBOX.`): if no local mailbox took it either, the request ends at once
+    /// with [`BusError::NoResponders`].
+    pub fn remote_no_responders(&self, inbox: &str) {
+        let mut pending = self.0.lock_pending();
+        if pending.get(inbox).is_some_and(|w| !w.local)
+            && let Some(w) = pending.remove(inbox)
+        {
+            w.no_responders.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Ends one subscription; false if there was no such subscription.
@@ -290,7 +440,10 @@ impl Bus {
         if envelope.subject.starts_with(INBOX_PREFIX) {
             return Ok(self.0.deliver_reply(envelope));
         }
-        Ok(self.0.route(&Arc::new(envelope)))
+        let env = Arc::new(envelope);
+        let mut report = self.0.route(&env);
+        self.0.forward(&env, &mut report);
+        Ok(report)
     }
 
     /// Answers `to`: sends `reply` to its `reply_to` with its correlation id.
@@ -311,7 +464,7 @@ impl Bus {
         let mut exchange = self.0.start_exchange(envelope, 1)?;
         match tokio::time::timeout(timeout, exchange.replies.recv()).await {
             Ok(Some(reply)) => Ok(reply),
-            Ok(None) | Err(_) => Err(BusError::Timeout),
+            Ok(None) | Err(_) => Err(exchange.ended()),
         }
     }
 
@@ -334,6 +487,9 @@ impl Bus {
                 Ok(None) | Err(_) => break,
             }
         }
+        if out.is_empty() && exchange.ended() == BusError::NoResponders {
+            return Err(BusError::NoResponders);
+        }
         Ok(out)
     }
 
@@ -346,6 +502,10 @@ impl Bus {
             dead_letters: s.dead_letters.load(Ordering::Relaxed),
             dead_letters_lost: s.dead_letters_lost.load(Ordering::Relaxed),
             late_replies: s.late_replies.load(Ordering::Relaxed),
+            forwarded: s.forwarded.load(Ordering::Relaxed),
+            forward_refused: s.forward_refused.load(Ordering::Relaxed),
+            received: s.received.load(Ordering::Relaxed),
+            received_invalid: s.received_invalid.load(Ordering::Relaxed),
         }
     }
 
@@ -369,6 +529,13 @@ impl fmt::Debug for Bus {
     }
 }
 
+/// Whether the inbox token (after `_INBOX.`) is one of bus `id`'s.
+fn is_own_inbox(id: &str, token: &str) -> bool {
+    token
+        .strip_prefix(id)
+        .is_some_and(|rest| rest.starts_with('.'))
+}
+
 fn check_publish_subject(subject: &str) -> Result<(), BusError> {
     caps::check_subject(subject, false).map_err(BusError::InvalidSubject)?;
     if subject.starts_with(DEAD_PREFIX) {
@@ -383,6 +550,18 @@ struct Exchange {
     bus: Arc<BusShared>,
     inbox: Box<str>,
     replies: mpsc::Receiver<Arc<Envelope>>,
+    no_responders: Arc<AtomicBool>,
+}
+
+impl Exchange {
+    /// Why no (further) reply came: the remote link found no responders, or time ran out.
+    fn ended(&self) -> BusError {
+        if self.no_responders.load(Ordering::Relaxed) {
+            BusError::NoResponders
+        } else {
+            BusError::Timeout
+        }
+    }
 }
 
 impl Drop for Exchange {
@@ -412,9 +591,61 @@ impl BusShared {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn lock_interest(&self) -> MutexGuard<'_, HashMap<Arc<str>, usize>> {
+        self.interest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts one more (or one fewer) local subscriber of `pattern`, telling the remote link
+    /// when the count leaves or reaches zero. Nothing to do without a link.
+    fn interest_changed(&self, pattern: &str, added: bool) {
+        let Some(remote) = self.remote.get() else {
+            return;
+        };
+        let mut interest = self.lock_interest();
+        if added {
+            let n = interest.entry(pattern.into()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                remote.interest(pattern, true);
+            }
+        } else if let Some(n) = interest.get_mut(pattern) {
+            *n -= 1;
+            if *n == 0 {
+                interest.remove(pattern);
+                remote.interest(pattern, false);
+            }
+        }
+    }
+
+    /// Hands a locally accepted envelope to the remote link, if there is one; a link that
+    /// cannot take it counts as one refusal (market data: one drop).
+    fn forward(&self, env: &Envelope, report: &mut PublishReport) {
+        let Some(remote) = self.remote.get() else {
+            return;
+        };
+        if remote.forward(env) {
+            self.forwarded.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.forward_refused.fetch_add(1, Ordering::Relaxed);
+            if env.is_market_data() {
+                report.dropped += 1;
+            } else {
+                report.refused += 1;
+            }
+        }
+    }
+
     /// Removes the subscriptions `remove` selects; returns how many.
     fn edit_subs(&self, remove: impl Fn(&Sub) -> bool) -> usize {
         let mut guard = self.write_table();
+        let gone: Vec<Arc<str>> = guard
+            .targets
+            .iter()
+            .flat_map(|t| &t.subs)
+            .filter(|s| remove(s))
+            .filter(|s| !s.dead)
+            .map(|s| Arc::clone(&s.raw))
+            .collect();
         let found: usize = guard
             .targets
             .iter()
@@ -426,6 +657,10 @@ impl BusShared {
                 t.subs.retain(|s| !remove(s));
             }
             table.recount();
+        }
+        drop(guard);
+        for pattern in gone {
+            self.interest_changed(&pattern, false);
         }
         found
     }
@@ -482,7 +717,18 @@ impl BusShared {
                 }
                 waiting.replies.try_send(Arc::new(env)).is_ok()
             }
-            None => false,
+            None => {
+                // Not a request of this host: with a remote link, another host's (its
+                // token starts with that host's id), so it goes out.
+                let token = &env.subject[INBOX_PREFIX.len()..];
+                if self.remote.get().is_some() && !is_own_inbox(&self.id, token) {
+                    drop(pending);
+                    let mut report = PublishReport::default();
+                    self.forward(&env, &mut report);
+                    return report;
+                }
+                false
+            }
         };
         drop(pending);
         if sent {
@@ -507,29 +753,47 @@ impl BusShared {
         if envelope.subject.starts_with(INBOX_PREFIX) {
             return Err(BusError::Reserved(envelope.subject));
         }
-        let inbox: Box<str> = new_inbox_token().into();
+        let inbox: Box<str> = new_inbox_token(&self.id).into();
         envelope.reply_to = Some(format!("{INBOX_PREFIX}{inbox}"));
         let correlation_id = envelope
             .correlation_id
             .get_or_insert_with(|| envelope.id.clone())
             .clone();
         let (tx, replies) = mpsc::channel(capacity);
+        let no_responders = Arc::new(AtomicBool::new(false));
         // Registered before publishing: a responder on another thread may answer at once.
         self.lock_pending().insert(
             inbox.clone(),
             Waiting {
                 correlation_id,
                 replies: tx,
+                local: false,
+                no_responders: Arc::clone(&no_responders),
             },
         );
         let exchange = Exchange {
             bus: Arc::clone(self),
             inbox,
             replies,
+            no_responders,
         };
         self.published.fetch_add(1, Ordering::Relaxed);
         let env = Arc::new(envelope);
         let report = self.route(&env);
+        if report.delivered > 0
+            && let Some(w) = self.lock_pending().get_mut(&exchange.inbox)
+        {
+            w.local = true;
+        }
+        if self.remote.get().is_some() {
+            // Other hosts may answer; the link reports when none can.
+            let mut remote_report = PublishReport::default();
+            self.forward(&env, &mut remote_report);
+            if report.delivered > 0 || remote_report.refused == 0 {
+                return Ok(exchange);
+            }
+            return Err(BusError::MailboxFull);
+        }
         if report.delivered > 0 {
             Ok(exchange)
         } else if report.refused + report.dropped > 0 {

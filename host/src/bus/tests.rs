@@ -299,11 +299,16 @@ async fn bus_reply_by_subject_alone_gets_the_request_correlation_id() {
 
 #[test]
 fn bus_inboxes_are_unguessable_tokens() {
-    let a = envelope::new_inbox_token();
-    let b = envelope::new_inbox_token();
+    let bus = Bus::new();
+    let a = envelope::new_inbox_token(bus.id());
+    let b = envelope::new_inbox_token(bus.id());
     assert_ne!(a, b);
-    assert_eq!(a.len(), 32);
-    assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+    let (id, token) = a.split_once('.').unwrap();
+    assert_eq!(id, bus.id());
+    assert!(id.starts_with(envelope::host_id()));
+    assert_ne!(Bus::new().id(), bus.id(), "each bus has its own id");
+    assert_eq!(token.len(), 32);
+    assert!(token.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
     assert!(caps::check_subject(&format!("{INBOX_PREFIX}{a}"), false).is_ok());
 }
 

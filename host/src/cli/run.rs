@@ -32,6 +32,13 @@ pub struct RunArgs {
     /// Development only: grant every new or changed plugin what its manifest requests.
     #[arg(long)]
     trust_on_first_use: bool,
+    /// Message bus: `local` (in-process only, the default) or `nats://HOST:PORT` to exchange
+    /// messages, requests and gathers with the other hosts on that NATS server.
+    #[arg(long, value_name = "local|nats://HOST:PORT")]
+    bus: Option<String>,
+    /// Subject prefix on NATS (default `colony`): hosts that share it share one bus.
+    #[arg(long, value_name = "PREFIX")]
+    bus_prefix: Option<String>,
 }
 
 pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> CliResult {
@@ -48,6 +55,25 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     }
     config.compile_cache = !args.no_cache;
     config.trust_on_first_use = args.trust_on_first_use;
+    match (&args.bus, &args.bus_prefix) {
+        (Some(url), prefix) => {
+            config.nats = crate::config::parse_bus(url, prefix.as_deref())
+                .map_err(|e| CliError::invalid(anyhow::anyhow!("--bus: {e}")))?;
+        }
+        (None, Some(prefix)) => match &mut config.nats {
+            Some(n) => {
+                crate::config::parse_bus(&n.url, Some(prefix))
+                    .map_err(|e| CliError::invalid(anyhow::anyhow!("--bus-prefix: {e}")))?;
+                n.prefix.clone_from(prefix);
+            }
+            None => {
+                return Err(CliError::invalid(anyhow::anyhow!(
+                    "--bus-prefix needs --bus nats://HOST:PORT (or [bus] url in the config)"
+                )));
+            }
+        },
+        (None, None) => {}
+    }
     if audit_db.is_some() {
         config.audit_db = audit_db;
     }

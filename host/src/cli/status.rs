@@ -68,6 +68,30 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
         "bus: {} published, {} delivered, {} dead letters (watch with `colony bus sub '_DEAD.>'`), {} late replies",
         bus["published"], bus["delivered"], bus["dead_letters"], bus["late_replies"]
     );
+    let nats = &resp.result["nats"];
+    if !nats.is_null() {
+        println!(
+            "nats: {} prefix {} {} ({} connects, {} disconnects); {} sent, {} received, {} refused (queue full), {} failed, {} malformed{}",
+            nats["url"].as_str().unwrap_or("?"),
+            nats["prefix"].as_str().unwrap_or("?"),
+            if nats["connected"].as_bool() == Some(true) {
+                "connected"
+            } else {
+                "DISCONNECTED"
+            },
+            nats["connects"],
+            nats["disconnects"],
+            nats["sent"],
+            bus["received"],
+            bus["forward_refused"],
+            nats["send_failed"],
+            nats["malformed"],
+            nats["last_error"]
+                .as_str()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default(),
+        );
+    }
     if let Some(n) = resp.result["audit_dropped"].as_u64().filter(|n| *n > 0) {
         println!(
             "WARNING: {n} unacknowledged audit records were dropped (queue full or write failed)"

@@ -13,4 +13,6 @@ pub mod replay;
 pub mod synthetic;
 pub mod types;
 
-pub use types::{Book, BookLevel, Candle, Kind, MarketEvent, QualityIssue, Quote, Side, Timestamp, Trade};
+pub use types::{
+    Book, BookLevel, Candle, Kind, MarketEvent, QualityIssue, Quote, Side, Timestamp, Trade,
+};

@@ -25,6 +25,7 @@ pub use grants::{GrantError, GrantListing, load_book as load_grant_book};
 use crate::agent::{AgentHandle, AgentSpec, AgentStats, Event};
 use crate::audit::AuditStore;
 use crate::bus::Bus;
+use crate::bus::nats::{self, NatsLink, NatsStatus};
 use crate::config::HostConfig;
 use crate::engine::{EngineSettings, Runtime};
 use crate::grants::GrantBook;
@@ -122,6 +123,8 @@ pub struct Host {
     audit: AuditStore,
     book: Mutex<GrantBook>,
     bus: Bus,
+    /// The link to other hosts, when the bus is joined over NATS.
+    nats: Option<Arc<NatsLink>>,
     registry: RwLock<Registry>,
     sync_lock: Mutex<()>,
 }
@@ -173,13 +176,20 @@ impl Host {
                  Development only."
             );
         }
+        let bus = Bus::new();
+        // Joined before any agent starts, so nothing an agent publishes in `init` is missed.
+        let nats = match &config.nats {
+            Some(n) => Some(nats::connect(&bus, n.clone()).await?),
+            None => None,
+        };
         let host = Arc::new(Host {
             config,
             loader,
             state,
             audit,
             book: Mutex::new(book),
-            bus: Bus::new(),
+            bus,
+            nats,
             registry: RwLock::new(Registry::default()),
             sync_lock: Mutex::new(()),
         });
@@ -201,6 +211,11 @@ impl Host {
     /// The in-process bus agents talk on.
     pub fn bus(&self) -> &Bus {
         &self.bus
+    }
+
+    /// The NATS link's state and counters, when the bus is joined to other hosts.
+    pub fn nats_status(&self) -> Option<NatsStatus> {
+        self.nats.as_ref().map(|n| n.status())
     }
 
     /// The audit store.

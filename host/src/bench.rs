@@ -439,13 +439,23 @@ pub struct BusBench {
     pub native_rpc_p50_us: f64,
     /// Same, 99th percentile.
     pub native_rpc_p99_us: f64,
+    /// Request→reply round trip from a wasm requester to a wasm responder, timed inside the
+    /// requester, median, microseconds.
+    pub wasm_rpc_p50_us: f64,
+    /// Same, 99th percentile.
+    pub wasm_rpc_p99_us: f64,
+    /// Request→reply round trip from one spawned tokio task to another, median, microseconds.
+    pub native_task_rpc_p50_us: f64,
+    /// Same, 99th percentile.
+    pub native_task_rpc_p99_us: f64,
 }
 
-/// Fan-out from one publisher to 10 wasm subscribers (small payloads), and request/reply
-/// round trips to a wasm responder, each next to native tokio channels doing the same in
-/// the same run. The publisher is the host (`Bus::publish`), so the wasm side of each
-/// delivery is one `on-message` event; publishing pauses whenever the fastest possible
-/// consumer would find a full mailbox, so nothing is refused.
+/// Fan-out from one publisher to 10 wasm subscribers (small payloads), request/reply round
+/// trips from the host to a wasm responder, and from a wasm requester to a wasm responder,
+/// each next to native tokio channels doing the same in the same run. The publisher is the
+/// host (`Bus::publish`), so the wasm side of each delivery is one `on-message` event;
+/// publishing pauses whenever the fastest possible consumer would find a full mailbox, so
+/// nothing is refused.
 pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Result<BusBench> {
     use crate::agent::{AgentHandle, AgentSpec};
     use crate::bus::{Bus, Envelope};
@@ -571,10 +581,93 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
     }
     let (rpc_p50_us, rpc_p99_us) = percentiles(rtt);
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(
-        Arc<Envelope>,
-        tokio::sync::oneshot::Sender<Arc<Envelope>>,
-    )>(1024);
+    // The requester here is the bench's own future, as the host is above.
+    let (native_rpc_p50_us, native_rpc_p99_us) =
+        percentiles(native_round_trips(sender.clone(), requests).await?);
+
+    // Request/reply from a wasm requester to the same wasm responder. The requester is told
+    // `req:N:bench.rpc` by a request to its inbox; it makes the N requests inside that one
+    // event, timing each with the guest's monotonic clock, and replies with the round trips.
+    // Its deadline and fuel are raised for that event (the bus timeout of each request is
+    // still 1 s).
+    let requester: Arc<str> = Arc::from("bench-requester");
+    let spec = AgentSpec {
+        pre: pre.clone(),
+        name: requester.clone(),
+        limits: Limits {
+            deadline_ms: 120_000,
+            fuel: 5_000_000_000,
+            ..plugin.info.limits
+        },
+        state: None,
+        policy: Arc::new(Policy::new(
+            requester.clone(),
+            String::new(),
+            crate::caps::GrantSet::new([
+                "messaging.request:bench.>".parse::<crate::caps::Capability>()?
+            ]),
+            None,
+            0,
+        )),
+        bus: Some(bus.clone()),
+        config: String::new(),
+    };
+    let requester_agent = AgentHandle::spawn(spec, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let result = bus
+        .request(
+            Envelope::new(
+                sender.clone(),
+                format!("agent.{requester}.inbox"),
+                format!("req:{requests}:bench.rpc").into_bytes(),
+            ),
+            Duration::from_secs(150),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("the wasm requester did not answer: {e}"))?;
+    let text = std::str::from_utf8(&result.payload)?;
+    if let Some(e) = text.strip_prefix("err:") {
+        anyhow::bail!("the wasm requester failed: {e}");
+    }
+    let rtt = text
+        .split_ascii_whitespace()
+        .map(|ns| ns.parse::<f64>().map(|ns| ns / 1e3))
+        .collect::<Result<Vec<_>, _>>()?;
+    anyhow::ensure!(
+        rtt.len() == requests,
+        "the wasm requester reported {} round trips, not {requests}",
+        rtt.len()
+    );
+    let (wasm_rpc_p50_us, wasm_rpc_p99_us) = percentiles(rtt);
+    // Its native twin: both ends are spawned tasks, as both agents' actors are.
+    let (native_task_rpc_p50_us, native_task_rpc_p99_us) =
+        percentiles(tokio::spawn(native_round_trips(sender.clone(), requests)).await??);
+    for a in agents.iter().chain([&requester_agent]) {
+        let _ = a.retire().await.await;
+    }
+    Ok(BusBench {
+        fanout_per_sec,
+        native_fanout_per_sec,
+        rpc_p50_us,
+        rpc_p99_us,
+        native_rpc_p50_us,
+        native_rpc_p99_us,
+        wasm_rpc_p50_us,
+        wasm_rpc_p99_us,
+        native_task_rpc_p50_us,
+        native_task_rpc_p99_us,
+    })
+}
+
+/// `requests` sequential round trips from the calling task to a spawned tokio task that
+/// answers each request over a oneshot channel, in microseconds: the native baseline of the
+/// bus's request/reply.
+async fn native_round_trips(sender: Arc<str>, requests: usize) -> anyhow::Result<Vec<f64>> {
+    use crate::bus::Envelope;
+    type Request = (Arc<Envelope>, tokio::sync::oneshot::Sender<Arc<Envelope>>);
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Request>(1024);
     tokio::spawn(async move {
         while let Some((env, reply)) = rx.recv().await {
             let _ = reply.send(env);
@@ -592,18 +685,7 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
         rrx.await?;
         rtt.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    let (native_rpc_p50_us, native_rpc_p99_us) = percentiles(rtt);
-    for a in &agents {
-        let _ = a.retire().await.await;
-    }
-    Ok(BusBench {
-        fanout_per_sec,
-        native_fanout_per_sec,
-        rpc_p50_us,
-        rpc_p99_us,
-        native_rpc_p50_us,
-        native_rpc_p99_us,
-    })
+    Ok(rtt)
 }
 
 fn percentiles(mut v: Vec<f64>) -> (f64, f64) {

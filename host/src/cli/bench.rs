@@ -90,5 +90,14 @@ pub async fn bench(args: BenchArgs) -> CliResult {
         bus.native_rpc_p50_us,
         bus.native_rpc_p99_us
     );
+    println!(
+        "{:<30} p50 {:.1} us, p99 {:.1} us, timed in the wasm requester (native task->task: p50 {:.1} us, p99 {:.1} us; p50 {:.1}x native)",
+        "bus request/reply wasm->wasm",
+        bus.wasm_rpc_p50_us,
+        bus.wasm_rpc_p99_us,
+        bus.native_task_rpc_p50_us,
+        bus.native_task_rpc_p99_us,
+        bus.wasm_rpc_p50_us / bus.native_task_rpc_p50_us
+    );
     Ok(())
 }

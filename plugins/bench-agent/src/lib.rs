@@ -2,7 +2,12 @@
 //! timer handler returns at once (to measure event delivery); a message `log:N` makes it call
 //! the host's `log` N times at trace level (to measure guest→host calls). Started with the
 //! configuration `"subscribe"` it subscribes to `bench.>`, answers every request with `ok`
-//! and takes any other message without work (to measure the bus).
+//! and takes any other message without work (to measure the bus). A message `req:N:SUBJECT`
+//! makes it the requester of a wasm→wasm round trip: it sends N sequential requests to
+//! SUBJECT, times each inside the guest, and answers with the round trips (see
+//! [`round_trips`]).
+
+use std::time::Instant;
 
 use colony_sdk::log::{Level, log};
 use colony_sdk::messaging;
@@ -10,6 +15,11 @@ use colony_sdk::{Agent, Error, Manifest, Message, Timestamp};
 
 const MANIFEST: Manifest = Manifest::agent(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
     .description(env!("CARGO_PKG_DESCRIPTION"));
+
+/// Where the results of `req:N:SUBJECT` go when the trigger was not itself a request.
+const RESULT_SUBJECT: &str = "bench.result";
+/// How long one request may wait for its reply (the event's deadline still applies).
+const REQUEST_TIMEOUT_MS: u32 = 1_000;
 
 struct BenchAgent;
 
@@ -22,12 +32,23 @@ impl Agent for BenchAgent {
     }
 
     fn on_message(&mut self, msg: Message) -> Result<(), Error> {
+        let text = std::str::from_utf8(&msg.payload).unwrap_or("");
+        if let Some((n, subject)) = text
+            .strip_prefix("req:")
+            .and_then(|rest| rest.split_once(':'))
+            .and_then(|(n, subject)| Some((n.parse::<u32>().ok()?, subject)))
+        {
+            let result = round_trips(n, subject);
+            return match &msg.reply_to {
+                Some(reply_to) => messaging::reply(reply_to, result.as_bytes()),
+                None => messaging::publish(RESULT_SUBJECT, result.as_bytes()),
+            };
+        }
         if let Some(reply_to) = &msg.reply_to {
             return messaging::reply(reply_to, b"ok");
         }
-        let Some(n) = std::str::from_utf8(&msg.payload)
-            .ok()
-            .and_then(|p| p.strip_prefix("log:"))
+        let Some(n) = text
+            .strip_prefix("log:")
             .and_then(|n| n.parse::<u32>().ok())
         else {
             return Ok(());
@@ -41,6 +62,30 @@ impl Agent for BenchAgent {
     fn on_timer(&mut self, _now: Timestamp) -> Result<(), Error> {
         Ok(())
     }
+}
+
+/// Sends `n` requests to `subject` one after another, each timed with the guest's monotonic
+/// clock (WASI `monotonic-clock`) from just before the `request` call to just after its reply.
+/// Returns the round trips in nanoseconds, in the order measured, separated by spaces; or
+/// `err:` and what failed, so the bench reports it instead of waiting for a reply that never
+/// comes.
+fn round_trips(n: u32, subject: &str) -> String {
+    let mut ns = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let t = Instant::now();
+        if let Err(e) = messaging::request(subject, b"x", REQUEST_TIMEOUT_MS) {
+            return format!("err:request {i} of {n} to {subject}: {e:?}");
+        }
+        ns.push(t.elapsed().as_nanos());
+    }
+    let mut out = String::with_capacity(ns.len() * 8);
+    for (i, v) in ns.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&v.to_string());
+    }
+    out
 }
 
 colony_sdk::export_agent!(BenchAgent, manifest = MANIFEST);

@@ -188,6 +188,12 @@ async fn handle(host: &Host, req: Request) -> Response {
                 "audit_dropped": host.audit().writer().dropped(),
                 "bus": host.bus().stats(),
                 "nats": host.nats_status(),
+                "market": host.market().map(|m| serde_json::json!({
+                    "venue": m.venue(),
+                    "published": m.published(),
+                    "issues": m.issues(),
+                    "symbols": m.statuses(),
+                })),
             })))
         }
         "tools" => json(serde_json::to_value(host.tools().await)),

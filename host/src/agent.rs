@@ -18,10 +18,12 @@ use wasmtime::Store;
 use crate::bindings::agent::{Agent, AgentPre};
 use crate::bindings::types as wit;
 use crate::bus::{Bus, Envelope, Mailbox, MailboxStats};
+use crate::clock::Clock;
 use crate::interfaces::messaging::BusLink;
+use crate::market::service::MarketService;
 use crate::policy::Policy;
 use crate::state_store::StateStore;
-use crate::store::{CallError, StoreState, guarded, new_store};
+use crate::store::{CallError, StoreState, guarded, new_store, new_store_with_clock};
 
 /// Events in one agent's mailbox.
 pub const MAILBOX_CAPACITY: usize = 1024;
@@ -64,6 +66,7 @@ impl Event {
     fn call_name(&self) -> &'static str {
         match self {
             Event::Timer(_) => "on-timer",
+            Event::Bus(env) if env.market.is_some() => "on-market",
             Event::Message(_) | Event::Bus(_) => "on-message",
         }
     }
@@ -86,7 +89,16 @@ impl AgentInstance {
         bus: Option<BusLink>,
         config: &str,
     ) -> Result<AgentInstance, CallError> {
-        let mut store = new_store(pre.engine(), plugin, limits, state, policy, bus);
+        let store = new_store(pre.engine(), plugin, limits, state, policy, bus);
+        Self::instantiate(pre, store, config).await
+    }
+
+    /// Instantiates the agent in `store` (from `new_store`) and calls `init(config)`.
+    async fn instantiate(
+        pre: &AgentPre<StoreState>,
+        mut store: Store<StoreState>,
+        config: &str,
+    ) -> Result<AgentInstance, CallError> {
         let bindings = guarded(&mut store, "instantiate", async |s| {
             pre.instantiate_async(s).await
         })
@@ -113,6 +125,16 @@ impl AgentInstance {
             Event::Timer(now) => {
                 guarded(&mut self.store, call, async |s| {
                     h.call_on_timer(s, *now).await
+                })
+                .await?
+            }
+            Event::Bus(env) if env.market.is_some() => {
+                let Some(event) = env.market.as_deref() else {
+                    return Ok(());
+                };
+                let event = crate::interfaces::market::to_wit(event);
+                guarded(&mut self.store, call, async |s| {
+                    h.call_on_market(s, &event).await
                 })
                 .await?
             }
@@ -227,6 +249,8 @@ pub struct AgentStats {
 
 enum Command {
     Deliver(Event, Option<oneshot::Sender<Result<(), CallError>>>),
+    /// Deliver everything the bus mailbox holds now, then answer how many were delivered.
+    Settle(oneshot::Sender<u64>),
     Retire(oneshot::Sender<Option<Vec<u8>>>),
 }
 
@@ -274,30 +298,48 @@ pub struct AgentSpec {
     pub bus: Option<Bus>,
     /// Operator configuration passed to `init`.
     pub config: String,
+    /// The host's market-data service, if it has a feed.
+    pub market: Option<Arc<MarketService>>,
 }
 
 impl AgentSpec {
-    /// A new instance of this agent, on the bus through `attach`, after `init`.
-    async fn start(&self, attach: Option<&BusAttach>) -> Result<AgentInstance, CallError> {
-        AgentInstance::start(
-            &self.pre,
+    /// A new instance of this agent, on the bus through `attach`, reading `clock`, after
+    /// `init`.
+    async fn start(
+        &self,
+        attach: Option<&BusAttach>,
+        clock: &Clock,
+    ) -> Result<AgentInstance, CallError> {
+        let mut store = new_store_with_clock(
+            self.pre.engine(),
             self.name.clone(),
             self.limits,
             self.state.clone(),
             self.policy.clone(),
             attach.map(BusAttach::link),
-            &self.config,
-        )
-        .await
+            clock.clone(),
+        );
+        store.data_mut().market = self.market.clone();
+        AgentInstance::instantiate(&self.pre, store, &self.config).await
     }
 }
 
 impl AgentHandle {
     /// Starts an agent: instantiates and initialises it here (so a broken agent is reported
     /// to the caller), then hands it to a new actor task. With `handover`, the actor first
-    /// waits for the predecessor's snapshot and restores it.
+    /// waits for the predecessor's snapshot and restores it. Its WASI clocks are the system's.
     pub async fn spawn(
         spec: AgentSpec,
+        handover: Option<oneshot::Receiver<Option<Vec<u8>>>>,
+    ) -> Result<AgentHandle, CallError> {
+        Self::spawn_with_clock(spec, Clock::system(), handover).await
+    }
+
+    /// [`AgentHandle::spawn`] with every instance of the agent reading `clock` through the
+    /// WASI clocks (the host's; virtual during a replay).
+    pub async fn spawn_with_clock(
+        spec: AgentSpec,
+        clock: Clock,
         handover: Option<oneshot::Receiver<Option<Vec<u8>>>>,
     ) -> Result<AgentHandle, CallError> {
         // The actor's bus attachment: a mailbox, subscribed to the agent's inbox, under an
@@ -322,7 +364,7 @@ impl AgentHandle {
             }
             None => None,
         };
-        let started = spec.start(attach.as_ref()).await;
+        let started = spec.start(attach.as_ref(), &clock).await;
         let instance = match started {
             Ok(i) => i,
             Err(e) => {
@@ -340,7 +382,9 @@ impl AgentHandle {
             stats: stats.clone(),
             attach: attach.clone(),
         };
-        tokio::spawn(run_actor(spec, instance, rx, stats, handover, attach));
+        tokio::spawn(run_actor(
+            spec, clock, instance, rx, stats, handover, attach,
+        ));
         Ok(handle)
     }
 
@@ -404,6 +448,24 @@ impl AgentHandle {
         rx.await.map_err(|_| gone())?
     }
 
+    /// Waits until the actor has handled everything queued before the call, its bus mailbox
+    /// included; returns how many bus messages that took (0: it was idle). A stopped actor
+    /// counts as idle.
+    pub async fn settle(&self) -> u64 {
+        match self.settle_begin().await {
+            Some(rx) => rx.await.unwrap_or(0),
+            None => 0,
+        }
+    }
+
+    /// Queues the settle request and returns the receiver of its answer (`None`: the actor
+    /// has stopped), so a caller can settle many actors at once.
+    pub async fn settle_begin(&self) -> Option<oneshot::Receiver<u64>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Settle(tx)).await.ok()?;
+        Some(rx)
+    }
+
     /// Asks the actor to stop after everything already queued; returns a receiver for its
     /// snapshot (for a successor), resolved once it has stopped.
     pub async fn retire(&self) -> oneshot::Receiver<Option<Vec<u8>>> {
@@ -416,6 +478,7 @@ impl AgentHandle {
 
 async fn run_actor(
     spec: AgentSpec,
+    clock: Clock,
     instance: AgentInstance,
     mut rx: mpsc::Receiver<Command>,
     stats: Arc<AgentStats>,
@@ -462,6 +525,7 @@ async fn run_actor(
             Command::Deliver(event, reply) => {
                 let result = deliver_one(
                     &spec,
+                    &clock,
                     &mut current,
                     &event,
                     &stats,
@@ -473,12 +537,32 @@ async fn run_actor(
                     let _ = reply.send(result);
                 }
             }
+            Command::Settle(reply) => {
+                let mut handled = 0;
+                if let Some(m) = &mailbox {
+                    while let Some(env) = m.try_recv() {
+                        let _ = deliver_one(
+                            &spec,
+                            &clock,
+                            &mut current,
+                            &Event::Bus(env),
+                            &stats,
+                            &mut failures_in_a_row,
+                            attach.as_ref(),
+                        )
+                        .await;
+                        handled += 1;
+                    }
+                }
+                let _ = reply.send(handled);
+            }
             Command::Retire(reply) => {
                 // What the bus already queued for this instance is delivered here too.
                 if let Some(m) = &mailbox {
                     while let Some(env) = m.try_recv() {
                         let _ = deliver_one(
                             &spec,
+                            &clock,
                             &mut current,
                             &Event::Bus(env),
                             &stats,
@@ -511,6 +595,7 @@ async fn run_actor(
 
 async fn deliver_one(
     spec: &AgentSpec,
+    clock: &Clock,
     current: &mut Option<AgentInstance>,
     event: &Event,
     stats: &AgentStats,
@@ -532,7 +617,7 @@ async fn deliver_one(
         *current = None;
     }
     if current.is_none() {
-        match spec.start(attach).await {
+        match spec.start(attach, clock).await {
             Ok(inst) => {
                 stats.restarts.fetch_add(1, Ordering::Relaxed);
                 *current = Some(inst);
@@ -573,7 +658,7 @@ async fn deliver_one(
                 } else {
                     // Re-create it now rather than at its next event, so the subscriptions
                     // its init makes are back before more messages are published.
-                    match spec.start(attach).await {
+                    match spec.start(attach, clock).await {
                         Ok(inst) => {
                             stats.restarts.fetch_add(1, Ordering::Relaxed);
                             *current = Some(inst);

@@ -19,7 +19,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use crate::agent::{AgentInstance, Event, Message};
 use crate::bindings::agent::{Agent, AgentPre};
-use crate::bindings::{log, messaging, state, types};
+use crate::bindings::{log, market_data, messaging, state, types};
 use crate::engine::{EngineSettings, Runtime};
 use crate::limits::Limits;
 use crate::plugin::{Linked, Loader};
@@ -78,6 +78,51 @@ impl WasiView for RawState {
 }
 
 impl types::Host for RawState {}
+
+/// The raw baseline's market data: there is no feed (the bench agent never calls it).
+impl market_data::Host for RawState {
+    async fn subscribe(
+        &mut self,
+        _symbol: String,
+        _kinds: market_data::Kinds,
+    ) -> wasmtime::Result<Result<u64, types::Error>> {
+        Ok(Err(no_feed()))
+    }
+    async fn unsubscribe(&mut self, _id: u64) -> wasmtime::Result<Result<(), types::Error>> {
+        Ok(Err(no_feed()))
+    }
+    async fn quote(&mut self, _s: String) -> wasmtime::Result<Result<types::Quote, types::Error>> {
+        Ok(Err(no_feed()))
+    }
+    async fn book(
+        &mut self,
+        _s: String,
+        _d: u32,
+    ) -> wasmtime::Result<Result<types::Book, types::Error>> {
+        Ok(Err(no_feed()))
+    }
+    async fn candles(
+        &mut self,
+        _s: String,
+        _i: u32,
+        _l: u32,
+    ) -> wasmtime::Result<Result<Vec<types::Candle>, types::Error>> {
+        Ok(Err(no_feed()))
+    }
+    async fn status(
+        &mut self,
+        _s: String,
+    ) -> wasmtime::Result<Result<market_data::SymbolStatus, types::Error>> {
+        Ok(Err(no_feed()))
+    }
+    async fn symbols(&mut self) -> wasmtime::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+}
+
+fn no_feed() -> types::Error {
+    types::Error::Unavailable("no feed in the raw baseline".into())
+}
 
 impl log::Host for RawState {
     fn log(&mut self, _level: log::Level, _message: String) -> wasmtime::Result<()> {
@@ -481,6 +526,7 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
     for i in 0..SUBSCRIBERS {
         let name: Arc<str> = format!("bench-{i}").into();
         let spec = AgentSpec {
+            market: None,
             pre: pre.clone(),
             name: name.clone(),
             limits: plugin.info.limits,
@@ -592,6 +638,7 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
     // still 1 s).
     let requester: Arc<str> = Arc::from("bench-requester");
     let spec = AgentSpec {
+        market: None,
         pre: pre.clone(),
         name: requester.clone(),
         limits: Limits {
@@ -696,4 +743,247 @@ fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
             .unwrap_or(f64::NAN)
     };
     (at(0.5), at(0.99))
+}
+
+/// What the market-data benchmark measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct MarketBench {
+    /// Events in the replay (the shipped 1-minute bars).
+    pub events: u64,
+    /// Wasm agents subscribed to every event.
+    pub agents: usize,
+    /// Lockstep replay (`--speed max`: every agent has handled each event before the next),
+    /// deliveries per second in aggregate.
+    pub lockstep_deliveries_per_sec: f64,
+    /// Flow-controlled replay (chunks of 256 events, no mailbox ever full), deliveries per
+    /// second in aggregate.
+    pub flow_deliveries_per_sec: f64,
+    /// The same events over native tokio channels to as many tasks, deliveries per second.
+    pub native_deliveries_per_sec: f64,
+    /// Host-side cost of one book update (`L2Book::apply_update` plus the top-20 book and the
+    /// quote a feed publishes), nanoseconds.
+    pub book_update_ns: f64,
+    /// `L2Book::apply_update` alone, nanoseconds.
+    pub book_apply_ns: f64,
+    /// A `BTreeMap` insert of the same level (the native floor), nanoseconds.
+    pub native_map_insert_ns: f64,
+    /// `MarketService::publish` with no subscriber (snapshots, candle aggregation, JSON,
+    /// routing), nanoseconds per event.
+    pub publish_ns: f64,
+}
+
+/// Replay throughput of the shipped bars into `agents` wasm agents subscribed to them, in
+/// lockstep (as `colony run --speed max` plays) and flow-controlled, next to native channels;
+/// and the host-side cost of a book update and of publishing an event.
+pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketBench> {
+    use crate::agent::{AgentHandle, AgentSpec};
+    use crate::bus::Bus;
+    use crate::market::book::L2Book;
+    use crate::market::feed::{self, Pace, Speed};
+    use crate::market::replay;
+    use crate::market::service::{DEFAULT_STALE_AFTER, MarketService};
+    use crate::market::types::{BookLevel, MarketEvent, Side};
+    use rust_decimal::Decimal;
+    use std::sync::atomic::Ordering;
+
+    struct Handles(Vec<AgentHandle>);
+    impl Pace for Handles {
+        fn set_time(&self, _ns: u64) {}
+        async fn settle(&self) {
+            let mut pending = Vec::with_capacity(self.0.len());
+            for h in &self.0 {
+                pending.push(h.settle_begin().await);
+            }
+            for rx in pending.into_iter().flatten() {
+                let _ = rx.await;
+            }
+        }
+    }
+
+    let runtime = Arc::new(Runtime::new(&EngineSettings::default(), None)?);
+    let loader = Loader::new(
+        runtime.clone(),
+        Limits::agent_default(),
+        Limits::tool_default(),
+    )?;
+    let plugin = loader.load_bytes(component, std::path::Path::new("bench-agent.wasm"), None)?;
+    let Linked::Agent(pre) = plugin.linked else {
+        anyhow::bail!("the bench component is not an agent");
+    };
+    let bars = replay::embedded_bars()?;
+    let events = bars.events.len() as u64;
+    let grants =
+        crate::caps::GrantSet::new(
+            ["messaging.subscribe:md.>".parse::<crate::caps::Capability>()?],
+        );
+    let start_agents = async |bus: &Bus| -> anyhow::Result<Vec<AgentHandle>> {
+        let mut agents = Vec::new();
+        for i in 0..agents_n {
+            let name: Arc<str> = format!("md-{i}").into();
+            let spec = AgentSpec {
+                pre: pre.clone(),
+                name: name.clone(),
+                limits: plugin.info.limits,
+                state: None,
+                policy: Arc::new(Policy::new(name, String::new(), grants.clone(), None, 0)),
+                bus: Some(bus.clone()),
+                config: "market".into(),
+                market: None,
+            };
+            agents.push(
+                AgentHandle::spawn(spec, None)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            );
+        }
+        Ok(agents)
+    };
+    let delivered = |agents: &[AgentHandle]| -> u64 {
+        agents
+            .iter()
+            .map(|a| a.stats().delivered.load(Ordering::Relaxed))
+            .sum()
+    };
+
+    // Lockstep, exactly as `colony run --speed max` plays.
+    let bus = Bus::new();
+    let service = MarketService::new("replay", bus.clone(), false, DEFAULT_STALE_AFTER);
+    let handles = Handles(start_agents(&bus).await?);
+    let start = Instant::now();
+    let report = feed::play(bars.clone(), &service, Speed::Max, &handles).await;
+    let lockstep = delivered(&handles.0) as f64 / start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        delivered(&handles.0) == report.events * agents_n as u64,
+        "lockstep lost events: {} of {}",
+        delivered(&handles.0),
+        report.events * agents_n as u64
+    );
+
+    // Flow-controlled: chunks of 256, waiting only for the slowest agent to keep up.
+    const CHUNK: u64 = 256;
+    let bus = Bus::new();
+    let service = MarketService::new("replay", bus.clone(), false, DEFAULT_STALE_AFTER);
+    let agents = start_agents(&bus).await?;
+    let slowest = |agents: &[AgentHandle]| -> u64 {
+        agents
+            .iter()
+            .map(|a| a.stats().delivered.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    };
+    let start = Instant::now();
+    let mut sent = 0u64;
+    for event in bars.events.iter().cloned() {
+        service.publish(event);
+        sent += 1;
+        if sent.is_multiple_of(CHUNK) {
+            while slowest(&agents) + CHUNK < sent {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered(&agents) < sent * agents_n as u64 {
+        anyhow::ensure!(Instant::now() < deadline, "the agents stopped receiving");
+        tokio::task::yield_now().await;
+    }
+    let flow = (sent * agents_n as u64) as f64 / start.elapsed().as_secs_f64();
+
+    // Native: the same events to as many tokio tasks over bounded channels.
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut txs = Vec::new();
+    for _ in 0..agents_n {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<MarketEvent>>(1024);
+        let count = count.clone();
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                std::hint::black_box(&e);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        txs.push(tx);
+    }
+    let start = Instant::now();
+    for event in bars.events.iter().cloned() {
+        let e = Arc::new(event);
+        for tx in &txs {
+            tx.send(e.clone()).await?;
+        }
+    }
+    drop(txs);
+    while count.load(Ordering::Relaxed) < events * agents_n as u64 {
+        tokio::task::yield_now().await;
+    }
+    let native = (events * agents_n as u64) as f64 / start.elapsed().as_secs_f64();
+
+    // Book updates: the shipped depth's price levels, cycled.
+    let depth = replay::embedded_depth(20)?;
+    let levels: Vec<(Side, BookLevel)> = depth
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            MarketEvent::Book(b) => Some(b),
+            _ => None,
+        })
+        .flat_map(|b| {
+            b.bids
+                .iter()
+                .map(|l| (Side::Buy, *l))
+                .chain(b.asks.iter().map(|l| (Side::Sell, *l)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    anyhow::ensure!(!levels.is_empty(), "the shipped depth has no levels");
+    const UPDATES: usize = 200_000;
+    let mut book = L2Book::new("BTCUSDT".into());
+    let start = Instant::now();
+    for i in 0..UPDATES {
+        let (side, l) = levels[i % levels.len()];
+        let size = if i % 7 == 0 { Decimal::ZERO } else { l.size };
+        book.apply_update(side, l.price, size, i as u64);
+        std::hint::black_box(book.top(20));
+        std::hint::black_box(book.quote());
+    }
+    let book_update_ns = per_op(start.elapsed(), UPDATES as u64);
+    let mut book = L2Book::new("BTCUSDT".into());
+    let start = Instant::now();
+    for i in 0..UPDATES {
+        let (side, l) = levels[i % levels.len()];
+        let size = if i % 7 == 0 { Decimal::ZERO } else { l.size };
+        book.apply_update(side, l.price, size, i as u64);
+    }
+    std::hint::black_box(&book);
+    let book_apply_ns = per_op(start.elapsed(), UPDATES as u64);
+    let mut map = std::collections::BTreeMap::new();
+    let start = Instant::now();
+    for i in 0..UPDATES {
+        let (_, l) = levels[i % levels.len()];
+        if i % 7 == 0 {
+            map.remove(&l.price);
+        } else {
+            map.insert(l.price, l.size);
+        }
+    }
+    std::hint::black_box(&map);
+    let native_map_insert_ns = per_op(start.elapsed(), UPDATES as u64);
+
+    // Publishing with no subscriber.
+    let service = MarketService::new("replay", Bus::new(), false, DEFAULT_STALE_AFTER);
+    let start = Instant::now();
+    for event in bars.events.iter().cloned() {
+        service.publish(event);
+    }
+    let publish_ns = per_op(start.elapsed(), events);
+
+    Ok(MarketBench {
+        events,
+        agents: agents_n,
+        lockstep_deliveries_per_sec: lockstep,
+        flow_deliveries_per_sec: flow,
+        native_deliveries_per_sec: native,
+        book_update_ns,
+        book_apply_ns,
+        native_map_insert_ns,
+        publish_ns,
+    })
 }

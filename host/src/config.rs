@@ -23,6 +23,12 @@
 //! [audit]
 //! sample_allows = 100          # write 1 in 100 of the sampled allows (0: none)
 //!
+//! [market]                     # default for `colony run`: the shipped replay at max speed
+//! feed = "replay:data/btc.csv" # replay[:FILE,…] | synthetic[:SEED[:N]] | okx[:INST,…] | none
+//! speed = "max"                # or N times the recorded pace
+//! stale_after_ms = 180000      # a symbol silent this long is flagged stale
+//! book_depth = 20              # book levels a side kept and published
+//!
 //! [bus]                        # default: the in-process bus only
 //! url = "nats://127.0.0.1:4222" # join the hosts on this NATS server ("local": none)
 //! prefix = "colony"            # subjects on NATS are <prefix>.<subject>
@@ -34,7 +40,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::bus::nats::{DEFAULT_PREFIX, NatsConfig};
+use crate::clock::Clock;
 use crate::limits::Limits;
+use crate::market::feed::{FeedSpec, Speed};
+use std::time::Duration;
 
 /// Overrides of the default limits (any subset).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -99,6 +108,19 @@ struct BusSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct MarketSection {
+    /// `replay`, `replay:FILE,…`, `synthetic[:SEED[:N]]`, `okx[:INST,…]` or `none`.
+    feed: Option<String>,
+    /// `max` or a whole number.
+    speed: Option<String>,
+    /// Staleness threshold in milliseconds.
+    stale_after_ms: Option<u64>,
+    /// Book levels a side.
+    book_depth: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawConfig {
     plugins: Option<PathBuf>,
     tick_ms: Option<u64>,
@@ -113,6 +135,8 @@ struct RawConfig {
     audit: AuditSection,
     #[serde(default)]
     bus: BusSection,
+    #[serde(default)]
+    market: MarketSection,
 }
 
 /// The resolved configuration a host runs with.
@@ -147,6 +171,20 @@ pub struct HostConfig {
     pub trust_on_first_use: bool,
     /// Join other hosts over NATS; `None`: the in-process bus only.
     pub nats: Option<NatsConfig>,
+    /// The market-data feed; `None`: no feed (agents' `market-data` calls are `unavailable`).
+    pub feed: Option<FeedSpec>,
+    /// Whether the configuration file chose the feed (otherwise `colony run` picks the
+    /// shipped replay).
+    pub feed_configured: bool,
+    /// How fast a replay or the synthetic feed runs.
+    pub speed: Speed,
+    /// A symbol with no data for this long is flagged stale.
+    pub stale_after: Duration,
+    /// Book levels a side kept and published.
+    pub book_depth: usize,
+    /// The host's clock, which agents' WASI clocks read: the system clock unless a replay
+    /// driver puts a virtual one here (not read from `colony.toml`; see `docs/clock.md`).
+    pub clock: Clock,
 }
 
 /// The bus backend from `--bus`/`[bus] url` and the prefix: `local` is `None`, `nats://…` joins
@@ -199,6 +237,12 @@ impl HostConfig {
             grants: BTreeMap::new(),
             trust_on_first_use: false,
             nats: None,
+            feed: None,
+            feed_configured: false,
+            speed: Speed::Max,
+            stale_after: crate::market::service::DEFAULT_STALE_AFTER,
+            book_depth: 20,
+            clock: Clock::system(),
         }
     }
 
@@ -251,6 +295,28 @@ impl HostConfig {
             }
             (None, Some(_)) => return Err("bus.prefix needs bus.url".into()),
             (None, None) => {}
+        }
+        if let Some(f) = &raw.market.feed {
+            let feed = FeedSpec::parse(f).map_err(|e| format!("market.feed: {e}"))?;
+            config.feed = match feed {
+                Some(FeedSpec::Files(files)) => Some(FeedSpec::Files(
+                    files.iter().map(|f| base.join(f)).collect(),
+                )),
+                other => other,
+            };
+            config.feed_configured = true;
+        }
+        if let Some(sp) = &raw.market.speed {
+            config.speed = Speed::parse(sp).map_err(|e| format!("market.speed: {e}"))?;
+        }
+        if let Some(ms) = raw.market.stale_after_ms {
+            config.stale_after = Duration::from_millis(ms);
+        }
+        if let Some(d) = raw.market.book_depth {
+            if d == 0 || d > 400 {
+                return Err("market.book_depth must be between 1 and 400".into());
+            }
+            config.book_depth = d;
         }
         for (name, grant) in raw.grants {
             crate::manifest::validate_name(&name).map_err(|e| format!("grants.{name}: {e}"))?;
@@ -327,6 +393,10 @@ mod tests {
         assert_eq!(c.agent_limits.deadline_ms, 100);
         assert_eq!(c.tool_limits, Limits::tool_default());
         assert_eq!(c.agent_config["hello-agent"], r#"{"greeting":"hi"}"#);
+        assert!(
+            !c.clock.is_virtual(),
+            "the system clock unless a replay sets one"
+        );
     }
 
     #[test]

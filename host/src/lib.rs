@@ -9,6 +9,7 @@ mod bindings;
 pub mod bus;
 pub mod caps;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod embedded;
 pub mod engine;

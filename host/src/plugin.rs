@@ -30,6 +30,7 @@ pub const AGENT_IMPORTS: &[&str] = &[
     "colony:plugin/log",
     "colony:plugin/state",
     "colony:plugin/messaging",
+    "colony:plugin/market-data",
 ];
 /// Colony interfaces the `tool` world offers.
 pub const TOOL_IMPORTS: &[&str] = &["colony:plugin/types", "colony:plugin/log"];

@@ -12,6 +12,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::caps::Request;
+use crate::clock::Clock;
 use crate::interfaces::log::LogBudget;
 use crate::interfaces::messaging::BusLink;
 use crate::limits::{GuestLimiter, LimitExceeded, Limits};
@@ -43,6 +44,13 @@ pub struct StoreState {
     pub checks: CheckCache,
     /// The agent's link to the bus (agents only).
     pub bus: Option<BusLink>,
+    /// The clock the guest's WASI clocks read (virtual during a replay); host interfaces
+    /// that stamp times use it too.
+    pub clock: Clock,
+    /// The market service the `market-data` interface reads (agents of a host with a feed).
+    pub market: Option<Arc<crate::market::service::MarketService>>,
+    /// The agent's market-data subscriptions: the id the guest got, and its bus subscriptions.
+    pub market_subs: Vec<(u64, Vec<crate::bus::SubscriptionId>)>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -65,7 +73,8 @@ impl WasiView for StoreState {
 
 /// Creates a store for `plugin` with WASI linked deny-by-default: no arguments, no network,
 /// and only the directories (cap-std preopens at the same path) and environment variables
-/// the policy grants; stdout and stderr go to the log under a cap.
+/// the policy grants; stdout and stderr go to the log under a cap. The WASI clocks are the
+/// system's ([`new_store_with_clock`] gives a store another clock).
 pub fn new_store(
     engine: &Engine,
     plugin: Arc<str>,
@@ -73,6 +82,19 @@ pub fn new_store(
     state: Option<StateStore>,
     policy: Arc<Policy>,
     bus: Option<BusLink>,
+) -> Store<StoreState> {
+    new_store_with_clock(engine, plugin, limits, state, policy, bus, Clock::system())
+}
+
+/// [`new_store`] whose guest reads `clock` through the WASI clocks (see [`Clock::install`]).
+pub fn new_store_with_clock(
+    engine: &Engine,
+    plugin: Arc<str>,
+    limits: Limits,
+    state: Option<StateStore>,
+    policy: Arc<Policy>,
+    bus: Option<BusLink>,
+    clock: Clock,
 ) -> Store<StoreState> {
     let output = OutputBudget::new(plugin.clone(), limits.output_bytes);
     let mut builder = WasiCtxBuilder::new();
@@ -82,6 +104,7 @@ pub fn new_store(
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
+    clock.install(&mut builder);
     let wasi_generation = policy.wasi_generation();
     grant_wasi(&mut builder, &policy);
     let wasi = builder.build();
@@ -90,6 +113,9 @@ pub fn new_store(
         wasi_generation,
         checks: CheckCache::default(),
         bus,
+        clock,
+        market: None,
+        market_subs: Vec::new(),
         log: LogBudget::default(),
         plugin,
         limits,

@@ -61,6 +61,9 @@ pub struct Envelope {
     pub payload: Bytes,
     /// After this instant the message is dead-lettered instead of delivered.
     pub expires_at: Option<Instant>,
+    /// The market event a market-data message carries, typed (the payload has it as JSON);
+    /// an agent gets such a message in `on-market`.
+    pub market: Option<Arc<crate::market::MarketEvent>>,
 }
 
 impl Envelope {
@@ -78,6 +81,7 @@ impl Envelope {
             headers: Vec::new(),
             payload: payload.into(),
             expires_at: None,
+            market: None,
         }
     }
 

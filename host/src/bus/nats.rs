@@ -588,6 +588,10 @@ fn decode(prefix: &str, msg: async_nats::Message) -> Option<Envelope> {
     if let Some(json) = header(H_HEADERS) {
         env.headers = serde_json::from_str(&json).ok()?;
     }
+    if env.is_market_data() {
+        // Typed again, so local agents get it in `on-market` as from a local feed.
+        env.market = crate::market::service::decode_payload(&env.payload).map(Arc::new);
+    }
     Some(env)
 }
 

@@ -22,6 +22,9 @@ pub struct BenchArgs {
     /// Messages published in the bus fan-out measurement (each to 10 subscribers).
     #[arg(long, default_value_t = 50_000)]
     bus_messages: u64,
+    /// Wasm agents subscribed to the replay in the market-data measurement.
+    #[arg(long, default_value_t = 10)]
+    market_agents: usize,
 }
 
 pub async fn bench(args: BenchArgs) -> CliResult {
@@ -33,6 +36,8 @@ pub async fn bench(args: BenchArgs) -> CliResult {
     let results = crate::bench::run(crate::embedded::BENCH_AGENT, opts).await?;
     let audit_rate = crate::bench::audit_throughput(args.audit_records).await?;
     let bus = crate::bench::bus(crate::embedded::BENCH_AGENT, args.bus_messages, 2_000).await?;
+    let market =
+        crate::bench::market(crate::embedded::BENCH_AGENT, args.market_agents.max(1)).await?;
     if args.json {
         println!(
             "{}",
@@ -42,6 +47,8 @@ pub async fn bench(args: BenchArgs) -> CliResult {
                 "audit_records_per_sec_target": 50_000,
                 "bus": bus,
                 "bus_fanout_per_sec_target": 500_000,
+                "market": market,
+                "market_deliveries_per_sec_target": 500_000,
             }))?
         );
         return Ok(());
@@ -98,6 +105,37 @@ pub async fn bench(args: BenchArgs) -> CliResult {
         bus.native_task_rpc_p50_us,
         bus.native_task_rpc_p99_us,
         bus.wasm_rpc_p50_us / bus.native_task_rpc_p50_us
+    );
+    println!(
+        "{:<30} {:>12.0} deliveries/s, {} events to {} wasm agents, lockstep as --speed max plays (target >= 500000) {}",
+        "replay lockstep",
+        market.lockstep_deliveries_per_sec,
+        market.events,
+        market.agents,
+        if market.lockstep_deliveries_per_sec >= 500_000.0 {
+            "ok"
+        } else {
+            "UNDER"
+        }
+    );
+    println!(
+        "{:<30} {:>12.0} deliveries/s flow-controlled (native channels {:.0}/s; target >= 500000) {}",
+        "replay flow-controlled",
+        market.flow_deliveries_per_sec,
+        market.native_deliveries_per_sec,
+        if market.flow_deliveries_per_sec >= 500_000.0 {
+            "ok"
+        } else {
+            "UNDER"
+        }
+    );
+    println!(
+        "{:<30} {:.0} ns with top-20 book and quote ({:.0} ns apply alone; BTreeMap insert {:.0} ns); publish {:.0} ns/event",
+        "book update",
+        market.book_update_ns,
+        market.book_apply_ns,
+        market.native_map_insert_ns,
+        market.publish_ns
     );
     Ok(())
 }

@@ -9,6 +9,8 @@ use clap::Args;
 use super::{CliError, CliResult};
 use crate::agent::Event;
 use crate::config::HostConfig;
+use crate::market::feed::{FeedSpec, Speed};
+
 use crate::supervisor::Host;
 
 #[derive(Debug, Args)]
@@ -39,6 +41,14 @@ pub struct RunArgs {
     /// Subject prefix on NATS (default `colony`): hosts that share it share one bus.
     #[arg(long, value_name = "PREFIX")]
     bus_prefix: Option<String>,
+    /// Market data: `replay` (the shipped real data; the default), `replay:FILE[,FILE…]`,
+    /// `synthetic[:SEED[:SYMBOLS]]`, `okx[:INST,…]` (live OKX public feed) or `none`.
+    #[arg(long, value_name = "SOURCE")]
+    feed: Option<String>,
+    /// Replay speed: `max` (default; lockstep with the agents, repeatable) or N times the
+    /// recorded pace.
+    #[arg(long, value_name = "max|N")]
+    speed: Option<String>,
 }
 
 pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> CliResult {
@@ -55,6 +65,18 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     }
     config.compile_cache = !args.no_cache;
     config.trust_on_first_use = args.trust_on_first_use;
+    match &args.feed {
+        Some(f) => {
+            config.feed = FeedSpec::parse(f).map_err(|e| CliError::invalid(anyhow::anyhow!(e)))?
+        }
+        None if !config.feed_configured => {
+            config.feed = Some(FeedSpec::Embedded);
+        }
+        None => {}
+    }
+    if let Some(s) = &args.speed {
+        config.speed = Speed::parse(s).map_err(|e| CliError::invalid(anyhow::anyhow!(e)))?;
+    }
     match (&args.bus, &args.bus_prefix) {
         (Some(url), prefix) => {
             config.nats = crate::config::parse_bus(url, prefix.as_deref())
@@ -94,7 +116,13 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
         .or(demo.then_some(5.0))
         .map(Duration::from_secs_f64);
 
+    if let Some(f @ FeedSpec::Files(_)) = &config.feed {
+        // Checked here too, so a bad data file is an invalid-input exit naming file and line.
+        f.load(config.book_depth)
+            .map_err(|e| CliError::invalid(anyhow::anyhow!("--feed: {e}")))?;
+    }
     let host = Host::start(config).await?;
+    let feed_task = host.start_feed();
     let _watcher = host.watch()?;
     let admin = crate::admin::serve(host.clone()).await?;
 
@@ -147,6 +175,25 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     let why = stop.await;
     tracing::info!(reason = why, "stopping");
     ticker.abort();
+    let feed_summary = match (&feed_task, host.market()) {
+        (Some(task), Some(m)) => {
+            if !task.is_finished() {
+                task.abort();
+            }
+            Some(format!(
+                "feed {}: {} events published, {} data-quality issues{}",
+                m.venue(),
+                m.published(),
+                m.issues(),
+                if task.is_finished() {
+                    " (finished)"
+                } else {
+                    ""
+                }
+            ))
+        }
+        _ => None,
+    };
     admin.abort();
     let rejected = host.rejected().await;
     // After shutdown, so the events agents finished while stopping are counted.
@@ -171,6 +218,9 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     }
     for r in &rejected {
         println!("refused {}: {}", r.file.display(), r.reason);
+    }
+    if let Some(f) = feed_summary {
+        println!("{f}");
     }
     Ok(())
 }

@@ -68,6 +68,29 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
         "bus: {} published, {} delivered, {} dead letters (watch with `colony bus sub '_DEAD.>'`), {} late replies",
         bus["published"], bus["delivered"], bus["dead_letters"], bus["late_replies"]
     );
+    let market = &resp.result["market"];
+    if !market.is_null() {
+        println!(
+            "market feed {}: {} events published, {} data-quality issues",
+            market["venue"].as_str().unwrap_or("?"),
+            market["published"],
+            market["issues"]
+        );
+        for s in market["symbols"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<16} {:>9} events, last update {} ns, {} issues{}",
+                s["symbol"].as_str().unwrap_or("?"),
+                s["events"],
+                s["last_update"],
+                s["issues"],
+                if s["stale"].as_bool() == Some(true) {
+                    ", STALE"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     let nats = &resp.result["nats"];
     if !nats.is_null() {
         println!(

@@ -44,6 +44,31 @@ impl BusLink {
     }
 }
 
+impl BusLink {
+    /// Subscribes this instance's mailbox to `pattern` for another host interface (market
+    /// data), within the same per-instance subscription limit; the subscription ends with
+    /// the instance like the guest's own.
+    pub fn subscribe_for_host(&mut self, pattern: &str) -> Result<SubscriptionId, String> {
+        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            return Err(format!("subscription limit of {MAX_SUBSCRIPTIONS} reached"));
+        }
+        let id = self
+            .bus
+            .subscribe(&self.owner, pattern, &self.mailbox)
+            .map_err(|e| e.to_string())?;
+        self.subscriptions.push(id);
+        Ok(id)
+    }
+
+    /// Ends a subscription made with [`BusLink::subscribe_for_host`].
+    pub fn unsubscribe_for_host(&mut self, id: SubscriptionId) {
+        if let Some(i) = self.subscriptions.iter().position(|s| *s == id) {
+            self.subscriptions.swap_remove(i);
+            self.bus.unsubscribe(id);
+        }
+    }
+}
+
 impl Drop for BusLink {
     fn drop(&mut self) {
         for id in self.subscriptions.drain(..) {

@@ -3,6 +3,7 @@
 //! modules do not import each other.
 
 pub mod log;
+pub mod market;
 pub mod messaging;
 pub mod state;
 

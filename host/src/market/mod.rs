@@ -8,8 +8,10 @@
 
 pub mod book;
 pub mod candles;
+pub mod feed;
 pub mod okx;
 pub mod replay;
+pub mod service;
 pub mod synthetic;
 pub mod types;
 

@@ -26,10 +26,13 @@ use crate::agent::{AgentHandle, AgentSpec, AgentStats, Event};
 use crate::audit::AuditStore;
 use crate::bus::Bus;
 use crate::bus::nats::{self, NatsLink, NatsStatus};
+use crate::clock::Clock;
 use crate::config::HostConfig;
 use crate::engine::{EngineSettings, Runtime};
 use crate::grants::GrantBook;
 use crate::manifest::Kind;
+use crate::market::feed::{self, FeedReport, FeedSpec, Pace};
+use crate::market::service::MarketService;
 use crate::plugin::{Linked, LoadError, LoadedPlugin, Loader, PluginInfo};
 use crate::policy::Policy;
 use crate::state_store::{StateQuota, StateStore};
@@ -115,6 +118,17 @@ pub struct RejectedFile {
     pub reason: String,
 }
 
+/// The feed driver's view of a host.
+struct HostPace<'a>(&'a Arc<Host>);
+
+impl Pace for HostPace<'_> {
+    fn set_time(&self, _ns: u64) {}
+
+    async fn settle(&self) {
+        self.0.settle().await;
+    }
+}
+
 /// A running Colony host.
 pub struct Host {
     config: HostConfig,
@@ -125,6 +139,10 @@ pub struct Host {
     bus: Bus,
     /// The link to other hosts, when the bus is joined over NATS.
     nats: Option<Arc<NatsLink>>,
+    /// The market-data service, when the host has a feed.
+    market: Option<Arc<MarketService>>,
+    /// The replay loaded at start, until the feed takes it.
+    replay: Mutex<Option<crate::market::replay::Replay>>,
     registry: RwLock<Registry>,
     sync_lock: Mutex<()>,
 }
@@ -182,7 +200,22 @@ impl Host {
             Some(n) => Some(nats::connect(&bus, n.clone()).await?),
             None => None,
         };
+        let market = config.feed.as_ref().map(|f| {
+            Arc::new(MarketService::new(
+                f.venue(),
+                bus.clone(),
+                f.is_live(),
+                config.stale_after,
+            ))
+        });
+        // A replay is read and checked now: a bad file stops the host before it starts.
+        let replay = match &config.feed {
+            Some(f) => f.load(config.book_depth)?,
+            None => None,
+        };
         let host = Arc::new(Host {
+            market,
+            replay: Mutex::new(replay),
             config,
             loader,
             state,
@@ -211,6 +244,83 @@ impl Host {
     /// The in-process bus agents talk on.
     pub fn bus(&self) -> &Bus {
         &self.bus
+    }
+
+    /// The clock agents' WASI clocks read (`HostConfig::clock`): a handle that shares the
+    /// time, so a replay driver moves a virtual clock through it (`clone`, then `set`).
+    pub fn clock(&self) -> &Clock {
+        &self.config.clock
+    }
+
+    /// The market-data service, when the host has a feed.
+    pub fn market(&self) -> Option<&Arc<MarketService>> {
+        self.market.as_ref()
+    }
+
+    /// Waits until every agent has handled everything queued for it, including what those
+    /// events made agents send each other (at most 64 rounds, so two agents that keep
+    /// messaging each other cannot hold the caller forever).
+    pub async fn settle(&self) {
+        for _ in 0..64 {
+            let handles = self.agent_handles().await;
+            let mut pending = Vec::with_capacity(handles.len());
+            for h in &handles {
+                pending.push(h.settle_begin().await);
+            }
+            let mut handled = 0;
+            for rx in pending.into_iter().flatten() {
+                handled += rx.await.unwrap_or(0);
+            }
+            if handled == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Starts the configured feed (after the plugins are loaded, so agents that subscribe in
+    /// `init` miss nothing). A replay was loaded and checked by [`Host::start`]. `None`
+    /// without a feed.
+    pub fn start_feed(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<FeedReport>> {
+        let spec = self.config.feed.clone()?;
+        let service = Arc::clone(self.market.as_ref()?);
+        let host = Arc::clone(self);
+        Some(match spec {
+            FeedSpec::Okx(insts) => feed::okx(&insts, service),
+            FeedSpec::Synthetic { seed, symbols } => tokio::spawn(async move {
+                let speed = host.config.speed;
+                feed::synthetic(seed, symbols, None, &service, speed, &HostPace(&host))
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "synthetic feed");
+                        FeedReport::default()
+                    })
+            }),
+            FeedSpec::Embedded | FeedSpec::Files(_) => tokio::spawn(async move {
+                let replay = host.replay.lock().await.take();
+                let Some(replay) = replay else {
+                    return FeedReport::default();
+                };
+                let report =
+                    feed::play(replay, &service, host.config.speed, &HostPace(&host)).await;
+                tracing::info!(
+                    events = report.events,
+                    issues = report.issues,
+                    "replay finished"
+                );
+                report
+            }),
+        })
+    }
+
+    async fn agent_handles(&self) -> Vec<AgentHandle> {
+        let reg = self.registry.read().await;
+        reg.by_name
+            .values()
+            .filter_map(|e| match &e.running {
+                Running::Agent(h) => Some(h.clone()),
+                Running::Tool(..) => None,
+            })
+            .collect()
     }
 
     /// The NATS link's state and counters, when the bus is joined to other hosts.
@@ -433,8 +543,10 @@ impl Host {
                     policy: policy.clone(),
                     bus: Some(self.bus.clone()),
                     config,
+                    market: self.market.clone(),
                 };
-                Running::Agent(AgentHandle::spawn(spec, handover).await?)
+                let clock = self.config.clock.clone();
+                Running::Agent(AgentHandle::spawn_with_clock(spec, clock, handover).await?)
             }
             Linked::Tool(pre) => {
                 let runner = ToolRunner::new(pre, name, limits, policy.clone());

@@ -2,7 +2,8 @@
 //! timer handler returns at once (to measure event delivery); a message `log:N` makes it call
 //! the host's `log` N times at trace level (to measure guest→host calls). Started with the
 //! configuration `"subscribe"` it subscribes to `bench.>`, answers every request with `ok`
-//! and takes any other message without work (to measure the bus). A message `req:N:SUBJECT`
+//! and takes any other message without work (to measure the bus). Started with `"market"` it
+//! subscribes to `md.>` and takes market data without work (to measure replay throughput). A message `req:N:SUBJECT`
 //! makes it the requester of a wasm→wasm round trip: it sends N sequential requests to
 //! SUBJECT, times each inside the guest, and answers with the round trips (see
 //! [`round_trips`]).
@@ -25,8 +26,15 @@ struct BenchAgent;
 
 impl Agent for BenchAgent {
     fn init(config: &str) -> Result<Self, Error> {
-        if config == "subscribe" {
-            messaging::subscribe("bench.>")?;
+        match config {
+            "subscribe" => {
+                messaging::subscribe("bench.>")?;
+            }
+            // Market data arrives in `on_market` (the SDK's default takes it without work).
+            "market" => {
+                messaging::subscribe("md.>")?;
+            }
+            _ => {}
         }
         Ok(BenchAgent)
     }

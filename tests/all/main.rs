@@ -3,6 +3,7 @@
 mod audit;
 mod audit_cli;
 mod cli;
+mod clock;
 mod grants;
 mod guests;
 mod hot_reload;

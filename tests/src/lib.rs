@@ -33,6 +33,10 @@ pub mod guests {
     /// `gather:` commands from its inbox, records what it receives in state `received`, and
     /// answers requests with its configured `answer`.
     pub const BUS_AGENT: &str = env!("GUEST_BUS_AGENT");
+    /// Agent that reads the WASI clocks through `std::time`: `now` stores the wall time (ns
+    /// since the epoch) in state `wall` and the monotonic ns since `init` in `mono`;
+    /// `sleep:MS` sleeps and stores the monotonic ns that passed in `slept`.
+    pub const CLOCK_AGENT: &str = env!("GUEST_CLOCK_AGENT");
 
     /// Every guest as (crate name, path), for tests that go over all of them.
     pub const ALL: &[(&str, &str)] = &[
@@ -48,6 +52,7 @@ pub mod guests {
         ("wasi-probe-agent", WASI_PROBE_AGENT),
         ("caps-agent", CAPS_AGENT),
         ("bus-agent", BUS_AGENT),
+        ("clock-agent", CLOCK_AGENT),
     ];
 }
 

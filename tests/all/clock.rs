@@ -1,0 +1,112 @@
+//! The host's clock through the WASI clocks an agent reads: a virtual clock (as a replay
+//! uses) gives the guest exactly the time it was set to, for the wall and the monotonic
+//! clock, and stands still between sets, sleeps included; a host with the default system
+//! clock gives the real time.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use colony_host::clock::Clock;
+use colony_host::state_store::StateStore;
+use colony_tests::{TestHost, guests, message};
+
+/// 2022-01-01T00:00:00Z in ns since the Unix epoch.
+const T: u64 = 1_640_995_200_000_000_000;
+const SECOND: u64 = 1_000_000_000;
+
+async fn clock_host(clock: Option<Clock>) -> (TestHost, StateStore) {
+    let t = TestHost::start_with(&[(guests::CLOCK_AGENT, "clock-agent.wasm")], |c| {
+        if let Some(clock) = clock {
+            c.clock = clock;
+        }
+    })
+    .await;
+    let state = StateStore::open(&t.dir.path().join("data/state.db"), Default::default())
+        .await
+        .unwrap();
+    (t, state)
+}
+
+/// Sends `command` to the clock agent and returns the number it stored under `key`.
+async fn ask(t: &TestHost, state: &StateStore, command: &str, key: &str) -> u64 {
+    t.host
+        .deliver("clock-agent", message("clock", command.as_bytes()))
+        .await
+        .unwrap_or_else(|e| panic!("{command}: {e}"));
+    let value = state
+        .get("clock-agent", key)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{command}: nothing stored under {key}"));
+    String::from_utf8(value).unwrap().parse().unwrap()
+}
+
+fn system_ns() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_read_the_virtual_clock_through_wasi() {
+    let clock = Clock::virtual_at(T);
+    let (t, state) = clock_host(Some(clock.clone())).await;
+    assert!(t.host.clock().is_virtual());
+    assert_eq!(t.host.clock().now_ns(), T);
+
+    // The agent was initialised at T and no virtual time has passed since.
+    assert_eq!(ask(&t, &state, "now", "wall").await, T);
+    assert_eq!(ask(&t, &state, "now", "mono").await, 0);
+
+    // The driver moves the clock; the guest's wall and monotonic clocks follow exactly.
+    assert!(clock.set(T + 60 * SECOND));
+    assert_eq!(ask(&t, &state, "now", "wall").await, T + 60 * SECOND);
+    assert_eq!(ask(&t, &state, "now", "mono").await, 60 * SECOND);
+
+    // The host's handle is the same clock.
+    t.host.clock().advance(Duration::from_micros(1_500));
+    assert_eq!(
+        ask(&t, &state, "now", "wall").await,
+        T + 60 * SECOND + 1_500_000
+    );
+    assert_eq!(
+        ask(&t, &state, "now", "mono").await,
+        60 * SECOND + 1_500_000
+    );
+
+    // It never goes backwards.
+    assert!(!clock.set(T));
+    assert_eq!(
+        ask(&t, &state, "now", "wall").await,
+        T + 60 * SECOND + 1_500_000
+    );
+
+    // A sleep waits real time (and returns within the event's deadline), but the virtual
+    // clock does not move during it.
+    assert_eq!(ask(&t, &state, "sleep:20", "slept").await, 0);
+    assert_eq!(clock.now_ns(), T + 60 * SECOND + 1_500_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn by_default_agents_read_the_system_clock() {
+    let before = system_ns();
+    let (t, state) = clock_host(None).await;
+    assert!(!t.host.clock().is_virtual());
+
+    let wall = ask(&t, &state, "now", "wall").await;
+    let mono = ask(&t, &state, "now", "mono").await;
+    let after = system_ns();
+    assert!(
+        (before..=after).contains(&wall),
+        "guest wall time {wall} is not between {before} and {after}"
+    );
+    // The agent's `init` ran after `before`, so its monotonic clock moved less since.
+    assert!(mono <= after - before, "{mono} ns since init");
+
+    // A real sleep shows on the real monotonic clock.
+    let slept = ask(&t, &state, "sleep:20", "slept").await;
+    assert!(slept >= 20_000_000, "slept {slept} ns");
+}

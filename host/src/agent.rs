@@ -448,6 +448,12 @@ impl AgentHandle {
         rx.await.map_err(|_| gone())?
     }
 
+    /// Whether the agent has nothing queued on the bus and is not handling a bus message: a
+    /// cheap check (no round trip to the actor) for a driver that polls until agents settle.
+    pub fn bus_idle(&self) -> bool {
+        self.attach.as_ref().is_none_or(|a| a.mailbox.is_idle())
+    }
+
     /// Waits until the actor has handled everything queued before the call, its bus mailbox
     /// included; returns how many bus messages that took (0: it was idle). A stopped actor
     /// counts as idle.
@@ -473,6 +479,33 @@ impl AgentHandle {
         // If the actor is already gone, the receiver resolves with an error: no snapshot.
         let _ = self.tx.send(Command::Retire(tx)).await;
         rx
+    }
+}
+
+/// Waits until every agent in `handles` is idle on `bus` (nothing queued, nothing being
+/// handled) and no message moved while it looked, so the messages agents sent each other in
+/// the meantime are handled too. Reads counters (no round trip to the actors) and sleeps
+/// until a mailbox goes idle ([`Bus::idle_signal`]) between looks. Gives up after `limit` (agents that keep messaging each other forever),
+/// returning false.
+pub async fn settle_all(handles: &[AgentHandle], bus: &Bus, limit: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        // Registered before looking, so a mailbox going idle in between is not missed.
+        let signal = bus.idle_signal().notified();
+        tokio::pin!(signal);
+        signal.as_mut().enable();
+        let before = bus.stats().delivered;
+        let idle = handles.iter().all(AgentHandle::bus_idle);
+        if idle && bus.stats().delivered == before {
+            return true;
+        }
+        if idle {
+            // Everyone is idle but a message moved while we looked: look again.
+            continue;
+        }
+        if tokio::time::timeout_at(deadline, signal).await.is_err() {
+            return false;
+        }
     }
 }
 
@@ -514,7 +547,22 @@ async fn run_actor(
                     None => std::future::pending().await,
                 }
             }, if bus_open => match env {
-                Some(env) => Command::Deliver(Event::Bus(env), None),
+                Some(env) => {
+                    let _ = deliver_one(
+                        &spec,
+                        &clock,
+                        &mut current,
+                        &Event::Bus(env),
+                        &stats,
+                        &mut failures_in_a_row,
+                        attach.as_ref(),
+                    )
+                    .await;
+                    if let Some(m) = &mailbox {
+                        m.done();
+                    }
+                    continue;
+                }
                 None => {
                     bus_open = false;
                     continue;
@@ -551,6 +599,7 @@ async fn run_actor(
                             attach.as_ref(),
                         )
                         .await;
+                        m.done();
                         handled += 1;
                     }
                 }
@@ -570,6 +619,7 @@ async fn run_actor(
                             attach.as_ref(),
                         )
                         .await;
+                        m.done();
                     }
                 }
                 if let Some(a) = &attach {

@@ -786,17 +786,11 @@ pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketB
     use rust_decimal::Decimal;
     use std::sync::atomic::Ordering;
 
-    struct Handles(Vec<AgentHandle>);
+    struct Handles(Vec<AgentHandle>, Bus);
     impl Pace for Handles {
         fn set_time(&self, _ns: u64) {}
         async fn settle(&self) {
-            let mut pending = Vec::with_capacity(self.0.len());
-            for h in &self.0 {
-                pending.push(h.settle_begin().await);
-            }
-            for rx in pending.into_iter().flatten() {
-                let _ = rx.await;
-            }
+            crate::agent::settle_all(&self.0, &self.1, Duration::from_secs(10)).await;
         }
     }
 
@@ -848,7 +842,7 @@ pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketB
     // Lockstep, exactly as `colony run --speed max` plays.
     let bus = Bus::new();
     let service = MarketService::new("replay", bus.clone(), false, DEFAULT_STALE_AFTER);
-    let handles = Handles(start_agents(&bus).await?);
+    let handles = Handles(start_agents(&bus).await?, bus.clone());
     let start = Instant::now();
     let report = feed::play(bars.clone(), &service, Speed::Max, &handles).await;
     let lockstep = delivered(&handles.0) as f64 / start.elapsed().as_secs_f64();

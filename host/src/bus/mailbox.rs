@@ -65,6 +65,10 @@ struct Shared {
     dropped: AtomicU64,
     refused: AtomicU64,
     expired: AtomicU64,
+    /// Envelopes handed out (counted under the queue lock).
+    taken: AtomicU64,
+    /// Envelopes the receiver finished with ([`Mailbox::done`]), expired ones included.
+    done: AtomicU64,
     /// Where expired envelopes are dead-lettered; empty for a mailbox made without a bus.
     bus: Weak<BusShared>,
 }
@@ -155,6 +159,8 @@ impl Mailbox {
             dropped: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            done: AtomicU64::new(0),
             bus,
         }))
     }
@@ -239,6 +245,26 @@ impl Mailbox {
         }
     }
 
+    /// The receiver finished with one envelope it was handed (its handler returned).
+    pub fn done(&self) {
+        let done = self.0.done.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.0.depth.load(Ordering::SeqCst) == 0
+            && self.0.taken.load(Ordering::SeqCst) == done
+            && let Some(bus) = self.0.bus.upgrade()
+        {
+            bus.idle.notify_waiters();
+        }
+    }
+
+    /// Nothing is queued and the receiver has finished with everything it was handed: the
+    /// owner is idle as far as this mailbox goes. (`done` is read before the queue, so an
+    /// envelope handed out in between is seen as not done.)
+    pub fn is_idle(&self) -> bool {
+        let done = self.0.done.load(Ordering::SeqCst);
+        let q = self.lock();
+        q.len == 0 && self.0.taken.load(Ordering::SeqCst) == done
+    }
+
     /// Refuses further pushes and wakes the receiver, which still gets what is queued and then
     /// `None`.
     pub fn close(&self) {
@@ -268,7 +294,10 @@ impl Mailbox {
                 let popped = q.pop();
                 self.0.depth.store(q.len, Ordering::Relaxed);
                 match popped {
-                    Some(env) => env,
+                    Some(env) => {
+                        self.0.taken.fetch_add(1, Ordering::SeqCst);
+                        env
+                    }
                     None if q.closed => return Pop::Closed,
                     None => return Pop::Empty,
                 }
@@ -281,6 +310,7 @@ impl Mailbox {
                 return Pop::Item(popped);
             }
             self.0.expired.fetch_add(1, Ordering::Relaxed);
+            self.0.done.fetch_add(1, Ordering::SeqCst);
             if let Some(bus) = self.0.bus.upgrade() {
                 bus.dead_letter(&popped, DeadReason::Expired, Some(&self.0.owner));
             }

@@ -212,6 +212,8 @@ pub(crate) struct BusShared {
     /// Subscribers per pattern, kept only with a remote link: the link is told when a
     /// pattern's count leaves or reaches zero.
     interest: Mutex<HashMap<Arc<str>, usize>>,
+    /// Signalled when a mailbox's receiver finishes its last queued envelope.
+    pub(crate) idle: tokio::sync::Notify,
 }
 
 impl Default for BusShared {
@@ -232,6 +234,7 @@ impl Default for BusShared {
             received_invalid: AtomicU64::default(),
             remote: OnceLock::new(),
             interest: Mutex::default(),
+            idle: tokio::sync::Notify::new(),
         }
     }
 }
@@ -377,6 +380,12 @@ impl Bus {
             }
         }
         true
+    }
+
+    /// Signalled (`notify_waiters`) whenever a mailbox's receiver has finished everything it
+    /// was handed and nothing is queued: what a driver that waits for agents to settle awaits.
+    pub fn idle_signal(&self) -> &tokio::sync::Notify {
+        &self.0.idle
     }
 
     /// Whether a remote link is attached.

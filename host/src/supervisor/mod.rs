@@ -122,7 +122,9 @@ pub struct RejectedFile {
 struct HostPace<'a>(&'a Arc<Host>);
 
 impl Pace for HostPace<'_> {
-    fn set_time(&self, _ns: u64) {}
+    fn set_time(&self, ns: u64) {
+        self.0.clock().set(ns);
+    }
 
     async fn settle(&self) {
         self.0.settle().await;
@@ -149,7 +151,7 @@ pub struct Host {
 
 impl Host {
     /// Builds the engine, opens the state store, and loads every plugin in the folder.
-    pub async fn start(config: HostConfig) -> anyhow::Result<Arc<Host>> {
+    pub async fn start(mut config: HostConfig) -> anyhow::Result<Arc<Host>> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create data directory {}: {e}",
@@ -213,6 +215,20 @@ impl Host {
             Some(f) => f.load(config.book_depth)?,
             None => None,
         };
+        // A replay or the synthetic feed drives a virtual clock, which agents read through
+        // WASI: it starts at the first event and the driver moves it to each event's time.
+        if !config.clock.is_virtual() {
+            let start = match (&config.feed, &replay) {
+                (_, Some(r)) => r.events.first().map(crate::market::replay::known_at),
+                (Some(FeedSpec::Synthetic { .. }), None) => {
+                    Some(crate::market::synthetic::SyntheticConfig::new(1, 1).start)
+                }
+                _ => None,
+            };
+            if let Some(t) = start {
+                config.clock = crate::clock::Clock::virtual_at(t);
+            }
+        }
         let host = Arc::new(Host {
             market,
             replay: Mutex::new(replay),
@@ -257,23 +273,13 @@ impl Host {
         self.market.as_ref()
     }
 
-    /// Waits until every agent has handled everything queued for it, including what those
-    /// events made agents send each other (at most 64 rounds, so two agents that keep
-    /// messaging each other cannot hold the caller forever).
+    /// Waits until every agent has handled everything the bus queued for it, including what
+    /// those messages made agents send each other ([`crate::agent::settle_all`]); gives up
+    /// after 10 seconds (agents that message each other forever), with a warning.
     pub async fn settle(&self) {
-        for _ in 0..64 {
-            let handles = self.agent_handles().await;
-            let mut pending = Vec::with_capacity(handles.len());
-            for h in &handles {
-                pending.push(h.settle_begin().await);
-            }
-            let mut handled = 0;
-            for rx in pending.into_iter().flatten() {
-                handled += rx.await.unwrap_or(0);
-            }
-            if handled == 0 {
-                return;
-            }
+        let handles = self.agent_handles().await;
+        if !crate::agent::settle_all(&handles, &self.bus, Duration::from_secs(10)).await {
+            tracing::warn!("agents did not settle within 10 s; the replay goes on");
         }
     }
 

@@ -28,6 +28,7 @@
 //! speed = "max"                # or N times the recorded pace
 //! stale_after_ms = 180000      # a symbol silent this long is flagged stale
 //! book_depth = 20              # book levels a side kept and published
+//! okx_url = "wss://…"          # --feed okx endpoint (default: OKX's public one)
 //!
 //! [bus]                        # default: the in-process bus only
 //! url = "nats://127.0.0.1:4222" # join the hosts on this NATS server ("local": none)
@@ -117,6 +118,8 @@ struct MarketSection {
     stale_after_ms: Option<u64>,
     /// Book levels a side.
     book_depth: Option<usize>,
+    /// OKX WebSocket URL (`ws://` or `wss://`).
+    okx_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +185,8 @@ pub struct HostConfig {
     pub stale_after: Duration,
     /// Book levels a side kept and published.
     pub book_depth: usize,
+    /// The OKX public WebSocket URL for `--feed okx` (the real endpoint unless testing).
+    pub okx_url: String,
     /// The host's clock, which agents' WASI clocks read: the system clock unless a replay
     /// driver puts a virtual one here (not read from `colony.toml`; see `docs/clock.md`).
     pub clock: Clock,
@@ -242,6 +247,7 @@ impl HostConfig {
             speed: Speed::Max,
             stale_after: crate::market::service::DEFAULT_STALE_AFTER,
             book_depth: 20,
+            okx_url: crate::market::okx::PUBLIC_URL.to_owned(),
             clock: Clock::system(),
         }
     }
@@ -311,6 +317,12 @@ impl HostConfig {
         }
         if let Some(ms) = raw.market.stale_after_ms {
             config.stale_after = Duration::from_millis(ms);
+        }
+        if let Some(u) = raw.market.okx_url {
+            if !(u.starts_with("ws://") || u.starts_with("wss://")) {
+                return Err(format!("market.okx_url {u:?}: expected ws:// or wss://"));
+            }
+            config.okx_url = u;
         }
         if let Some(d) = raw.market.book_depth {
             if d == 0 || d > 400 {

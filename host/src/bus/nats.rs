@@ -711,6 +711,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn nats_hosts_share_one_market_feed() {
+        use crate::market::service::{DEFAULT_STALE_AFTER, MarketService};
+        use crate::market::types::{MarketEvent, Quote};
+        let p = prefix();
+        let (a, link_a) = joined(&p).await;
+        let (b, link_b) = joined(&p).await;
+        let reader = b.mailbox("md-reader", 16);
+        b.subscribe("md-reader", "md.*.BTC-USDT.*", &reader)
+            .unwrap();
+        assert!(link_b.sync().await && link_a.sync().await);
+        let feed = MarketService::new("replay", a.clone(), false, DEFAULT_STALE_AFTER);
+        let quote = MarketEvent::Quote(Quote {
+            symbol: "BTC-USDT".into(),
+            bid: "43000.5".parse().unwrap(),
+            bid_size: "0.25".parse().unwrap(),
+            ask: "43001".parse().unwrap(),
+            ask_size: "1.125".parse().unwrap(),
+            ts: 1_640_995_200_000_000_000,
+        });
+        feed.publish(quote.clone());
+        let got = next(&reader).await;
+        assert_eq!(got.subject, "md.replay.BTC-USDT.quote");
+        assert_eq!(
+            got.market.as_deref(),
+            Some(&quote),
+            "typed again on arrival, exact decimals"
+        );
+    }
+
+    #[tokio::test]
     async fn nats_no_responders_anywhere_ends_a_request_at_once() {
         let p = prefix();
         let (a, link_a) = joined(&p).await;

@@ -246,9 +246,15 @@ pub async fn synthetic(
     Ok(report)
 }
 
-/// Starts the live OKX feed for `insts` (tickers, trades and books of each) and publishes what
-/// it delivers until the returned task is aborted or the feed ends.
-pub fn okx(insts: &[String], service: Arc<MarketService>) -> tokio::task::JoinHandle<FeedReport> {
+/// Starts the live OKX feed for `insts` (tickers, trades and books of each) at `url` (the
+/// public endpoint unless testing) and publishes what it delivers until the returned task is
+/// aborted or the feed ends.
+pub fn okx(
+    insts: &[String],
+    url: &str,
+    book_depth: usize,
+    service: Arc<MarketService>,
+) -> tokio::task::JoinHandle<FeedReport> {
     let subs = insts
         .iter()
         .flat_map(|i| {
@@ -258,7 +264,10 @@ pub fn okx(insts: &[String], service: Arc<MarketService>) -> tokio::task::JoinHa
         })
         .collect();
     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
-    let feed = OkxFeed::spawn(OkxConfig::new(subs), tx);
+    let mut config = OkxConfig::new(subs);
+    config.url = url.to_owned();
+    config.book_depth = book_depth;
+    let feed = OkxFeed::spawn(config, tx);
     tokio::spawn(async move {
         let _feed = feed;
         let mut report = FeedReport::default();
@@ -287,6 +296,67 @@ pub fn okx(insts: &[String], service: Arc<MarketService>) -> tokio::task::JoinHa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::Bus;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    /// `--feed okx` end to end: the feed task subscribes at the configured URL (a local server
+    /// speaking OKX's documented frames) and what arrives lands in the service's snapshots and
+    /// on the bus.
+    #[tokio::test]
+    async fn okx_feed_reaches_the_market_service() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            // One subscribe request (OKX takes several channels in one).
+            let mut subscribed = Vec::new();
+            while subscribed.is_empty() {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) => subscribed.push(t.to_string()),
+                    Some(Ok(_)) => {}
+                    _ => return subscribed,
+                }
+            }
+            let tickers = include_str!("okx_samples/ws_tickers.json");
+            ws.send(Message::text(tickers)).await.unwrap();
+            // Keep the connection open until the test ends.
+            let _ = ws.next().await;
+            subscribed
+        });
+        let bus = Bus::new();
+        let md = bus.mailbox("reader", 16);
+        bus.subscribe("reader", "md.okx.>", &md).unwrap();
+        let service = Arc::new(MarketService::new(
+            "okx",
+            bus.clone(),
+            true,
+            crate::market::service::DEFAULT_STALE_AFTER,
+        ));
+        let task = okx(&["BTC-USDT".into()], &url, 5, service.clone());
+        let env = tokio::time::timeout(Duration::from_secs(10), md.recv())
+            .await
+            .expect("a quote within 10 s")
+            .unwrap();
+        assert_eq!(env.subject, "md.okx.BTC-USDT.quote");
+        let q = service.quote("BTC-USDT").unwrap();
+        assert_eq!(
+            (q.bid.to_string(), q.ask.to_string()),
+            ("8888.88".into(), "9999.99".into())
+        );
+        assert_eq!(q.ts, 1_597_026_383_085_000_000);
+        task.abort();
+        let subscribed = server.await.unwrap_or_default();
+        assert!(
+            subscribed.iter().any(|s| s.contains("tickers")),
+            "{subscribed:?}"
+        );
+        assert!(
+            subscribed.iter().any(|s| s.contains("books")),
+            "{subscribed:?}"
+        );
+    }
 
     #[test]
     fn feed_and_speed_arguments() {

@@ -291,7 +291,12 @@ impl Host {
         let service = Arc::clone(self.market.as_ref()?);
         let host = Arc::clone(self);
         Some(match spec {
-            FeedSpec::Okx(insts) => feed::okx(&insts, service),
+            FeedSpec::Okx(insts) => feed::okx(
+                &insts,
+                &self.config.okx_url,
+                self.config.book_depth,
+                service,
+            ),
             FeedSpec::Synthetic { seed, symbols } => tokio::spawn(async move {
                 let speed = host.config.speed;
                 feed::synthetic(seed, symbols, None, &service, speed, &HostPace(&host))

@@ -12,7 +12,9 @@
 //! time: a malformed manifest is a compile error, not a load-time surprise.
 //!
 //! The host imports are wrapped in small modules: [`log`] (plus the [`info!`]-style macros),
-//! [`state`] (agents only) and [`decimal`] (exact money values).
+//! [`state`], [`messaging`] and [`market`] (agents only), and [`decimal`] (exact money
+//! values). The records they pass ([`Message`], [`MarketEvent`], [`Quote`], [`Candle`], …) are
+//! the WIT records, re-exported at the crate root.
 //!
 //! # An agent
 //!
@@ -102,6 +104,7 @@ mod agent;
 pub mod decimal;
 pub mod log;
 pub mod manifest;
+pub mod market;
 pub mod messaging;
 pub mod state;
 mod tool;
@@ -124,7 +127,8 @@ pub use __bindings::tool::exports::colony::plugin::tool_handler::ToolSpec;
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod __bindings {
-    /// The `agent` world: imports `types`, `log`, `state`, `messaging`; exports `handler`.
+    /// The `agent` world: imports `types`, `log`, `state`, `messaging`, `market-data`;
+    /// exports `handler`.
     pub mod agent {
         wit_bindgen::generate!({
             path: "../wit",

@@ -9,6 +9,7 @@ mod guests;
 mod hot_reload;
 mod limits;
 mod loading;
+mod market;
 mod messaging;
 mod nats;
 mod scaffold;

@@ -37,6 +37,11 @@ pub mod guests {
     /// since the epoch) in state `wall` and the monotonic ns since `init` in `mono`;
     /// `sleep:MS` sleeps and stores the monotonic ns that passed in `slept`.
     pub const CLOCK_AGENT: &str = env!("GUEST_CLOCK_AGENT");
+    /// Agent that drives market data: subscribes per its config, keeps running aggregates of
+    /// what arrives (written to state `received` on `summary`), trades a moving-average
+    /// crossover into state `journal`, and answers `quote:`/`book:`/`candles:`/`status:`/
+    /// `symbols` commands from its inbox into state.
+    pub const MARKET_AGENT: &str = env!("GUEST_MARKET_AGENT");
 
     /// Every guest as (crate name, path), for tests that go over all of them.
     pub const ALL: &[(&str, &str)] = &[
@@ -53,6 +58,7 @@ pub mod guests {
         ("caps-agent", CAPS_AGENT),
         ("bus-agent", BUS_AGENT),
         ("clock-agent", CLOCK_AGENT),
+        ("market-agent", MARKET_AGENT),
     ];
 }
 

@@ -349,7 +349,7 @@ impl AgentHandle {
                 static ACTORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 let owner: Arc<str> =
                     format!("{}#{}", spec.name, ACTORS.fetch_add(1, Ordering::Relaxed)).into();
-                let mailbox = bus.mailbox(&owner, MAILBOX_CAPACITY);
+                let mailbox = bus.agent_mailbox(&owner, MAILBOX_CAPACITY);
                 let inbox = format!("agent.{}.inbox", spec.name);
                 bus.subscribe(&owner, &inbox, &mailbox)
                     .map_err(|e| CallError::Unavailable {
@@ -448,12 +448,6 @@ impl AgentHandle {
         rx.await.map_err(|_| gone())?
     }
 
-    /// Whether the agent has nothing queued on the bus and is not handling a bus message: a
-    /// cheap check (no round trip to the actor) for a driver that polls until agents settle.
-    pub fn bus_idle(&self) -> bool {
-        self.attach.as_ref().is_none_or(|a| a.mailbox.is_idle())
-    }
-
     /// Waits until the actor has handled everything queued before the call, its bus mailbox
     /// included; returns how many bus messages that took (0: it was idle). A stopped actor
     /// counts as idle.
@@ -479,33 +473,6 @@ impl AgentHandle {
         // If the actor is already gone, the receiver resolves with an error: no snapshot.
         let _ = self.tx.send(Command::Retire(tx)).await;
         rx
-    }
-}
-
-/// Waits until every agent in `handles` is idle on `bus` (nothing queued, nothing being
-/// handled) and no message moved while it looked, so the messages agents sent each other in
-/// the meantime are handled too. Reads counters (no round trip to the actors) and sleeps
-/// until a mailbox goes idle ([`Bus::idle_signal`]) between looks. Gives up after `limit` (agents that keep messaging each other forever),
-/// returning false.
-pub async fn settle_all(handles: &[AgentHandle], bus: &Bus, limit: std::time::Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        // Registered before looking, so a mailbox going idle in between is not missed.
-        let signal = bus.idle_signal().notified();
-        tokio::pin!(signal);
-        signal.as_mut().enable();
-        let before = bus.stats().delivered;
-        let idle = handles.iter().all(AgentHandle::bus_idle);
-        if idle && bus.stats().delivered == before {
-            return true;
-        }
-        if idle {
-            // Everyone is idle but a message moved while we looked: look again.
-            continue;
-        }
-        if tokio::time::timeout_at(deadline, signal).await.is_err() {
-            return false;
-        }
     }
 }
 

@@ -790,7 +790,7 @@ pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketB
     impl Pace for Handles {
         fn set_time(&self, _ns: u64) {}
         async fn settle(&self) {
-            crate::agent::settle_all(&self.0, &self.1, Duration::from_secs(10)).await;
+            self.1.settle(Duration::from_secs(10)).await;
         }
     }
 

@@ -65,10 +65,9 @@ struct Shared {
     dropped: AtomicU64,
     refused: AtomicU64,
     expired: AtomicU64,
-    /// Envelopes handed out (counted under the queue lock).
-    taken: AtomicU64,
-    /// Envelopes the receiver finished with ([`Mailbox::done`]), expired ones included.
-    done: AtomicU64,
+    /// An agent's mailbox: its receiver reports [`Mailbox::done`], and the bus counts it busy
+    /// while it holds or is handling anything ([`Bus::settle`](super::Bus::settle)).
+    tracked: bool,
     /// Where expired envelopes are dead-lettered; empty for a mailbox made without a bus.
     bus: Weak<BusShared>,
 }
@@ -82,6 +81,17 @@ struct Queue {
     seq: u64,
     len: usize,
     closed: bool,
+    /// Envelopes handed out.
+    taken: u64,
+    /// Envelopes the receiver finished with ([`Mailbox::done`]), expired ones included.
+    done: u64,
+}
+
+impl Queue {
+    /// Nothing queued and nothing being handled.
+    fn idle(&self) -> bool {
+        self.len == 0 && self.taken == self.done
+    }
 }
 
 /// Envelopes with their arrival number.
@@ -133,6 +143,20 @@ impl Queue {
     }
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // A busy agent mailbox that goes away (its actor ended without draining it) must not
+        // keep the bus from settling.
+        let q = self.queue.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if self.tracked
+            && !q.idle()
+            && let Some(bus) = self.bus.upgrade()
+        {
+            bus.mailbox_idle();
+        }
+    }
+}
+
 enum Pop {
     Item(Arc<Envelope>),
     Empty,
@@ -146,10 +170,15 @@ impl Mailbox {
     ///
     /// [`Bus::mailbox`]: super::Bus::mailbox
     pub fn detached(owner: &str, capacity: usize) -> Mailbox {
-        Mailbox::with_bus(owner, capacity, Weak::new())
+        Mailbox::with_bus(owner, capacity, Weak::new(), false)
     }
 
-    pub(super) fn with_bus(owner: &str, capacity: usize, bus: Weak<BusShared>) -> Mailbox {
+    pub(super) fn with_bus(
+        owner: &str,
+        capacity: usize,
+        bus: Weak<BusShared>,
+        tracked: bool,
+    ) -> Mailbox {
         Mailbox(Arc::new(Shared {
             owner: owner.into(),
             capacity: capacity.max(1),
@@ -159,8 +188,7 @@ impl Mailbox {
             dropped: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             expired: AtomicU64::new(0),
-            taken: AtomicU64::new(0),
-            done: AtomicU64::new(0),
+            tracked,
             bus,
         }))
     }
@@ -201,6 +229,7 @@ impl Mailbox {
             return Err(PushError::Closed);
         }
         let mut pushed = Pushed::Queued;
+        let was_idle = q.idle();
         if q.len >= self.0.capacity {
             if !md {
                 drop(q);
@@ -215,6 +244,9 @@ impl Mailbox {
         }
         q.push(env, md);
         self.0.depth.store(q.len, Ordering::Relaxed);
+        if was_idle {
+            self.became_busy();
+        }
         drop(q);
         self.0.ready.notify_one();
         Ok(pushed)
@@ -247,22 +279,34 @@ impl Mailbox {
 
     /// The receiver finished with one envelope it was handed (its handler returned).
     pub fn done(&self) {
-        let done = self.0.done.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.0.depth.load(Ordering::SeqCst) == 0
-            && self.0.taken.load(Ordering::SeqCst) == done
-            && let Some(bus) = self.0.bus.upgrade()
-        {
-            bus.idle.notify_waiters();
+        let mut q = self.lock();
+        q.done = (q.done + 1).min(q.taken);
+        if q.idle() {
+            self.became_idle();
         }
     }
 
-    /// Nothing is queued and the receiver has finished with everything it was handed: the
-    /// owner is idle as far as this mailbox goes. (`done` is read before the queue, so an
-    /// envelope handed out in between is seen as not done.)
+    /// Nothing is queued and the receiver has finished with everything it was handed.
     pub fn is_idle(&self) -> bool {
-        let done = self.0.done.load(Ordering::SeqCst);
-        let q = self.lock();
-        q.len == 0 && self.0.taken.load(Ordering::SeqCst) == done
+        self.lock().idle()
+    }
+
+    /// Called under the queue lock when it leaves the idle state.
+    fn became_busy(&self) {
+        if self.0.tracked
+            && let Some(bus) = self.0.bus.upgrade()
+        {
+            bus.busy.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Called under the queue lock when it enters the idle state.
+    fn became_idle(&self) {
+        if self.0.tracked
+            && let Some(bus) = self.0.bus.upgrade()
+        {
+            bus.mailbox_idle();
+        }
     }
 
     /// Refuses further pushes and wakes the receiver, which still gets what is queued and then
@@ -295,7 +339,16 @@ impl Mailbox {
                 self.0.depth.store(q.len, Ordering::Relaxed);
                 match popped {
                     Some(env) => {
-                        self.0.taken.fetch_add(1, Ordering::SeqCst);
+                        q.taken += 1;
+                        if env.expires_at.is_some()
+                            && env.is_expired_at(*now.get_or_insert_with(Instant::now))
+                        {
+                            // Never handed to the receiver: finished here.
+                            q.done += 1;
+                            if q.idle() {
+                                self.became_idle();
+                            }
+                        }
                         env
                     }
                     None if q.closed => return Pop::Closed,
@@ -310,7 +363,6 @@ impl Mailbox {
                 return Pop::Item(popped);
             }
             self.0.expired.fetch_add(1, Ordering::Relaxed);
-            self.0.done.fetch_add(1, Ordering::SeqCst);
             if let Some(bus) = self.0.bus.upgrade() {
                 bus.dead_letter(&popped, DeadReason::Expired, Some(&self.0.owner));
             }

@@ -212,8 +212,10 @@ pub(crate) struct BusShared {
     /// Subscribers per pattern, kept only with a remote link: the link is told when a
     /// pattern's count leaves or reaches zero.
     interest: Mutex<HashMap<Arc<str>, usize>>,
-    /// Signalled when a mailbox's receiver finishes its last queued envelope.
-    pub(crate) idle: tokio::sync::Notify,
+    /// Signalled when the last busy agent mailbox goes idle.
+    idle: tokio::sync::Notify,
+    /// Agent mailboxes holding or handling something.
+    pub(crate) busy: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for BusShared {
@@ -235,6 +237,7 @@ impl Default for BusShared {
             remote: OnceLock::new(),
             interest: Mutex::default(),
             idle: tokio::sync::Notify::new(),
+            busy: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
@@ -314,7 +317,13 @@ impl Bus {
     /// A mailbox for `owner` on this bus, holding at most `capacity` envelopes; its expired
     /// envelopes are dead-lettered here.
     pub fn mailbox(&self, owner: &str, capacity: usize) -> Mailbox {
-        Mailbox::with_bus(owner, capacity, Arc::downgrade(&self.0))
+        Mailbox::with_bus(owner, capacity, Arc::downgrade(&self.0), false)
+    }
+
+    /// An agent's mailbox: like [`Bus::mailbox`], and its receiver calls [`Mailbox::done`]
+    /// after handling each envelope, so [`Bus::settle`] can tell when it is idle.
+    pub fn agent_mailbox(&self, owner: &str, capacity: usize) -> Mailbox {
+        Mailbox::with_bus(owner, capacity, Arc::downgrade(&self.0), true)
     }
 
     /// Subscribes `mailbox` to `pattern` on behalf of `owner`.
@@ -382,10 +391,29 @@ impl Bus {
         true
     }
 
-    /// Signalled (`notify_waiters`) whenever a mailbox's receiver has finished everything it
-    /// was handed and nothing is queued: what a driver that waits for agents to settle awaits.
-    pub fn idle_signal(&self) -> &tokio::sync::Notify {
-        &self.0.idle
+    /// Waits until no agent mailbox on this bus holds or is handling anything: every agent
+    /// has handled what was sent to it, including what those messages made agents send each
+    /// other. False if that did not happen within `limit` (agents that keep messaging each
+    /// other). Mailboxes other than agents' (an operator's `colony bus sub`) do not count.
+    pub async fn settle(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            // Registered before looking, so the last mailbox going idle in between is seen.
+            let signal = self.0.idle.notified();
+            tokio::pin!(signal);
+            signal.as_mut().enable();
+            if self.0.busy.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, signal).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Agent mailboxes holding or handling something now.
+    pub fn busy_mailboxes(&self) -> usize {
+        self.0.busy.load(Ordering::SeqCst)
     }
 
     /// Whether a remote link is attached.
@@ -641,6 +669,19 @@ impl BusShared {
             } else {
                 report.refused += 1;
             }
+        }
+    }
+
+    /// One busy agent mailbox went idle; the last one wakes [`Bus::settle`].
+    pub(crate) fn mailbox_idle(&self) {
+        let previous = self
+            .busy
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(1))
+            })
+            .unwrap_or(0);
+        if previous <= 1 {
+            self.idle.notify_waiters();
         }
     }
 

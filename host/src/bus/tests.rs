@@ -552,3 +552,48 @@ async fn bus_fan_out_100k_publishes_to_10_mailboxes() {
         1e9 / per(with_receivers),
     );
 }
+
+#[tokio::test]
+async fn bus_settle_waits_for_agent_mailboxes_only() {
+    let bus = Bus::new();
+    let agent = bus.agent_mailbox("agent", 8);
+    bus.subscribe("agent", "md.>", &agent).unwrap();
+    let operator = subscribed(&bus, "operator", &["md.>"], 8);
+    assert!(bus.settle(Duration::from_millis(10)).await, "idle at start");
+    bus.publish(msg("md.x.BTC.quote")).unwrap();
+    bus.publish(msg("md.x.BTC.trade")).unwrap();
+    assert_eq!(
+        bus.busy_mailboxes(),
+        1,
+        "the operator's mailbox is not counted"
+    );
+    assert!(
+        !bus.settle(Duration::from_millis(20)).await,
+        "two envelopes not handled"
+    );
+    let first = agent.try_recv().unwrap();
+    agent.done();
+    assert_eq!(first.subject, "md.x.BTC.quote");
+    // Taken but not finished: still busy.
+    let _second = agent.try_recv().unwrap();
+    assert!(!bus.settle(Duration::from_millis(20)).await);
+    let waiter = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.settle(Duration::from_secs(10)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiter.is_finished());
+    agent.done();
+    assert!(waiter.await.unwrap(), "the last done wakes the waiter");
+    assert_eq!(
+        operator.depth(),
+        2,
+        "the operator never read, and did not hold anyone up"
+    );
+    // A busy agent mailbox that goes away does not keep the bus busy.
+    bus.publish(msg("md.x.BTC.quote")).unwrap();
+    assert_eq!(bus.busy_mailboxes(), 1);
+    bus.unsubscribe_all("agent");
+    drop(agent);
+    assert_eq!(bus.busy_mailboxes(), 0);
+}

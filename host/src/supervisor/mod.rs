@@ -274,11 +274,10 @@ impl Host {
     }
 
     /// Waits until every agent has handled everything the bus queued for it, including what
-    /// those messages made agents send each other ([`crate::agent::settle_all`]); gives up
-    /// after 10 seconds (agents that message each other forever), with a warning.
+    /// those messages made agents send each other ([`Bus::settle`]); gives up after 10
+    /// seconds (agents that message each other forever), with a warning.
     pub async fn settle(&self) {
-        let handles = self.agent_handles().await;
-        if !crate::agent::settle_all(&handles, &self.bus, Duration::from_secs(10)).await {
+        if !self.bus.settle(Duration::from_secs(10)).await {
             tracing::warn!("agents did not settle within 10 s; the replay goes on");
         }
     }
@@ -321,17 +320,6 @@ impl Host {
                 report
             }),
         })
-    }
-
-    async fn agent_handles(&self) -> Vec<AgentHandle> {
-        let reg = self.registry.read().await;
-        reg.by_name
-            .values()
-            .filter_map(|e| match &e.running {
-                Running::Agent(h) => Some(h.clone()),
-                Running::Tool(..) => None,
-            })
-            .collect()
     }
 
     /// The NATS link's state and counters, when the bus is joined to other hosts.

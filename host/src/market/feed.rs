@@ -203,6 +203,7 @@ pub async fn play(
         service.issue(&flagged.issue);
         report.issues += 1;
     }
+    service.finish();
     report
 }
 

@@ -120,7 +120,13 @@ impl MarketService {
     pub fn record(&self, event: &MarketEvent) {
         let mut inner = self.lock();
         let ts = replay::known_at(event);
-        inner.high_water = inner.high_water.max(ts);
+        if ts > inner.high_water {
+            inner.high_water = ts;
+            // Bars (of every interval) whose bucket ended before the feed's clock close now,
+            // even if their symbol has gone quiet. Strictly before: a bucket ending at `ts` may
+            // still get an input known at `ts` (a 1-minute bar is known when it ends).
+            inner.candles.close_due(ts - 1);
+        }
         let state = inner.symbols.entry(Arc::clone(event.symbol())).or_default();
         state.last = state.last.max(ts);
         state.events += 1;
@@ -134,6 +140,12 @@ impl MarketService {
                 }
             }
         }
+    }
+
+    /// The feed ended: closes every open bar, so the last partial bar of each interval can be
+    /// queried too.
+    pub fn finish(&self) {
+        self.lock().candles.flush();
     }
 
     /// Counts and logs a data-quality issue.

@@ -359,6 +359,56 @@ mod tests {
         );
     }
 
+    /// A `Pace` that records the times it was given.
+    #[derive(Default)]
+    struct Times(std::sync::Mutex<Vec<Timestamp>>);
+
+    impl Pace for Times {
+        fn set_time(&self, ns: Timestamp) {
+            self.0.lock().unwrap().push(ns);
+        }
+        async fn settle(&self) {}
+    }
+
+    #[tokio::test]
+    async fn synthetic_feed_publishes_every_step_and_moves_the_clock() {
+        let bus = Bus::new();
+        let m = bus.mailbox("all", 100_000);
+        bus.subscribe("all", "md.synthetic.>", &m).unwrap();
+        let service = MarketService::new(
+            "synthetic",
+            bus,
+            false,
+            crate::market::service::DEFAULT_STALE_AFTER,
+        );
+        let pace = Times::default();
+        let report = synthetic(7, 3, Some(50), &service, Speed::Max, &pace)
+            .await
+            .unwrap();
+        assert!(report.events >= 50 * 3, "{report:?}");
+        assert_eq!(m.depth() as u64, report.events, "every event on the bus");
+        assert_eq!(service.symbols().len(), 3);
+        let times = pace.0.lock().unwrap().clone();
+        assert_eq!(times.len(), 50, "one clock step per generator step");
+        assert!(
+            times.windows(2).all(|w| w[0] < w[1]),
+            "the clock only moves forward"
+        );
+        assert_eq!((report.first, report.last), (times[0], times[49]));
+        // The same seed again gives the same events.
+        let again = MarketService::new(
+            "synthetic",
+            Bus::new(),
+            false,
+            crate::market::service::DEFAULT_STALE_AFTER,
+        );
+        let report2 = synthetic(7, 3, Some(50), &again, Speed::Max, &Times::default())
+            .await
+            .unwrap();
+        assert_eq!(report, report2);
+        assert_eq!(service.quote("SYN0000-USD"), again.quote("SYN0000-USD"));
+    }
+
     #[test]
     fn feed_and_speed_arguments() {
         assert_eq!(FeedSpec::parse("replay"), Ok(Some(FeedSpec::Embedded)));

@@ -149,8 +149,14 @@ impl StoreState {
         Duration::from_millis(timeout_ms.into()).min(left)
     }
 
+    /// An envelope stamped with this plugin and the host clock's time (the virtual time
+    /// during a replay, so what agents see repeats).
     fn envelope(&self, subject: String, payload: Vec<u8>) -> Envelope {
-        Envelope::new(self.plugin.clone(), subject, payload)
+        let mut env = Envelope::new(self.plugin.clone(), subject, payload);
+        if self.clock.is_virtual() {
+            env.timestamp_ns = self.clock.now_ns();
+        }
+        env
     }
 
     /// Everything a publish, request or gather checks before it sends, in order: the agent

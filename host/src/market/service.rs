@@ -109,6 +109,8 @@ impl MarketService {
         let subject = self.subject(&event);
         let payload = replay::to_jsonl(&event);
         let mut env = Envelope::new(Arc::clone(&self.venue), subject, payload);
+        // The feed's time, not the host's: what a replay delivers repeats exactly.
+        env.timestamp_ns = replay::known_at(&event);
         env.market = Some(Arc::new(event));
         // Mailbox pressure is counted by the mailboxes (market data drops the oldest).
         let _ = self.bus.publish(env);

@@ -755,8 +755,8 @@ pub struct MarketBench {
     /// Lockstep replay (`--speed max`: every agent has handled each event before the next),
     /// deliveries per second in aggregate.
     pub lockstep_deliveries_per_sec: f64,
-    /// Flow-controlled replay (chunks of 256 events, no mailbox ever full), deliveries per
-    /// second in aggregate.
+    /// `--speed fast` replay (no lockstep; the feed runs ahead of the slowest agent by up to
+    /// half a mailbox, so nothing is dropped), deliveries per second in aggregate.
     pub flow_deliveries_per_sec: f64,
     /// The same events over native tokio channels to as many tasks, deliveries per second.
     pub native_deliveries_per_sec: f64,
@@ -791,6 +791,18 @@ pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketB
         fn set_time(&self, _ns: u64) {}
         async fn settle(&self) {
             self.1.settle(Duration::from_secs(10)).await;
+        }
+        async fn throttle(&self, window: usize) {
+            while self
+                .0
+                .iter()
+                .filter_map(|h| h.mailbox_stats().map(|m| m.depth))
+                .max()
+                .unwrap_or(0)
+                > window
+            {
+                tokio::task::yield_now().await;
+            }
         }
     }
 
@@ -853,35 +865,24 @@ pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketB
         report.events * agents_n as u64
     );
 
-    // Flow-controlled: chunks of 256, waiting only for the slowest agent to keep up.
-    const CHUNK: u64 = 256;
+    // `--speed fast`: the feed runs ahead of the slowest agent by up to half a mailbox.
     let bus = Bus::new();
     let service = MarketService::new("replay", bus.clone(), false, DEFAULT_STALE_AFTER);
-    let agents = start_agents(&bus).await?;
-    let slowest = |agents: &[AgentHandle]| -> u64 {
-        agents
-            .iter()
-            .map(|a| a.stats().delivered.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(0)
-    };
+    let fast = Handles(start_agents(&bus).await?, bus.clone());
     let start = Instant::now();
-    let mut sent = 0u64;
-    for event in bars.events.iter().cloned() {
-        service.publish(event);
-        sent += 1;
-        if sent.is_multiple_of(CHUNK) {
-            while slowest(&agents) + CHUNK < sent {
-                tokio::task::yield_now().await;
-            }
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while delivered(&agents) < sent * agents_n as u64 {
-        anyhow::ensure!(Instant::now() < deadline, "the agents stopped receiving");
-        tokio::task::yield_now().await;
-    }
-    let flow = (sent * agents_n as u64) as f64 / start.elapsed().as_secs_f64();
+    let report = feed::play(bars.clone(), &service, Speed::Fast, &fast).await;
+    let flow = delivered(&fast.0) as f64 / start.elapsed().as_secs_f64();
+    let dropped: u64 = fast
+        .0
+        .iter()
+        .filter_map(|h| h.mailbox_stats().map(|m| m.dropped))
+        .sum();
+    anyhow::ensure!(
+        delivered(&fast.0) == report.events * agents_n as u64 && dropped == 0,
+        "--speed fast lost events: {} of {} delivered, {dropped} dropped",
+        delivered(&fast.0),
+        report.events * agents_n as u64
+    );
 
     // Native: the same events to as many tokio tasks over bounded channels.
     let count = Arc::new(std::sync::atomic::AtomicU64::new(0));

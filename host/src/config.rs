@@ -25,7 +25,7 @@
 //!
 //! [market]                     # default for `colony run`: the shipped replay at max speed
 //! feed = "replay:data/btc.csv" # replay[:FILE,…] | synthetic[:SEED[:N]] | okx[:INST,…] | none
-//! speed = "max"                # or N times the recorded pace
+//! speed = "max"                # "fast" (no lockstep) or N times the recorded pace
 //! stale_after_ms = 180000      # a symbol silent this long is flagged stale
 //! book_depth = 20              # book levels a side kept and published
 //! okx_url = "wss://…"          # --feed okx endpoint (default: OKX's public one)

@@ -45,9 +45,10 @@ pub struct RunArgs {
     /// `synthetic[:SEED[:SYMBOLS]]`, `okx[:INST,…]` (live OKX public feed) or `none`.
     #[arg(long, value_name = "SOURCE")]
     feed: Option<String>,
-    /// Replay speed: `max` (default; lockstep with the agents, repeatable) or N times the
-    /// recorded pace.
-    #[arg(long, value_name = "max|N")]
+    /// Replay speed: `max` (default; lockstep with the agents, repeatable), `fast` (no
+    /// lockstep: higher throughput, nothing dropped, not repeatable) or N times the recorded
+    /// pace.
+    #[arg(long, value_name = "max|fast|N")]
     speed: Option<String>,
 }
 

@@ -10,7 +10,10 @@
 //! | `none` | no feed | — |
 //!
 //! `--speed max` (the default) replays as fast as the agents take it; `--speed N` paces the
-//! replay at N times the recorded pace (1: real time). A replay runs in **lockstep**: before each
+//! replay at N times the recorded pace (1: real time); `--speed fast` drops the lockstep for
+//! throughput (the feed runs up to [`FAST_WINDOW`] events ahead of the slowest agent, still
+//! without dropping anything, but agents' clocks and their messages to each other are no
+//! longer in step with the events, so results may differ between runs). A replay runs in **lockstep**: before each
 //! event the virtual clock is set to the event's time, and after it the driver waits until every
 //! agent has handled everything in its mailbox (the event and whatever messages it caused), so
 //! the same data and plugins give the same results every run, and no market data is dropped.
@@ -125,8 +128,13 @@ impl FeedSpec {
 /// How fast a replay or the synthetic feed runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Speed {
-    /// As fast as the agents take it.
+    /// As fast as the agents take it, in lockstep: repeatable.
     Max,
+    /// As fast as the agents take it, without lockstep: the feed runs ahead of the agents by
+    /// up to [`FAST_WINDOW`] events (never more than half a mailbox, so nothing is dropped),
+    /// and the clock an agent reads may be ahead of the event it handles. For throughput,
+    /// not for repeatable results.
+    Fast,
     /// This many times the recorded pace (1: real time).
     Times(u32),
 }
@@ -134,13 +142,15 @@ pub enum Speed {
 impl Speed {
     /// Parses `--speed max|N`.
     pub fn parse(text: &str) -> Result<Speed, String> {
-        if text == "max" {
-            return Ok(Speed::Max);
+        match text {
+            "max" => return Ok(Speed::Max),
+            "fast" => return Ok(Speed::Fast),
+            _ => {}
         }
         match text.parse::<u32>() {
             Ok(n) if n > 0 => Ok(Speed::Times(n)),
             _ => Err(format!(
-                "--speed {text:?}: expected max or a whole number greater than zero"
+                "--speed {text:?}: expected max, fast or a whole number greater than zero"
             )),
         }
     }
@@ -166,7 +176,12 @@ pub trait Pace: Send + Sync {
     fn set_time(&self, ns: Timestamp);
     /// Waits until the agents are idle.
     fn settle(&self) -> impl std::future::Future<Output = ()> + Send;
+    /// Waits until no agent has more than `window` messages waiting.
+    fn throttle(&self, window: usize) -> impl std::future::Future<Output = ()> + Send;
 }
+
+/// Events `--speed fast` lets the feed run ahead of the slowest agent (half an agent mailbox).
+pub const FAST_WINDOW: usize = 512;
 
 /// Plays `replay` into `service` in lockstep (see the module doc).
 pub async fn play(
@@ -191,7 +206,14 @@ pub async fn play(
         }
         pace.set_time(at);
         service.publish(event);
-        pace.settle().await;
+        match speed {
+            Speed::Fast => {
+                if report.events % 64 == 63 {
+                    pace.throttle(FAST_WINDOW - 64).await;
+                }
+            }
+            Speed::Max | Speed::Times(_) => pace.settle().await,
+        }
         report.events += 1;
         if previous.is_none() {
             report.first = at;
@@ -203,6 +225,7 @@ pub async fn play(
         service.issue(&flagged.issue);
         report.issues += 1;
     }
+    pace.settle().await;
     service.finish();
     report
 }
@@ -240,8 +263,8 @@ pub async fn synthetic(
         match speed {
             Speed::Times(k) => tokio::time::sleep(step / k).await,
             // Let the agents run between steps on a busy runtime.
-            Speed::Max if n.is_multiple_of(64) => tokio::task::yield_now().await,
-            Speed::Max => {}
+            Speed::Max | Speed::Fast if n.is_multiple_of(64) => tokio::task::yield_now().await,
+            Speed::Max | Speed::Fast => {}
         }
     }
     Ok(report)
@@ -368,6 +391,7 @@ mod tests {
             self.0.lock().unwrap().push(ns);
         }
         async fn settle(&self) {}
+        async fn throttle(&self, _window: usize) {}
     }
 
     #[tokio::test]
@@ -439,6 +463,7 @@ mod tests {
         }
         assert_eq!(Speed::parse("max"), Ok(Speed::Max));
         assert_eq!(Speed::parse("10"), Ok(Speed::Times(10)));
-        assert!(Speed::parse("0").is_err() && Speed::parse("fast").is_err());
+        assert_eq!(Speed::parse("fast"), Ok(Speed::Fast));
+        assert!(Speed::parse("0").is_err() && Speed::parse("quick").is_err());
     }
 }

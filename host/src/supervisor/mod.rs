@@ -129,6 +129,10 @@ impl Pace for HostPace<'_> {
     async fn settle(&self) {
         self.0.settle().await;
     }
+
+    async fn throttle(&self, window: usize) {
+        self.0.throttle(window).await;
+    }
 }
 
 /// A running Colony host.
@@ -279,6 +283,29 @@ impl Host {
     pub async fn settle(&self) {
         if !self.bus.settle(Duration::from_secs(10)).await {
             tracing::warn!("agents did not settle within 10 s; the replay goes on");
+        }
+    }
+
+    /// Waits until no agent has more than `window` bus messages waiting (gives up after 10
+    /// seconds, like [`Host::settle`]).
+    pub async fn throttle(&self, window: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let fullest = {
+                let reg = self.registry.read().await;
+                reg.by_name
+                    .values()
+                    .filter_map(|e| match &e.running {
+                        Running::Agent(h) => h.mailbox_stats().map(|m| m.depth),
+                        Running::Tool(..) => None,
+                    })
+                    .max()
+                    .unwrap_or(0)
+            };
+            if fullest <= window || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::task::yield_now().await;
         }
     }
 

@@ -26,3 +26,4 @@ pub mod state_store;
 pub mod store;
 pub mod supervisor;
 pub mod tool;
+pub mod venues;

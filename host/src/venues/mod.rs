@@ -1,0 +1,203 @@
+//! Venue request layer: turns an order description into the exact HTTP request a venue expects
+//! (OKX v5 REST, Alpaca) and a venue's response body into an [`OrderOutcome`] or typed state.
+//!
+//! **Architecture Invariant:** this module does no I/O and knows nothing about plugins, grants or
+//! risk checks. A caller (the order router of issue 6) has already decided an order may go out; it
+//! asks this module for a [`SignedRequest`], sends it, and hands the response body back here. That
+//! keeps signing and parsing deterministic and testable against the venues' published vectors.
+//!
+//! Everything in a response is controlled by the network, so parsers never panic: a body that is
+//! not what the venue documents is a [`ResponseError`], and bodies over [`MAX_RESPONSE_BYTES`] are
+//! refused before parsing. Secrets live in [`credentials::Secret`], whose `Debug`/`Display` print
+//! `***`; [`SignedRequest`]'s `Debug` redacts the headers that carry them.
+
+pub mod alpaca;
+pub mod credentials;
+pub mod okx;
+
+use std::fmt;
+
+/// Largest response body the parsers accept. Order and balance responses are a few KiB; a larger
+/// body is not one of them.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// Header names whose values are secrets; [`SignedRequest`]'s `Debug` prints them as `***`.
+const SECRET_HEADERS: &[&str] = &["OK-ACCESS-PASSPHRASE", "APCA-API-SECRET-KEY"];
+
+/// HTTP method of a venue request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Method {
+    /// The method as it appears on the wire and in OKX's signature pre-hash.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request ready to send: `path` includes any query string and is relative to the venue's base
+/// URL; `body` is empty for requests without one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    pub method: Method,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl SignedRequest {
+    /// The value of header `name` (ASCII case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl fmt::Debug for SignedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let secret = SECRET_HEADERS.iter().any(|s| s.eq_ignore_ascii_case(name));
+                (name.as_str(), if secret { "***" } else { value.as_str() })
+            })
+            .collect();
+        f.debug_struct("SignedRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("headers", &headers)
+            .field("body", &self.body)
+            .finish()
+    }
+}
+
+/// Order side; the same words at both venues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+}
+
+/// What a venue answered to a place (or cancel) request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderOutcome {
+    /// The venue took the request; `venue_order_id` is its id for the order.
+    Accepted { venue_order_id: String },
+    /// The venue refused it; `code` and `message` are the venue's own.
+    Rejected { code: String, message: String },
+}
+
+/// An order description the venue would refuse, caught before anything is sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl OrderError {
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        OrderError::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A response body that is not what the venue documents.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    #[error("response body is {0} bytes, over the {MAX_RESPONSE_BYTES} byte limit")]
+    TooLarge(usize),
+    #[error("malformed response: {0}")]
+    Malformed(String),
+    /// The venue reported a request-level error on a query (not an order decision).
+    #[error("venue error {code}: {message}")]
+    Venue { code: String, message: String },
+}
+
+/// Parses `body` as JSON into `T` after the size check; shared by both venues.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ResponseError> {
+    if body.len() > MAX_RESPONSE_BYTES {
+        return Err(ResponseError::TooLarge(body.len()));
+    }
+    serde_json::from_str(body).map_err(|e| ResponseError::Malformed(e.to_string()))
+}
+
+/// Parses a venue decimal string exactly; `what` names the field for the error.
+pub(crate) fn parse_decimal(
+    what: &str,
+    text: &str,
+) -> Result<rust_decimal::Decimal, ResponseError> {
+    text.parse()
+        .map_err(|_| ResponseError::Malformed(format!("{what} {text:?} is not a decimal")))
+}
+
+/// Like [`parse_decimal`], but an empty string (how OKX writes "no value") is `None`.
+pub(crate) fn parse_optional_decimal(
+    what: &str,
+    text: &str,
+) -> Result<Option<rust_decimal::Decimal>, ResponseError> {
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        parse_decimal(what, text).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_request_redacts_secret_headers() {
+        let request = SignedRequest {
+            method: Method::Get,
+            path: "/v2/orders".into(),
+            headers: vec![
+                ("APCA-API-KEY-ID".into(), "key-id".into()),
+                ("APCA-API-SECRET-KEY".into(), "very-secret".into()),
+                ("ok-access-passphrase".into(), "pass-phrase".into()),
+            ],
+            body: String::new(),
+        };
+        let debug = format!("{request:?}");
+        assert!(!debug.contains("very-secret"), "{debug}");
+        assert!(!debug.contains("pass-phrase"), "{debug}");
+        assert!(debug.contains("key-id") && debug.contains("***"), "{debug}");
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused_before_parsing() {
+        let body = " ".repeat(MAX_RESPONSE_BYTES + 1);
+        assert_eq!(
+            parse_json::<serde_json::Value>(&body),
+            Err(ResponseError::TooLarge(MAX_RESPONSE_BYTES + 1))
+        );
+    }
+}

@@ -249,8 +249,6 @@ pub struct AgentStats {
 
 enum Command {
     Deliver(Event, Option<oneshot::Sender<Result<(), CallError>>>),
-    /// Deliver everything the bus mailbox holds now, then answer how many were delivered.
-    Settle(oneshot::Sender<u64>),
     Retire(oneshot::Sender<Option<Vec<u8>>>),
 }
 
@@ -448,24 +446,6 @@ impl AgentHandle {
         rx.await.map_err(|_| gone())?
     }
 
-    /// Waits until the actor has handled everything queued before the call, its bus mailbox
-    /// included; returns how many bus messages that took (0: it was idle). A stopped actor
-    /// counts as idle.
-    pub async fn settle(&self) -> u64 {
-        match self.settle_begin().await {
-            Some(rx) => rx.await.unwrap_or(0),
-            None => 0,
-        }
-    }
-
-    /// Queues the settle request and returns the receiver of its answer (`None`: the actor
-    /// has stopped), so a caller can settle many actors at once.
-    pub async fn settle_begin(&self) -> Option<oneshot::Receiver<u64>> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Settle(tx)).await.ok()?;
-        Some(rx)
-    }
-
     /// Asks the actor to stop after everything already queued; returns a receiver for its
     /// snapshot (for a successor), resolved once it has stopped.
     pub async fn retire(&self) -> oneshot::Receiver<Option<Vec<u8>>> {
@@ -551,26 +531,6 @@ async fn run_actor(
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
-            }
-            Command::Settle(reply) => {
-                let mut handled = 0;
-                if let Some(m) = &mailbox {
-                    while let Some(env) = m.try_recv() {
-                        let _ = deliver_one(
-                            &spec,
-                            &clock,
-                            &mut current,
-                            &Event::Bus(env),
-                            &stats,
-                            &mut failures_in_a_row,
-                            attach.as_ref(),
-                        )
-                        .await;
-                        m.done();
-                        handled += 1;
-                    }
-                }
-                let _ = reply.send(handled);
             }
             Command::Retire(reply) => {
                 // What the bus already queued for this instance is delivered here too.

@@ -508,45 +508,18 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
 
     const SUBSCRIBERS: usize = 10;
     const CHUNK: u64 = 256;
-    let runtime = Arc::new(Runtime::new(&EngineSettings::default(), None)?);
-    let loader = Loader::new(
-        runtime.clone(),
-        Limits::agent_default(),
-        Limits::tool_default(),
-    )?;
-    let plugin = loader.load_bytes(component, std::path::Path::new("bench-agent.wasm"), None)?;
-    let Linked::Agent(pre) = plugin.linked else {
-        anyhow::bail!("the bench component is not an agent");
-    };
+    let (_runtime, pre, limits) = bench_agent(component)?;
     let bus = Bus::new();
-    let grants = crate::caps::GrantSet::new([
-        "messaging.subscribe:bench.>".parse::<crate::caps::Capability>()?
-    ]);
-    let mut agents = Vec::new();
-    for i in 0..SUBSCRIBERS {
-        let name: Arc<str> = format!("bench-{i}").into();
-        let spec = AgentSpec {
-            market: None,
-            pre: pre.clone(),
-            name: name.clone(),
-            limits: plugin.info.limits,
-            state: None,
-            policy: Arc::new(Policy::new(name, String::new(), grants.clone(), None, 0)),
-            bus: Some(bus.clone()),
-            config: "subscribe".into(),
-        };
-        agents.push(
-            AgentHandle::spawn(spec, None)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
-    }
-    let delivered = |agents: &[AgentHandle]| -> u64 {
-        agents
-            .iter()
-            .map(|a| a.stats().delivered.load(Ordering::Relaxed))
-            .sum()
-    };
+    let agents = spawn_bench_agents(
+        &pre,
+        limits,
+        &bus,
+        "messaging.subscribe:bench.>",
+        "subscribe",
+        "bench",
+        SUBSCRIBERS,
+    )
+    .await?;
     // The slowest subscriber: publishing waits on it so no mailbox ever fills.
     let slowest = |agents: &[AgentHandle]| -> u64 {
         agents
@@ -581,19 +554,7 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
     let fanout_per_sec = (sent * SUBSCRIBERS as u64) as f64 / start.elapsed().as_secs_f64();
 
     // The same over native channels.
-    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut txs = Vec::new();
-    for _ in 0..SUBSCRIBERS {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Envelope>>(1024);
-        let count = count.clone();
-        tokio::spawn(async move {
-            while let Some(env) = rx.recv().await {
-                std::hint::black_box(&env);
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        txs.push(tx);
-    }
+    let (txs, count) = native_sinks::<Envelope>(SUBSCRIBERS);
     let start = Instant::now();
     let mut sent = 0u64;
     while sent < messages {
@@ -644,7 +605,7 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
         limits: Limits {
             deadline_ms: 120_000,
             fuel: 5_000_000_000,
-            ..plugin.info.limits
+            ..limits
         },
         state: None,
         policy: Arc::new(Policy::new(
@@ -776,7 +737,7 @@ pub struct MarketBench {
 /// lockstep (as `colony run --speed max` plays) and flow-controlled, next to native channels;
 /// and the host-side cost of a book update and of publishing an event.
 pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketBench> {
-    use crate::agent::{AgentHandle, AgentSpec};
+    use crate::agent::AgentHandle;
     use crate::bus::Bus;
     use crate::market::book::L2Book;
     use crate::market::feed::{self, Pace, Speed};
@@ -806,49 +767,20 @@ pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketB
         }
     }
 
-    let runtime = Arc::new(Runtime::new(&EngineSettings::default(), None)?);
-    let loader = Loader::new(
-        runtime.clone(),
-        Limits::agent_default(),
-        Limits::tool_default(),
-    )?;
-    let plugin = loader.load_bytes(component, std::path::Path::new("bench-agent.wasm"), None)?;
-    let Linked::Agent(pre) = plugin.linked else {
-        anyhow::bail!("the bench component is not an agent");
-    };
+    let (_runtime, pre, limits) = bench_agent(component)?;
     let bars = replay::embedded_bars()?;
     let events = bars.events.len() as u64;
-    let grants =
-        crate::caps::GrantSet::new(
-            ["messaging.subscribe:md.>".parse::<crate::caps::Capability>()?],
-        );
-    let start_agents = async |bus: &Bus| -> anyhow::Result<Vec<AgentHandle>> {
-        let mut agents = Vec::new();
-        for i in 0..agents_n {
-            let name: Arc<str> = format!("md-{i}").into();
-            let spec = AgentSpec {
-                pre: pre.clone(),
-                name: name.clone(),
-                limits: plugin.info.limits,
-                state: None,
-                policy: Arc::new(Policy::new(name, String::new(), grants.clone(), None, 0)),
-                bus: Some(bus.clone()),
-                config: "market".into(),
-                market: None,
-            };
-            agents.push(
-                AgentHandle::spawn(spec, None)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?,
-            );
-        }
-        Ok(agents)
-    };
-    let delivered = |agents: &[AgentHandle]| -> u64 {
-        agents
-            .iter()
-            .map(|a| a.stats().delivered.load(Ordering::Relaxed))
-            .sum()
+    let start_agents = async |bus: &Bus| {
+        spawn_bench_agents(
+            &pre,
+            limits,
+            bus,
+            "messaging.subscribe:md.>",
+            "market",
+            "md",
+            agents_n,
+        )
+        .await
     };
 
     // Lockstep, exactly as `colony run --speed max` plays.
@@ -885,19 +817,7 @@ pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketB
     );
 
     // Native: the same events to as many tokio tasks over bounded channels.
-    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut txs = Vec::new();
-    for _ in 0..agents_n {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<MarketEvent>>(1024);
-        let count = count.clone();
-        tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                std::hint::black_box(&e);
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        txs.push(tx);
-    }
+    let (txs, count) = native_sinks::<MarketEvent>(agents_n);
     let start = Instant::now();
     for event in bars.events.iter().cloned() {
         let e = Arc::new(event);
@@ -981,4 +901,92 @@ pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketB
         native_map_insert_ns,
         publish_ns,
     })
+}
+
+/// The embedded bench component loaded as an agent on a fresh runtime (kept alive by the
+/// caller: its epoch ticker drives deadlines), with the limits it runs under.
+fn bench_agent(
+    component: &[u8],
+) -> anyhow::Result<(Arc<Runtime>, AgentPre<crate::store::StoreState>, Limits)> {
+    let runtime = Arc::new(Runtime::new(&EngineSettings::default(), None)?);
+    let loader = Loader::new(
+        runtime.clone(),
+        Limits::agent_default(),
+        Limits::tool_default(),
+    )?;
+    let plugin = loader.load_bytes(component, std::path::Path::new("bench-agent.wasm"), None)?;
+    let Linked::Agent(pre) = plugin.linked else {
+        anyhow::bail!("the bench component is not an agent");
+    };
+    Ok((runtime, pre, plugin.info.limits))
+}
+
+/// `n` bench agents `PREFIX-0…` on `bus`, each granted `grant` and started with `config`.
+async fn spawn_bench_agents(
+    pre: &AgentPre<crate::store::StoreState>,
+    limits: Limits,
+    bus: &crate::bus::Bus,
+    grant: &str,
+    config: &str,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<Vec<crate::agent::AgentHandle>> {
+    let grants = crate::caps::GrantSet::new([grant.parse::<crate::caps::Capability>()?]);
+    let mut agents = Vec::with_capacity(n);
+    for i in 0..n {
+        let name: Arc<str> = format!("{prefix}-{i}").into();
+        let spec = crate::agent::AgentSpec {
+            pre: pre.clone(),
+            name: name.clone(),
+            limits,
+            state: None,
+            policy: Arc::new(Policy::new(name, String::new(), grants.clone(), None, 0)),
+            bus: Some(bus.clone()),
+            config: config.into(),
+            market: None,
+        };
+        agents.push(
+            crate::agent::AgentHandle::spawn(spec, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
+    Ok(agents)
+}
+
+/// Events the agents handled successfully, in all.
+fn delivered(agents: &[crate::agent::AgentHandle]) -> u64 {
+    agents
+        .iter()
+        .map(|a| {
+            a.stats()
+                .delivered
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum()
+}
+
+/// `n` native tokio tasks that take `Arc<T>`s from bounded channels and count them: the
+/// baseline beside wasm subscribers.
+fn native_sinks<T: Send + Sync + 'static>(
+    n: usize,
+) -> (
+    Vec<tokio::sync::mpsc::Sender<Arc<T>>>,
+    Arc<std::sync::atomic::AtomicU64>,
+) {
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let txs = (0..n)
+        .map(|_| {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<T>>(1024);
+            let count = count.clone();
+            tokio::spawn(async move {
+                while let Some(item) = rx.recv().await {
+                    std::hint::black_box(&item);
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            tx
+        })
+        .collect();
+    (txs, count)
 }

@@ -9,13 +9,13 @@
 
 use rust_decimal::Decimal;
 
+use super::refusal;
 use crate::bindings::market_data::{Host, Kinds, SymbolStatus};
 use crate::bindings::types::{self as wit, Error};
 use crate::caps::Request;
 use crate::market::replay::check_symbol;
 use crate::market::service::MarketService;
 use crate::market::types::{self as md, MarketEvent};
-use crate::policy::Refusal;
 use crate::store::StoreState;
 
 /// Most candles one `candles` call returns.
@@ -105,13 +105,6 @@ pub fn to_wit(event: &MarketEvent) -> wit::MarketEvent {
         }),
         MarketEvent::Book(b) => wit::MarketEvent::Book(book(b)),
         MarketEvent::Candle(c) => wit::MarketEvent::Candle(candle(c)),
-    }
-}
-
-fn refusal(r: Refusal) -> Error {
-    match r {
-        Refusal::Denied(_) => Error::Denied(r.to_string()),
-        Refusal::Invalid(reason) => Error::InvalidArgument(reason),
     }
 }
 

@@ -12,11 +12,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::refusal;
 use crate::bindings::messaging::{Host, SendOptions};
 use crate::bindings::types::{Error, Message, Priority as WitPriority};
 use crate::bus::{Bus, BusError, Envelope, INBOX_PREFIX, Mailbox, Priority, SubscriptionId};
 use crate::caps::Request;
-use crate::policy::Refusal;
 use crate::store::StoreState;
 
 /// Most subscriptions one agent instance may hold.
@@ -111,15 +111,6 @@ fn bus_error(e: BusError, subject: &str) -> Error {
         BusError::ForeignMailbox(m) => {
             Error::Unavailable(format!("mailbox of {m} belongs to another bus"))
         }
-    }
-}
-
-/// A refused grant check as the guest sees it: a missing grant is `denied` (naming the
-/// capability), a malformed request `invalid-argument`.
-fn refusal(r: Refusal) -> Error {
-    match r {
-        Refusal::Denied(_) => Error::Denied(r.to_string()),
-        Refusal::Invalid(reason) => Error::InvalidArgument(reason),
     }
 }
 

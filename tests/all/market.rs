@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use colony_host::audit::{AuditFilter, CapabilityMatch, Decision};
-use colony_host::config::{ConfigGrant, HostConfig};
+use colony_host::config::HostConfig;
 use colony_host::market::feed::{FeedReport, FeedSpec};
 use colony_host::state_store::StateStore;
 use colony_tests::{TestHost, guests};
@@ -248,22 +248,7 @@ async fn market_host(
     agents: &[Spec<'_>],
     tweak: impl FnOnce(&mut HostConfig),
 ) -> (TestHost, StateStore) {
-    let files: Vec<(String, String, Vec<String>)> = agents
-        .iter()
-        .map(|(n, c, g)| {
-            (
-                n.to_string(),
-                c.to_string(),
-                g.iter().map(|s| s.to_string()).collect(),
-            )
-        })
-        .collect();
-    let names: Vec<String> = files.iter().map(|(n, _, _)| format!("{n}.wasm")).collect();
-    let wasm: Vec<(&str, &str)> = names
-        .iter()
-        .map(|n| (guests::MARKET_AGENT, n.as_str()))
-        .collect();
-    let t = TestHost::start_with(&wasm, move |c| {
+    let t = TestHost::start_copies(guests::MARKET_AGENT, agents, move |c| {
         c.feed = Some(feed);
         // These tests replay 45,031 events per host, several hosts at once, and the agents
         // write state (SQLite, synchronous=FULL) inside events; on a loaded 2-core machine an
@@ -271,24 +256,10 @@ async fn market_host(
         // the instance's in-memory state. What is under test here is the market data, so the
         // deadline is generous; `replay` checks that no event failed.
         c.agent_limits.deadline_ms = 5_000;
-        for (name, config, grants) in files {
-            c.agent_config.insert(name.clone(), config);
-            if !grants.is_empty() {
-                c.grants.insert(
-                    name,
-                    ConfigGrant {
-                        capabilities: grants,
-                        digest: None,
-                    },
-                );
-            }
-        }
         tweak(c);
     })
     .await;
-    let state = StateStore::open(&t.dir.path().join("data/state.db"), Default::default())
-        .await
-        .unwrap();
+    let state = t.state().await;
     (t, state)
 }
 

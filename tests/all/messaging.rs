@@ -4,7 +4,6 @@
 
 use colony_host::agent::Event;
 use colony_host::audit::{AuditFilter, CapabilityMatch, Decision};
-use colony_host::config::ConfigGrant;
 use colony_host::state_store::StateStore;
 use colony_tests::{TestHost, guests};
 
@@ -12,39 +11,8 @@ use colony_tests::{TestHost, guests};
 type Spec<'a> = (&'a str, &'a str, &'a [&'a str]);
 
 async fn swarm(agents: &[Spec<'_>]) -> (TestHost, StateStore) {
-    let files: Vec<(String, String, Vec<String>)> = agents
-        .iter()
-        .map(|(n, c, g)| {
-            (
-                n.to_string(),
-                c.to_string(),
-                g.iter().map(|s| s.to_string()).collect(),
-            )
-        })
-        .collect();
-    let names: Vec<String> = files.iter().map(|(n, _, _)| format!("{n}.wasm")).collect();
-    let guests_list: Vec<(&str, &str)> = names
-        .iter()
-        .map(|n| (guests::BUS_AGENT, n.as_str()))
-        .collect();
-    let t = TestHost::start_with(&guests_list, move |c| {
-        for (name, config, grants) in files {
-            c.agent_config.insert(name.clone(), config);
-            if !grants.is_empty() {
-                c.grants.insert(
-                    name,
-                    ConfigGrant {
-                        capabilities: grants,
-                        digest: None,
-                    },
-                );
-            }
-        }
-    })
-    .await;
-    let state = StateStore::open(&t.dir.path().join("data/state.db"), Default::default())
-        .await
-        .unwrap();
+    let t = TestHost::start_copies(guests::BUS_AGENT, agents, |_| {}).await;
+    let state = t.state().await;
     (t, state)
 }
 

@@ -157,6 +157,44 @@ impl TestHost {
         TestHost { dir, host }
     }
 
+    /// Starts a host running one copy of the agent `guest` per `(name, config JSON, grants)`,
+    /// each as `NAME.wasm` with that `init` configuration and those capabilities, after
+    /// `tweak` has adjusted the rest of the configuration.
+    pub async fn start_copies(
+        guest: &str,
+        agents: &[(&str, &str, &[&str])],
+        tweak: impl FnOnce(&mut colony_host::config::HostConfig),
+    ) -> TestHost {
+        let names: Vec<String> = agents.iter().map(|(n, _, _)| format!("{n}.wasm")).collect();
+        let files: Vec<(&str, &str)> = names.iter().map(|n| (guest, n.as_str())).collect();
+        TestHost::start_with(&files, |c| {
+            for (name, config, grants) in agents {
+                c.agent_config.insert(name.to_string(), config.to_string());
+                if !grants.is_empty() {
+                    c.grants.insert(
+                        name.to_string(),
+                        colony_host::config::ConfigGrant {
+                            capabilities: grants.iter().map(|g| g.to_string()).collect(),
+                            digest: None,
+                        },
+                    );
+                }
+            }
+            tweak(c);
+        })
+        .await
+    }
+
+    /// The running host's agent state store (`DATA/state.db`).
+    pub async fn state(&self) -> colony_host::state_store::StateStore {
+        colony_host::state_store::StateStore::open(
+            &self.dir.path().join("data/state.db"),
+            Default::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("state store: {e}"))
+    }
+
     /// Starts a host with default test configuration.
     pub async fn start(guests: &[(&str, &str)]) -> TestHost {
         Self::start_with(guests, |_| {}).await

@@ -333,38 +333,29 @@ impl Mailbox {
     fn pop_live(&self) -> Pop {
         let mut now = None;
         loop {
-            let popped = {
+            let expired = {
                 let mut q = self.lock();
                 let popped = q.pop();
                 self.0.depth.store(q.len, Ordering::Relaxed);
-                match popped {
-                    Some(env) => {
-                        q.taken += 1;
-                        if env.expires_at.is_some()
-                            && env.is_expired_at(*now.get_or_insert_with(Instant::now))
-                        {
-                            // Never handed to the receiver: finished here.
-                            q.done += 1;
-                            if q.idle() {
-                                self.became_idle();
-                            }
-                        }
-                        env
-                    }
-                    None if q.closed => return Pop::Closed,
-                    None => return Pop::Empty,
+                let Some(env) = popped else {
+                    return if q.closed { Pop::Closed } else { Pop::Empty };
+                };
+                q.taken += 1;
+                if env.expires_at.is_none()
+                    || !env.is_expired_at(*now.get_or_insert_with(Instant::now))
+                {
+                    return Pop::Item(env);
                 }
+                // Never handed to the receiver: finished here.
+                q.done += 1;
+                if q.idle() {
+                    self.became_idle();
+                }
+                env
             };
-            if popped.expires_at.is_none() {
-                return Pop::Item(popped);
-            }
-            let now = *now.get_or_insert_with(Instant::now);
-            if !popped.is_expired_at(now) {
-                return Pop::Item(popped);
-            }
             self.0.expired.fetch_add(1, Ordering::Relaxed);
             if let Some(bus) = self.0.bus.upgrade() {
-                bus.dead_letter(&popped, DeadReason::Expired, Some(&self.0.owner));
+                bus.dead_letter(&expired, DeadReason::Expired, Some(&self.0.owner));
             }
         }
     }

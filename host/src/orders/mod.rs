@@ -1,6 +1,261 @@
-//! Order routing (issue 6). Today only the pure part exists: [`risk`], the pre-trade risk
-//! engine that every order passes before it may reach a venue. It knows nothing about
-//! wasmtime, the bus or any venue, and does no I/O; venues, the order journal and the
-//! `orders` host interface will call it.
+//! Order routing (issue 6): every order an agent places passes [`risk`] (the pre-trade risk
+//! engine), is journaled ([`journal`]) and goes to one venue: the in-process [`paper`] exchange
+//! (the default) or a real account through [`crate::venues`]. Whatever a venue answers comes
+//! back as [`ExecReport`]s, the one shape the router, the journal, the risk engine and the
+//! `on-order` events share.
+//!
+//! **Architecture Invariant:** [`risk`], [`paper`] and the types here are pure: no I/O, no
+//! wasmtime, no clock of their own (the caller passes `now`, the virtual clock during a
+//! replay). Money is [`Decimal`], never a float.
 
 pub mod risk;
+
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+
+use crate::market::types::Timestamp;
+
+pub use risk::{OrderKind, OrderRequest, TimeInForce};
+
+/// Who provided the liquidity of a fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liquidity {
+    /// The order rested on the book and was hit.
+    Maker,
+    /// The order took liquidity on arrival.
+    Taker,
+}
+
+/// One execution against an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillReport {
+    /// Quantity executed, positive.
+    pub qty: Decimal,
+    /// Execution price.
+    pub price: Decimal,
+    /// Fee charged (negative for a rebate), in `fee_currency`.
+    pub fee: Decimal,
+    /// Currency of the fee, for example `USDT`.
+    pub fee_currency: Arc<str>,
+    /// Maker or taker.
+    pub liquidity: Liquidity,
+}
+
+/// What happened to an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecKind {
+    /// The venue took the order; it is working (or about to fill).
+    Accepted,
+    /// The venue (or the host, after risk passed) refused the order. `code` is a stable
+    /// reason code (`venue.*`, for example `venue.self-match`, `venue.no-liquidity`,
+    /// `venue.rejected`), `message` says what the venue said.
+    Rejected {
+        /// Stable reason code.
+        code: String,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// Some quantity executed.
+    Fill(FillReport),
+    /// Cancelled, by request or because an IOC/FOK/post-only order could not rest; fills
+    /// before the cancel stand.
+    Cancelled,
+    /// Expired by its time in force, or lost with a venue that did not survive a restart.
+    Expired,
+}
+
+/// A venue's report about one order: the unit the journal stores and agents receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecReport {
+    /// The agent whose order it is.
+    pub agent: Arc<str>,
+    /// The agent's id for the order.
+    pub client_id: String,
+    /// Instrument.
+    pub symbol: Arc<str>,
+    /// The order's side.
+    pub side: crate::market::types::Side,
+    /// The venue's id for the order, once it has one.
+    pub venue_order_id: Option<String>,
+    /// What happened.
+    pub kind: ExecKind,
+    /// When it happened (venue time; the virtual clock during a replay).
+    pub ts: Timestamp,
+}
+
+impl ExecReport {
+    /// Whether the order can receive no further reports after this one (rejected, cancelled,
+    /// expired). A fill that completes the order is terminal too, but only the order's owner
+    /// knows its remaining quantity: see [`OrderState::is_closed`].
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.kind,
+            ExecKind::Rejected { .. } | ExecKind::Cancelled | ExecKind::Expired
+        )
+    }
+}
+
+/// Lifecycle state of an order, as the `order-status` of the WIT `types` interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrderStatus {
+    /// Risk passed and the intent is journaled; the venue has not answered yet.
+    Pending,
+    /// Accepted by the venue, working.
+    Accepted,
+    /// Some quantity filled, the rest working.
+    PartiallyFilled,
+    /// Completely filled.
+    Filled,
+    /// Cancelled.
+    Cancelled,
+    /// Refused by risk or the venue.
+    Rejected,
+    /// Expired.
+    Expired,
+}
+
+impl OrderStatus {
+    /// The status as stored and printed (`partially-filled`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Accepted => "accepted",
+            OrderStatus::PartiallyFilled => "partially-filled",
+            OrderStatus::Filled => "filled",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::Expired => "expired",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str)'s form.
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        Some(match s {
+            "pending" => OrderStatus::Pending,
+            "accepted" => OrderStatus::Accepted,
+            "partially-filled" => OrderStatus::PartiallyFilled,
+            "filled" => OrderStatus::Filled,
+            "cancelled" => OrderStatus::Cancelled,
+            "rejected" => OrderStatus::Rejected,
+            "expired" => OrderStatus::Expired,
+            _ => return None,
+        })
+    }
+
+    /// No further report can change it.
+    pub fn is_closed(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Filled
+                | OrderStatus::Cancelled
+                | OrderStatus::Rejected
+                | OrderStatus::Expired
+        )
+    }
+}
+
+/// An order as the router tracks it: the request and what has happened to it so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderState {
+    /// The request as risk passed it.
+    pub request: OrderRequest,
+    /// Current status.
+    pub status: OrderStatus,
+    /// The venue's id, once known.
+    pub venue_order_id: Option<String>,
+    /// Quantity filled so far.
+    pub filled_qty: Decimal,
+    /// Sum of price × quantity over the fills (average price = `filled_notional / filled_qty`).
+    pub filled_notional: Decimal,
+    /// Fees paid so far.
+    pub fees: Decimal,
+    /// Reason code of a rejection.
+    pub reject_code: Option<String>,
+    /// When the order was placed.
+    pub created: Timestamp,
+    /// When it last changed.
+    pub updated: Timestamp,
+}
+
+impl OrderState {
+    /// A new order in state `Pending`.
+    pub fn new(request: OrderRequest, now: Timestamp) -> OrderState {
+        OrderState {
+            request,
+            status: OrderStatus::Pending,
+            venue_order_id: None,
+            filled_qty: Decimal::ZERO,
+            filled_notional: Decimal::ZERO,
+            fees: Decimal::ZERO,
+            reject_code: None,
+            created: now,
+            updated: now,
+        }
+    }
+
+    /// Applies one report; returns the new status. Reports for a closed order change nothing
+    /// but are not errors (a late fill after a cancel stands, venues do send those).
+    pub fn apply(&mut self, report: &ExecReport) -> OrderStatus {
+        self.updated = self.updated.max(report.ts);
+        if report.venue_order_id.is_some() {
+            self.venue_order_id = report.venue_order_id.clone();
+        }
+        match &report.kind {
+            ExecKind::Accepted => {
+                if self.status == OrderStatus::Pending {
+                    self.status = OrderStatus::Accepted;
+                }
+            }
+            ExecKind::Rejected { code, .. } => {
+                if !self.status.is_closed() {
+                    self.status = OrderStatus::Rejected;
+                    self.reject_code = Some(code.clone());
+                }
+            }
+            ExecKind::Fill(f) => {
+                self.filled_qty = self.filled_qty.saturating_add(f.qty);
+                self.filled_notional = self
+                    .filled_notional
+                    .saturating_add(f.qty.saturating_mul(f.price));
+                self.fees = self.fees.saturating_add(f.fee);
+                if !self.status.is_closed() || self.status == OrderStatus::Cancelled {
+                    self.status = if self.filled_qty >= self.request.qty {
+                        OrderStatus::Filled
+                    } else if self.status == OrderStatus::Cancelled {
+                        OrderStatus::Cancelled
+                    } else {
+                        OrderStatus::PartiallyFilled
+                    };
+                }
+            }
+            ExecKind::Cancelled => {
+                if !self.status.is_closed() {
+                    self.status = OrderStatus::Cancelled;
+                }
+            }
+            ExecKind::Expired => {
+                if !self.status.is_closed() {
+                    self.status = OrderStatus::Expired;
+                }
+            }
+        }
+        self.status
+    }
+
+    /// Average fill price, if anything filled.
+    pub fn avg_price(&self) -> Option<Decimal> {
+        if self.filled_qty.is_zero() {
+            None
+        } else {
+            self.filled_notional.checked_div(self.filled_qty)
+        }
+    }
+
+    /// Quantity still working.
+    pub fn remaining(&self) -> Decimal {
+        (self.request.qty - self.filled_qty).max(Decimal::ZERO)
+    }
+}

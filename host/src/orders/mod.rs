@@ -8,6 +8,7 @@
 //! wasmtime, no clock of their own (the caller passes `now`, the virtual clock during a
 //! replay). Money is [`Decimal`], never a float.
 
+pub mod paper;
 pub mod risk;
 
 use std::sync::Arc;

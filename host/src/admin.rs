@@ -4,7 +4,8 @@
 //! data directory can drive the host.
 //!
 //! Requests: `{"token": T, "op": "status" | "plugins" | "tools" | "invoke" | "sync" |
-//! "grants" | "grant" | "revoke" | "approve" | "publish" | "subscribe", "name": N, "args":
+//! "grants" | "grant" | "revoke" | "approve" | "publish" | "subscribe" | "orders" |
+//! "kill-switch" | "approvals" | "approve-order" | "deny-order", "name": N, "args":
 //! JSON-text, capability or payload, "actor": USER}`. `subscribe` (name = pattern) answers
 //! once, then streams one JSON line per message until the client disconnects. Responses: `{"ok": true, "result": …}` or
 //! `{"ok": false, "error": "…"}`.
@@ -239,6 +240,34 @@ async fn handle(host: &Host, req: Request) -> Response {
                 Ok(result) => Response {
                     ok: true,
                     result,
+                    error: None,
+                },
+                Err(e) => failure(e.to_string()),
+            }
+        }
+        "orders" => match host.orders() {
+            Some(o) => json(serde_json::to_value(o.report())),
+            None => failure("this host has no order venue".into()),
+        },
+        "approvals" => match host.orders() {
+            Some(o) => json(serde_json::to_value(o.approvals())),
+            None => failure("this host has no order venue".into()),
+        },
+        "kill-switch" | "approve-order" | "deny-order" => {
+            let actor = format!("admin:{}", req.actor.as_deref().unwrap_or("unknown"));
+            let Some(arg) = req.args else {
+                return failure(format!("{} needs an argument", req.op));
+            };
+            let result = if req.op == "kill-switch" {
+                host.kill_switch(req.name.as_deref(), &arg, &actor).await
+            } else {
+                host.decide_approval(&arg, req.op == "approve-order", &actor)
+                    .await
+            };
+            match result {
+                Ok(v) => Response {
+                    ok: true,
+                    result: v,
                     error: None,
                 },
                 Err(e) => failure(e.to_string()),

@@ -67,6 +67,7 @@ impl Event {
         match self {
             Event::Timer(_) => "on-timer",
             Event::Bus(env) if env.market.is_some() => "on-market",
+            Event::Bus(env) if env.order.is_some() => "on-order",
             Event::Message(_) | Event::Bus(_) => "on-message",
         }
     }
@@ -135,6 +136,16 @@ impl AgentInstance {
                 let event = crate::interfaces::market::to_wit(event);
                 guarded(&mut self.store, call, async |s| {
                     h.call_on_market(s, &event).await
+                })
+                .await?
+            }
+            Event::Bus(env) if env.order.is_some() => {
+                let Some(update) = env.order.as_deref() else {
+                    return Ok(());
+                };
+                let event = crate::interfaces::orders::to_wit(update);
+                guarded(&mut self.store, call, async |s| {
+                    h.call_on_order(s, &event).await
                 })
                 .await?
             }
@@ -298,6 +309,8 @@ pub struct AgentSpec {
     pub config: String,
     /// The host's market-data service, if it has a feed.
     pub market: Option<Arc<MarketService>>,
+    /// The host's order router, if it trades.
+    pub orders: Option<Arc<crate::orders::service::OrderService>>,
 }
 
 impl AgentSpec {
@@ -318,6 +331,7 @@ impl AgentSpec {
             clock.clone(),
         );
         store.data_mut().market = self.market.clone();
+        store.data_mut().orders = self.orders.clone();
         AgentInstance::instantiate(&self.pre, store, &self.config).await
     }
 }
@@ -349,11 +363,16 @@ impl AgentHandle {
                     format!("{}#{}", spec.name, ACTORS.fetch_add(1, Ordering::Relaxed)).into();
                 let mailbox = bus.agent_mailbox(&owner, MAILBOX_CAPACITY);
                 let inbox = format!("agent.{}.inbox", spec.name);
-                bus.subscribe(&owner, &inbox, &mailbox)
-                    .map_err(|e| CallError::Unavailable {
-                        plugin: spec.name.clone(),
-                        reason: format!("cannot subscribe to {inbox}: {e}"),
+                // The agent's own order events (see `orders::service`) arrive beside its inbox.
+                let orders = crate::orders::service::events_subject(&spec.name);
+                for subject in [&inbox, &orders] {
+                    bus.subscribe(&owner, subject, &mailbox).map_err(|e| {
+                        CallError::Unavailable {
+                            plugin: spec.name.clone(),
+                            reason: format!("cannot subscribe to {subject}: {e}"),
+                        }
                     })?;
+                }
                 Some(BusAttach {
                     bus: bus.clone(),
                     mailbox,

@@ -19,7 +19,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use crate::agent::{AgentInstance, Event, Message};
 use crate::bindings::agent::{Agent, AgentPre};
-use crate::bindings::{log, market_data, messaging, state, types};
+use crate::bindings::{log, market_data, messaging, orders, state, types};
 use crate::engine::{EngineSettings, Runtime};
 use crate::limits::Limits;
 use crate::plugin::{Linked, Loader};
@@ -116,6 +116,31 @@ impl market_data::Host for RawState {
         Ok(Err(no_feed()))
     }
     async fn symbols(&mut self) -> wasmtime::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+}
+
+/// The raw baseline has no venue either.
+impl orders::Host for RawState {
+    async fn place(
+        &mut self,
+        _o: orders::OrderRequest,
+    ) -> wasmtime::Result<Result<orders::OrderAck, types::Error>> {
+        Ok(Err(no_feed()))
+    }
+    async fn cancel(&mut self, _c: String) -> wasmtime::Result<Result<(), types::Error>> {
+        Ok(Err(no_feed()))
+    }
+    async fn open_orders(&mut self) -> wasmtime::Result<Vec<orders::OpenOrder>> {
+        Ok(Vec::new())
+    }
+    async fn position(
+        &mut self,
+        _s: String,
+    ) -> wasmtime::Result<Result<orders::PositionInfo, types::Error>> {
+        Ok(Err(no_feed()))
+    }
+    async fn balances(&mut self) -> wasmtime::Result<Vec<orders::Balance>> {
         Ok(Vec::new())
     }
 }
@@ -600,6 +625,7 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
     let requester: Arc<str> = Arc::from("bench-requester");
     let spec = AgentSpec {
         market: None,
+        orders: None,
         pre: pre.clone(),
         name: requester.clone(),
         limits: Limits {
@@ -944,6 +970,7 @@ async fn spawn_bench_agents(
             bus: Some(bus.clone()),
             config: config.into(),
             market: None,
+            orders: None,
         };
         agents.push(
             crate::agent::AgentHandle::spawn(spec, None)

@@ -28,4 +28,4 @@ pub(crate) mod tool {
     });
 }
 
-pub(crate) use agent::colony::plugin::{log, market_data, messaging, state, types};
+pub(crate) use agent::colony::plugin::{log, market_data, messaging, orders, state, types};

@@ -1155,6 +1155,23 @@ impl GrantSet {
         Self::compile(unique)
     }
 
+    /// The agent-wide order limits its `orders.place` grants carry, for the risk engine:
+    /// `(max_orders_per_min, max_open_orders)`. A grant without a limit allows any number, so
+    /// the loosest grant decides; `None` when any grant has no such limit (or there is none).
+    pub fn order_rate_limits(&self) -> (Option<u32>, Option<u32>) {
+        let loosest = |f: fn(&OrderLimits) -> Option<u32>| {
+            let mut best = None;
+            for (_, l) in &self.orders_place {
+                best = Some(best.unwrap_or(0).max(f(l)?));
+            }
+            best
+        };
+        (
+            loosest(OrderLimits::max_orders_per_min),
+            loosest(OrderLimits::max_open_orders),
+        )
+    }
+
     fn compile(caps: Vec<Capability>) -> Self {
         let mut g = GrantSet::default();
         for c in &caps {

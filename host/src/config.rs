@@ -30,6 +30,9 @@
 //! book_depth = 20              # book levels a side kept and published
 //! okx_url = "wss://…"          # --feed okx endpoint (default: OKX's public one)
 //!
+//! [orders]                     # see orders/config.rs: venue, journal, fees, risk, approvals
+//! venue = "paper"
+//!
 //! [bus]                        # default: the in-process bus only
 //! url = "nats://127.0.0.1:4222" # join the hosts on this NATS server ("local": none)
 //! prefix = "colony"            # subjects on NATS are <prefix>.<subject>
@@ -140,6 +143,8 @@ struct RawConfig {
     bus: BusSection,
     #[serde(default)]
     market: MarketSection,
+    #[serde(default)]
+    orders: crate::orders::config::OrdersSection,
 }
 
 /// The resolved configuration a host runs with.
@@ -190,6 +195,8 @@ pub struct HostConfig {
     /// The host's clock, which agents' WASI clocks read: the system clock unless a replay
     /// driver puts a virtual one here (not read from `colony.toml`; see `docs/clock.md`).
     pub clock: Clock,
+    /// The `[orders]` section: venue, journal, paper fees, risk limits, approvals.
+    pub orders: crate::orders::config::OrdersSettings,
 }
 
 /// The bus backend from `--bus`/`[bus] url` and the prefix: `local` is `None`, `nats://…` joins
@@ -249,6 +256,7 @@ impl HostConfig {
             book_depth: 20,
             okx_url: crate::market::okx::PUBLIC_URL.to_owned(),
             clock: Clock::system(),
+            orders: crate::orders::config::OrdersSettings::default(),
         }
     }
 
@@ -330,6 +338,7 @@ impl HostConfig {
             }
             config.book_depth = d;
         }
+        config.orders = raw.orders.resolve()?;
         for (name, grant) in raw.grants {
             crate::manifest::validate_name(&name).map_err(|e| format!("grants.{name}: {e}"))?;
             for cap in &grant.capabilities {

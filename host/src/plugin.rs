@@ -31,6 +31,7 @@ pub const AGENT_IMPORTS: &[&str] = &[
     "colony:plugin/state",
     "colony:plugin/messaging",
     "colony:plugin/market-data",
+    "colony:plugin/orders",
 ];
 /// Colony interfaces the `tool` world offers.
 pub const TOOL_IMPORTS: &[&str] = &["colony:plugin/types", "colony:plugin/log"];

@@ -51,6 +51,8 @@ pub struct StoreState {
     pub market: Option<Arc<crate::market::service::MarketService>>,
     /// The agent's market-data subscriptions: the id the guest got, and its bus subscriptions.
     pub market_subs: Vec<(u64, Vec<crate::bus::SubscriptionId>)>,
+    /// The order router the `orders` interface uses (agents of a host that trades).
+    pub orders: Option<Arc<crate::orders::service::OrderService>>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -116,6 +118,7 @@ pub fn new_store_with_clock(
         clock,
         market: None,
         market_subs: Vec::new(),
+        orders: None,
         log: LogBudget::default(),
         plugin,
         limits,

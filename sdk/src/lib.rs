@@ -106,6 +106,7 @@ pub mod log;
 pub mod manifest;
 pub mod market;
 pub mod messaging;
+pub mod orders;
 pub mod state;
 mod tool;
 

@@ -12,5 +12,6 @@ mod loading;
 mod market;
 mod messaging;
 mod nats;
+mod orders;
 mod scaffold;
 mod support;

@@ -43,6 +43,11 @@ pub mod guests {
     /// `symbols` commands from its inbox into state.
     pub const MARKET_AGENT: &str = env!("GUEST_MARKET_AGENT");
 
+    /// Agent that drives orders: `place`/`cancel`/`open`/`position`/`balances` commands from
+    /// its inbox store their answers in state, and every `on-order` event is appended to state
+    /// `events` as `CID STATUS FILLED AVG FILL REASON`.
+    pub const ORDERS_AGENT: &str = env!("GUEST_ORDERS_AGENT");
+
     /// Every guest as (crate name, path), for tests that go over all of them.
     pub const ALL: &[(&str, &str)] = &[
         ("good-agent", GOOD_AGENT),
@@ -59,6 +64,7 @@ pub mod guests {
         ("bus-agent", BUS_AGENT),
         ("clock-agent", CLOCK_AGENT),
         ("market-agent", MARKET_AGENT),
+        ("orders-agent", ORDERS_AGENT),
     ];
 }
 

@@ -64,6 +64,9 @@ pub struct Envelope {
     /// The market event a market-data message carries, typed (the payload has it as JSON);
     /// an agent gets such a message in `on-market`.
     pub market: Option<Arc<crate::market::MarketEvent>>,
+    /// The order event an order-event message carries (host-local, never sent over NATS);
+    /// an agent gets such a message in `on-order`.
+    pub order: Option<Arc<crate::orders::service::OrderUpdate>>,
 }
 
 impl Envelope {
@@ -82,6 +85,7 @@ impl Envelope {
             payload: payload.into(),
             expires_at: None,
             market: None,
+            order: None,
         }
     }
 

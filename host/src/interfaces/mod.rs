@@ -5,6 +5,7 @@
 pub mod log;
 pub mod market;
 pub mod messaging;
+pub mod orders;
 pub mod state;
 
 impl crate::bindings::types::Host for crate::store::StoreState {}

@@ -58,8 +58,16 @@ struct Inner {
     high_water: Timestamp,
 }
 
+/// Something that must see every market event before agents do: the order router (reference
+/// prices for risk, resting paper orders that the new prices cross).
+pub trait MarketObserver: Send + Sync {
+    /// Called once per event, on the feed's task, before the event is published.
+    fn on_market(&self, event: &MarketEvent);
+}
+
 /// The market service. Cheap to share (`Arc`).
 pub struct MarketService {
+    observer: std::sync::OnceLock<Arc<dyn MarketObserver>>,
     venue: Arc<str>,
     bus: Bus,
     live: bool,
@@ -74,6 +82,7 @@ impl MarketService {
     /// publishing on `bus`. `live`: staleness is measured against the system clock.
     pub fn new(venue: &str, bus: Bus, live: bool, stale_after: Duration) -> MarketService {
         MarketService {
+            observer: std::sync::OnceLock::new(),
             venue: venue.into(),
             bus,
             live,
@@ -86,6 +95,11 @@ impl MarketService {
             published: AtomicU64::new(0),
             issues: AtomicU64::new(0),
         }
+    }
+
+    /// Sets the observer that sees every event first (once; a second call is refused).
+    pub fn set_observer(&self, observer: Arc<dyn MarketObserver>) -> bool {
+        self.observer.set(observer).is_ok()
     }
 
     /// The venue token.
@@ -120,6 +134,9 @@ impl MarketService {
     /// Updates the snapshots with an event that arrived without being published here (from
     /// another host over NATS, say).
     pub fn record(&self, event: &MarketEvent) {
+        if let Some(o) = self.observer.get() {
+            o.on_market(event);
+        }
         let mut inner = self.lock();
         let ts = replay::known_at(event);
         if ts > inner.high_water {

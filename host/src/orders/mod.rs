@@ -8,8 +8,10 @@
 //! wasmtime, no clock of their own (the caller passes `now`, the virtual clock during a
 //! replay). Money is [`Decimal`], never a float.
 
+pub mod config;
 pub mod paper;
 pub mod risk;
+pub mod service;
 
 use std::sync::Arc;
 

@@ -33,6 +33,7 @@ use crate::grants::GrantBook;
 use crate::manifest::Kind;
 use crate::market::feed::{self, FeedReport, FeedSpec, Pace};
 use crate::market::service::MarketService;
+use crate::orders::service::{KillMode, OrderService};
 use crate::plugin::{Linked, LoadError, LoadedPlugin, Loader, PluginInfo};
 use crate::policy::Policy;
 use crate::state_store::{StateQuota, StateStore};
@@ -135,6 +136,43 @@ impl Pace for HostPace<'_> {
     }
 }
 
+/// The order router the configuration asks for, fed by the market service, with the kill
+/// switches of the last run restored.
+async fn start_orders(
+    config: &HostConfig,
+    bus: &Bus,
+    market: Option<&Arc<MarketService>>,
+) -> anyhow::Result<Option<Arc<OrderService>>> {
+    use crate::orders::config::VenueChoice;
+    let settings = &config.orders;
+    let orders = match &settings.venue {
+        VenueChoice::None => return Ok(None),
+        VenueChoice::Paper => OrderService::paper(bus.clone(), settings.router.clone()),
+        VenueChoice::Okx { .. } | VenueChoice::Alpaca { .. } => {
+            anyhow::bail!("orders.venue: live venues are configured but not wired yet")
+        }
+    };
+    if let Some(m) = market {
+        m.set_observer(orders.clone());
+    }
+    let now = config.clock.now_ns();
+    for (agent, mode) in crate::orders::service::load_kill_switches(&config.data_dir)? {
+        orders.kill_switch(agent.as_deref(), mode, now);
+    }
+    Ok(Some(orders))
+}
+
+/// An agent's own risk limits from its `orders.place` grants (quantity and notional are
+/// enforced per grant by the policy; rate and open-order limits are agent-wide).
+fn agent_risk_limits(policy: &Policy) -> crate::orders::risk::RiskLimits {
+    let (per_min, open) = policy.grants().order_rate_limits();
+    crate::orders::risk::RiskLimits {
+        max_orders_per_min: per_min,
+        max_open_orders: open,
+        ..Default::default()
+    }
+}
+
 /// A running Colony host.
 pub struct Host {
     config: HostConfig,
@@ -147,6 +185,8 @@ pub struct Host {
     nats: Option<Arc<NatsLink>>,
     /// The market-data service, when the host has a feed.
     market: Option<Arc<MarketService>>,
+    /// The order router, when the host has a venue.
+    orders: Option<Arc<OrderService>>,
     /// The replay loaded at start, until the feed takes it.
     replay: Mutex<Option<crate::market::replay::Replay>>,
     registry: RwLock<Registry>,
@@ -233,7 +273,9 @@ impl Host {
                 config.clock = crate::clock::Clock::virtual_at(t);
             }
         }
+        let orders = start_orders(&config, &bus, market.as_ref()).await?;
         let host = Arc::new(Host {
+            orders,
             market,
             replay: Mutex::new(replay),
             config,
@@ -270,6 +312,70 @@ impl Host {
     /// time, so a replay driver moves a virtual clock through it (`clone`, then `set`).
     pub fn clock(&self) -> &Clock {
         &self.config.clock
+    }
+
+    /// The order router, when the host has a venue.
+    pub fn orders(&self) -> Option<&Arc<OrderService>> {
+        self.orders.as_ref()
+    }
+
+    /// Sets the kill switch (`on`, `off`, `reducing`) for every agent or one, keeps it in
+    /// `DATA_DIR/kill-switch.json` for the next start, and audits it.
+    pub async fn kill_switch(
+        &self,
+        agent: Option<&str>,
+        mode: &str,
+        actor: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let orders = self
+            .orders
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("this host has no order venue"))?;
+        let m = KillMode::parse(mode).ok_or_else(|| {
+            anyhow::anyhow!("kill-switch {mode:?}: expected on, off, reducing or halt")
+        })?;
+        if let Some(a) = agent {
+            crate::manifest::validate_name(a)?;
+        }
+        let cancelled = orders.kill_switch(agent, m, self.config.clock.now_ns());
+        crate::orders::service::save_kill_switches(&self.config.data_dir, &orders.kill_switches())?;
+        let rec =
+            crate::audit::AuditRecord::new(crate::audit::AuditKind::Other("kill-switch".into()))
+                .with_actor(actor)
+                .with_detail(format!(
+                    "{mode} for {}; {cancelled} working orders cancelled",
+                    agent.unwrap_or("*")
+                ));
+        self.audit.writer().append(rec).await?;
+        Ok(serde_json::json!({ "cancelled": cancelled }))
+    }
+
+    /// Approves or denies an order waiting for approval; audited.
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        actor: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let orders = self
+            .orders
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("this host has no order venue"))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| anyhow::anyhow!("approval id {id:?}: expected a number"))?;
+        let now = self.config.clock.now_ns();
+        let found = orders.resolve_approval(id, approve, "approval.denied", now);
+        if !found {
+            anyhow::bail!("no order is waiting for approval {id}");
+        }
+        let verb = if approve { "approved" } else { "denied" };
+        let rec =
+            crate::audit::AuditRecord::new(crate::audit::AuditKind::Other("order-approval".into()))
+                .with_actor(actor)
+                .with_detail(format!("approval {id} {verb}"));
+        self.audit.writer().append(rec).await?;
+        Ok(serde_json::Value::Null)
     }
 
     /// The market-data service, when the host has a feed.
@@ -561,6 +667,9 @@ impl Host {
                     .get(&info.name)
                     .cloned()
                     .unwrap_or_else(|| "{}".into());
+                if let Some(o) = &self.orders {
+                    o.set_agent_limits(&name, agent_risk_limits(&policy));
+                }
                 let spec = AgentSpec {
                     pre,
                     name,
@@ -570,6 +679,7 @@ impl Host {
                     bus: Some(self.bus.clone()),
                     config,
                     market: self.market.clone(),
+                    orders: self.orders.clone(),
                 };
                 let clock = self.config.clock.clone();
                 Running::Agent(AgentHandle::spawn_with_clock(spec, clock, handover).await?)

@@ -1,0 +1,949 @@
+//! The order router: the one path from an agent's `place` to a venue and back.
+//!
+//! ```text
+//! agent ─place─► grant check (interfaces/orders.rs) ─► OrderService::place
+//!                   ├─ risk engine (reserve or reject with a reason code)
+//!                   ├─ approval threshold? ─► approval queue (operator, or N-of-M risk agents)
+//!                   ├─ journal (intent; durable before a live venue sees it)
+//!                   └─ venue: paper exchange (in-process, synchronous) | live (OKX, Alpaca)
+//! venue reports ─► OrderState ─► risk (accepted, fills, closed) ─► journal ─► agent's
+//!                   `agent.<name>.orders` subject ─► handler.on-order
+//! market feed ─► on_market: reference prices for risk, resting paper orders fill
+//! ```
+//!
+//! **Architecture Invariant:** nothing reaches a venue without passing [`RiskEngine::check`]
+//! under the router's lock, and every report a venue produces goes through
+//! [`OrderService::apply`], which keeps the risk engine, the order table, the journal and the
+//! agent's events in the same order.
+//!
+//! With the paper exchange the whole path is synchronous under one mutex (tick → fill is a few
+//! microseconds) and the journal is written behind it by a task: the paper venue lives and dies
+//! with the host, so there is nothing outside the process to send twice. With a live venue the
+//! intent is written and synced before the request leaves (see `docs/orders.md`).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::paper::{PaperConfig, PaperExchange};
+use super::risk::{self, RiskEngine, RiskLimits, Scope, TradingState};
+use super::{ExecKind, ExecReport, OrderKind, OrderRequest, OrderState, OrderStatus};
+use crate::bus::{Bus, Envelope, Priority};
+use crate::market::replay;
+use crate::market::types::{MarketEvent, Quote, Side, Timestamp};
+
+/// Closed orders kept in memory for `colony orders list` (the journal keeps all of them).
+const RECENT_CLOSED: usize = 1_000;
+/// Fills kept in memory for `colony orders list`.
+const RECENT_FILLS: usize = 1_000;
+
+/// The subject an agent's order events are published on (the agent's actor subscribes to it).
+pub fn events_subject(agent: &str) -> String {
+    format!("agent.{agent}.orders")
+}
+
+/// An order event as delivered to an agent: the report and the order's state after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderUpdate {
+    /// What happened.
+    pub report: ExecReport,
+    /// The order's status after it.
+    pub status: OrderStatus,
+    /// Quantity filled so far.
+    pub filled_qty: Decimal,
+    /// Average fill price so far.
+    pub avg_price: Option<Decimal>,
+}
+
+/// The immediate answer to a `place`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ack {
+    /// On its way to the venue; events follow.
+    Submitted,
+    /// Refused before the venue: the reason code and the detail.
+    Rejected { code: String, detail: String },
+    /// Waiting for approval (the approval id).
+    PendingApproval { id: u64 },
+}
+
+/// Why a cancel was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelError {
+    /// No working order with that client id.
+    #[error("no working order {0:?}")]
+    NotFound(String),
+    /// The cancel-rate throttle.
+    #[error("{0}")]
+    Rate(String),
+}
+
+/// How the kill switch is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KillMode {
+    /// Normal trading.
+    Off,
+    /// Working orders cancelled; only orders that reduce a position pass.
+    Reducing,
+    /// A trading halt: no new order passes (`risk.halted`); working orders stay.
+    Halt,
+    /// Working orders cancelled; no new order passes.
+    On,
+}
+
+impl KillMode {
+    /// Parses `on`, `off` or `reducing`.
+    pub fn parse(s: &str) -> Option<KillMode> {
+        match s {
+            "on" => Some(KillMode::On),
+            "off" => Some(KillMode::Off),
+            "reducing" => Some(KillMode::Reducing),
+            "halt" => Some(KillMode::Halt),
+            _ => None,
+        }
+    }
+}
+
+/// Consensus of risk agents: `quorum` of `voters` must answer `approve` on `subject`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Consensus {
+    /// Subject the request is gathered on (risk agents subscribe to it).
+    pub subject: String,
+    /// Approvals needed (N).
+    pub quorum: u32,
+    /// Voters asked (M): the gather waits for this many answers or the timeout.
+    pub voters: u32,
+    /// How long to wait for the votes.
+    pub timeout: Duration,
+}
+
+/// The router's configuration (`[orders]` in colony.toml).
+#[derive(Debug, Clone)]
+pub struct OrdersConfig {
+    /// Limits for every agent (each agent's grant can only tighten them).
+    pub risk: RiskLimits,
+    /// The paper exchange's fees and starting balance.
+    pub paper: PaperConfig,
+    /// Orders with a notional at or above this wait for approval.
+    pub approval_notional: Option<Decimal>,
+    /// How long an order waits for an operator; then it is denied.
+    pub approval_timeout: Duration,
+    /// When set, orders needing approval ask the risk agents instead of an operator.
+    pub consensus: Option<Consensus>,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        OrdersConfig {
+            risk: RiskLimits::default(),
+            paper: PaperConfig::default(),
+            approval_notional: None,
+            approval_timeout: Duration::from_secs(60),
+            consensus: None,
+        }
+    }
+}
+
+/// An order waiting for approval, as `colony approvals list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingApproval {
+    /// Approval id (for `approve` / `deny`).
+    pub id: u64,
+    /// The agent.
+    pub agent: String,
+    /// Its client id.
+    pub client_id: String,
+    /// Instrument.
+    pub symbol: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    /// Quantity.
+    pub qty: String,
+    /// Limit price, if any.
+    pub price: Option<String>,
+    /// Notional the threshold was checked against.
+    pub notional: String,
+    /// When it was placed (host clock, ns).
+    pub created: u64,
+    /// `operator` or `consensus`.
+    pub via: &'static str,
+}
+
+/// One order as `colony orders list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderRow {
+    pub agent: String,
+    pub client_id: String,
+    pub venue_order_id: Option<String>,
+    pub symbol: String,
+    pub side: String,
+    pub kind: String,
+    pub price: Option<String>,
+    pub qty: String,
+    pub filled_qty: String,
+    pub avg_price: Option<String>,
+    pub fees: String,
+    pub status: String,
+    pub reject_code: Option<String>,
+    pub created: u64,
+}
+
+/// One fill as `colony orders list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FillRow {
+    pub agent: String,
+    pub client_id: String,
+    pub symbol: String,
+    pub side: String,
+    pub qty: String,
+    pub price: String,
+    pub fee: String,
+    pub liquidity: String,
+    pub ts: u64,
+}
+
+/// One position as `colony orders list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PositionRow {
+    pub agent: String,
+    pub symbol: String,
+    pub qty: String,
+    pub avg_price: String,
+    pub realised_pnl: String,
+    pub unrealised_pnl: String,
+    pub fees: String,
+}
+
+/// Per-agent account summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountRow {
+    pub agent: String,
+    pub cash: String,
+    pub equity: String,
+    pub pnl: String,
+}
+
+/// Everything `colony orders list` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrdersReport {
+    pub venue: String,
+    pub kill_switch: KillMode,
+    pub open: Vec<OrderRow>,
+    pub recent: Vec<OrderRow>,
+    pub fills: Vec<FillRow>,
+    pub positions: Vec<PositionRow>,
+    pub accounts: Vec<AccountRow>,
+    pub rejections: BTreeMap<String, u64>,
+    pub counters: OrderCounters,
+    pub approvals: Vec<PendingApproval>,
+}
+
+/// Router counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OrderCounters {
+    pub placed: u64,
+    pub submitted: u64,
+    pub rejected: u64,
+    pub fills: u64,
+    pub cancels: u64,
+    pub events_undelivered: u64,
+}
+
+struct Waiting {
+    request: OrderRequest,
+    notional: Decimal,
+    created: Timestamp,
+    via: &'static str,
+}
+
+struct Core {
+    risk: RiskEngine,
+    paper: PaperExchange,
+    /// Working orders by (agent, client id).
+    orders: HashMap<(Arc<str>, String), OrderState>,
+    recent: VecDeque<OrderState>,
+    fills: VecDeque<(ExecReport, super::FillReport)>,
+    /// Reference prices for risk: the latest quote, top of book, trade or bar close.
+    refs: HashMap<Arc<str>, Quote>,
+    waiting: BTreeMap<u64, Waiting>,
+    next_approval: u64,
+    kill: KillMode,
+    agent_kill: HashMap<Arc<str>, KillMode>,
+    scratch: Vec<ExecReport>,
+}
+
+/// The order router. Shared (`Arc`) by every agent's store and the market feed.
+pub struct OrderService {
+    core: Mutex<Core>,
+    bus: Bus,
+    venue: Arc<str>,
+    config: OrdersConfig,
+    placed: AtomicU64,
+    submitted: AtomicU64,
+    rejected: AtomicU64,
+    fill_count: AtomicU64,
+    cancels: AtomicU64,
+    undelivered: AtomicU64,
+}
+
+fn side_str(side: Side) -> &'static str {
+    match side {
+        Side::Buy => "buy",
+        Side::Sell => "sell",
+    }
+}
+
+fn kind_str(kind: OrderKind) -> &'static str {
+    match kind {
+        OrderKind::Market => "market",
+        OrderKind::Limit => "limit",
+    }
+}
+
+/// The printable row of one order.
+pub fn order_row(agent: &str, o: &OrderState) -> OrderRow {
+    OrderRow {
+        agent: agent.to_string(),
+        client_id: o.request.client_id.clone(),
+        venue_order_id: o.venue_order_id.clone(),
+        symbol: o.request.symbol.to_string(),
+        side: side_str(o.request.side).into(),
+        kind: kind_str(o.request.kind).into(),
+        price: o.request.price.map(|p| p.normalize().to_string()),
+        qty: o.request.qty.normalize().to_string(),
+        filled_qty: o.filled_qty.normalize().to_string(),
+        avg_price: o.avg_price().map(|p| p.normalize().to_string()),
+        fees: o.fees.normalize().to_string(),
+        status: o.status.as_str().into(),
+        reject_code: o.reject_code.clone(),
+        created: o.created,
+    }
+}
+
+/// A reference quote from any market event (a trade or bar close stands for both sides).
+fn reference(event: &MarketEvent) -> Option<Quote> {
+    let ts = replay::known_at(event);
+    let symbol = event.symbol().clone();
+    let flat = |p: Decimal| Quote {
+        symbol: symbol.clone(),
+        bid: p,
+        bid_size: Decimal::ZERO,
+        ask: p,
+        ask_size: Decimal::ZERO,
+        ts,
+    };
+    match event {
+        MarketEvent::Quote(q) => Some(Quote { ts, ..q.clone() }),
+        MarketEvent::Book(b) => {
+            let (bid, ask) = (b.bids.first()?, b.asks.first()?);
+            Some(Quote {
+                symbol,
+                bid: bid.price,
+                bid_size: bid.size,
+                ask: ask.price,
+                ask_size: ask.size,
+                ts,
+            })
+        }
+        MarketEvent::Trade(t) => Some(flat(t.price)),
+        MarketEvent::Candle(c) => Some(flat(c.close)),
+    }
+}
+
+impl OrderService {
+    /// A router for the paper exchange, publishing order events on `bus`.
+    pub fn paper(bus: Bus, config: OrdersConfig) -> Arc<OrderService> {
+        let mut risk = RiskEngine::new(config.risk.clone());
+        risk.set_trading_state(Scope::Global, TradingState::Active);
+        Arc::new(OrderService {
+            core: Mutex::new(Core {
+                risk,
+                paper: PaperExchange::new(config.paper.clone()),
+                orders: HashMap::new(),
+                recent: VecDeque::new(),
+                fills: VecDeque::new(),
+                refs: HashMap::new(),
+                waiting: BTreeMap::new(),
+                next_approval: 1,
+                kill: KillMode::Off,
+                agent_kill: HashMap::new(),
+                scratch: Vec::new(),
+            }),
+            bus,
+            venue: "paper".into(),
+            config,
+            placed: AtomicU64::new(0),
+            submitted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            fill_count: AtomicU64::new(0),
+            cancels: AtomicU64::new(0),
+            undelivered: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The venue's name (`paper`, `okx`, `alpaca`).
+    pub fn venue(&self) -> &str {
+        &self.venue
+    }
+
+    /// Sets an agent's own limits (from its `orders.place` grants); the stricter of them and
+    /// the global ones apply.
+    pub fn set_agent_limits(&self, agent: &str, limits: RiskLimits) {
+        self.lock().risk.set_agent_limits(agent, limits);
+    }
+
+    /// The price a market order on `side` would be checked at (ask for buys, bid for sells).
+    pub fn reference_price(&self, symbol: &str, side: Side) -> Option<Decimal> {
+        self.lock().refs.get(symbol).map(|q| match side {
+            Side::Buy => q.ask,
+            Side::Sell => q.bid,
+        })
+    }
+
+    /// Feeds one market event: reference prices for risk, and resting paper orders that the
+    /// new prices cross fill.
+    pub fn on_market(&self, event: &MarketEvent) {
+        let mut core = self.lock();
+        if let Some(q) = reference(event) {
+            core.refs.insert(q.symbol.clone(), q);
+        }
+        let mut out = std::mem::take(&mut core.scratch);
+        core.paper.on_market(event, &mut out);
+        for r in out.drain(..) {
+            self.apply(&mut core, r);
+        }
+        core.scratch = out;
+    }
+
+    /// Places an order for `agent` (its grant was checked by the caller) at time `now`.
+    pub fn place(self: &Arc<Self>, req: OrderRequest, now: Timestamp) -> Ack {
+        self.placed.fetch_add(1, Ordering::Relaxed);
+        let mut core = self.lock();
+        let reference = core.refs.get(&req.symbol).cloned();
+        if let Err(rej) = core.risk.check(&req, reference.as_ref(), now) {
+            drop(core);
+            return self.refuse(&req, rej.code.as_str(), rej.detail, now);
+        }
+        let notional = match (req.kind, req.price, &reference) {
+            (OrderKind::Limit, Some(p), _) => p.saturating_mul(req.qty),
+            (_, _, Some(q)) => {
+                let p = if req.side == Side::Buy { q.ask } else { q.bid };
+                p.saturating_mul(req.qty)
+            }
+            _ => Decimal::ZERO,
+        };
+        if let Some(limit) = self.config.approval_notional
+            && notional >= limit
+        {
+            let id = core.next_approval;
+            core.next_approval += 1;
+            let via = if self.config.consensus.is_some() {
+                "consensus"
+            } else {
+                "operator"
+            };
+            core.waiting.insert(
+                id,
+                Waiting {
+                    request: req.clone(),
+                    notional,
+                    created: now,
+                    via,
+                },
+            );
+            drop(core);
+            self.spawn_approval(id, req, notional);
+            return Ack::PendingApproval { id };
+        }
+        self.submit(&mut core, req, now);
+        Ack::Submitted
+    }
+
+    /// Sends a reserved order to the venue and applies what it answers.
+    fn submit(&self, core: &mut Core, req: OrderRequest, now: Timestamp) {
+        self.submitted.fetch_add(1, Ordering::Relaxed);
+        let key = (req.agent.clone(), req.client_id.clone());
+        core.orders.insert(key, OrderState::new(req.clone(), now));
+        let mut out = std::mem::take(&mut core.scratch);
+        core.paper.place(&req, now, &mut out);
+        for r in out.drain(..) {
+            self.apply(core, r);
+        }
+        core.scratch = out;
+    }
+
+    /// A refusal before the venue: counted, and delivered as a `rejected` event too.
+    fn refuse(&self, req: &OrderRequest, code: &str, detail: String, now: Timestamp) -> Ack {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        let report = ExecReport {
+            agent: req.agent.clone(),
+            client_id: req.client_id.clone(),
+            symbol: req.symbol.clone(),
+            side: req.side,
+            venue_order_id: None,
+            kind: ExecKind::Rejected {
+                code: code.to_string(),
+                message: detail.clone(),
+            },
+            ts: now,
+        };
+        let mut state = OrderState::new(req.clone(), now);
+        let status = state.apply(&report);
+        self.deliver(OrderUpdate {
+            report,
+            status,
+            filled_qty: Decimal::ZERO,
+            avg_price: None,
+        });
+        let mut core = self.lock();
+        remember(&mut core.recent, state);
+        Ack::Rejected {
+            code: code.to_string(),
+            detail,
+        }
+    }
+
+    /// Applies one venue report: order state, risk, the recent lists, and the agent's event.
+    fn apply(&self, core: &mut Core, report: ExecReport) {
+        let key = (report.agent.clone(), report.client_id.clone());
+        let Some(state) = core.orders.get_mut(&key) else {
+            tracing::warn!(agent = %report.agent, client_id = %report.client_id,
+                "venue report for an order the router does not know; ignored");
+            return;
+        };
+        let status = state.apply(&report);
+        let update = OrderUpdate {
+            report: report.clone(),
+            status,
+            filled_qty: state.filled_qty,
+            avg_price: state.avg_price(),
+        };
+        match &report.kind {
+            ExecKind::Accepted => {
+                core.risk.on_accepted(&report.agent, &report.client_id);
+            }
+            ExecKind::Fill(f) => {
+                self.fill_count.fetch_add(1, Ordering::Relaxed);
+                let fill = risk::Fill {
+                    agent: report.agent.clone(),
+                    client_id: Some(report.client_id.clone()),
+                    symbol: report.symbol.clone(),
+                    side: report.side,
+                    qty: f.qty,
+                    price: f.price,
+                    fee: f.fee,
+                };
+                if let Err(e) = core.risk.on_fill(&fill) {
+                    tracing::error!(error = %e, "fill not accounted by risk");
+                }
+                if core.fills.len() >= RECENT_FILLS {
+                    core.fills.pop_front();
+                }
+                core.fills.push_back((report.clone(), f.clone()));
+            }
+            ExecKind::Cancelled | ExecKind::Expired | ExecKind::Rejected { .. } => {
+                core.risk.on_closed(&report.agent, &report.client_id);
+            }
+        }
+        if status.is_closed() {
+            core.risk.on_closed(&report.agent, &report.client_id);
+            if let Some(done) = core.orders.remove(&key) {
+                remember(&mut core.recent, done);
+            }
+        }
+        self.deliver(update);
+    }
+
+    /// Publishes an update to the placing agent's order subject.
+    fn deliver(&self, update: OrderUpdate) {
+        let agent = update.report.agent.clone();
+        let mut env = Envelope::new(self.venue.clone(), events_subject(&agent), Vec::new());
+        env.priority = Priority::High;
+        env.timestamp_ns = update.report.ts;
+        env.order = Some(Arc::new(update));
+        match self.bus.publish(env) {
+            Ok(r) if r.delivered > 0 => {}
+            _ => {
+                self.undelivered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Cancels a working order of `agent`.
+    pub fn cancel(
+        &self,
+        agent: &Arc<str>,
+        client_id: &str,
+        now: Timestamp,
+    ) -> Result<(), CancelError> {
+        let mut core = self.lock();
+        let key = (agent.clone(), client_id.to_string());
+        if !core.orders.contains_key(&key) {
+            return Err(CancelError::NotFound(client_id.to_string()));
+        }
+        core.risk
+            .check_cancel(agent, now)
+            .map_err(|r| CancelError::Rate(r.to_string()))?;
+        self.cancels.fetch_add(1, Ordering::Relaxed);
+        let mut out = std::mem::take(&mut core.scratch);
+        core.paper.cancel(agent, client_id, now, &mut out);
+        for r in out.drain(..) {
+            self.apply(&mut core, r);
+        }
+        core.scratch = out;
+        Ok(())
+    }
+
+    /// The symbol of a working order (for the `orders.cancel` grant check).
+    pub fn working_symbol(&self, agent: &Arc<str>, client_id: &str) -> Option<Arc<str>> {
+        self.lock()
+            .orders
+            .get(&(agent.clone(), client_id.to_string()))
+            .map(|o| o.request.symbol.clone())
+    }
+
+    /// The agent's working orders, oldest first.
+    pub fn open_orders(&self, agent: &str) -> Vec<OrderState> {
+        let core = self.lock();
+        let mut v: Vec<OrderState> = core
+            .orders
+            .iter()
+            .filter(|((a, _), _)| &**a == agent)
+            .map(|(_, o)| o.clone())
+            .collect();
+        v.sort_by(|a, b| (a.created, &a.request.client_id).cmp(&(b.created, &b.request.client_id)));
+        v
+    }
+
+    /// The agent's position in `symbol`.
+    pub fn position(&self, agent: &str, symbol: &str) -> super::paper::PaperPosition {
+        self.lock().paper.position(agent, symbol)
+    }
+
+    /// The agent's balances.
+    pub fn balances(&self, agent: &str) -> Vec<super::paper::Balance> {
+        self.lock().paper.balances(agent)
+    }
+
+    /// Sets the kill switch globally (`agent` `None`) or for one agent: `On` and `Reducing`
+    /// cancel every working order in scope; `Halt` keeps them.
+    pub fn kill_switch(&self, agent: Option<&str>, mode: KillMode, now: Timestamp) -> usize {
+        let mut core = self.lock();
+        let scope = match agent {
+            Some(a) => Scope::Agent(a),
+            None => Scope::Global,
+        };
+        core.risk.set_kill_switch(scope, mode == KillMode::On);
+        core.risk.set_trading_state(
+            scope,
+            match mode {
+                KillMode::Reducing => TradingState::Reducing,
+                KillMode::Halt => TradingState::Halted,
+                KillMode::Off | KillMode::On => TradingState::Active,
+            },
+        );
+        match agent {
+            Some(a) => {
+                core.agent_kill.insert(a.into(), mode);
+            }
+            None => core.kill = mode,
+        }
+        let mut cancelled = 0;
+        if matches!(mode, KillMode::On | KillMode::Reducing) {
+            let mut out = std::mem::take(&mut core.scratch);
+            core.paper.cancel_all(agent, now, &mut out);
+            cancelled = out.iter().filter(|r| r.kind == ExecKind::Cancelled).count();
+            for r in out.drain(..) {
+                self.apply(&mut core, r);
+            }
+            core.scratch = out;
+        }
+        tracing::warn!(agent = agent.unwrap_or("*"), mode = ?mode, cancelled, "kill switch set");
+        cancelled
+    }
+
+    /// The kill switches that are not off: global first (`None`), then per agent.
+    pub fn kill_switches(&self) -> Vec<(Option<String>, KillMode)> {
+        let core = self.lock();
+        let mut v = Vec::new();
+        if core.kill != KillMode::Off {
+            v.push((None, core.kill));
+        }
+        let mut agents: Vec<_> = core
+            .agent_kill
+            .iter()
+            .filter(|(_, m)| **m != KillMode::Off)
+            .map(|(a, m)| (Some(a.to_string()), *m))
+            .collect();
+        agents.sort();
+        v.extend(agents);
+        v
+    }
+
+    /// Resolves a waiting order: `approve` sends it, otherwise it is rejected with `code`.
+    pub fn resolve_approval(&self, id: u64, approve: bool, code: &str, now: Timestamp) -> bool {
+        let mut core = self.lock();
+        let Some(w) = core.waiting.remove(&id) else {
+            return false;
+        };
+        if approve {
+            self.submit(&mut core, w.request, now);
+        } else {
+            core.risk.on_closed(&w.request.agent, &w.request.client_id);
+            drop(core);
+            self.refuse(
+                &w.request,
+                code,
+                format!("order {} not approved", w.request.client_id),
+                now,
+            );
+        }
+        true
+    }
+
+    fn spawn_approval(self: &Arc<Self>, id: u64, req: OrderRequest, notional: Decimal) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let svc = Arc::clone(self);
+        match self.config.consensus.clone() {
+            None => {
+                let timeout = self.config.approval_timeout;
+                rt.spawn(async move {
+                    tokio::time::sleep(timeout).await;
+                    let now = crate::clock::Clock::system().now_ns();
+                    svc.resolve_approval(id, false, "approval.timeout", now);
+                });
+            }
+            Some(c) => {
+                rt.spawn(async move {
+                    let approve = svc.ask_risk_agents(&c, &req, notional).await;
+                    let now = crate::clock::Clock::system().now_ns();
+                    let code = if approve { "" } else { "approval.consensus" };
+                    svc.resolve_approval(id, approve, code, now);
+                });
+            }
+        }
+    }
+
+    /// Gathers `voters` answers on the consensus subject; approves when `quorum` of them say
+    /// `approve` (or `yes`).
+    async fn ask_risk_agents(&self, c: &Consensus, req: &OrderRequest, notional: Decimal) -> bool {
+        let payload = serde_json::json!({
+            "agent": &*req.agent,
+            "client_id": req.client_id,
+            "symbol": &*req.symbol,
+            "side": side_str(req.side),
+            "kind": kind_str(req.kind),
+            "qty": req.qty.normalize().to_string(),
+            "price": req.price.map(|p| p.normalize().to_string()),
+            "notional": notional.normalize().to_string(),
+        })
+        .to_string();
+        let env = Envelope::new(self.venue.clone(), c.subject.clone(), payload.into_bytes());
+        let votes = match self.bus.gather(env, c.voters as usize, c.timeout).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, client_id = %req.client_id, "consensus gather failed");
+                return false;
+            }
+        };
+        let yes = votes
+            .iter()
+            .filter(|v| {
+                let p = String::from_utf8_lossy(&v.payload);
+                let p = p.trim();
+                p.eq_ignore_ascii_case("approve") || p.eq_ignore_ascii_case("yes")
+            })
+            .count();
+        yes >= c.quorum as usize
+    }
+
+    /// Orders waiting for approval.
+    pub fn approvals(&self) -> Vec<PendingApproval> {
+        self.lock()
+            .waiting
+            .iter()
+            .map(|(id, w)| PendingApproval {
+                id: *id,
+                agent: w.request.agent.to_string(),
+                client_id: w.request.client_id.clone(),
+                symbol: w.request.symbol.to_string(),
+                side: side_str(w.request.side).into(),
+                qty: w.request.qty.normalize().to_string(),
+                price: w.request.price.map(|p| p.normalize().to_string()),
+                notional: w.notional.normalize().to_string(),
+                created: w.created,
+                via: w.via,
+            })
+            .collect()
+    }
+
+    /// Rejections per reason code (every risk code present).
+    pub fn rejections(&self) -> BTreeMap<String, u64> {
+        self.lock()
+            .risk
+            .rejections()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+
+    /// Router counters.
+    pub fn counters(&self) -> OrderCounters {
+        OrderCounters {
+            placed: self.placed.load(Ordering::Relaxed),
+            submitted: self.submitted.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            fills: self.fill_count.load(Ordering::Relaxed),
+            cancels: self.cancels.load(Ordering::Relaxed),
+            events_undelivered: self.undelivered.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Open orders, recent orders and fills, positions and PnL per agent.
+    pub fn report(&self) -> OrdersReport {
+        let approvals = self.approvals();
+        let rejections = self.rejections();
+        let core = self.lock();
+        let mut open: Vec<OrderRow> = core
+            .orders
+            .iter()
+            .map(|((a, _), o)| order_row(a, o))
+            .collect();
+        open.sort_by(|a, b| (a.created, &a.client_id).cmp(&(b.created, &b.client_id)));
+        let recent = core
+            .recent
+            .iter()
+            .map(|o| order_row(&o.request.agent, o))
+            .collect();
+        let fills = core
+            .fills
+            .iter()
+            .map(|(r, f)| FillRow {
+                agent: r.agent.to_string(),
+                client_id: r.client_id.clone(),
+                symbol: r.symbol.to_string(),
+                side: side_str(r.side).into(),
+                qty: f.qty.normalize().to_string(),
+                price: f.price.normalize().to_string(),
+                fee: f.fee.normalize().to_string(),
+                liquidity: format!("{:?}", f.liquidity).to_lowercase(),
+                ts: r.ts,
+            })
+            .collect();
+        let mut positions = Vec::new();
+        let mut accounts = Vec::new();
+        for agent in core.paper.agents() {
+            for p in core.paper.positions(&agent) {
+                positions.push(PositionRow {
+                    agent: agent.to_string(),
+                    symbol: p.symbol.to_string(),
+                    qty: p.qty.normalize().to_string(),
+                    avg_price: p.avg_price.normalize().to_string(),
+                    realised_pnl: p.realised_pnl.normalize().to_string(),
+                    unrealised_pnl: p.unrealised_pnl.normalize().to_string(),
+                    fees: p.fees.normalize().to_string(),
+                });
+            }
+            let cash = core
+                .paper
+                .balances(&agent)
+                .into_iter()
+                .find(|b| b.currency == self.config.paper.quote_currency)
+                .map_or(Decimal::ZERO, |b| b.total);
+            let equity = core.paper.equity(&agent);
+            accounts.push(AccountRow {
+                agent: agent.to_string(),
+                cash: cash.normalize().to_string(),
+                equity: equity.normalize().to_string(),
+                pnl: (equity - self.config.paper.initial_balance)
+                    .normalize()
+                    .to_string(),
+            });
+        }
+        OrdersReport {
+            venue: self.venue.to_string(),
+            kill_switch: core.kill,
+            open,
+            recent,
+            fills,
+            positions,
+            accounts,
+            rejections,
+            counters: self.counters(),
+            approvals,
+        }
+    }
+}
+
+fn remember(recent: &mut VecDeque<OrderState>, o: OrderState) {
+    if recent.len() >= RECENT_CLOSED {
+        recent.pop_front();
+    }
+    recent.push_back(o);
+}
+
+impl crate::market::service::MarketObserver for OrderService {
+    fn on_market(&self, event: &MarketEvent) {
+        OrderService::on_market(self, event);
+    }
+}
+
+/// Where the kill switches are kept between runs.
+fn kill_switch_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("kill-switch.json")
+}
+
+/// Writes the kill switches (atomically: a crash leaves the old file or the new one).
+pub fn save_kill_switches(
+    data_dir: &std::path::Path,
+    switches: &[(Option<String>, KillMode)],
+) -> std::io::Result<()> {
+    let list: Vec<serde_json::Value> = switches
+        .iter()
+        .map(|(a, m)| serde_json::json!({ "agent": a, "mode": m }))
+        .collect();
+    let path = kill_switch_path(data_dir);
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::Value::Array(list).to_string())?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// Reads the kill switches of the last run; none when the file does not exist. A file that
+/// does not parse is an error naming it: trading must not resume because a file was damaged.
+pub fn load_kill_switches(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Vec<(Option<String>, KillMode)>> {
+    let path = kill_switch_path(data_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    };
+    let bad = |why: &str| anyhow::anyhow!("{}: {why}", path.display());
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+    list.iter()
+        .map(|v| {
+            let mode = v["mode"]
+                .as_str()
+                .and_then(KillMode::parse)
+                .ok_or_else(|| bad("mode must be on, off or reducing"))?;
+            let agent = match &v["agent"] {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(s.clone()),
+                _ => return Err(bad("agent must be a string or null")),
+            };
+            Ok((agent, mode))
+        })
+        .collect()
+}

@@ -1,0 +1,285 @@
+//! An agent that drives the `orders` interface for the order tests. Messages on its inbox are
+//! commands (space-separated); each stores its answer in a state key:
+//! - `place CID SYMBOL SIDE TYPE PRICE QTY [TIF] [post] [reduce]` (`PRICE` `-` for none, `TIF`
+//!   `gtc`/`ioc`/`fok`) → `ack.CID` = `submitted`, `pending`, `rejected CODE DETAIL`, or
+//!   `err KIND MESSAGE`;
+//! - `cancel CID` → `cancel.CID` = `ok` or `err KIND MESSAGE`;
+//! - `open` → `open`, one line per working order: `CID SYMBOL SIDE QTY FILLED STATUS`;
+//! - `position SYM` → `position.SYM` = `QTY AVG REALISED UNREALISED FEES`;
+//! - `balances` → `balances`, one line per currency: `CUR TOTAL`.
+//!
+//! Every `on-order` event is appended to state `events` as a line
+//! `CID STATUS FILLED AVG FILL REASON` (`FILL` is `QTY@PRICE/FEE` or `-`; `AVG`, `REASON` `-`
+//! when absent). Config `{"market": "SYMBOL"}` subscribes to the symbol's candles and, with
+//! `"buy_on_candle": "QTY"`, places a market buy of QTY on every candle (ids `c1`, `c2`, …).
+
+use std::cell::RefCell;
+
+use colony::plugin::market_data::{self, Kinds};
+use colony::plugin::orders::{self, AckStatus, OrderRequest, OrderType, TimeInForce};
+use colony::plugin::state;
+use colony::plugin::types::{Decimal, OrderStatus, Side};
+use exports::colony::plugin::handler::{Error, Guest, MarketEvent, Message, OrderEvent, Timestamp};
+
+wit_bindgen::generate!({ path: "../../../wit", world: "agent" });
+
+struct Agent;
+
+#[derive(Default)]
+struct Memory {
+    events: String,
+    buy_on_candle: Option<Decimal>,
+    market: String,
+    candles: u64,
+}
+
+thread_local! {
+    static MEMORY: RefCell<Memory> = RefCell::new(Memory::default());
+}
+
+fn describe(e: &Error) -> String {
+    match e {
+        Error::Denied(m) => format!("denied {m}"),
+        Error::LimitExceeded(m) => format!("limit-exceeded {m}"),
+        Error::InvalidArgument(m) => format!("invalid-argument {m}"),
+        Error::NotFound(m) => format!("not-found {m}"),
+        Error::Unavailable(m) => format!("unavailable {m}"),
+        Error::Timeout => "timeout".into(),
+    }
+}
+
+/// `123.45` → mantissa 12345, scale 2.
+fn parse_decimal(s: &str) -> Option<Decimal> {
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = format!("{int}{frac}");
+    let mantissa: i64 = digits.parse().ok()?;
+    Some(Decimal {
+        mantissa: if neg { -mantissa } else { mantissa },
+        scale: u8::try_from(frac.len()).ok()?,
+    })
+}
+
+fn show(d: &Decimal) -> String {
+    let digits = d.mantissa.unsigned_abs().to_string();
+    let scale = usize::from(d.scale);
+    let sign = if d.mantissa < 0 { "-" } else { "" };
+    if scale == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    }
+}
+
+fn status(s: OrderStatus) -> &'static str {
+    match s {
+        OrderStatus::Accepted => "accepted",
+        OrderStatus::PartiallyFilled => "partially-filled",
+        OrderStatus::Filled => "filled",
+        OrderStatus::Cancelled => "cancelled",
+        OrderStatus::Rejected => "rejected",
+        OrderStatus::Expired => "expired",
+    }
+}
+
+fn side_str(s: Side) -> &'static str {
+    match s {
+        Side::Buy => "buy",
+        Side::Sell => "sell",
+    }
+}
+
+fn place(words: &[&str]) -> Result<(), Error> {
+    let bad = || Error::InvalidArgument(format!("bad place command {words:?}"));
+    let [cid, symbol, side, kind, price, qty, rest @ ..] = words else {
+        return Err(bad());
+    };
+    let mut tif = TimeInForce::Gtc;
+    let (mut post_only, mut reduce_only) = (false, false);
+    for w in rest {
+        match *w {
+            "gtc" => tif = TimeInForce::Gtc,
+            "ioc" => tif = TimeInForce::Ioc,
+            "fok" => tif = TimeInForce::Fok,
+            "post" => post_only = true,
+            "reduce" => reduce_only = true,
+            _ => return Err(bad()),
+        }
+    }
+    let order = OrderRequest {
+        client_id: cid.to_string(),
+        symbol: symbol.to_string(),
+        side: if *side == "sell" { Side::Sell } else { Side::Buy },
+        order_type: if *kind == "market" {
+            OrderType::Market
+        } else {
+            OrderType::Limit
+        },
+        price: if *price == "-" {
+            None
+        } else {
+            Some(parse_decimal(price).ok_or_else(bad)?)
+        },
+        qty: parse_decimal(qty).ok_or_else(bad)?,
+        time_in_force: tif,
+        post_only,
+        reduce_only,
+    };
+    let answer = match orders::place(&order) {
+        Ok(ack) => match ack.status {
+            AckStatus::Submitted => "submitted".to_string(),
+            AckStatus::PendingApproval => "pending".to_string(),
+            AckStatus::Rejected => format!(
+                "rejected {} {}",
+                ack.reject_reason.unwrap_or_default(),
+                ack.detail
+            ),
+        },
+        Err(e) => format!("err {}", describe(&e)),
+    };
+    state::set(&format!("ack.{cid}"), answer.as_bytes())
+}
+
+fn command(text: &str) -> Result<(), Error> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        ["place", rest @ ..] => place(rest),
+        ["cancel", cid] => {
+            let answer = match orders::cancel(cid) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("err {}", describe(&e)),
+            };
+            state::set(&format!("cancel.{cid}"), answer.as_bytes())
+        }
+        ["open"] => {
+            let lines: Vec<String> = orders::open_orders()
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{} {} {} {} {} {}",
+                        o.client_id,
+                        o.symbol,
+                        side_str(o.side),
+                        show(&o.qty),
+                        show(&o.filled_qty),
+                        status(o.status)
+                    )
+                })
+                .collect();
+            state::set("open", lines.join("\n").as_bytes())
+        }
+        ["position", symbol] => {
+            let answer = match orders::position(symbol) {
+                Ok(p) => format!(
+                    "{} {} {} {} {}",
+                    show(&p.qty),
+                    show(&p.avg_price),
+                    show(&p.realised_pnl),
+                    show(&p.unrealised_pnl),
+                    show(&p.fees)
+                ),
+                Err(e) => format!("err {}", describe(&e)),
+            };
+            state::set(&format!("position.{symbol}"), answer.as_bytes())
+        }
+        ["balances"] => {
+            let lines: Vec<String> = orders::balances()
+                .iter()
+                .map(|b| format!("{} {}", b.currency, show(&b.total)))
+                .collect();
+            state::set("balances", lines.join("\n").as_bytes())
+        }
+        _ => Err(Error::InvalidArgument(format!("unknown command {text:?}"))),
+    }
+}
+
+/// The value of `"key": "value"` in a flat JSON object of strings.
+fn string(config: &str, key: &str) -> Option<String> {
+    let needle = format!("\"{key}\":");
+    let rest = config[config.find(&needle)? + needle.len()..].trim_start();
+    let rest = rest.strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+impl Guest for Agent {
+    fn init(config: String) -> Result<(), Error> {
+        if let Some(symbol) = string(&config, "market") {
+            market_data::subscribe(&symbol, Kinds::CANDLE)?;
+            MEMORY.with_borrow_mut(|m| {
+                m.market = symbol;
+                m.buy_on_candle = string(&config, "buy_on_candle").and_then(|q| parse_decimal(&q));
+            });
+        }
+        Ok(())
+    }
+
+    fn on_message(msg: Message) -> Result<(), Error> {
+        command(&String::from_utf8_lossy(&msg.payload))
+    }
+
+    fn on_market(_event: MarketEvent) -> Result<(), Error> {
+        let next = MEMORY.with_borrow_mut(|m| {
+            m.candles += 1;
+            m.buy_on_candle.map(|q| (m.candles, m.market.clone(), q))
+        });
+        if let Some((n, symbol, qty)) = next {
+            let order = OrderRequest {
+                client_id: format!("c{n}"),
+                symbol,
+                side: Side::Buy,
+                order_type: OrderType::Market,
+                price: None,
+                qty,
+                time_in_force: TimeInForce::Ioc,
+                post_only: false,
+                reduce_only: false,
+            };
+            orders::place(&order)?;
+        }
+        Ok(())
+    }
+
+    fn on_order(event: OrderEvent) -> Result<(), Error> {
+        let fill = match &event.last_fill {
+            Some(f) => format!("{}@{}/{}", show(&f.qty), show(&f.price), show(&f.fee)),
+            None => "-".into(),
+        };
+        let line = format!(
+            "{} {} {} {} {} {}\n",
+            event.client_id,
+            status(event.status),
+            show(&event.filled_qty),
+            event.avg_price.as_ref().map_or("-".into(), show),
+            fill,
+            event.reject_reason.as_deref().unwrap_or("-"),
+        );
+        let all = MEMORY.with_borrow_mut(|m| {
+            m.events.push_str(&line);
+            m.events.clone()
+        });
+        state::set("events", all.as_bytes())
+    }
+
+    fn on_timer(_now: Timestamp) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn snapshot() -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn restore(_snapshot: Vec<u8>) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+export!(Agent);

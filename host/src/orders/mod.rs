@@ -9,6 +9,7 @@
 //! replay). Money is [`Decimal`], never a float.
 
 pub mod config;
+pub mod journal;
 pub mod paper;
 pub mod risk;
 pub mod service;

@@ -5,6 +5,7 @@
 //! | [`AlpacaClient::place_order`] | `POST /v2/orders` |
 //! | [`AlpacaClient::cancel_order`] | `DELETE /v2/orders/{id}` |
 //! | [`AlpacaClient::get_order`] | `GET /v2/orders/{id}` |
+//! | [`AlpacaClient::get_order_by_client_id`] | `GET /v2/orders:by_client_order_id?client_order_id=…` |
 //!
 //! Quantities and prices are sent as exact decimal strings, which Alpaca accepts for its numeric
 //! fields. `client_order_id` is at most [`MAX_CLIENT_ORDER_ID_LEN`] characters (Alpaca's limit).
@@ -154,6 +155,34 @@ impl AlpacaClient {
         check_order_id(order_id)?;
         Ok(self.request(Method::Get, format!("/v2/orders/{order_id}"), String::new()))
     }
+
+    /// `GET /v2/orders:by_client_order_id?client_order_id=…`: the order placed with our id
+    /// (404 when Alpaca has none). The id is percent-encoded, so any id
+    /// [`check_client_order_id`] accepts can be looked up.
+    pub fn get_order_by_client_id(
+        &self,
+        client_order_id: &str,
+    ) -> Result<SignedRequest, OrderError> {
+        check_client_order_id(client_order_id)?;
+        let path = format!(
+            "/v2/orders:by_client_order_id?client_order_id={}",
+            percent_encode(client_order_id)
+        );
+        Ok(self.request(Method::Get, path, String::new()))
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The exact JSON body of a place-order request.
@@ -342,6 +371,27 @@ struct RawError {
     message: String,
 }
 
+/// Alpaca's error body, `{"code": 40310000, "message": "…"}`, with the code as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlpacaError {
+    pub code: String,
+    pub message: String,
+}
+
+/// Parses an error body (4xx answers to any request).
+pub fn parse_error(body: &str) -> Result<AlpacaError, ResponseError> {
+    let error: RawError = parse_json(body)?;
+    let code = match error.code {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        other => return Err(ResponseError::Malformed(format!("error code {other}"))),
+    };
+    Ok(AlpacaError {
+        code,
+        message: error.message,
+    })
+}
+
 /// Maps the answer to `POST /v2/orders` (HTTP `status` and body) to an outcome.
 ///
 /// 2xx with an order object is accepted unless its status is already `rejected`; 4xx with
@@ -363,16 +413,8 @@ pub fn parse_place_response(status: u16, body: &str) -> Result<OrderOutcome, Res
             }
         }
         400..=499 => {
-            let error: RawError = parse_json(body)?;
-            let code = match error.code {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Number(n) => n.to_string(),
-                other => return Err(ResponseError::Malformed(format!("error code {other}"))),
-            };
-            Ok(OrderOutcome::Rejected {
-                code,
-                message: error.message,
-            })
+            let AlpacaError { code, message } = parse_error(body)?;
+            Ok(OrderOutcome::Rejected { code, message })
         }
         other => Err(ResponseError::Malformed(format!("HTTP status {other}"))),
     }
@@ -491,6 +533,25 @@ mod tests {
         assert_eq!(cancel.headers.len(), 2);
         assert_eq!(c.get_order(id).unwrap().method, Method::Get);
         assert!(c.get_order("../account").is_err());
+
+        let by_client = c.get_order_by_client_id("colony-trader-0001").unwrap();
+        assert_eq!(
+            (
+                by_client.method,
+                by_client.path.as_str(),
+                by_client.body.as_str()
+            ),
+            (
+                Method::Get,
+                "/v2/orders:by_client_order_id?client_order_id=colony-trader-0001",
+                ""
+            )
+        );
+        assert_eq!(
+            c.get_order_by_client_id("a&b=c/d%e").unwrap().path,
+            "/v2/orders:by_client_order_id?client_order_id=a%26b%3Dc%2Fd%25e"
+        );
+        assert!(c.get_order_by_client_id("has space").is_err());
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //! `***`; [`SignedRequest`]'s `Debug` redacts the headers that carry them.
 
 pub mod alpaca;
+pub mod breaker;
 pub mod credentials;
+pub mod http;
+pub mod live;
 pub mod okx;
 
 use std::fmt;

@@ -35,6 +35,21 @@ pub const BASE_URL: &str = "https://www.okx.com";
 /// OKX's limit on `clOrdId`: alphanumeric, 1 to 32 characters.
 pub const MAX_CL_ORD_ID_LEN: usize = 32;
 
+/// The error code of "Order does not exist", OKX's answer to a query for an order it does not
+/// know (for example one whose place request never arrived).
+pub const ORDER_NOT_FOUND: &str = "51603";
+
+/// Codes with which OKX says it could not process a request, as opposed to refusing it:
+/// 50001 service unavailable, 50004 endpoint timeout ("does not mean that the request was
+/// successful or failed"), 50013 system busy, 50026 system error. After one of these an
+/// order's outcome is unknown and the venue is not healthy.
+pub const SYSTEM_ERROR_CODES: &[&str] = &["50001", "50004", "50013", "50026"];
+
+/// Whether `code` (an envelope `code` or an item's `sCode`) is one of [`SYSTEM_ERROR_CODES`].
+pub fn is_system_error(code: &str) -> bool {
+    SYSTEM_ERROR_CODES.contains(&code)
+}
+
 /// `Base64(HMAC_SHA256(secret, prehash))`, where `prehash` is `timestamp + METHOD + path + body`.
 pub fn sign(secret: &str, prehash: &str) -> String {
     // HMAC takes keys of any length (long ones are hashed first), so this cannot fail.
@@ -89,6 +104,16 @@ pub enum OrdType {
     Ioc,
 }
 
+/// `tgtCcy`: what `sz` of a spot market order counts. OKX's default is the quote currency for
+/// buys and the base currency for sells, so a market buy of "0.01" BTC-USDT would spend 0.01
+/// USDT unless the order says `base_ccy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TgtCcy {
+    BaseCcy,
+    QuoteCcy,
+}
+
 /// An order to place at OKX, in OKX's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OkxOrder {
@@ -100,6 +125,8 @@ pub struct OkxOrder {
     pub sz: Decimal,
     pub px: Option<Decimal>,
     pub reduce_only: bool,
+    /// Only for spot market orders; `None` leaves OKX's default.
+    pub tgt_ccy: Option<TgtCcy>,
 }
 
 /// The place-order body; field order is the documented one, so bodies are reproducible.
@@ -117,6 +144,8 @@ struct PlaceBody<'a> {
     sz: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     reduce_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tgt_ccy: Option<TgtCcy>,
 }
 
 /// Which order a cancel or query names: the venue's id or ours.
@@ -288,6 +317,7 @@ pub fn place_body(order: &OkxOrder) -> Result<String, OrderError> {
         px: order.px.map(|px| px.to_string()),
         sz: order.sz.to_string(),
         reduce_only: order.reduce_only,
+        tgt_ccy: order.tgt_ccy,
     };
     serde_json::to_string(&body).map_err(|e| OrderError::invalid("body", e.to_string()))
 }
@@ -570,6 +600,7 @@ mod tests {
             sz: d("2"),
             px: Some(d("432.11")),
             reduce_only: false,
+            tgt_ccy: None,
         }
     }
 
@@ -669,6 +700,7 @@ mod tests {
             sz: d("0.10"),
             px: Some(d("103500.5")),
             reduce_only: true,
+            tgt_ccy: None,
         };
         assert_eq!(
             place_body(&limit).unwrap(),
@@ -683,10 +715,19 @@ mod tests {
             sz: d("0.001"),
             px: None,
             reduce_only: false,
+            tgt_ccy: None,
         };
         assert_eq!(
             place_body(&market).unwrap(),
             r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"0.001"}"#
+        );
+        let in_base = OkxOrder {
+            tgt_ccy: Some(TgtCcy::BaseCcy),
+            ..market
+        };
+        assert_eq!(
+            place_body(&in_base).unwrap(),
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"0.001","tgtCcy":"base_ccy"}"#
         );
     }
 

@@ -16,6 +16,8 @@ use std::time::Duration;
 use colony_host::audit::{AuditFilter, CapabilityMatch, Decision};
 use colony_host::config::HostConfig;
 use colony_host::market::feed::FeedSpec;
+use colony_host::orders::OrderStatus;
+use colony_host::orders::journal::Journal;
 use colony_host::orders::risk::{Instruments, RiskLimits};
 use colony_host::orders::service::KillMode;
 use colony_host::state_store::StateStore;
@@ -416,6 +418,26 @@ async fn orders_paper_fills_fees_and_pnl_match_hand_computed_values() {
     );
     let ev = events(s, "trader", "f1").await;
     assert_eq!(ev.last().unwrap(), "cancelled 0 - - -", "{ev:?}");
+
+    // The journal, written behind the paper exchange, has the same orders and fills.
+    let orders = t.host.orders().unwrap();
+    assert!(orders.flush_journal(Duration::from_secs(10)).await);
+    let url = format!("sqlite://{}", t.dir.path().join("data/orders.db").display());
+    let journal = Journal::open(&url).await.unwrap();
+    let b1 = journal.order("trader", "b1").await.unwrap().unwrap();
+    assert!(b1.venue.starts_with("paper@"), "{}", b1.venue);
+    assert_eq!(b1.state.status, OrderStatus::Filled);
+    assert_eq!(
+        (b1.state.filled_qty, b1.state.fees),
+        (d("1.5"), d("0.0755"))
+    );
+    let r2 = journal.order("trader", "r2").await.unwrap().unwrap();
+    assert_eq!(r2.state.reject_code.as_deref(), Some("venue.post-only"));
+    // b1 and s1 filled in two parts each; nothing else filled.
+    let fills = journal.fills(Some("trader"), 100).await.unwrap();
+    assert_eq!(fills.len(), 4, "{fills:?}");
+    let total: Decimal = fills.iter().map(|f| f.fill.fee).sum();
+    assert_eq!(total, d("0.17525"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

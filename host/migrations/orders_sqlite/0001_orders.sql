@@ -4,7 +4,10 @@
 -- are nanoseconds since the Unix epoch, enums are their lowercase text.
 
 -- `id` (the rowid) breaks ties between orders created in the same nanosecond; an order's
--- identity is (agent, client_id), which is never reused or overwritten. The row holds the
+-- identity is (venue, agent, client_id), which is never reused or overwritten. The paper
+-- exchange journals under `paper@<run start>`, a venue per run (its book does not outlive
+-- the run), so a replay run twice does not collide; lookups by (agent, client_id) find the
+-- newest order. The row holds the
 -- request as risk passed it and the state folded from its events (OrderState::apply), kept
 -- in the same transaction as each event.
 CREATE TABLE orders (
@@ -32,7 +35,7 @@ CREATE TABLE orders (
     sent_ns         INTEGER NULL,
     -- The seq of the order's last event (0: none yet).
     last_seq        INTEGER NOT NULL,
-    UNIQUE (agent, client_id)
+    UNIQUE (venue, agent, client_id)
 );
 CREATE INDEX orders_created ON orders (created_ns, id);
 -- What start-up reconciliation reads: the orders that are not closed.

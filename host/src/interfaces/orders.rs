@@ -162,7 +162,7 @@ impl Host for StoreState {
         }
         let client_id = req.client_id.clone();
         let now = self.clock.now_ns();
-        let ack = match router.place(req, now) {
+        let ack = match router.place_async(req, now).await {
             Ack::Submitted => OrderAck {
                 client_id,
                 status: AckStatus::Submitted,

@@ -7,7 +7,9 @@
 //! 1. [`Journal::record_intent`]: the full request with the agent's client order id, status
 //!    `pending`. The client id is the order's identity and is never regenerated: a retry
 //!    resends the same request under the same id, and a second intent for the same
-//!    (agent, client id) is refused ([`JournalError::Duplicate`]), never overwritten.
+//!    (venue, agent, client id) is refused ([`JournalError::Duplicate`]), never overwritten.
+//!    Lookups by (agent, client id) find the newest order with that pair: the router names
+//!    the paper exchange `paper@<run start>`, so each run's paper orders are their own.
 //! 2. [`Journal::mark_sent`], just before the request is handed to the venue.
 //! 3. [`Journal::record`] for every report the venue sends ([`Journal::record_batch`] for the
 //!    write-behind of the in-process paper venue): the report is appended to the order's
@@ -82,19 +84,19 @@ const INSERT_INTENT: &str = "INSERT INTO orders (venue, agent, client_id, symbol
      price, qty, tif, post_only, reduce_only, status, filled_qty, filled_notional, fees, \
      created_ns, updated_ns, last_seq) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13, $14, $14, 0) \
-     ON CONFLICT (agent, client_id) DO NOTHING";
+     ON CONFLICT (venue, agent, client_id) DO NOTHING";
 /// Keeps the first time: the earliest moment the venue may have seen the order.
-const MARK_SENT: &str =
-    "UPDATE orders SET sent_ns = COALESCE(sent_ns, $1) WHERE agent = $2 AND client_id = $3";
+const MARK_SENT: &str = "UPDATE orders SET sent_ns = COALESCE(sent_ns, $1) WHERE id = (SELECT MAX(id) FROM orders \
+     WHERE agent = $2 AND client_id = $3)";
 const SELECT_ORDER: &str = concat!(
     "SELECT ",
     order_columns!(),
-    " FROM orders o WHERE o.agent = $1 AND o.client_id = $2"
+    " FROM orders o WHERE o.agent = $1 AND o.client_id = $2 ORDER BY o.id DESC LIMIT 1"
 );
 const SELECT_ORDER_FOR_UPDATE: &str = concat!(
     "SELECT ",
     order_columns!(),
-    " FROM orders o WHERE o.agent = $1 AND o.client_id = $2 FOR UPDATE"
+    " FROM orders o WHERE o.agent = $1 AND o.client_id = $2 ORDER BY o.id DESC LIMIT 1 FOR UPDATE"
 );
 const UPDATE_ORDER: &str = "UPDATE orders SET status = $1, venue_order_id = $2, \
      filled_qty = $3, filled_notional = $4, fees = $5, reject_code = $6, updated_ns = $7, \
@@ -104,7 +106,8 @@ const INSERT_EVENT: &str = "INSERT INTO order_events (order_id, seq, ts_ns, kind
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 const SELECT_EVENTS: &str = concat!(
     event_select!(),
-    " WHERE o.agent = $1 AND o.client_id = $2 ORDER BY e.seq"
+    " WHERE e.order_id = (SELECT MAX(id) FROM orders WHERE agent = $1 AND client_id = $2) \
+     ORDER BY e.seq"
 );
 
 /// Why a journal operation failed.
@@ -324,7 +327,7 @@ impl Journal {
 
     /// Writes the intent (the full request, the venue, `now` as created and updated, status
     /// `pending`, not sent) and returns once it is committed. A second intent with the same
-    /// agent and client id is [`JournalError::Duplicate`] and changes nothing.
+    /// venue, agent and client id is [`JournalError::Duplicate`] and changes nothing.
     pub async fn record_intent(
         &self,
         venue: &str,

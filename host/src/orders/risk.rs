@@ -865,6 +865,36 @@ impl RiskEngine {
         }
     }
 
+    /// After a restart, puts back an order the journal knows: its client id is taken again
+    /// (so a replayed or retried place is still a duplicate) and, when it is still working
+    /// with `remaining` quantity, it is open again (towards open orders, open notional and
+    /// worst-case position). No check runs: the order passed them when it was placed. Its
+    /// notional is counted at its limit price (a market order's at zero: it cannot rest).
+    pub fn restore(&mut self, req: &OrderRequest, remaining: Option<Decimal>) {
+        let a = self.agent_entry(&req.agent);
+        a.seen_client_ids.insert(req.client_id.clone());
+        let Some(remaining) = remaining.filter(|r| *r > Decimal::ZERO) else {
+            return;
+        };
+        let price = req.price.unwrap_or(Decimal::ZERO);
+        let notional = price.checked_mul(remaining).unwrap_or(Decimal::MAX);
+        a.open_notional = a
+            .open_notional
+            .checked_add(notional)
+            .unwrap_or(Decimal::MAX);
+        a.open.insert(
+            req.client_id.clone(),
+            OpenOrder {
+                symbol: req.symbol.clone(),
+                side: req.side,
+                remaining,
+                price,
+                notional,
+                accepted: true,
+            },
+        );
+    }
+
     fn reserve(&mut self, req: &OrderRequest, r: Reservation, now: Timestamp) {
         let a = self.agent_entry(&req.agent);
         a.seen_client_ids.insert(req.client_id.clone());

@@ -29,12 +29,190 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::journal::{Journal, JournalError, OrderFilter};
 use super::paper::{PaperConfig, PaperExchange};
 use super::risk::{self, RiskEngine, RiskLimits, Scope, TradingState};
 use super::{ExecKind, ExecReport, OrderKind, OrderRequest, OrderState, OrderStatus};
 use crate::bus::{Bus, Envelope, Priority};
 use crate::market::replay;
 use crate::market::types::{MarketEvent, Quote, Side, Timestamp};
+use crate::venues::live::{LiveVenue, VenueOrder};
+
+const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
+/// Most journaled orders read back at start (today's client ids and every working order).
+const RECOVER_LIMIT: u32 = 1_000_000;
+
+/// What start-up recovery found in the journal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RecoveryReport {
+    /// Orders of today (and working ones) read back.
+    pub known: u64,
+    /// Of those, orders the journal had as working.
+    pub open: u64,
+    /// Working orders the live venue answered for.
+    pub reconciled: u64,
+    /// Working paper orders expired (the paper book did not survive the restart).
+    pub expired: u64,
+    /// Working orders the venue could not be asked about yet (retried in the background).
+    pub unresolved: u64,
+}
+
+/// Spawns on the current runtime; without one (a synchronous unit test) the work is dropped
+/// with an error in the log.
+fn spawn<F>(f: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(f);
+        }
+        Err(_) => tracing::error!("no async runtime: order task not started"),
+    }
+}
+
+/// A crash-test hook: when `COLONY_FAILPOINT` names this point, the order flow stops here
+/// for good (the process keeps running, to be killed with SIGKILL by the test) after saying
+/// so on stderr. Costs one comparison when unset.
+async fn failpoint(name: &str) {
+    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let point = POINT.get_or_init(|| std::env::var("COLONY_FAILPOINT").ok());
+    if point.as_deref() == Some(name) {
+        eprintln!("colony: failpoint {name} reached");
+        loop {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    }
+}
+
+/// The reports that bring `state` (the journal's) up to what the venue says (`v`).
+pub fn reconcile_reports(state: &OrderState, v: &VenueOrder, now: Timestamp) -> Vec<ExecReport> {
+    let req = &state.request;
+    let report = |kind| ExecReport {
+        agent: req.agent.clone(),
+        client_id: req.client_id.clone(),
+        symbol: req.symbol.clone(),
+        side: req.side,
+        venue_order_id: Some(v.venue_order_id.clone()),
+        kind,
+        ts: now,
+    };
+    let mut out = Vec::new();
+    if state.status == OrderStatus::Pending && v.status != OrderStatus::Rejected {
+        out.push(report(ExecKind::Accepted));
+    }
+    if v.filled_qty > state.filled_qty {
+        let qty = v.filled_qty - state.filled_qty;
+        // The new fills' price: the venue's average over everything, less what is known.
+        let price = v
+            .avg_price
+            .and_then(|avg| avg.checked_mul(v.filled_qty))
+            .and_then(|total| total.checked_sub(state.filled_notional))
+            .and_then(|rest| rest.checked_div(qty))
+            .or(v.avg_price)
+            .unwrap_or(Decimal::ZERO);
+        out.push(report(ExecKind::Fill(super::FillReport {
+            qty,
+            price,
+            fee: Decimal::ZERO,
+            fee_currency: "".into(),
+            liquidity: super::Liquidity::Taker,
+        })));
+    }
+    match v.status {
+        OrderStatus::Cancelled => out.push(report(ExecKind::Cancelled)),
+        OrderStatus::Expired => out.push(report(ExecKind::Expired)),
+        OrderStatus::Rejected => out.push(report(ExecKind::Rejected {
+            code: "venue.rejected".into(),
+            message: format!("venue state {}", v.venue_state),
+        })),
+        _ => {}
+    }
+    out
+}
+
+/// What the paper exchange's journal writer is asked to write, in order.
+enum JournalOp {
+    Intent(OrderRequest, Timestamp),
+    Report(ExecReport),
+}
+
+/// The write-behind journal of the paper exchange: an unbounded queue (the router never
+/// waits on the disk) drained by a task that writes reports in batches, one transaction each.
+struct JournalSink {
+    tx: tokio::sync::mpsc::UnboundedSender<JournalOp>,
+    queued: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
+}
+
+impl JournalSink {
+    fn start(journal: Journal, venue: Arc<str>) -> JournalSink {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<JournalOp>();
+        let written = Arc::new(AtomicU64::new(0));
+        let w = Arc::clone(&written);
+        spawn(async move {
+            let mut ops = Vec::new();
+            while rx.recv_many(&mut ops, 1024).await > 0 {
+                let n = ops.len() as u64;
+                let mut reports = Vec::new();
+                for op in ops.drain(..) {
+                    match op {
+                        JournalOp::Intent(req, now) => {
+                            if !reports.is_empty() {
+                                write_reports(&journal, &mut reports).await;
+                            }
+                            if let Err(e) = journal.record_intent(&venue, &req, now).await {
+                                tracing::error!(error = %e, client_id = %req.client_id, "paper order intent not journaled");
+                            }
+                        }
+                        JournalOp::Report(r) => reports.push(r),
+                    }
+                }
+                write_reports(&journal, &mut reports).await;
+                w.fetch_add(n, Ordering::Release);
+            }
+        });
+        JournalSink {
+            tx,
+            queued: Arc::new(AtomicU64::new(0)),
+            written,
+        }
+    }
+
+    fn send(&self, op: JournalOp) {
+        if self.tx.send(op).is_ok() {
+            self.queued.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn flush(&self, limit: Duration) -> bool {
+        let target = self.queued.load(Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.written.load(Ordering::Acquire) < target {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+}
+
+async fn write_reports(journal: &Journal, reports: &mut Vec<ExecReport>) {
+    if reports.is_empty() {
+        return;
+    }
+    if let Err(e) = journal.record_batch(reports).await {
+        // One bad report must not lose the batch: write them one by one.
+        tracing::warn!(error = %e, "journal batch refused; writing its reports one by one");
+        for r in reports.iter() {
+            if let Err(e) = journal.record(r).await {
+                tracing::error!(error = %e, client_id = %r.client_id, "paper report not journaled");
+            }
+        }
+    }
+    reports.clear();
+}
 
 /// Closed orders kept in memory for `colony orders list` (the journal keeps all of them).
 const RECENT_CLOSED: usize = 1_000;
@@ -281,6 +459,20 @@ pub struct OrderService {
     core: Mutex<Core>,
     bus: Bus,
     venue: Arc<str>,
+    /// The venue as the journal names it: the live venue's name, or `paper@<start ns>` for
+    /// the paper exchange, whose book lives and dies with one run (so a replay run again
+    /// with the same client ids is a new set of orders, not duplicates of the last run's).
+    journal_venue: Arc<str>,
+    /// A live venue (OKX, Alpaca); `None`: the paper exchange.
+    live: Option<Arc<LiveVenue>>,
+    /// The order journal: awaited before a live venue sees an order, written behind the
+    /// paper exchange (through `sink`).
+    journal: Option<Journal>,
+    sink: Option<JournalSink>,
+    journal_errors: AtomicU64,
+    unresolved: AtomicU64,
+    /// This service, for tasks that outlive a call.
+    me: std::sync::Weak<OrderService>,
     config: OrdersConfig,
     placed: AtomicU64,
     submitted: AtomicU64,
@@ -355,11 +547,46 @@ fn reference(event: &MarketEvent) -> Option<Quote> {
 }
 
 impl OrderService {
-    /// A router for the paper exchange, publishing order events on `bus`.
+    /// A router for the paper exchange, publishing order events on `bus`, without a journal
+    /// (benchmarks and tests of the router alone).
     pub fn paper(bus: Bus, config: OrdersConfig) -> Arc<OrderService> {
+        Self::build(bus, config, None, None)
+    }
+
+    /// A router for `live` (or the paper exchange when `None`) that journals every order in
+    /// `journal`: awaited before a live venue sees an order, written behind the paper
+    /// exchange by a task (needs a tokio runtime).
+    pub fn with_journal(
+        bus: Bus,
+        config: OrdersConfig,
+        live: Option<Arc<LiveVenue>>,
+        journal: Journal,
+    ) -> Arc<OrderService> {
+        Self::build(bus, config, live, Some(journal))
+    }
+
+    fn build(
+        bus: Bus,
+        config: OrdersConfig,
+        live: Option<Arc<LiveVenue>>,
+        journal: Option<Journal>,
+    ) -> Arc<OrderService> {
         let mut risk = RiskEngine::new(config.risk.clone());
         risk.set_trading_state(Scope::Global, TradingState::Active);
-        Arc::new(OrderService {
+        let venue: Arc<str> = match &live {
+            Some(l) => l.name().into(),
+            None => "paper".into(),
+        };
+        let journal_venue: Arc<str> = match &live {
+            Some(l) => l.name().into(),
+            None => format!("paper@{}", crate::clock::Clock::system().now_ns()).into(),
+        };
+        let sink = match (&live, &journal) {
+            (None, Some(j)) => Some(JournalSink::start(j.clone(), journal_venue.clone())),
+            _ => None,
+        };
+        Arc::new_cyclic(|me| OrderService {
+            me: me.clone(),
             core: Mutex::new(Core {
                 risk,
                 paper: PaperExchange::new(config.paper.clone()),
@@ -374,7 +601,13 @@ impl OrderService {
                 scratch: Vec::new(),
             }),
             bus,
-            venue: "paper".into(),
+            venue,
+            journal_venue,
+            live,
+            journal,
+            sink,
+            journal_errors: AtomicU64::new(0),
+            unresolved: AtomicU64::new(0),
             config,
             placed: AtomicU64::new(0),
             submitted: AtomicU64::new(0),
@@ -423,14 +656,49 @@ impl OrderService {
         core.scratch = out;
     }
 
-    /// Places an order for `agent` (its grant was checked by the caller) at time `now`.
+    /// Places an order for `agent` (its grant was checked by the caller) at time `now`. With
+    /// the paper exchange everything happens before this returns; with a live venue the intent
+    /// is journaled and the order sent by a task (use [`place_async`](Self::place_async) to
+    /// wait for the journal).
     pub fn place(self: &Arc<Self>, req: OrderRequest, now: Timestamp) -> Ack {
+        match self.admit(req, now) {
+            Err(ack) => ack,
+            Ok(req) if self.live.is_some() => {
+                let svc = Arc::clone(self);
+                spawn(async move {
+                    svc.go_live(req, now).await;
+                });
+                Ack::Submitted
+            }
+            Ok(req) => {
+                let mut core = self.lock();
+                self.submit(&mut core, req, now);
+                Ack::Submitted
+            }
+        }
+    }
+
+    /// [`place`](Self::place), but with a live venue it returns only once the intent is
+    /// durable in the journal, so `submitted` means the order will not be lost.
+    pub async fn place_async(self: &Arc<Self>, req: OrderRequest, now: Timestamp) -> Ack {
+        if self.live.is_none() {
+            return self.place(req, now);
+        }
+        match self.admit(req, now) {
+            Err(ack) => ack,
+            Ok(req) => self.go_live(req, now).await,
+        }
+    }
+
+    /// Risk and the approval threshold: `Ok` when the order may go to the venue now (it is
+    /// reserved in the risk engine), else the ack to give.
+    fn admit(self: &Arc<Self>, req: OrderRequest, now: Timestamp) -> Result<OrderRequest, Ack> {
         self.placed.fetch_add(1, Ordering::Relaxed);
         let mut core = self.lock();
         let reference = core.refs.get(&req.symbol).cloned();
         if let Err(rej) = core.risk.check(&req, reference.as_ref(), now) {
             drop(core);
-            return self.refuse(&req, rej.code.as_str(), rej.detail, now);
+            return Err(self.refuse(&req, rej.code.as_str(), rej.detail, now));
         }
         let notional = match (req.kind, req.price, &reference) {
             (OrderKind::Limit, Some(p), _) => p.saturating_mul(req.qty),
@@ -461,10 +729,247 @@ impl OrderService {
             );
             drop(core);
             self.spawn_approval(id, req, notional);
-            return Ack::PendingApproval { id };
+            return Err(Ack::PendingApproval { id });
         }
-        self.submit(&mut core, req, now);
+        Ok(req)
+    }
+
+    /// Journals the intent (durably), then hands the order to a task that sends it. A journal
+    /// that cannot be written refuses the order (`host.journal`): nothing unjournaled is sent.
+    async fn go_live(self: &Arc<Self>, req: OrderRequest, now: Timestamp) -> Ack {
+        self.submitted.fetch_add(1, Ordering::Relaxed);
+        if let Some(j) = &self.journal
+            && let Err(e) = j.record_intent(&self.journal_venue, &req, now).await
+        {
+            self.journal_errors.fetch_add(1, Ordering::Relaxed);
+            self.lock().risk.on_closed(&req.agent, &req.client_id);
+            return self.refuse(
+                &req,
+                "host.journal",
+                format!("intent not journaled: {e}"),
+                now,
+            );
+        }
+        let key = (req.agent.clone(), req.client_id.clone());
+        self.lock()
+            .orders
+            .insert(key, OrderState::new(req.clone(), now));
+        let svc = Arc::clone(self);
+        spawn(async move {
+            svc.send_live(req, now, true).await;
+        });
         Ack::Submitted
+    }
+
+    /// Sends a journaled order to the live venue and records the answer. An unknown outcome
+    /// (timeout, venue down) leaves the order pending and reconciles it by client id.
+    async fn send_live(self: Arc<Self>, req: OrderRequest, now: Timestamp, first: bool) {
+        let Some(live) = self.live.clone() else {
+            return;
+        };
+        if first {
+            failpoint("order.after-intent").await;
+            if let Some(j) = &self.journal
+                && let Err(e) = j.mark_sent(&req.agent, &req.client_id, now).await
+            {
+                self.journal_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, client_id = %req.client_id, "cannot journal the send");
+            }
+        }
+        match live.place(&req, now).await {
+            Ok(report) => {
+                failpoint("order.after-send").await;
+                self.record(report).await;
+                failpoint("order.after-ack").await;
+            }
+            Err(e) if e.outcome_unknown() => {
+                tracing::warn!(error = %e, client_id = %req.client_id,
+                    "order outcome unknown; reconciling by client id");
+                self.reconcile_later(req);
+            }
+            Err(e) => {
+                let report = ExecReport {
+                    agent: req.agent.clone(),
+                    client_id: req.client_id.clone(),
+                    symbol: req.symbol.clone(),
+                    side: req.side,
+                    venue_order_id: None,
+                    kind: ExecKind::Rejected {
+                        code: "venue.unavailable".into(),
+                        message: e.to_string(),
+                    },
+                    ts: now,
+                };
+                self.record(report).await;
+            }
+        }
+    }
+
+    /// Journals a live venue's report, then applies it (so an event an agent saw is never
+    /// missing from the journal).
+    async fn record(&self, report: ExecReport) {
+        if let Some(j) = &self.journal
+            && let Err(e) = j.record(&report).await
+        {
+            self.journal_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, client_id = %report.client_id, "cannot journal a venue report");
+        }
+        let mut core = self.lock();
+        self.apply(&mut core, report);
+    }
+
+    /// Asks the venue about an order whose send had no known outcome, a few times with
+    /// backoff, and records what it says; if the venue never got it, sends it again with the
+    /// same client id.
+    fn reconcile_later(self: &Arc<Self>, req: OrderRequest) {
+        let svc = Arc::clone(self);
+        spawn(async move {
+            let mut wait = Duration::from_millis(200);
+            for _ in 0..6 {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+                if svc.reconcile_one(&req).await {
+                    return;
+                }
+            }
+            svc.unresolved.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(client_id = %req.client_id, agent = %req.agent,
+                "order state unknown after retries; it stays pending until the next start");
+        });
+    }
+
+    /// Queries one pending or working order at the live venue and records the difference.
+    /// Returns whether the venue answered.
+    async fn reconcile_one(self: &Arc<Self>, req: &OrderRequest) -> bool {
+        let Some(live) = self.live.clone() else {
+            return true;
+        };
+        let key = (req.agent.clone(), req.client_id.clone());
+        let Some(state) = self.lock().orders.get(&key).cloned() else {
+            return true;
+        };
+        match live.query(req).await {
+            Ok(Some(v)) => {
+                let now = crate::clock::Clock::system().now_ns();
+                for r in reconcile_reports(&state, &v, now) {
+                    self.record(r).await;
+                }
+                true
+            }
+            Ok(None) if state.status == OrderStatus::Pending => {
+                // The venue never got it: sending it now (same client id) sends it once.
+                tracing::info!(client_id = %req.client_id, "venue does not know the order; sending it");
+                Box::pin(Arc::clone(self).send_live(req.clone(), state.created, false)).await;
+                true
+            }
+            Ok(None) => {
+                let now = crate::clock::Clock::system().now_ns();
+                let report = ExecReport {
+                    agent: req.agent.clone(),
+                    client_id: req.client_id.clone(),
+                    symbol: req.symbol.clone(),
+                    side: req.side,
+                    venue_order_id: state.venue_order_id.clone(),
+                    kind: ExecKind::Expired,
+                    ts: now,
+                };
+                self.record(report).await;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, client_id = %req.client_id, "reconcile query failed");
+                false
+            }
+        }
+    }
+
+    /// Start-up recovery from the journal: every order of today keeps its client id taken,
+    /// working orders are reconciled with the live venue by client id (sent now if the venue
+    /// never got them), and orders left working on the paper exchange, which did not survive
+    /// the restart, are expired.
+    pub async fn recover(self: &Arc<Self>, now: Timestamp) -> Result<RecoveryReport, JournalError> {
+        let mut report = RecoveryReport::default();
+        let Some(j) = self.journal.clone() else {
+            return Ok(report);
+        };
+        let today = now / NANOS_PER_DAY;
+        let orders = j
+            .orders(&OrderFilter {
+                limit: Some(RECOVER_LIMIT),
+                ..OrderFilter::default()
+            })
+            .await?;
+        let mut open = Vec::new();
+        {
+            let mut core = self.lock();
+            for o in &orders {
+                let working = !o.state.status.is_closed();
+                if self.live.is_none() {
+                    // The paper exchange starts afresh every run: a working paper order of an
+                    // earlier run lost its book; its client id belongs to that run.
+                    if working && o.venue.starts_with("paper") {
+                        open.push(o.state.request.clone());
+                        report.known += 1;
+                    }
+                    continue;
+                }
+                if o.venue != *self.journal_venue
+                    || (o.state.created / NANOS_PER_DAY < today && !working)
+                {
+                    continue;
+                }
+                report.known += 1;
+                if working {
+                    core.risk
+                        .restore(&o.state.request, Some(o.state.remaining()));
+                    let key = (
+                        o.state.request.agent.clone(),
+                        o.state.request.client_id.clone(),
+                    );
+                    core.orders.insert(key, o.state.clone());
+                    open.push(o.state.request.clone());
+                } else {
+                    core.risk.restore(&o.state.request, None);
+                }
+            }
+        }
+        for req in open {
+            report.open += 1;
+            if self.live.is_none() {
+                // The paper exchange lost its book with the old process.
+                let expired = ExecReport {
+                    agent: req.agent.clone(),
+                    client_id: req.client_id.clone(),
+                    symbol: req.symbol.clone(),
+                    side: req.side,
+                    venue_order_id: None,
+                    kind: ExecKind::Expired,
+                    ts: now,
+                };
+                if let Err(e) = j.record(&expired).await {
+                    tracing::error!(error = %e, client_id = %req.client_id, "cannot expire an order");
+                }
+                report.expired += 1;
+            } else if self.reconcile_one(&req).await {
+                report.reconciled += 1;
+            } else {
+                report.unresolved += 1;
+                self.reconcile_later(req);
+            }
+        }
+        tracing::info!(known = report.known, open = report.open, reconciled = report.reconciled,
+            expired = report.expired, unresolved = report.unresolved, venue = %self.venue,
+            "order journal recovered");
+        Ok(report)
+    }
+
+    /// Waits (up to `limit`) until the journal has every report written behind the paper
+    /// exchange; returns whether it has.
+    pub async fn flush_journal(&self, limit: Duration) -> bool {
+        match &self.sink {
+            Some(sink) => sink.flush(limit).await,
+            None => true,
+        }
     }
 
     /// Sends a reserved order to the venue and applies what it answers.
@@ -472,6 +977,9 @@ impl OrderService {
         self.submitted.fetch_add(1, Ordering::Relaxed);
         let key = (req.agent.clone(), req.client_id.clone());
         core.orders.insert(key, OrderState::new(req.clone(), now));
+        if let Some(sink) = &self.sink {
+            sink.send(JournalOp::Intent(req.clone(), now));
+        }
         let mut out = std::mem::take(&mut core.scratch);
         core.paper.place(&req, now, &mut out);
         for r in out.drain(..) {
@@ -520,6 +1028,9 @@ impl OrderService {
             return;
         };
         let status = state.apply(&report);
+        if let Some(sink) = &self.sink {
+            sink.send(JournalOp::Report(report.clone()));
+        }
         let update = OrderUpdate {
             report: report.clone(),
             status,
@@ -593,6 +1104,12 @@ impl OrderService {
             .check_cancel(agent, now)
             .map_err(|r| CancelError::Rate(r.to_string()))?;
         self.cancels.fetch_add(1, Ordering::Relaxed);
+        if self.live.is_some() {
+            if let Some(o) = core.orders.get(&key) {
+                self.cancel_live(o.request.clone(), o.venue_order_id.clone(), now);
+            }
+            return Ok(());
+        }
         let mut out = std::mem::take(&mut core.scratch);
         core.paper.cancel(agent, client_id, now, &mut out);
         for r in out.drain(..) {
@@ -600,6 +1117,34 @@ impl OrderService {
         }
         core.scratch = out;
         Ok(())
+    }
+
+    /// Sends a cancel to the live venue from a task; the `cancelled` report is recorded when
+    /// the venue confirms.
+    fn cancel_live(&self, req: OrderRequest, venue_order_id: Option<String>, now: Timestamp) {
+        let Some(live) = self.live.clone() else {
+            return;
+        };
+        let journal = self.journal.clone();
+        let me = self.self_ref();
+        spawn(async move {
+            match live.cancel(&req, venue_order_id.as_deref(), now).await {
+                Ok(report) => {
+                    if let Some(svc) = me.and_then(|w| w.upgrade()) {
+                        svc.record(report).await;
+                    } else if let Some(j) = journal {
+                        let _ = j.record(&report).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, client_id = %req.client_id, "cancel not confirmed by the venue");
+                }
+            }
+        });
+    }
+
+    fn self_ref(&self) -> Option<std::sync::Weak<OrderService>> {
+        Some(self.me.clone())
     }
 
     /// The symbol of a working order (for the `orders.cancel` grant check).
@@ -657,7 +1202,18 @@ impl OrderService {
             None => core.kill = mode,
         }
         let mut cancelled = 0;
-        if matches!(mode, KillMode::On | KillMode::Reducing) {
+        if matches!(mode, KillMode::On | KillMode::Reducing) && self.live.is_some() {
+            let working: Vec<(OrderRequest, Option<String>)> = core
+                .orders
+                .values()
+                .filter(|o| agent.is_none_or(|a| *o.request.agent == *a))
+                .map(|o| (o.request.clone(), o.venue_order_id.clone()))
+                .collect();
+            cancelled = working.len();
+            for (req, vid) in working {
+                self.cancel_live(req, vid, now);
+            }
+        } else if matches!(mode, KillMode::On | KillMode::Reducing) {
             let mut out = std::mem::take(&mut core.scratch);
             core.paper.cancel_all(agent, now, &mut out);
             cancelled = out.iter().filter(|r| r.kind == ExecKind::Cancelled).count();
@@ -694,7 +1250,14 @@ impl OrderService {
         let Some(w) = core.waiting.remove(&id) else {
             return false;
         };
-        if approve {
+        if approve && self.live.is_some() {
+            drop(core);
+            if let Some(svc) = self.self_ref().and_then(|w| w.upgrade()) {
+                spawn(async move {
+                    svc.go_live(w.request, now).await;
+                });
+            }
+        } else if approve {
             self.submit(&mut core, w.request, now);
         } else {
             core.risk.on_closed(&w.request.agent, &w.request.client_id);

@@ -144,14 +144,51 @@ async fn start_orders(
     market: Option<&Arc<MarketService>>,
 ) -> anyhow::Result<Option<Arc<OrderService>>> {
     use crate::orders::config::VenueChoice;
+    use crate::venues::credentials::VenueCredentials;
+    use crate::venues::live::LiveVenue;
     let settings = &config.orders;
-    let orders = match &settings.venue {
+    let live = match &settings.venue {
         VenueChoice::None => return Ok(None),
-        VenueChoice::Paper => OrderService::paper(bus.clone(), settings.router.clone()),
-        VenueChoice::Okx { .. } | VenueChoice::Alpaca { .. } => {
-            anyhow::bail!("orders.venue: live venues are configured but not wired yet")
+        VenueChoice::Paper => None,
+        VenueChoice::Okx { url, demo } => {
+            let creds = VenueCredentials::from_env()?.okx.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "orders.venue okx needs COLONY_OKX_API_KEY, COLONY_OKX_SECRET and \
+                     COLONY_OKX_PASSPHRASE"
+                )
+            })?;
+            Some(Arc::new(LiveVenue::okx(
+                creds,
+                *demo,
+                url,
+                settings.venue_timeout,
+            )?))
+        }
+        VenueChoice::Alpaca { url } => {
+            let creds = VenueCredentials::from_env()?.alpaca.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "orders.venue alpaca needs COLONY_ALPACA_KEY_ID and COLONY_ALPACA_SECRET_KEY"
+                )
+            })?;
+            let env = if url.contains("paper") {
+                crate::venues::alpaca::AlpacaEnv::Paper
+            } else {
+                crate::venues::alpaca::AlpacaEnv::Live
+            };
+            Some(Arc::new(LiveVenue::alpaca(
+                creds,
+                env,
+                url,
+                settings.venue_timeout,
+            )?))
         }
     };
+    let url = match &settings.journal {
+        Some(u) => u.clone(),
+        None => format!("sqlite://{}", config.data_dir.join("orders.db").display()),
+    };
+    let journal = crate::orders::journal::Journal::open(&url).await?;
+    let orders = OrderService::with_journal(bus.clone(), settings.router.clone(), live, journal);
     if let Some(m) = market {
         m.set_observer(orders.clone());
     }
@@ -159,6 +196,11 @@ async fn start_orders(
     for (agent, mode) in crate::orders::service::load_kill_switches(&config.data_dir)? {
         orders.kill_switch(agent.as_deref(), mode, now);
     }
+    // Before any agent runs: today's client ids are taken again, and working orders are
+    // reconciled with the venue.
+    orders
+        .recover(crate::clock::Clock::system().now_ns())
+        .await?;
     Ok(Some(orders))
 }
 
@@ -837,6 +879,11 @@ impl Host {
     /// Stops every plugin (agents finish their queued events first) and returns their final
     /// status.
     pub async fn shutdown(&self) -> Vec<PluginStatus> {
+        if let Some(o) = &self.orders
+            && !o.flush_journal(Duration::from_secs(10)).await
+        {
+            tracing::error!("the order journal did not catch up within 10 s");
+        }
         let entries: Vec<Entry> = self
             .registry
             .write()

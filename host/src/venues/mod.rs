@@ -1,10 +1,14 @@
-//! Venue request layer: turns an order description into the exact HTTP request a venue expects
-//! (OKX v5 REST, Alpaca) and a venue's response body into an [`OrderOutcome`] or typed state.
+//! Venue adapters for real accounts (OKX v5 REST, Alpaca), in two layers:
+//! - the request layer ([`okx`], [`alpaca`], [`credentials`]) turns an order description into
+//!   the exact HTTP request a venue expects and a venue's response body into an
+//!   [`OrderOutcome`] or typed state, with no I/O, so signing and parsing are deterministic and
+//!   tested against the venues' published vectors;
+//! - the I/O layer ([`http`] sends, [`breaker`] cuts off a venue that keeps failing, [`live`]
+//!   is one account: place, cancel, query by client id).
 //!
-//! **Architecture Invariant:** this module does no I/O and knows nothing about plugins, grants or
-//! risk checks. A caller (the order router of issue 6) has already decided an order may go out; it
-//! asks this module for a [`SignedRequest`], sends it, and hands the response body back here. That
-//! keeps signing and parsing deterministic and testable against the venues' published vectors.
+//! **Architecture Invariant:** nothing here knows about plugins, grants or risk checks. The
+//! order router (`orders::service`) has already decided an order may go out, journaled it, and
+//! calls [`live::LiveVenue`].
 //!
 //! Everything in a response is controlled by the network, so parsers never panic: a body that is
 //! not what the venue documents is a [`ResponseError`], and bodies over [`MAX_RESPONSE_BYTES`] are

@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// Wasm agents subscribed to the replay in the market-data measurement.
     #[arg(long, default_value_t = 10)]
     market_agents: usize,
+    /// Ticks timed in the orders measurement (tick → agent decision → risk → paper fill).
+    #[arg(long, default_value_t = 20_000)]
+    order_ticks: usize,
 }
 
 pub async fn bench(args: BenchArgs) -> CliResult {
@@ -38,6 +41,8 @@ pub async fn bench(args: BenchArgs) -> CliResult {
     let bus = crate::bench::bus(crate::embedded::BENCH_AGENT, args.bus_messages, 2_000).await?;
     let market =
         crate::bench::market(crate::embedded::BENCH_AGENT, args.market_agents.max(1)).await?;
+    let orders =
+        crate::bench::orders(crate::embedded::BENCH_AGENT, args.order_ticks.max(1)).await?;
     if args.json {
         println!(
             "{}",
@@ -49,6 +54,8 @@ pub async fn bench(args: BenchArgs) -> CliResult {
                 "bus_fanout_per_sec_target": 500_000,
                 "market": market,
                 "market_deliveries_per_sec_target": 500_000,
+                "orders": orders,
+                "orders_tick_to_fill_p99_us_target": 100,
             }))?
         );
         return Ok(());
@@ -136,6 +143,26 @@ pub async fn bench(args: BenchArgs) -> CliResult {
         market.book_apply_ns,
         market.native_map_insert_ns,
         market.publish_ns
+    );
+    println!(
+        "{:<30} p50 {:.1} us, p99 {:.1} us, max {:.0} us through a wasm agent, {} ticks (native calls: p50 {:.1} us, p99 {:.1} us; p50 {:.1}x native; target p99 <= 100 us) {}",
+        "orders tick->fill",
+        orders.tick_to_fill_p50_us,
+        orders.tick_to_fill_p99_us,
+        orders.tick_to_fill_max_us,
+        orders.ticks,
+        orders.native_p50_us,
+        orders.native_p99_us,
+        orders.tick_to_fill_p50_us / orders.native_p50_us,
+        if orders.tick_to_fill_p99_us <= 100.0 {
+            "ok"
+        } else {
+            "OVER"
+        }
+    );
+    println!(
+        "{:<30} {:.0} ns/order with every limit set ({:.0} ns without the order-rate limits); router place {:.0} ns/order (risk, paper fill, events)",
+        "orders risk check", orders.risk_check_ns, orders.risk_check_no_rate_ns, orders.place_ns
     );
     Ok(())
 }

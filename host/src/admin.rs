@@ -195,6 +195,7 @@ async fn handle(host: &Host, req: Request) -> Response {
                     "issues": m.issues(),
                     "symbols": m.statuses(),
                 })),
+                "orders": host.orders().map(|o| o.status()),
             })))
         }
         "tools" => json(serde_json::to_value(host.tools().await)),

@@ -716,3 +716,179 @@ async fn orders_above_the_threshold_need_n_of_m_risk_agents() {
         ["rejected 0 - - approval.consensus"]
     );
 }
+
+/// The operator's side through the real binary: `colony orders list`, `colony approvals`,
+/// `colony orders kill-switch` against a running `colony run`, the status lines, and
+/// `colony orders list` reading the journal once the host is gone.
+#[test]
+fn orders_cli_lists_approves_and_kills_through_a_running_host() {
+    use crate::support::{Running, colony, stderr, stdout};
+    let root = tempfile::tempdir().unwrap();
+    let plugins = root.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    colony_tests::install(&plugins, guests::ORDERS_AGENT, "trader.wasm");
+    let feed_file = feed(root.path());
+    // A 5 s event deadline: a place waits for nothing but the router, yet the CI machine is
+    // shared and loaded.
+    let toml = format!(
+        "plugins = \"plugins\"\ntick_ms = 0\n[limits.agent]\ndeadline_ms = 5000\n\
+         [market]\nfeed = \"replay:{}\"\n[orders]\napproval_notional = \"150\"\n\
+         [grants.trader]\ncapabilities = [\"orders.place:*\", \"orders.cancel:*\"]\n",
+        feed_file.display()
+    );
+    let config = root.path().join("colony.toml");
+    std::fs::write(&config, toml).unwrap();
+    let data = root.path().join("data");
+    let child = std::process::Command::new(crate::support::COLONY)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("COLONY_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let host = Running(child);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = colony(&data, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let wait = |what: &str, ok: &mut dyn FnMut() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !ok() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("the host", &mut || {
+        colony(&data, &["status"]).status.success()
+    });
+    // The replay (two events) has run once the book is there.
+    wait("the market", &mut || {
+        json(&["status", "--json"])["market"]["published"].as_u64() == Some(2)
+    });
+    let send = |text: &str| {
+        let out = colony(&data, &["bus", "pub", "agent.trader.inbox", text]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+
+    send("place b1 BTC-USDT buy market - 1");
+    send("place r1 BTC-USDT buy limit 99 1");
+    send("place a2 BTC-USDT buy limit 99 2");
+    wait("the orders", &mut || {
+        let v = json(&["orders", "list", "--json"]);
+        v["open"].as_array().map(Vec::len) == Some(1)
+            && v["approvals"].as_array().map(Vec::len) == Some(1)
+    });
+    let v = json(&["orders", "list", "--json"]);
+    assert_eq!(v["venue"], "paper");
+    assert_eq!(v["open"][0]["client_id"], "r1");
+    assert_eq!(v["fills"][0]["price"], "100.5");
+    assert_eq!(v["fills"][0]["fee"], "0.05025");
+    assert_eq!(v["positions"][0]["qty"], "1");
+    // 100,000 − 0.05025 cash; equity at the 100.25 mid: −0.25 unrealised.
+    assert_eq!(v["accounts"][0]["cash"], "99999.94975");
+    assert_eq!(v["accounts"][0]["equity"], "99999.69975");
+    let text = stdout(&colony(&data, &["orders", "list"]));
+    assert!(
+        text.contains("open orders:") && text.contains("r1"),
+        "{text}"
+    );
+
+    // The approval queue: a2 (notional 198) waits; deny it.
+    let waiting = json(&["approvals", "list", "--json"]);
+    assert_eq!(waiting[0]["client_id"], "a2");
+    let id = waiting[0]["id"].to_string();
+    let out = colony(&data, &["approvals", "deny", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json(&["approvals", "list", "--json"]),
+        serde_json::json!([])
+    );
+    let out = colony(&data, &["approvals", "approve", &id]);
+    assert!(
+        !out.status.success(),
+        "a decided approval cannot be approved"
+    );
+
+    // The kill switch cancels r1, is shown by status, and is kept for the next start.
+    let out = colony(&data, &["orders", "kill-switch", "on"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("1 working orders cancelled"),
+        "{}",
+        stdout(&out)
+    );
+    let status = stdout(&colony(&data, &["status"]));
+    assert!(status.contains("kill switch on for *"), "{status}");
+    assert!(status.contains("orders on paper:"), "{status}");
+    assert!(data.join("kill-switch.json").exists());
+    let bad = colony(&data, &["orders", "kill-switch", "maybe"]);
+    assert_eq!(bad.status.code(), Some(3), "{}", stderr(&bad));
+    send("place b2 BTC-USDT buy market - 1");
+    wait("b2 refused", &mut || {
+        let v = json(&["orders", "list", "--json"]);
+        v["recent"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|o| o["client_id"] == "b2" && o["reject_code"] == "risk.kill-switch")
+    });
+    let v = json(&["orders", "list", "--json"]);
+    assert_eq!(v["rejections"]["risk.kill-switch"], 1);
+    let recent: Vec<(String, String)> = v["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["client_id"].as_str().unwrap().to_string(),
+                o["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for want in [("b1", "filled"), ("a2", "rejected"), ("r1", "cancelled")] {
+        assert!(
+            recent.contains(&(want.0.to_string(), want.1.to_string())),
+            "{want:?} in {recent:?}"
+        );
+    }
+
+    // Without the host, the list comes from the journal, written behind the exchange: wait
+    // until it has caught up (r1 cancelled), then stop the host.
+    let url = format!("sqlite://{}", data.join("orders.db").display());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let journal = Journal::open(&url).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r1 = journal.order("trader", "r1").await.unwrap();
+            if r1.is_some_and(|o| o.state.status == OrderStatus::Cancelled) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "journal did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    drop(host);
+    let out = colony(&data, &["orders", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["source"], "journal");
+    let ids: Vec<&str> = v["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["client_id"].as_str().unwrap())
+        .collect();
+    // Orders refused before the venue (b2 by risk, a2 by the operator) are not journaled:
+    // they are in the audit, the counters and the agent's events.
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    for id in ["b1", "r1"] {
+        assert!(ids.contains(&id), "{id} in {ids:?}");
+    }
+}

@@ -9,6 +9,7 @@ mod bench;
 mod bus;
 mod grants;
 mod new;
+mod orders;
 mod plugins;
 mod run;
 mod status;
@@ -109,6 +110,12 @@ enum Command {
     New(new::NewCommand),
     /// Measure Colony against raw wasmtime on the same component and print the ratios.
     Bench(bench::BenchArgs),
+    /// Open orders, fills, positions and PnL; the kill switch.
+    #[command(subcommand)]
+    Orders(orders::OrdersCommand),
+    /// Orders waiting for an operator's approval: list, approve, deny.
+    #[command(subcommand)]
+    Approvals(orders::ApprovalsCommand),
 }
 
 /// Entry point of the `colony` binary.
@@ -137,6 +144,8 @@ pub fn main() -> ExitCode {
             Command::Status(args) => status::status(args, data_dir).await,
             Command::New(cmd) => new::new(cmd),
             Command::Bench(args) => bench::bench(args).await,
+            Command::Orders(cmd) => orders::orders(cmd, data_dir).await,
+            Command::Approvals(cmd) => orders::approvals(cmd, data_dir).await,
         }
     });
     match result {

@@ -68,6 +68,40 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
         "bus: {} published, {} delivered, {} dead letters (watch with `colony bus sub '_DEAD.>'`), {} late replies",
         bus["published"], bus["delivered"], bus["dead_letters"], bus["late_replies"]
     );
+    let orders = &resp.result["orders"];
+    if !orders.is_null() {
+        let c = &orders["counters"];
+        println!(
+            "orders on {}: {} placed, {} submitted, {} rejected, {} fills, {} open, {} waiting approval, \
+             {} journal errors, {} unresolved",
+            orders["venue"].as_str().unwrap_or("?"),
+            c["placed"],
+            c["submitted"],
+            c["rejected"],
+            c["fills"],
+            orders["open_orders"],
+            orders["waiting_approval"],
+            orders["journal_errors"],
+            orders["unresolved"]
+        );
+        let b = &orders["breaker"];
+        if !b.is_null() {
+            println!(
+                "venue circuit breaker: {} ({} consecutive failures, opened {} times, {} refused while open)",
+                b["state"].as_str().unwrap_or("?"),
+                b["consecutive_failures"],
+                b["opened_count"],
+                b["rejected_count"]
+            );
+        }
+        for k in orders["kill_switches"].as_array().into_iter().flatten() {
+            println!(
+                "kill switch {} for {}",
+                k[1].as_str().unwrap_or("?"),
+                k[0].as_str().unwrap_or("?")
+            );
+        }
+    }
     let market = &resp.result["market"];
     if !market.is_null() {
         println!(

@@ -604,15 +604,28 @@ fn is_reducing(position: Decimal, side: Side, qty: Decimal) -> bool {
     }
 }
 
-/// Whether `times` holds `max` or more entries after `since`.
+/// Whether `times` (sorted, oldest first) holds `max` or more entries after `since`: a binary
+/// search, so a check costs O(log n) however many orders the last minute saw.
 fn at_rate(times: &VecDeque<Timestamp>, since: Timestamp, max: u32) -> bool {
-    times.iter().filter(|t| **t > since).count() >= max as usize
+    let after = times.len() - times.partition_point(|t| *t <= since);
+    after >= max as usize
 }
 
+/// Records `now`, keeping `times` sorted and dropping what is older than a minute from the
+/// front (amortised O(1): the times come in order, except after a clock step back, when
+/// `now` is inserted in place).
 fn record_time(times: &mut VecDeque<Timestamp>, now: Timestamp) {
     let cutoff = now.saturating_sub(NANOS_PER_MIN);
-    times.retain(|t| *t > cutoff);
-    times.push_back(now);
+    while times.front().is_some_and(|t| *t <= cutoff) {
+        times.pop_front();
+    }
+    match times.back() {
+        Some(last) if *last > now => {
+            let at = times.partition_point(|t| *t <= now);
+            times.insert(at, now);
+        }
+        _ => times.push_back(now),
+    }
 }
 
 impl RiskEngine {
@@ -1205,6 +1218,27 @@ fn validate_shape(req: &OrderRequest) -> Result<(), Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_window_is_sorted_bounded_and_survives_a_clock_step_back() {
+        let ms = 1_000_000;
+        let mut times = VecDeque::new();
+        // 10,000 orders 1 ms apart: only the last minute's are kept (all of them here).
+        for i in 1..=10_000u64 {
+            record_time(&mut times, i * ms);
+        }
+        assert_eq!(times.len(), 10_000);
+        // Exactly 1,000 in the last second (times 9,001..=10,000 ms).
+        assert!(at_rate(&times, 9_000 * ms, 1_000));
+        assert!(!at_rate(&times, 9_000 * ms, 1_001));
+        // A step back inserts in order.
+        record_time(&mut times, 9_500 * ms);
+        assert!(times.iter().zip(times.iter().skip(1)).all(|(a, b)| a <= b));
+        assert!(at_rate(&times, 9_000 * ms, 1_001));
+        // A minute later the old ones are gone.
+        record_time(&mut times, 70_000 * ms);
+        assert_eq!(times.len(), 1);
+    }
 
     const SEC: u64 = NANOS_PER_SEC;
     const T0: u64 = 1_000 * NANOS_PER_DAY;

@@ -420,6 +420,22 @@ pub struct OrdersReport {
     pub approvals: Vec<PendingApproval>,
 }
 
+/// The router's status line.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrdersStatus {
+    pub venue: String,
+    pub journal_venue: String,
+    pub counters: OrderCounters,
+    /// Kill switches that are not off: (`*` or agent, mode).
+    pub kill_switches: Vec<(String, KillMode)>,
+    /// The live venue's circuit breaker.
+    pub breaker: Option<crate::venues::breaker::BreakerStatus>,
+    pub journal_errors: u64,
+    pub unresolved: u64,
+    pub open_orders: usize,
+    pub waiting_approval: usize,
+}
+
 /// Router counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct OrderCounters {
@@ -1358,6 +1374,30 @@ impl OrderService {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect()
+    }
+
+    /// What `colony status` shows: venue, counters, kill switches, the live venue's circuit
+    /// breaker, journal errors and orders whose state is still unknown.
+    pub fn status(&self) -> OrdersStatus {
+        let (open_orders, waiting_approval) = {
+            let core = self.lock();
+            (core.orders.len(), core.waiting.len())
+        };
+        OrdersStatus {
+            venue: self.venue.to_string(),
+            journal_venue: self.journal_venue.to_string(),
+            counters: self.counters(),
+            kill_switches: self
+                .kill_switches()
+                .into_iter()
+                .map(|(a, m)| (a.unwrap_or_else(|| "*".into()), m))
+                .collect(),
+            breaker: self.live.as_ref().map(|l| l.breaker_status()),
+            journal_errors: self.journal_errors.load(Ordering::Relaxed),
+            unresolved: self.unresolved.load(Ordering::Relaxed),
+            open_orders,
+            waiting_approval,
+        }
     }
 
     /// Router counters.

@@ -1,0 +1,314 @@
+//! `colony orders list|kill-switch` and `colony approvals list|approve|deny`.
+//!
+//! `orders list` asks the running host (open orders, recent orders and fills, positions,
+//! PnL, rejections by reason); with no host running it reads the order journal of the data
+//! directory (orders and fills as journaled). The kill switch and approvals need a running
+//! host; a kill switch is also kept in `DATA_DIR/kill-switch.json`, so it survives a restart.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::{CliError, CliResult};
+use crate::orders::journal::{Journal, OrderFilter};
+
+#[derive(Debug, Subcommand)]
+pub enum OrdersCommand {
+    /// Open orders, recent orders and fills, positions and PnL.
+    List(ListArgs),
+    /// Stop trading: `on` cancels every working order and refuses new ones; `reducing`
+    /// cancels them and lets only position-reducing orders through; `halt` refuses new
+    /// orders and keeps working ones; `off` resumes.
+    KillSwitch {
+        /// `on`, `off`, `reducing` or `halt`.
+        mode: String,
+        /// Only this agent (default: every agent).
+        #[arg(long)]
+        agent: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Journal to read when no host runs (default: DATA_DIR/orders.db).
+    #[arg(long, env = "COLONY_ORDERS_JOURNAL")]
+    journal: Option<String>,
+    /// Only this agent.
+    #[arg(long)]
+    agent: Option<String>,
+    /// Most orders to show from the journal (no host running).
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Orders waiting for approval.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a waiting order to the venue.
+    Approve {
+        /// Approval id (from `list`).
+        id: u64,
+    },
+    /// Reject a waiting order (`approval.denied`).
+    Deny {
+        /// Approval id (from `list`).
+        id: u64,
+    },
+}
+
+fn no_host(data_dir: &std::path::Path) -> CliError {
+    CliError::no_host(anyhow::anyhow!(
+        "no host is running with data directory {}",
+        data_dir.display()
+    ))
+}
+
+async fn call(
+    data_dir: &std::path::Path,
+    op: &str,
+    name: Option<String>,
+    args: Option<String>,
+) -> Result<Option<serde_json::Value>, CliError> {
+    match crate::admin::call(data_dir, op, name, args).await? {
+        None => Ok(None),
+        Some(r) if r.ok => Ok(Some(r.result)),
+        Some(r) => Err(anyhow::anyhow!(r.error.unwrap_or_default()).into()),
+    }
+}
+
+pub async fn orders(cmd: OrdersCommand, data_dir: PathBuf) -> CliResult {
+    match cmd {
+        OrdersCommand::List(args) => list(args, data_dir).await,
+        OrdersCommand::KillSwitch { mode, agent } => {
+            if crate::orders::service::KillMode::parse(&mode).is_none() {
+                return Err(CliError::invalid(anyhow::anyhow!(
+                    "kill-switch {mode:?}: expected on, off, reducing or halt"
+                )));
+            }
+            let Some(v) = call(&data_dir, "kill-switch", agent.clone(), Some(mode.clone())).await?
+            else {
+                return Err(no_host(&data_dir));
+            };
+            println!(
+                "kill switch {mode} for {}: {} working orders cancelled",
+                agent.as_deref().unwrap_or("every agent"),
+                v["cancelled"]
+            );
+            Ok(())
+        }
+    }
+}
+
+pub async fn approvals(cmd: ApprovalsCommand, data_dir: PathBuf) -> CliResult {
+    let (op, arg) = match &cmd {
+        ApprovalsCommand::List { .. } => ("approvals", None),
+        ApprovalsCommand::Approve { id } => ("approve-order", Some(id.to_string())),
+        ApprovalsCommand::Deny { id } => ("deny-order", Some(id.to_string())),
+    };
+    let Some(v) = call(&data_dir, op, None, arg).await? else {
+        return Err(no_host(&data_dir));
+    };
+    match cmd {
+        ApprovalsCommand::List { json: true } => {
+            println!("{}", serde_json::to_string_pretty(&v)?)
+        }
+        ApprovalsCommand::List { json: false } => {
+            println!(
+                "{:>4} {:<16} {:<20} {:<12} {:<4} {:>12} {:>12} {:>14} via",
+                "id", "agent", "client id", "symbol", "side", "qty", "price", "notional"
+            );
+            for a in v.as_array().into_iter().flatten() {
+                println!(
+                    "{:>4} {:<16} {:<20} {:<12} {:<4} {:>12} {:>12} {:>14} {}",
+                    a["id"],
+                    a["agent"].as_str().unwrap_or("?"),
+                    a["client_id"].as_str().unwrap_or("?"),
+                    a["symbol"].as_str().unwrap_or("?"),
+                    a["side"].as_str().unwrap_or("?"),
+                    a["qty"].as_str().unwrap_or("?"),
+                    a["price"].as_str().unwrap_or("market"),
+                    a["notional"].as_str().unwrap_or("?"),
+                    a["via"].as_str().unwrap_or("?"),
+                );
+            }
+        }
+        ApprovalsCommand::Approve { id } => println!("approval {id}: approved, order sent"),
+        ApprovalsCommand::Deny { id } => println!("approval {id}: denied"),
+    }
+    Ok(())
+}
+
+fn s(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+async fn list(args: ListArgs, data_dir: PathBuf) -> CliResult {
+    if let Some(mut v) = call(&data_dir, "orders", None, None).await? {
+        if let Some(agent) = &args.agent {
+            for key in ["open", "recent", "fills", "positions", "accounts"] {
+                if let Some(rows) = v[key].as_array_mut() {
+                    rows.retain(|r| r["agent"].as_str() == Some(agent));
+                }
+            }
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(());
+        }
+        println!(
+            "venue {}, kill switch {}",
+            s(&v["venue"]),
+            s(&v["kill_switch"])
+        );
+        print_orders("open orders", &v["open"]);
+        print_orders("recent orders", &v["recent"]);
+        println!("fills:");
+        for f in v["fills"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<16} {:<20} {:<12} {:<4} {:>12} @ {:>12} fee {:>10} {}",
+                s(&f["agent"]),
+                s(&f["client_id"]),
+                s(&f["symbol"]),
+                s(&f["side"]),
+                s(&f["qty"]),
+                s(&f["price"]),
+                s(&f["fee"]),
+                s(&f["liquidity"])
+            );
+        }
+        println!("positions:");
+        for p in v["positions"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<16} {:<12} qty {:>12} avg {:>12} realised {:>12} unrealised {:>12} fees {:>10}",
+                s(&p["agent"]),
+                s(&p["symbol"]),
+                s(&p["qty"]),
+                s(&p["avg_price"]),
+                s(&p["realised_pnl"]),
+                s(&p["unrealised_pnl"]),
+                s(&p["fees"])
+            );
+        }
+        println!("accounts:");
+        for a in v["accounts"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<16} cash {:>14} equity {:>14} pnl {:>12}",
+                s(&a["agent"]),
+                s(&a["cash"]),
+                s(&a["equity"]),
+                s(&a["pnl"])
+            );
+        }
+        let rejections: Vec<String> = v["rejections"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+            .map(|(code, n)| format!("{code} {n}"))
+            .collect();
+        println!(
+            "risk rejections: {}",
+            if rejections.is_empty() {
+                "none".to_string()
+            } else {
+                rejections.join(", ")
+            }
+        );
+        return Ok(());
+    }
+    // No host: the journal.
+    let default = data_dir.join("orders.db");
+    let url = match &args.journal {
+        Some(u) => u.clone(),
+        None if default.exists() => format!("sqlite://{}", default.display()),
+        None => {
+            return Err(CliError::no_host(anyhow::anyhow!(
+                "no host is running with data directory {} and it has no order journal",
+                data_dir.display()
+            )));
+        }
+    };
+    let journal = Journal::open(&url).await?;
+    let orders = journal
+        .orders(&OrderFilter {
+            agent: args.agent.clone(),
+            limit: Some(args.limit),
+            ..OrderFilter::default()
+        })
+        .await?;
+    let fills = journal.fills(args.agent.as_deref(), args.limit).await?;
+    if args.json {
+        let rows: Vec<_> = orders
+            .iter()
+            .map(|o| {
+                serde_json::to_value(crate::orders::service::order_row(
+                    &o.state.request.agent,
+                    &o.state,
+                ))
+                .map(|mut r| {
+                    r["venue"] = serde_json::Value::String(o.venue.clone());
+                    r["sent"] = serde_json::Value::Bool(o.sent);
+                    r
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "source": "journal",
+                "orders": rows,
+                "fills": fills.len(),
+            }))?
+        );
+        return Ok(());
+    }
+    println!("no host running; from the journal {}", redact(&url));
+    let rows: Vec<serde_json::Value> = orders
+        .iter()
+        .filter_map(|o| {
+            serde_json::to_value(crate::orders::service::order_row(
+                &o.state.request.agent,
+                &o.state,
+            ))
+            .ok()
+        })
+        .collect();
+    print_orders("orders", &serde_json::Value::Array(rows));
+    println!("{} fills journaled", fills.len());
+    Ok(())
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+fn print_orders(title: &str, rows: &serde_json::Value) {
+    println!("{title}:");
+    for o in rows.as_array().into_iter().flatten() {
+        println!(
+            "  {:<16} {:<20} {:<12} {:<4} {:<6} {:>12} {:>12} filled {:>12} avg {:>12} {:<16} {}",
+            s(&o["agent"]),
+            s(&o["client_id"]),
+            s(&o["symbol"]),
+            s(&o["side"]),
+            s(&o["kind"]),
+            s(&o["qty"]),
+            s(&o["price"]),
+            s(&o["filled_qty"]),
+            s(&o["avg_price"]),
+            s(&o["status"]),
+            s(&o["reject_code"])
+        );
+    }
+}

@@ -892,3 +892,33 @@ fn orders_cli_lists_approves_and_kills_through_a_running_host() {
         assert!(ids.contains(&id), "{id} in {ids:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_a_grant_change_changes_the_agents_own_risk_limits_at_once() {
+    let (t, s) = orders_host(
+        &[("trader", "{}", &["orders.place:*;max_orders_per_min=1"])],
+        |_| {},
+    )
+    .await;
+    let (t, s) = (&t, &s);
+    assert_eq!(
+        place(t, s, "trader", "g1 BTC-USDT buy limit 96 0.1").await,
+        "submitted"
+    );
+    assert_rejected(
+        &place(t, s, "trader", "g2 BTC-USDT buy limit 96 0.1").await,
+        "risk.order-rate",
+    );
+    t.host
+        .grant("trader", "orders.place:*;max_orders_per_min=5", "test")
+        .await
+        .unwrap();
+    t.host
+        .revoke("trader", "orders.place:*;max_orders_per_min=1", "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        place(t, s, "trader", "g3 BTC-USDT buy limit 96 0.1").await,
+        "submitted"
+    );
+}

@@ -139,6 +139,10 @@ impl Host {
                 entry
                     .policy
                     .replace(GrantSet::new(effective.capabilities().iter().cloned()));
+                // The agent's own risk limits follow its `orders.place` grants.
+                if let Some(o) = &self.orders {
+                    o.set_agent_limits(&entry.info.name, super::agent_risk_limits(&entry.policy));
+                }
             }
         }
         match failure {

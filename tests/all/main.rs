@@ -4,6 +4,7 @@ mod audit;
 mod audit_cli;
 mod cli;
 mod clock;
+mod crash;
 mod grants;
 mod guests;
 mod hot_reload;

@@ -1,0 +1,638 @@
+//! Crash tests of the live order path: a `colony run` host trading through OKX's REST API is
+//! killed with SIGKILL at each point between an order's intent and its acknowledgement
+//! (`COLONY_FAILPOINT`), restarted on the same data directory, and must end with every order
+//! exactly once: one place request at the venue per client id, and a journal that holds the
+//! venue's order id with exactly one `accepted` event.
+//!
+//! The venue is a mock OKX in the test process, replaying OKX's documented answers (place:
+//! accepted with a new `ordId`, or `51016` for a client id it already has; order details by
+//! client id: the order, or `51603` "Order does not exist"). It outlives the hosts: it is the
+//! side of the exchange that survives the crash.
+//!
+//! | failpoint | journal at the crash | venue at the crash | recovery must |
+//! |---|---|---|---|
+//! | `order.after-intent` | pending, not sent | no place request | find the order unknown (51603) and send it once |
+//! | `order.after-send` | pending, sent | placed | find it by client id and record the venue's id, not resend |
+//! | `order.after-ack` | accepted | placed | find it as journaled and record nothing new |
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use colony_host::orders::journal::{Journal, JournalOrder, OrderFilter};
+use colony_host::orders::{ExecKind, OrderStatus};
+use colony_tests::guests;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::{COLONY, Running, colony, stderr};
+
+const AGENT: &str = "trader";
+
+// ------------------------------------------------------------------------------------------
+// The mock OKX venue
+
+/// One order the venue holds, as placed.
+struct Held {
+    ord_id: String,
+    inst_id: String,
+    side: String,
+    ord_type: String,
+    px: String,
+    sz: String,
+}
+
+/// The venue's side of the world: its orders and every request it was sent.
+#[derive(Default)]
+struct Book {
+    /// Orders by `clOrdId`.
+    orders: HashMap<String, Held>,
+    /// Place requests per `clOrdId` (a duplicate counts too).
+    posts: HashMap<String, u32>,
+    /// Every request, as `METHOD TARGET`, for failure messages.
+    requests: Vec<String>,
+    next_ord_id: u64,
+    /// Down: every request is answered 503 with OKX's "service temporarily unavailable".
+    down: bool,
+}
+
+fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
+    book.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An OKX answer: `{"code","msg","data"}` plus the documented `inTime`/`outTime`.
+fn envelope(code: &str, msg: &str, data: serde_json::Value) -> String {
+    serde_json::json!({
+        "code": code, "msg": msg, "data": data,
+        "inTime": "1700000000000000", "outTime": "1700000000000100",
+    })
+    .to_string()
+}
+
+impl Book {
+    /// The HTTP status line's code and the JSON body for one request.
+    fn respond(&mut self, method: &str, target: &str, body: &str) -> (u16, String) {
+        self.requests.push(format!("{method} {target}"));
+        if self.down {
+            let body = envelope(
+                "50001",
+                "Service temporarily unavailable",
+                serde_json::json!([]),
+            );
+            return (503, body);
+        }
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        match (method, path) {
+            ("POST", "/api/v5/trade/order") => self.place(body),
+            ("GET", "/api/v5/trade/order") => {
+                let params: HashMap<&str, &str> =
+                    query.split('&').filter_map(|p| p.split_once('=')).collect();
+                (
+                    200,
+                    self.detail(params.get("clOrdId").copied().unwrap_or("")),
+                )
+            }
+            _ => (
+                404,
+                envelope(
+                    "404",
+                    &format!("no route {method} {path}"),
+                    serde_json::json!([]),
+                ),
+            ),
+        }
+    }
+
+    /// `POST /api/v5/trade/order`: the documented accepted answer, or `51016` for a client id
+    /// the venue already has.
+    fn place(&mut self, body: &str) -> (u16, String) {
+        let Ok(order) = serde_json::from_str::<serde_json::Value>(body) else {
+            return (
+                200,
+                envelope("50002", "JSON syntax error", serde_json::json!([])),
+            );
+        };
+        let field = |k: &str| order[k].as_str().unwrap_or_default().to_string();
+        let cl_ord_id = field("clOrdId");
+        *self.posts.entry(cl_ord_id.clone()).or_default() += 1;
+        if self.orders.contains_key(&cl_ord_id) {
+            let item = serde_json::json!([{
+                "clOrdId": cl_ord_id, "ordId": "", "tag": "",
+                "sCode": "51016", "sMsg": "Duplicated clOrdId",
+            }]);
+            return (200, envelope("1", "All operations failed", item));
+        }
+        self.next_ord_id += 1;
+        let ord_id = format!("{}", 2_000_000_000_000_000_000u64 + self.next_ord_id);
+        let item = serde_json::json!([{
+            "clOrdId": cl_ord_id, "ordId": ord_id, "tag": "",
+            "ts": "1700000000000", "sCode": "0", "sMsg": "Order placed",
+        }]);
+        self.orders.insert(
+            cl_ord_id,
+            Held {
+                ord_id,
+                inst_id: field("instId"),
+                side: field("side"),
+                ord_type: field("ordType"),
+                px: field("px"),
+                sz: field("sz"),
+            },
+        );
+        (200, envelope("0", "", item))
+    }
+
+    /// `GET /api/v5/trade/order?instId=…&clOrdId=…`: the order's details (resting, nothing
+    /// filled), or `51603` when the venue never got it.
+    fn detail(&self, cl_ord_id: &str) -> String {
+        let Some(o) = self.orders.get(cl_ord_id) else {
+            return envelope("51603", "Order does not exist", serde_json::json!([]));
+        };
+        let item = serde_json::json!([{
+            "accFillSz": "0", "avgPx": "", "cTime": "1700000000000", "category": "normal",
+            "ccy": "", "clOrdId": cl_ord_id, "fee": "0", "feeCcy": "USDT", "fillPx": "",
+            "fillSz": "0", "fillTime": "", "instId": o.inst_id, "instType": "SPOT",
+            "lever": "", "ordId": o.ord_id, "ordType": o.ord_type, "pnl": "0", "posSide": "net",
+            "px": o.px, "rebate": "0", "rebateCcy": "USDT", "reduceOnly": "false",
+            "side": o.side, "source": "", "state": "live", "sz": o.sz, "tag": "",
+            "tdMode": "cash", "tgtCcy": "", "tradeId": "", "uTime": "1700000000000",
+        }]);
+        envelope("0", "", item)
+    }
+}
+
+/// A mock OKX REST venue on 127.0.0.1, served by tasks of the test's runtime.
+struct MockOkx {
+    url: String,
+    book: Arc<Mutex<Book>>,
+}
+
+impl MockOkx {
+    async fn start() -> MockOkx {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let book = Arc::new(Mutex::new(Book::default()));
+        let b = Arc::clone(&book);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(answer(stream, Arc::clone(&b)));
+            }
+        });
+        MockOkx { url, book }
+    }
+
+    /// Place requests the venue got for `cl_ord_id`.
+    fn posts(&self, cl_ord_id: &str) -> u32 {
+        lock(&self.book).posts.get(cl_ord_id).copied().unwrap_or(0)
+    }
+
+    /// The venue's `ordId` for `cl_ord_id`.
+    fn ord_id(&self, cl_ord_id: &str) -> Option<String> {
+        lock(&self.book)
+            .orders
+            .get(cl_ord_id)
+            .map(|o| o.ord_id.clone())
+    }
+
+    /// Takes the venue down (every request answered 503) or brings it back.
+    fn set_down(&self, down: bool) {
+        lock(&self.book).down = down;
+    }
+
+    /// Order lookups the venue got for `cl_ord_id`.
+    fn queries(&self, cl_ord_id: &str) -> usize {
+        let needle = "GET /api/v5/trade/order?";
+        let id = format!("clOrdId={cl_ord_id}");
+        lock(&self.book)
+            .requests
+            .iter()
+            .filter(|r| r.starts_with(needle) && r.ends_with(&id))
+            .count()
+    }
+
+    fn requests(&self) -> Vec<String> {
+        lock(&self.book).requests.clone()
+    }
+}
+
+/// Reads one HTTP/1.1 request (head, then `Content-Length` bytes of body) and answers it
+/// with `Connection: close`.
+async fn answer(mut stream: TcpStream, book: Arc<Mutex<Book>>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.lines();
+    let mut request_line = lines.next().unwrap_or_default().split_whitespace();
+    let method = request_line.next().unwrap_or_default().to_string();
+    let target = request_line.next().unwrap_or_default().to_string();
+    let length: usize = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned();
+    let (status, json) = lock(&book).respond(&method, &target, &body);
+    let reason = match status {
+        200 => "OK",
+        503 => "Service Unavailable",
+        _ => "Not Found",
+    };
+    let reply = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    );
+    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+// ------------------------------------------------------------------------------------------
+// The host
+
+/// A data directory, plugins folder (the orders agent as `trader`) and colony.toml trading
+/// on the mock venue.
+struct Site {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    config: PathBuf,
+}
+
+impl Site {
+    fn new(venue_url: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        colony_tests::install(&plugins, guests::ORDERS_AGENT, &format!("{AGENT}.wasm"));
+        // A place waits for an fsync'd SQLite write: 5 s, so a loaded CI machine does not
+        // turn it into a deadline trap. Limit orders need no market data (no collar, no age
+        // limit), so there is no feed.
+        let toml = format!(
+            "plugins = \"plugins\"\ntick_ms = 0\n\
+             [limits.agent]\ndeadline_ms = 5000\n\
+             [market]\nfeed = \"none\"\n\
+             [orders]\nvenue = \"okx\"\nvenue_url = \"{venue_url}\"\nokx_demo = true\nvenue_timeout_ms = 5000\n\
+             [grants.{AGENT}]\ncapabilities = [\"orders.place:*\", \"orders.cancel:*\"]\n"
+        );
+        let config = dir.path().join("colony.toml");
+        std::fs::write(&config, toml).unwrap();
+        Site {
+            data: dir.path().join("data"),
+            config,
+            _dir: dir,
+        }
+    }
+
+    /// Starts `colony run` (stopping at `failpoint`, if any) and waits until its admin
+    /// socket answers.
+    fn start(&self, failpoint: Option<&str>) -> Host {
+        let mut cmd = Command::new(COLONY);
+        cmd.arg("--data-dir")
+            .arg(&self.data)
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env("COLONY_LOG", "info")
+            .env("COLONY_OKX_API_KEY", "crash-test-key")
+            .env("COLONY_OKX_SECRET", "crash-test-secret")
+            .env("COLONY_OKX_PASSPHRASE", "crash-test-passphrase")
+            .env_remove("COLONY_FAILPOINT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(point) = failpoint {
+            cmd.env("COLONY_FAILPOINT", point);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut host = Host {
+            process: Some(Running(child)),
+            lines,
+            log: Vec::new(),
+            reader: Some(reader),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = colony(&self.data, &["status"]);
+            if out.status.success() {
+                return host;
+            }
+            host.drain();
+            if let Some(Ok(Some(status))) = host.process.as_mut().map(|p| p.0.try_wait()) {
+                panic!("host exited with {status}:\n{}", host.log.join("\n"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "host did not come up: {}\n{}",
+                stderr(&out),
+                host.log.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends a command to the agent's inbox through the host's admin socket.
+    fn command(&self, text: &str) {
+        let out = colony(
+            &self.data,
+            &["bus", "pub", &format!("agent.{AGENT}.inbox"), text],
+        );
+        assert!(out.status.success(), "bus pub {text:?}: {}", stderr(&out));
+    }
+
+    async fn journal(&self) -> Journal {
+        let url = format!("sqlite://{}", self.data.join("orders.db").display());
+        Journal::open(&url).await.unwrap()
+    }
+
+    /// The journal's row for `cid` (the journal is closed again, so nothing is held open
+    /// across a crash).
+    async fn order(&self, cid: &str) -> Option<JournalOrder> {
+        let j = self.journal().await;
+        let o = j.order(AGENT, cid).await.unwrap();
+        j.close().await;
+        o
+    }
+
+    /// The kinds of the journaled events of `cid`, and how many order rows it has.
+    async fn events_and_rows(&self, cid: &str) -> (Vec<String>, usize) {
+        let j = self.journal().await;
+        let events = j
+            .events(AGENT, cid)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| kind(&e.report.kind))
+            .collect();
+        let rows = j
+            .orders(&OrderFilter {
+                agent: Some(AGENT.into()),
+                ..OrderFilter::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .filter(|o| o.state.request.client_id == cid)
+            .count();
+        j.close().await;
+        (events, rows)
+    }
+
+    /// Waits (up to 20 s) until the journal has `cid` accepted with a venue order id.
+    async fn accepted(&self, cid: &str, host: &mut Host, venue: &MockOkx) -> JournalOrder {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(o) = self.order(cid).await
+                && o.state.status == OrderStatus::Accepted
+                && o.state.venue_order_id.is_some()
+            {
+                return o;
+            }
+            host.drain();
+            assert!(
+                Instant::now() < deadline,
+                "{cid} not accepted in the journal: {:?}\nvenue requests: {:?}\nhost:\n{}",
+                self.order(cid).await.map(|o| o.state),
+                venue.requests(),
+                host.log.join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn kind(k: &ExecKind) -> String {
+    match k {
+        ExecKind::Accepted => "accepted".into(),
+        ExecKind::Fill(_) => "fill".into(),
+        ExecKind::Cancelled => "cancelled".into(),
+        ExecKind::Expired => "expired".into(),
+        ExecKind::Rejected { code, message } => format!("rejected {code} {message}"),
+    }
+}
+
+/// A running `colony run` whose stderr is read line by line.
+struct Host {
+    process: Option<Running>,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Host {
+    /// Keeps what the host wrote so far (for failure messages).
+    fn drain(&mut self) {
+        self.log.extend(self.lines.try_iter());
+    }
+
+    /// Waits (up to 30 s) for a stderr line containing `needle`.
+    fn wait_line(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.log.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(e) => panic!(
+                    "no {needle:?} on the host's stderr ({e}):\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// SIGKILL, and the process is gone.
+    fn kill(mut self) {
+        let mut running = self.process.take().unwrap();
+        running.0.kill().unwrap();
+        let status = running.0.wait().unwrap();
+        assert_eq!(status.signal(), Some(9), "the host died of SIGKILL");
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+    }
+}
+
+/// An order of `cid` the agent places: a resting limit buy.
+fn place(cid: &str) -> String {
+    format!("place {cid} BTC-USDT buy limit 100 1")
+}
+
+/// The order `cid` as the running host's router has it (`colony orders list`'s data).
+async fn router_row(data: &Path, cid: &str) -> serde_json::Value {
+    let report = colony_host::admin::call(data, "orders", None, None)
+        .await
+        .unwrap()
+        .expect("the host answers");
+    assert!(report.ok, "{:?}", report.error);
+    report.result["open"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["client_id"] == cid)
+        .cloned()
+        .unwrap_or_else(|| panic!("{cid} not among the open orders: {}", report.result))
+}
+
+/// Kills the host at `point` with order `cid` on its way, restarts it, and checks that the
+/// order exists exactly once at the venue and in the journal, and that trading goes on.
+async fn crash_at(point: &str, cid: &str) {
+    let venue = MockOkx::start().await;
+    let site = Site::new(&venue.url);
+
+    let mut host = site.start(Some(point));
+    site.command(&place(cid));
+    host.wait_line(&format!("colony: failpoint {point} reached"));
+    host.kill();
+
+    // At the crash.
+    let o = site.order(cid).await.expect("the intent is journaled");
+    let (status, sent, posts) = match point {
+        "order.after-intent" => (OrderStatus::Pending, false, 0),
+        "order.after-send" => (OrderStatus::Pending, true, 1),
+        _ => (OrderStatus::Accepted, true, 1),
+    };
+    assert_eq!(
+        o.state.status, status,
+        "{point}: journal status at the crash"
+    );
+    assert_eq!(o.sent, sent, "{point}: journaled as sent at the crash");
+    assert_eq!(
+        venue.posts(cid),
+        posts,
+        "{point}: place requests at the crash"
+    );
+    assert_eq!(o.state.request.qty, 1.into());
+    assert_eq!(o.state.request.price, Some(100.into()));
+
+    // Restart without the failpoint: start-up recovery reconciles by client id.
+    let mut host = site.start(None);
+    let o = site.accepted(cid, &mut host, &venue).await;
+    let ord_id = venue.ord_id(cid).expect("the venue has the order");
+    assert_eq!(
+        venue.posts(cid),
+        1,
+        "{point}: the order was placed exactly once; venue requests: {:?}",
+        venue.requests()
+    );
+    assert_eq!(o.state.venue_order_id.as_deref(), Some(ord_id.as_str()));
+    assert_eq!(o.venue, "okx-demo", "the journal names the demo account");
+    let (events, rows) = site.events_and_rows(cid).await;
+    assert_eq!(rows, 1, "{point}: one journaled order for {cid}");
+    assert_eq!(events, ["accepted"], "{point}: journaled events of {cid}");
+    let row = router_row(&site.data, cid).await;
+    assert_eq!(row["status"], "accepted");
+    assert_eq!(row["venue_order_id"], ord_id.as_str());
+
+    // Trading goes on: a new order is placed once and journaled with the venue's id.
+    let next = format!("{cid}n");
+    site.command(&place(&next));
+    let o = site.accepted(&next, &mut host, &venue).await;
+    assert_eq!(venue.posts(&next), 1);
+    assert_eq!(o.state.venue_order_id, venue.ord_id(&next));
+    assert_eq!(
+        site.events_and_rows(&next).await,
+        (vec!["accepted".into()], 1)
+    );
+    // The order of the crash was not touched again.
+    assert_eq!(venue.posts(cid), 1);
+    assert_eq!(site.events_and_rows(cid).await.0, ["accepted"]);
+    host.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_intent_sends_the_order_once_on_restart() {
+    crash_at("order.after-intent", "intent1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_send_finds_the_order_at_the_venue_and_does_not_resend() {
+    crash_at("order.after-send", "send1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_ack_keeps_the_one_accepted_event() {
+    crash_at("order.after-ack", "ack1").await;
+}
+
+/// The venue is down when the host comes back: the order stays pending (nothing is resent
+/// blindly) while start-up recovery's lookups fail, and once the venue answers again the
+/// background reconciliation finds the order and records it, still placed only once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_send_with_the_venue_down_at_restart_reconciles_once_it_is_back() {
+    let (point, cid) = ("order.after-send", "down1");
+    let venue = MockOkx::start().await;
+    let site = Site::new(&venue.url);
+    let mut host = site.start(Some(point));
+    site.command(&place(cid));
+    host.wait_line(&format!("colony: failpoint {point} reached"));
+    host.kill();
+    assert_eq!(venue.posts(cid), 1);
+
+    venue.set_down(true);
+    let mut host = site.start(None);
+    // Two failed lookups (recovery's, then the first retry's): fewer than the five that open
+    // the circuit breaker, so the next retry reaches the venue.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while venue.queries(cid) < 2 {
+        host.drain();
+        assert!(
+            Instant::now() < deadline,
+            "no lookups of {cid} while the venue is down: {:?}\n{}",
+            venue.requests(),
+            host.log.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let o = site.order(cid).await.unwrap();
+    assert_eq!(
+        o.state.status,
+        OrderStatus::Pending,
+        "unknown stays pending"
+    );
+    assert_eq!(
+        venue.posts(cid),
+        1,
+        "nothing resent while the venue is down"
+    );
+
+    venue.set_down(false);
+    let o = site.accepted(cid, &mut host, &venue).await;
+    assert_eq!(venue.posts(cid), 1, "placed once: {:?}", venue.requests());
+    assert_eq!(o.state.venue_order_id, venue.ord_id(cid));
+    assert_eq!(
+        site.events_and_rows(cid).await,
+        (vec!["accepted".into()], 1)
+    );
+    host.kill();
+}

@@ -365,14 +365,15 @@ impl AgentHandle {
                 let inbox = format!("agent.{}.inbox", spec.name);
                 // The agent's own order events (see `orders::service`) arrive beside its inbox.
                 let orders = crate::orders::service::events_subject(&spec.name);
-                for subject in [&inbox, &orders] {
-                    bus.subscribe(&owner, subject, &mailbox).map_err(|e| {
-                        CallError::Unavailable {
-                            plugin: spec.name.clone(),
-                            reason: format!("cannot subscribe to {subject}: {e}"),
-                        }
-                    })?;
-                }
+                let failed = |subject: &str, e| CallError::Unavailable {
+                    plugin: spec.name.clone(),
+                    reason: format!("cannot subscribe to {subject}: {e}"),
+                };
+                bus.subscribe(&owner, &inbox, &mailbox)
+                    .map_err(|e| failed(&inbox, e))?;
+                // Order events are produced on this host only: never asked for over NATS.
+                bus.subscribe_local(&owner, &orders, &mailbox)
+                    .map_err(|e| failed(&orders, e))?;
                 Some(BusAttach {
                     bus: bus.clone(),
                     mailbox,

@@ -338,7 +338,7 @@ impl HostConfig {
             }
             config.book_depth = d;
         }
-        config.orders = raw.orders.resolve()?;
+        config.orders = raw.orders.resolve_in(base)?;
         for (name, grant) in raw.grants {
             crate::manifest::validate_name(&name).map_err(|e| format!("grants.{name}: {e}"))?;
             for cap in &grant.capabilities {

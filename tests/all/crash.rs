@@ -547,6 +547,7 @@ async fn crash_at(point: &str, cid: &str) {
     );
     assert_eq!(o.state.venue_order_id.as_deref(), Some(ord_id.as_str()));
     assert_eq!(o.venue, "okx-demo", "the journal names the demo account");
+    assert!(o.sent, "{point}: journaled as sent after recovery");
     let (events, rows) = site.events_and_rows(cid).await;
     assert_eq!(rows, 1, "{point}: one journaled order for {cid}");
     assert_eq!(events, ["accepted"], "{point}: journaled events of {cid}");

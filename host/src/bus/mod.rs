@@ -279,6 +279,8 @@ struct Sub {
     pattern: Subject,
     /// The pattern starts with `_DEAD.`: it sees dead letters and only dead letters.
     dead: bool,
+    /// Host-local ([`Bus::subscribe_local`]): never announced to the remote link.
+    local: bool,
 }
 
 impl Table {
@@ -336,6 +338,28 @@ impl Bus {
         pattern: &str,
         mailbox: &Mailbox,
     ) -> Result<SubscriptionId, BusError> {
+        self.subscribe_as(owner, pattern, mailbox, false)
+    }
+
+    /// [`subscribe`](Self::subscribe) for messages only this host produces (an agent's order
+    /// events): the pattern is never announced to other hosts, so nothing is pulled over NATS
+    /// for it.
+    pub fn subscribe_local(
+        &self,
+        owner: &str,
+        pattern: &str,
+        mailbox: &Mailbox,
+    ) -> Result<SubscriptionId, BusError> {
+        self.subscribe_as(owner, pattern, mailbox, true)
+    }
+
+    fn subscribe_as(
+        &self,
+        owner: &str,
+        pattern: &str,
+        mailbox: &Mailbox,
+        local: bool,
+    ) -> Result<SubscriptionId, BusError> {
         if !mailbox.belongs_to(&self.0) {
             return Err(BusError::ForeignMailbox(mailbox.owner().to_string()));
         }
@@ -351,6 +375,7 @@ impl Bus {
             raw: pattern.into(),
             pattern: Subject::compile(&compiled),
             dead,
+            local,
         };
         let mut guard = self.0.write_table();
         let table = Arc::make_mut(&mut guard);
@@ -363,7 +388,7 @@ impl Bus {
         }
         table.recount();
         drop(guard);
-        if !dead {
+        if !dead && !local {
             self.0.interest_changed(pattern, true);
         }
         Ok(SubscriptionId(id))
@@ -383,7 +408,7 @@ impl Bus {
             .targets
             .iter()
             .flat_map(|t| &t.subs)
-            .filter(|s| !s.dead)
+            .filter(|s| !s.dead && !s.local)
         {
             let n = interest.entry(Arc::clone(&s.raw)).or_insert(0);
             *n += 1;
@@ -705,7 +730,7 @@ impl BusShared {
             .iter()
             .flat_map(|t| &t.subs)
             .filter(|s| remove(s))
-            .filter(|s| !s.dead)
+            .filter(|s| !s.dead && !s.local)
             .map(|s| Arc::clone(&s.raw))
             .collect();
         let found: usize = guard

@@ -597,3 +597,45 @@ async fn bus_settle_waits_for_agent_mailboxes_only() {
     drop(agent);
     assert_eq!(bus.busy_mailboxes(), 0);
 }
+
+/// A remote link that records which patterns the bus asked it for.
+#[derive(Default)]
+struct RecordingRemote {
+    interest: std::sync::Mutex<Vec<(String, bool)>>,
+}
+
+impl Remote for RecordingRemote {
+    fn forward(&self, _envelope: &Envelope) -> bool {
+        true
+    }
+    fn interest(&self, pattern: &str, wanted: bool) {
+        self.interest
+            .lock()
+            .unwrap()
+            .push((pattern.to_string(), wanted));
+    }
+}
+
+#[test]
+fn bus_local_subscriptions_are_never_announced_to_the_remote() {
+    let bus = Bus::new();
+    let remote = Arc::new(RecordingRemote::default());
+    let mb = bus.mailbox("a", 16);
+    // Before and after the link is attached.
+    let early = bus.subscribe_local("a", "agent.a.orders", &mb).unwrap();
+    assert!(bus.attach_remote(remote.clone()));
+    bus.subscribe("a", "news.>", &mb).unwrap();
+    bus.subscribe_local("a", "agent.b.orders", &mb).unwrap();
+    // Still delivered locally.
+    let r = bus
+        .publish(Envelope::new("host".into(), "agent.a.orders", "x"))
+        .unwrap();
+    assert_eq!(r.delivered, 1);
+    bus.unsubscribe(early);
+    bus.unsubscribe_all("a");
+    let seen = remote.interest.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [("news.>".to_string(), true), ("news.>".to_string(), false)]
+    );
+}

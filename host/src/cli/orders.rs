@@ -128,7 +128,7 @@ pub async fn approvals(cmd: ApprovalsCommand, data_dir: PathBuf) -> CliResult {
             for a in v.as_array().into_iter().flatten() {
                 println!(
                     "{:>4} {:<16} {:<20} {:<12} {:<4} {:>12} {:>12} {:>14} {}",
-                    a["id"],
+                    a["id"].to_string(),
                     a["agent"].as_str().unwrap_or("?"),
                     a["client_id"].as_str().unwrap_or("?"),
                     a["symbol"].as_str().unwrap_or("?"),

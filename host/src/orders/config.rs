@@ -11,6 +11,7 @@
 //! venue_url = "https://www.okx.com" # okx/alpaca REST base URL (default: the venue's own)
 //! okx_demo = true                  # OKX demo trading (x-simulated-trading: 1)
 //! venue_timeout_ms = 5000          # per venue request
+//! credentials = "/etc/colony/venues.toml"  # mode 0600; default: COLONY_OKX_* / COLONY_ALPACA_*
 //!
 //! [orders.paper]
 //! maker_fee_bps = "2"
@@ -83,6 +84,8 @@ pub struct OrdersSettings {
     pub journal: Option<String>,
     /// Per venue request.
     pub venue_timeout: Duration,
+    /// A credentials file (TOML, mode 0600); `None`: the environment.
+    pub credentials: Option<std::path::PathBuf>,
     /// The router's configuration.
     pub router: OrdersConfig,
 }
@@ -93,6 +96,7 @@ impl Default for OrdersSettings {
             venue: VenueChoice::Paper,
             journal: None,
             venue_timeout: Duration::from_secs(5),
+            credentials: None,
             router: OrdersConfig::default(),
         }
     }
@@ -109,6 +113,7 @@ pub struct OrdersSection {
     venue_url: Option<String>,
     okx_demo: Option<bool>,
     venue_timeout_ms: Option<u64>,
+    credentials: Option<std::path::PathBuf>,
     #[serde(default)]
     paper: PaperSection,
     #[serde(default)]
@@ -168,6 +173,15 @@ fn money(key: &str, v: &Option<String>, positive: bool) -> Result<Option<Decimal
 }
 
 impl OrdersSection {
+    /// Checks every value and resolves the section; errors name the key. A relative
+    /// credentials path is taken from `base` (the configuration file's folder).
+    pub fn resolve_in(self, base: &std::path::Path) -> Result<OrdersSettings, String> {
+        let credentials = self.credentials.as_ref().map(|p| base.join(p));
+        let mut s = self.resolve()?;
+        s.credentials = credentials;
+        Ok(s)
+    }
+
     /// Checks every value and resolves the section; errors name the key.
     pub fn resolve(self) -> Result<OrdersSettings, String> {
         let mut s = OrdersSettings::default();

@@ -468,6 +468,9 @@ struct Core {
     kill: KillMode,
     agent_kill: HashMap<Arc<str>, KillMode>,
     scratch: Vec<ExecReport>,
+    /// The day (since the epoch) of the last order: when it changes, the paper exchange
+    /// forgets the closed orders of earlier days, as the risk engine frees their client ids.
+    day: u64,
 }
 
 /// The order router. Shared (`Arc`) by every agent's store and the market feed.
@@ -615,6 +618,7 @@ impl OrderService {
                 kill: KillMode::Off,
                 agent_kill: HashMap::new(),
                 scratch: Vec::new(),
+                day: 0,
             }),
             bus,
             venue,
@@ -785,12 +789,12 @@ impl OrderService {
         };
         if first {
             failpoint("order.after-intent").await;
-            if let Some(j) = &self.journal
-                && let Err(e) = j.mark_sent(&req.agent, &req.client_id, now).await
-            {
-                self.journal_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, client_id = %req.client_id, "cannot journal the send");
-            }
+        }
+        if let Some(j) = &self.journal
+            && let Err(e) = j.mark_sent(&req.agent, &req.client_id, now).await
+        {
+            self.journal_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, client_id = %req.client_id, "cannot journal the send");
         }
         match live.place(&req, now).await {
             Ok(report) => {
@@ -991,6 +995,11 @@ impl OrderService {
     /// Sends a reserved order to the venue and applies what it answers.
     fn submit(&self, core: &mut Core, req: OrderRequest, now: Timestamp) {
         self.submitted.fetch_add(1, Ordering::Relaxed);
+        let day = now / NANOS_PER_DAY;
+        if day > core.day {
+            core.day = day;
+            core.paper.forget_closed(day * NANOS_PER_DAY);
+        }
         let key = (req.agent.clone(), req.client_id.clone());
         core.orders.insert(key, OrderState::new(req.clone(), now));
         if let Some(sink) = &self.sink {
@@ -1185,12 +1194,40 @@ impl OrderService {
     }
 
     /// The agent's position in `symbol`.
+    /// With a live venue this is the risk engine's view, from the fills the router has seen
+    /// (realised PnL net of fees, of the day; fees not split out), valued at the reference
+    /// price.
     pub fn position(&self, agent: &str, symbol: &str) -> super::paper::PaperPosition {
-        self.lock().paper.position(agent, symbol)
+        let core = self.lock();
+        if self.live.is_none() {
+            return core.paper.position(agent, symbol);
+        }
+        let p = core.risk.position(agent, symbol);
+        let mark = core
+            .refs
+            .get(symbol)
+            .map(|q| (q.bid + q.ask) / Decimal::TWO);
+        let unrealised = mark
+            .and_then(|m| m.checked_sub(p.avg_price))
+            .and_then(|d| d.checked_mul(p.qty))
+            .unwrap_or(Decimal::ZERO);
+        super::paper::PaperPosition {
+            symbol: symbol.into(),
+            qty: p.qty,
+            avg_price: p.avg_price,
+            realised_pnl: core.risk.realised_pnl(agent),
+            fees: Decimal::ZERO,
+            unrealised_pnl: unrealised,
+            mark,
+        }
     }
 
-    /// The agent's balances.
+    /// The agent's balances: its paper account, or with a live venue none (the venue's
+    /// account balance is not queried; see `docs/orders.md`).
     pub fn balances(&self, agent: &str) -> Vec<super::paper::Balance> {
+        if self.live.is_some() {
+            return Vec::new();
+        }
         self.lock().paper.balances(agent)
     }
 

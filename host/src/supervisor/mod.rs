@@ -147,14 +147,19 @@ async fn start_orders(
     use crate::venues::credentials::VenueCredentials;
     use crate::venues::live::LiveVenue;
     let settings = &config.orders;
+    let credentials = || match &settings.credentials {
+        Some(path) => VenueCredentials::from_file(path),
+        None => VenueCredentials::from_env(),
+    };
     let live = match &settings.venue {
         VenueChoice::None => return Ok(None),
         VenueChoice::Paper => None,
         VenueChoice::Okx { url, demo } => {
-            let creds = VenueCredentials::from_env()?.okx.ok_or_else(|| {
+            let creds = credentials()?.okx.ok_or_else(|| {
                 anyhow::anyhow!(
-                    "orders.venue okx needs COLONY_OKX_API_KEY, COLONY_OKX_SECRET and \
-                     COLONY_OKX_PASSPHRASE"
+                    "orders.venue okx needs OKX credentials: COLONY_OKX_API_KEY, \
+                     COLONY_OKX_SECRET and COLONY_OKX_PASSPHRASE, or [okx] in the \
+                     orders.credentials file"
                 )
             })?;
             Some(Arc::new(LiveVenue::okx(
@@ -165,9 +170,10 @@ async fn start_orders(
             )?))
         }
         VenueChoice::Alpaca { url } => {
-            let creds = VenueCredentials::from_env()?.alpaca.ok_or_else(|| {
+            let creds = credentials()?.alpaca.ok_or_else(|| {
                 anyhow::anyhow!(
-                    "orders.venue alpaca needs COLONY_ALPACA_KEY_ID and COLONY_ALPACA_SECRET_KEY"
+                    "orders.venue alpaca needs Alpaca credentials: COLONY_ALPACA_KEY_ID and \
+                     COLONY_ALPACA_SECRET_KEY, or [alpaca] in the orders.credentials file"
                 )
             })?;
             let env = if url.contains("paper") {

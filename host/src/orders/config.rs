@@ -11,6 +11,7 @@
 //! venue_url = "https://www.okx.com" # okx/alpaca REST base URL (default: the venue's own)
 //! okx_demo = true                  # OKX demo trading (x-simulated-trading: 1)
 //! venue_timeout_ms = 5000          # per venue request
+//! venue_poll_ms = 2000             # how often working live orders are looked up (0: never)
 //! credentials = "/etc/colony/venues.toml"  # mode 0600; default: COLONY_OKX_* / COLONY_ALPACA_*
 //!
 //! [orders.paper]
@@ -84,6 +85,8 @@ pub struct OrdersSettings {
     pub journal: Option<String>,
     /// Per venue request.
     pub venue_timeout: Duration,
+    /// How often working orders at a live venue are looked up (fills, cancels); zero: never.
+    pub venue_poll: Duration,
     /// A credentials file (TOML, mode 0600); `None`: the environment.
     pub credentials: Option<std::path::PathBuf>,
     /// The router's configuration.
@@ -96,6 +99,7 @@ impl Default for OrdersSettings {
             venue: VenueChoice::Paper,
             journal: None,
             venue_timeout: Duration::from_secs(5),
+            venue_poll: Duration::from_secs(2),
             credentials: None,
             router: OrdersConfig::default(),
         }
@@ -113,6 +117,7 @@ pub struct OrdersSection {
     venue_url: Option<String>,
     okx_demo: Option<bool>,
     venue_timeout_ms: Option<u64>,
+    venue_poll_ms: Option<u64>,
     credentials: Option<std::path::PathBuf>,
     #[serde(default)]
     paper: PaperSection,
@@ -215,6 +220,9 @@ impl OrdersSection {
                 return Err("orders.venue_timeout_ms must be greater than zero".into());
             }
             s.venue_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.venue_poll_ms {
+            s.venue_poll = Duration::from_millis(ms);
         }
         let r = &mut s.router;
         r.approval_notional = money("approval_notional", &self.approval_notional, true)?;

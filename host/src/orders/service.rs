@@ -983,6 +983,34 @@ impl OrderService {
         Ok(report)
     }
 
+    /// With a live venue, asks the venue every `every` about each working order by client id
+    /// and records what changed (fills, cancels, expiry): a live venue tells the router about
+    /// fills only when asked (no private order stream yet). The task ends with the service.
+    pub fn start_polling(self: &Arc<Self>, every: Duration) {
+        if self.live.is_none() || every.is_zero() {
+            return;
+        }
+        let me = Arc::downgrade(self);
+        spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(svc) = me.upgrade() else { return };
+                let working: Vec<OrderRequest> = svc
+                    .lock()
+                    .orders
+                    .values()
+                    .filter(|o| o.status != OrderStatus::Pending)
+                    .map(|o| o.request.clone())
+                    .collect();
+                for req in working {
+                    svc.reconcile_one(&req).await;
+                }
+            }
+        });
+    }
+
     /// Waits (up to `limit`) until the journal has every report written behind the paper
     /// exchange; returns whether it has.
     pub async fn flush_journal(&self, limit: Duration) -> bool {

@@ -207,6 +207,7 @@ async fn start_orders(
     orders
         .recover(crate::clock::Clock::system().now_ns())
         .await?;
+    orders.start_polling(settings.venue_poll);
     Ok(Some(orders))
 }
 

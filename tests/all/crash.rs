@@ -14,6 +14,11 @@
 //! | `order.after-intent` | pending, not sent | no place request | find the order unknown (51603) and send it once |
 //! | `order.after-send` | pending, sent | placed | find it by client id and record the venue's id, not resend |
 //! | `order.after-ack` | accepted | placed | find it as journaled and record nothing new |
+//!
+//! Without a crash, the same venue also fills and cancels orders: the host's poll of working
+//! orders (`[orders] venue_poll_ms`) must bring each change into the journal once and to the
+//! agent as an order event, and an agent's cancel must reach the venue once (OKX's
+//! cancel-order answer, or `51400` for an order that is no longer working).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -25,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use colony_host::orders::journal::{Journal, JournalOrder, OrderFilter};
 use colony_host::orders::{ExecKind, OrderStatus};
+use colony_host::state_store::StateStore;
 use colony_tests::guests;
+use rust_decimal::Decimal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -36,7 +43,7 @@ const AGENT: &str = "trader";
 // ------------------------------------------------------------------------------------------
 // The mock OKX venue
 
-/// One order the venue holds, as placed.
+/// One order the venue holds: as placed, then as it fills or is cancelled.
 struct Held {
     ord_id: String,
     inst_id: String,
@@ -44,6 +51,14 @@ struct Held {
     ord_type: String,
     px: String,
     sz: String,
+    /// OKX's `state`: `live`, `partially_filled`, `filled`, `canceled`.
+    state: String,
+    /// Filled so far (`accFillSz`) and at what average price (`avgPx`, "" before a fill).
+    acc_fill_sz: String,
+    avg_px: String,
+    /// The latest fill (`fillSz`, `fillPx`; "0" and "" before one).
+    fill_sz: String,
+    fill_px: String,
 }
 
 /// The venue's side of the world: its orders and every request it was sent.
@@ -53,11 +68,15 @@ struct Book {
     orders: HashMap<String, Held>,
     /// Place requests per `clOrdId` (a duplicate counts too).
     posts: HashMap<String, u32>,
+    /// Cancel requests per `clOrdId` of the order they name (by `ordId` or `clOrdId`).
+    cancels: HashMap<String, u32>,
     /// Every request, as `METHOD TARGET`, for failure messages.
     requests: Vec<String>,
     next_ord_id: u64,
     /// Down: every request is answered 503 with OKX's "service temporarily unavailable".
     down: bool,
+    /// How long the answer to a cancel-order takes after the order is cancelled.
+    cancel_latency: Duration,
 }
 
 fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
@@ -89,6 +108,7 @@ impl Book {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         match (method, path) {
             ("POST", "/api/v5/trade/order") => self.place(body),
+            ("POST", "/api/v5/trade/cancel-order") => self.cancel(body),
             ("GET", "/api/v5/trade/order") => {
                 let params: HashMap<&str, &str> =
                     query.split('&').filter_map(|p| p.split_once('=')).collect();
@@ -142,25 +162,71 @@ impl Book {
                 ord_type: field("ordType"),
                 px: field("px"),
                 sz: field("sz"),
+                state: "live".into(),
+                acc_fill_sz: "0".into(),
+                avg_px: String::new(),
+                fill_sz: "0".into(),
+                fill_px: String::new(),
             },
         );
         (200, envelope("0", "", item))
     }
 
-    /// `GET /api/v5/trade/order?instId=…&clOrdId=…`: the order's details (resting, nothing
-    /// filled), or `51603` when the venue never got it.
+    /// `POST /api/v5/trade/cancel-order` (`{"instId", "ordId" or "clOrdId"}`): a working
+    /// order is cancelled with the documented answer; one that is filled, cancelled or
+    /// unknown is refused with `51400`.
+    fn cancel(&mut self, body: &str) -> (u16, String) {
+        let Ok(request) = serde_json::from_str::<serde_json::Value>(body) else {
+            return (
+                200,
+                envelope("50002", "JSON syntax error", serde_json::json!([])),
+            );
+        };
+        let ord_id = request["ordId"].as_str().unwrap_or_default();
+        let cl_ord_id = request["clOrdId"].as_str().unwrap_or_default();
+        let found = self
+            .orders
+            .iter_mut()
+            .find(|(cid, o)| (!ord_id.is_empty() && o.ord_id == ord_id) || *cid == cl_ord_id);
+        let Some((cid, o)) = found else {
+            let item = serde_json::json!([{
+                "clOrdId": cl_ord_id, "ordId": ord_id, "sCode": "51400",
+                "sMsg": "Order cancellation failed as the order has been filled, canceled or does not exist",
+            }]);
+            return (200, envelope("1", "All operations failed", item));
+        };
+        *self.cancels.entry(cid.clone()).or_default() += 1;
+        if !matches!(o.state.as_str(), "live" | "partially_filled") {
+            let item = serde_json::json!([{
+                "clOrdId": cid, "ordId": o.ord_id, "sCode": "51400",
+                "sMsg": "Order cancellation failed as the order has been filled, canceled or does not exist",
+            }]);
+            return (200, envelope("1", "All operations failed", item));
+        }
+        o.state = "canceled".into();
+        let item = serde_json::json!([{
+            "clOrdId": cid, "ordId": o.ord_id, "sCode": "0", "sMsg": "",
+        }]);
+        (200, envelope("0", "", item))
+    }
+
+    /// `GET /api/v5/trade/order?instId=…&clOrdId=…`: the order's details as they stand, or
+    /// `51603` when the venue never got it.
     fn detail(&self, cl_ord_id: &str) -> String {
         let Some(o) = self.orders.get(cl_ord_id) else {
             return envelope("51603", "Order does not exist", serde_json::json!([]));
         };
+        let filled = o.fill_sz != "0";
         let item = serde_json::json!([{
-            "accFillSz": "0", "avgPx": "", "cTime": "1700000000000", "category": "normal",
-            "ccy": "", "clOrdId": cl_ord_id, "fee": "0", "feeCcy": "USDT", "fillPx": "",
-            "fillSz": "0", "fillTime": "", "instId": o.inst_id, "instType": "SPOT",
-            "lever": "", "ordId": o.ord_id, "ordType": o.ord_type, "pnl": "0", "posSide": "net",
-            "px": o.px, "rebate": "0", "rebateCcy": "USDT", "reduceOnly": "false",
-            "side": o.side, "source": "", "state": "live", "sz": o.sz, "tag": "",
-            "tdMode": "cash", "tgtCcy": "", "tradeId": "", "uTime": "1700000000000",
+            "accFillSz": o.acc_fill_sz, "avgPx": o.avg_px, "cTime": "1700000000000",
+            "category": "normal", "ccy": "", "clOrdId": cl_ord_id, "fee": "0",
+            "feeCcy": "USDT", "fillPx": o.fill_px, "fillSz": o.fill_sz,
+            "fillTime": if filled { "1700000000500" } else { "" }, "instId": o.inst_id,
+            "instType": "SPOT", "lever": "", "ordId": o.ord_id, "ordType": o.ord_type,
+            "pnl": "0", "posSide": "net", "px": o.px, "rebate": "0", "rebateCcy": "USDT",
+            "reduceOnly": "false", "side": o.side, "source": "", "state": o.state, "sz": o.sz,
+            "tag": "", "tdMode": "cash", "tgtCcy": "",
+            "tradeId": if filled { "242589207" } else { "" }, "uTime": "1700000000500",
         }]);
         envelope("0", "", item)
     }
@@ -197,6 +263,41 @@ impl MockOkx {
             .orders
             .get(cl_ord_id)
             .map(|o| o.ord_id.clone())
+    }
+
+    /// Cancel requests the venue got for the order `cl_ord_id`.
+    fn cancels(&self, cl_ord_id: &str) -> u32 {
+        lock(&self.book)
+            .cancels
+            .get(cl_ord_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The order `cl_ord_id` fills at the venue: `acc_fill_sz` in all at average `avg_px`,
+    /// the latest fill being `fill_sz` at `fill_px`; OKX's `state` becomes `state`.
+    fn fill(
+        &self,
+        cl_ord_id: &str,
+        acc_fill_sz: &str,
+        avg_px: &str,
+        last: (&str, &str),
+        state: &str,
+    ) {
+        let mut book = lock(&self.book);
+        let o = book
+            .orders
+            .get_mut(cl_ord_id)
+            .expect("the venue has the order");
+        o.acc_fill_sz = acc_fill_sz.into();
+        o.avg_px = avg_px.into();
+        (o.fill_sz, o.fill_px) = (last.0.into(), last.1.into());
+        o.state = state.into();
+    }
+
+    /// Answers cancel-order requests `latency` after cancelling the order.
+    fn set_cancel_latency(&self, latency: Duration) {
+        lock(&self.book).cancel_latency = latency;
     }
 
     /// Takes the venue down (every request answered 503) or brings it back.
@@ -251,7 +352,21 @@ async fn answer(mut stream: TcpStream, book: Arc<Mutex<Book>>) {
         }
     }
     let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned();
-    let (status, json) = lock(&book).respond(&method, &target, &body);
+    let (status, json, delay) = {
+        let mut book = lock(&book);
+        let (status, json) = book.respond(&method, &target, &body);
+        let cancel = target == "/api/v5/trade/cancel-order";
+        (
+            status,
+            json,
+            if cancel {
+                book.cancel_latency
+            } else {
+                Duration::ZERO
+            },
+        )
+    };
+    tokio::time::sleep(delay).await;
     let reason = match status {
         200 => "OK",
         503 => "Service Unavailable",
@@ -278,6 +393,11 @@ struct Site {
 
 impl Site {
     fn new(venue_url: &str) -> Site {
+        Site::with_orders(venue_url, "")
+    }
+
+    /// A site whose `[orders]` section has `extra` (lines) too.
+    fn with_orders(venue_url: &str, extra: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
@@ -289,7 +409,7 @@ impl Site {
             "plugins = \"plugins\"\ntick_ms = 0\n\
              [limits.agent]\ndeadline_ms = 5000\n\
              [market]\nfeed = \"none\"\n\
-             [orders]\nvenue = \"okx\"\nvenue_url = \"{venue_url}\"\nokx_demo = true\nvenue_timeout_ms = 5000\n\
+             [orders]\nvenue = \"okx\"\nvenue_url = \"{venue_url}\"\nokx_demo = true\nvenue_timeout_ms = 5000\n{extra}\
              [grants.{AGENT}]\ncapabilities = [\"orders.place:*\", \"orders.cancel:*\"]\n"
         );
         let config = dir.path().join("colony.toml");
@@ -405,10 +525,21 @@ impl Site {
 
     /// Waits (up to 20 s) until the journal has `cid` accepted with a venue order id.
     async fn accepted(&self, cid: &str, host: &mut Host, venue: &MockOkx) -> JournalOrder {
+        self.until(cid, OrderStatus::Accepted, host, venue).await
+    }
+
+    /// Waits (up to 20 s) until the journal has `cid` in `status` with a venue order id.
+    async fn until(
+        &self,
+        cid: &str,
+        status: OrderStatus,
+        host: &mut Host,
+        venue: &MockOkx,
+    ) -> JournalOrder {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(o) = self.order(cid).await
-                && o.state.status == OrderStatus::Accepted
+                && o.state.status == status
                 && o.state.venue_order_id.is_some()
             {
                 return o;
@@ -416,7 +547,7 @@ impl Site {
             host.drain();
             assert!(
                 Instant::now() < deadline,
-                "{cid} not accepted in the journal: {:?}\nvenue requests: {:?}\nhost:\n{}",
+                "{cid} not {status:?} in the journal: {:?}\nvenue requests: {:?}\nhost:\n{}",
                 self.order(cid).await.map(|o| o.state),
                 venue.requests(),
                 host.log.join("\n")
@@ -635,5 +766,167 @@ async fn crash_after_send_with_the_venue_down_at_restart_reconciles_once_it_is_b
         site.events_and_rows(cid).await,
         (vec!["accepted".into()], 1)
     );
+    host.kill();
+}
+
+/// `d` as the orders agent writes it: the WIT decimal the host hands it (the smallest scale
+/// with a 64-bit mantissa, rounded to fit), printed without trailing zeros.
+fn agent_text(d: Decimal) -> String {
+    let mut d = d.normalize();
+    while i64::try_from(d.mantissa()).is_err() && d.scale() > 0 {
+        d = d.round_dp(d.scale() - 1);
+    }
+    d.normalize().to_string()
+}
+
+/// The agent's state `key`, as text ("" when unset).
+async fn agent_state(store: &StateStore, key: &str) -> String {
+    store
+        .get(AGENT, key)
+        .await
+        .unwrap()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default()
+}
+
+fn dec(s: &str) -> Decimal {
+    Decimal::from_str_exact(s).unwrap()
+}
+
+/// The journaled fills of `cid` as (qty, price), and the kinds of all its events.
+async fn fills_and_kinds(site: &Site, cid: &str) -> (Vec<(Decimal, Decimal)>, Vec<String>) {
+    let j = site.journal().await;
+    let events = j.events(AGENT, cid).await.unwrap();
+    j.close().await;
+    let fills = events
+        .iter()
+        .filter_map(|e| match &e.report.kind {
+            ExecKind::Fill(f) => Some((f.qty, f.price)),
+            _ => None,
+        })
+        .collect();
+    (fills, events.iter().map(|e| kind(&e.report.kind)).collect())
+}
+
+/// A live host that is not crashed: the background poll of working orders (every 200 ms)
+/// brings the venue's fills and cancels into the journal and to the agent. `k1` fills in two
+/// steps at the venue; `k2` is cancelled by the agent through the venue's cancel-order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_venue_fills_and_cancels_reach_the_journal_and_the_agent() {
+    let venue = MockOkx::start().await;
+    let site = Site::with_orders(&venue.url, "venue_poll_ms = 200\n");
+    let mut host = site.start(None);
+    site.command(&place("k1"));
+    site.command(&place("k2"));
+    site.accepted("k1", &mut host, &venue).await;
+    site.accepted("k2", &mut host, &venue).await;
+
+    // Part of k1 fills: 0.4 at 100.
+    venue.fill("k1", "0.4", "100", ("0.4", "100"), "partially_filled");
+    let o = site
+        .until("k1", OrderStatus::PartiallyFilled, &mut host, &venue)
+        .await;
+    assert_eq!(o.state.filled_qty, dec("0.4"));
+    assert_eq!(o.state.filled_notional, dec("40.0"));
+    let (fills, kinds) = fills_and_kinds(&site, "k1").await;
+    assert_eq!(kinds, ["accepted", "fill"]);
+    assert_eq!(fills, [(dec("0.4"), dec("100"))]);
+
+    // The rest fills: 1 in all at an average of 99.8, so the new 0.6 went at
+    // (99.8 × 1 − 100 × 0.4) / 0.6 = 99.666…, as exact as a 96-bit decimal gets.
+    venue.fill("k1", "1", "99.8", ("0.6", "99.6"), "filled");
+    let o = site
+        .until("k1", OrderStatus::Filled, &mut host, &venue)
+        .await;
+    let second = dec("99.66666666666666666666666667");
+    assert_eq!(
+        (dec("99.8") * dec("1") - dec("40.0")) / dec("0.6"),
+        second,
+        "the router's formula"
+    );
+    assert_eq!(o.state.filled_qty, dec("1"));
+    assert_eq!(o.state.filled_notional, dec("40.0") + dec("0.6") * second);
+    let (fills, kinds) = fills_and_kinds(&site, "k1").await;
+    assert_eq!(kinds, ["accepted", "fill", "fill"]);
+    assert_eq!(fills, [(dec("0.4"), dec("100")), (dec("0.6"), second)]);
+
+    // The agent cancels k2: one cancel-order request, then the journal has it cancelled. The
+    // venue's answer takes 500 ms, so polls see the order `canceled` before the host has the
+    // cancel's own answer: the order is cancelled once, not once per report.
+    venue.set_cancel_latency(Duration::from_millis(500));
+    site.command("cancel k2");
+    site.until("k2", OrderStatus::Cancelled, &mut host, &venue)
+        .await;
+    // Past the cancel's answer and a few polls more, nothing was recorded twice.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (fills, kinds) = fills_and_kinds(&site, "k2").await;
+    assert!(fills.is_empty());
+    assert_eq!(kinds, ["accepted", "cancelled"], "k2's journaled events");
+    assert_eq!(
+        fills_and_kinds(&site, "k1").await.1.len(),
+        3,
+        "k1 unchanged"
+    );
+    let requests = venue.requests();
+    assert_eq!(venue.cancels("k2"), 1, "one cancel of k2: {requests:?}");
+    assert_eq!(venue.cancels("k1"), 0, "no cancel of k1: {requests:?}");
+    assert_eq!(venue.posts("k1"), 1, "k1 placed once: {requests:?}");
+    assert_eq!(venue.posts("k2"), 1, "k2 placed once: {requests:?}");
+    let cancels = requests
+        .iter()
+        .filter(|r| r.starts_with("POST /api/v5/trade/cancel-order"))
+        .count();
+    assert_eq!(cancels, 1, "{requests:?}");
+
+    // The agent saw every change as an order event (and its cancel call succeeded).
+    let store = StateStore::open(&site.data.join("state.db"), Default::default())
+        .await
+        .unwrap();
+    let avg = (dec("40.0") + dec("0.6") * second) / dec("1");
+    let expected = [
+        "k1 partially-filled 0.4 100 0.4@100/0 -".to_string(),
+        format!(
+            "k1 filled 1 {} 0.6@{}/0 -",
+            agent_text(avg),
+            agent_text(second)
+        ),
+        "k2 cancelled 0 - - -".to_string(),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let events = loop {
+        let events = agent_state(&store, "events").await;
+        let lines: Vec<&str> = events.lines().collect();
+        if expected.iter().all(|e| lines.contains(&e.as_str())) {
+            break events;
+        }
+        host.drain();
+        assert!(
+            Instant::now() < deadline,
+            "the agent's events lack {expected:?}:\n{events}\nhost:\n{}",
+            host.log.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for cid in ["k1", "k2"] {
+        let accepted = format!("{cid} accepted 0 - - -");
+        assert_eq!(
+            events.lines().filter(|l| *l == accepted).count(),
+            1,
+            "{events}"
+        );
+    }
+    assert_eq!(events.lines().count(), 5, "one event per change:\n{events}");
+    assert_eq!(agent_state(&store, "cancel.k2").await, "ok");
+
+    // The venue never failed: the breaker is closed.
+    let out = colony(&site.data, &["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let breaker = &status["orders"]["breaker"];
+    assert!(breaker.is_object(), "{status}");
+    assert_eq!(breaker["state"], "closed", "{status}");
+    assert_eq!(breaker["consecutive_failures"], 0, "{status}");
+    assert_eq!(status["orders"]["counters"]["fills"], 2, "{status}");
+    assert_eq!(status["orders"]["open_orders"], 0, "{status}");
     host.kill();
 }

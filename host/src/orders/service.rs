@@ -490,6 +490,10 @@ pub struct OrderService {
     sink: Option<JournalSink>,
     journal_errors: AtomicU64,
     unresolved: AtomicU64,
+    /// Held while a live venue's answer is compared with the router's state and recorded, so
+    /// two answers about one order (a poll and a cancel's confirmation, two lookups) never
+    /// record the same change twice.
+    reconciling: tokio::sync::Mutex<()>,
     /// This service, for tasks that outlive a call.
     me: std::sync::Weak<OrderService>,
     config: OrdersConfig,
@@ -628,6 +632,7 @@ impl OrderService {
             sink,
             journal_errors: AtomicU64::new(0),
             unresolved: AtomicU64::new(0),
+            reconciling: tokio::sync::Mutex::new(()),
             config,
             placed: AtomicU64::new(0),
             submitted: AtomicU64::new(0),
@@ -870,6 +875,12 @@ impl OrderService {
         };
         match live.query(req).await {
             Ok(Some(v)) => {
+                let _one_at_a_time = self.reconciling.lock().await;
+                // The state now, not before the query: a cancel's confirmation or another
+                // lookup may have recorded something (or closed the order) meanwhile.
+                let Some(state) = self.lock().orders.get(&key).cloned() else {
+                    return true;
+                };
                 let now = crate::clock::Clock::system().now_ns();
                 for r in reconcile_reports(&state, &v, now) {
                     self.record(r).await;
@@ -1184,7 +1195,14 @@ impl OrderService {
             match live.cancel(&req, venue_order_id.as_deref(), now).await {
                 Ok(report) => {
                     if let Some(svc) = me.and_then(|w| w.upgrade()) {
-                        svc.record(report).await;
+                        let _one_at_a_time = svc.reconciling.lock().await;
+                        // A poll may have seen the order cancelled (or filled) and recorded
+                        // it first.
+                        let key = (req.agent.clone(), req.client_id.clone());
+                        let working = svc.lock().orders.contains_key(&key);
+                        if working {
+                            svc.record(report).await;
+                        }
                     } else if let Some(j) = journal {
                         let _ = j.record(&report).await;
                     }

@@ -33,7 +33,7 @@
 //! | order limits | `;key=value` after the symbol pattern, any order, each at most once; `max_notional`, `max_qty`: decimal `D+[.D+]`, positive; `max_orders_per_min`, `max_open_orders`: `u32`, positive; written back in the order of the grammar, decimals without trailing zeros | money is `rust_decimal::Decimal`, never `f64`; a zero or negative limit is a mistake, not a way to deny (deny by not granting) |
 //! | http scheme | `http` or `https` | nothing else leaves the host |
 //! | http host pattern | a lowercase DNS name (labels 1–63 of `a-z 0-9 -`, not starting or ending with `-`, at most 253 bytes, last label not all digits), an IPv4 address, an IPv6 address in `[...]`, or `*.` + DNS name | `*.example.com` matches `a.example.com` and `a.b.example.com` but not `example.com`, so granting subdomains never grants the apex by accident; requests are compared case-insensitively because DNS is |
-//! | http port | `1`–`65535`, no leading zeros; absent means any port | most grants name a host, not a port; the request always carries the port it will connect to |
+//! | http port | `1`–`65535`, no leading zeros; absent means the scheme's default port (80, 443) | a grant of `http://127.0.0.1` must not open every local service; another port is granted by naming it; the request always carries the port it will connect to |
 //! | fs dir | absolute, at most 1024 bytes, no empty, `.` or `..` components, no trailing `/` (except `/` itself), no whitespace or control characters | a request path is inside a dir component-wise (`/data` covers `/data/x`, not `/database`), which is only sound on normalised paths; `fs.write` implies `fs.read` of the same dir; manifests refuse whitespace in capability strings |
 //! | fs request path | absolute, no `.` or `..` components, no control characters (repeated or trailing `/` are ignored) | `..` would escape the granted dir; the host resolves paths before asking |
 //! | env NAME | `[A-Z_][A-Z0-9_]*`, at most 128 bytes | the portable spelling of environment variables |
@@ -248,6 +248,14 @@ impl Scheme {
             Scheme::Https => "https",
         }
     }
+
+    /// The port a URL or grant without one means: 80 or 443.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
 }
 
 /// The host part of an `http.outbound` grant.
@@ -281,8 +289,17 @@ pub struct HttpTarget {
     pub scheme: Scheme,
     /// Which hosts.
     pub host: HostPattern,
-    /// The only port allowed; `None` allows any.
+    /// The only port allowed; `None` allows the scheme's default port only.
     pub port: Option<u16>,
+}
+
+impl HttpTarget {
+    /// Whether this grant allows a connection to `host:port` over `scheme` (any case; `host` a
+    /// DNS name, an IPv4 address or a bracketed IPv6 address). The request is not validated:
+    /// [`GrantSet::check`] does that.
+    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        http_allows(self, scheme, host, port)
+    }
 }
 
 impl fmt::Display for HttpTarget {
@@ -1235,6 +1252,11 @@ impl GrantSet {
         true
     }
 
+    /// The `http.outbound` grants, in first-seen order.
+    pub fn http_targets(&self) -> &[HttpTarget] {
+        &self.http
+    }
+
     /// The dirs to preopen, each once, writable if `fs.write` was granted for it.
     pub fn fs_dirs(&self) -> &[FsGrant] {
         &self.fs
@@ -1365,7 +1387,9 @@ fn check_http_request(scheme: &str, host: &str) -> Result<(), String> {
 }
 
 fn http_allows(t: &HttpTarget, scheme: &str, host: &str, port: u16) -> bool {
-    if !scheme.eq_ignore_ascii_case(t.scheme.as_str()) || t.port.is_some_and(|p| p != port) {
+    if !scheme.eq_ignore_ascii_case(t.scheme.as_str())
+        || t.port.unwrap_or(t.scheme.default_port()) != port
+    {
         return false;
     }
     match &t.host {
@@ -2119,8 +2143,23 @@ mod tests {
                 "https",
                 "api.example.com",
                 8443,
+                false,
+            ),
+            (
+                "http://api.example.com",
+                "http",
+                "api.example.com",
+                80,
                 true,
             ),
+            (
+                "http://api.example.com",
+                "http",
+                "api.example.com",
+                443,
+                false,
+            ),
+            ("http://127.0.0.1", "http", "127.0.0.1", 8080, false),
             (
                 "https://api.example.com",
                 "HTTPS",

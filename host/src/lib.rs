@@ -18,6 +18,7 @@ pub mod interfaces;
 pub mod limits;
 pub mod manifest;
 pub mod market;
+pub mod net;
 pub mod orders;
 pub mod output;
 pub mod plugin;

@@ -27,4 +27,5 @@ pub mod state_store;
 pub mod store;
 pub mod supervisor;
 pub mod tool;
+pub mod tools;
 pub mod venues;

@@ -130,6 +130,21 @@ pub struct PluginInfo {
     pub from_cache: bool,
 }
 
+/// What a component is before anything is linked: the world it exports, what it imports,
+/// and its embedded manifest. For callers that check imports against more than a world
+/// offers (registered tools, whose imports are also checked against their grants).
+#[derive(Debug, Clone)]
+pub struct Shape {
+    /// The world its exports make it, if any.
+    pub world: Option<Kind>,
+    /// Every import, by name.
+    pub imports: Vec<String>,
+    /// Every export, by name.
+    pub exports: Vec<String>,
+    /// The embedded manifest, if the component carries one.
+    pub manifest: Option<Manifest>,
+}
+
 /// A linked plugin, ready to instantiate.
 pub enum Linked {
     /// An agent.
@@ -226,6 +241,30 @@ impl Loader {
             }
         };
         self.load_bytes(&bytes, path, sidecar.as_deref())
+    }
+
+    /// Checks the header and the embedded manifest and compiles `bytes` (or takes them from
+    /// the cache), without checking imports or linking.
+    pub fn shape(&self, bytes: &[u8]) -> Result<Shape, String> {
+        let embedded = read_header_and_manifest(bytes)?;
+        let manifest = match embedded {
+            Some(m) => Some(Manifest::from_embedded(&m).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let compiled = self
+            .runtime
+            .compile(bytes, &blake3::hash(bytes))
+            .map_err(|e| format!("invalid component: {}", first_line(&e)))?;
+        let engine = self.runtime.engine();
+        let ty = compiled.component.component_type();
+        let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+        Ok(Shape {
+            world: world_of(&exports),
+            imports,
+            exports,
+            manifest,
+        })
     }
 
     /// Loads a plugin from bytes; `file` is only used for names and messages.

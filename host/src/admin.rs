@@ -5,8 +5,10 @@
 //!
 //! Requests: `{"token": T, "op": "status" | "plugins" | "tools" | "invoke" | "sync" |
 //! "grants" | "grant" | "revoke" | "approve" | "publish" | "subscribe" | "orders" |
-//! "kill-switch" | "approvals" | "approve-order" | "deny-order", "name": N, "args":
-//! JSON-text, capability or payload, "actor": USER}`. `subscribe` (name = pattern) answers
+//! "kill-switch" | "approvals" | "approve-order" | "deny-order" | "tool-register" |
+//! "tool-unregister" | "tool-list", "name": N, "args":
+//! JSON-text, capability, payload or (`tool-register`) the path of a component file the
+//! host reads, "actor": USER}`. `subscribe` (name = pattern) answers
 //! once, then streams one JSON line per message until the client disconnects. Responses: `{"ok": true, "result": …}` or
 //! `{"ok": false, "error": "…"}`.
 
@@ -279,7 +281,7 @@ async fn handle(host: &Host, req: Request) -> Response {
             let (Some(name), Some(args)) = (req.name, req.args) else {
                 return failure("invoke needs name and args".into());
             };
-            match host.invoke_tool(&name, &args).await {
+            match host.call_tool(&name, &args).await {
                 Ok(out) => Response {
                     ok: true,
                     result: serde_json::Value::String(out),
@@ -288,8 +290,52 @@ async fn handle(host: &Host, req: Request) -> Response {
                 Err(e) => failure(e.to_string()),
             }
         }
+        "tool-list" => json(serde_json::to_value(host.registered_tools().list())),
+        "tool-register" => {
+            let Some(path) = req.args else {
+                return failure("tool-register needs the path of a component file".into());
+            };
+            let bytes = match read_component(Path::new(&path)) {
+                Ok(b) => b,
+                Err(e) => return failure(e),
+            };
+            let actor = format!("admin:{}", req.actor.as_deref().unwrap_or("unknown"));
+            match host.register_tool(&bytes, &actor).await {
+                Ok(t) => json(Ok(serde_json::json!({
+                    "name": t.name,
+                    "version": t.version,
+                    "digest": t.digest,
+                }))),
+                Err(e) => failure(e.to_string()),
+            }
+        }
+        "tool-unregister" => {
+            let Some(spec) = req.name else {
+                return failure("tool-unregister needs NAME or NAME@VERSION".into());
+            };
+            let actor = format!("admin:{}", req.actor.as_deref().unwrap_or("unknown"));
+            match host.unregister_tool(&spec, &actor).await {
+                Ok(removed) => json(serde_json::to_value(removed)),
+                Err(e) => failure(e.to_string()),
+            }
+        }
         other => failure(format!("unknown op {other:?}")),
     }
+}
+
+/// Reads a component file for `tool-register`, refusing anything over the plugin size limit
+/// before reading it.
+pub fn read_component(path: &Path) -> Result<Vec<u8>, String> {
+    let limit = crate::plugin::MAX_FILE_BYTES;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > limit {
+        return Err(format!(
+            "{}: {} bytes, more than the {limit}-byte limit",
+            path.display(),
+            meta.len()
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn failure(error: String) -> Response {

@@ -92,7 +92,7 @@ enum Command {
     /// List or inspect plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
-    /// List or call tools.
+    /// List, call, register and unregister tools.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
     /// List, grant, revoke and approve capabilities.
@@ -140,7 +140,7 @@ pub fn main() -> ExitCode {
             Command::Bus(cmd) => bus::bus(cmd, data_dir).await,
             Command::Audit(args) => audit::audit(args, data_dir, cli.audit_db).await,
             Command::Plugins(cmd) => plugins::plugins(cmd, data_dir).await,
-            Command::Tools(cmd) => tools::tools(cmd, data_dir).await,
+            Command::Tools(cmd) => tools::tools(cmd, data_dir, cli.audit_db).await,
             Command::Status(args) => status::status(args, data_dir).await,
             Command::New(cmd) => new::new(cmd),
             Command::Bench(args) => bench::bench(args).await,

@@ -1,15 +1,19 @@
-//! `colony tools list` and `colony tools invoke NAME JSON`: through the running host, or
-//! with no host running, by loading the tool from the plugins folder in-process.
+//! `colony tools list|invoke|register|unregister`: through the running host, or with no host
+//! running, in-process on the plugins folder and `DATA_DIR/tools/` (registrations made
+//! without a host are audited in the same audit store).
 
 use std::path::PathBuf;
 
 use clap::Subcommand;
 
 use super::{CliError, CliResult};
+use crate::audit::AuditStore;
 use crate::manifest::Kind;
 use crate::plugin::Linked;
 use crate::policy::Policy;
 use crate::tool::{ToolRunner, ToolSpec};
+use crate::tools::{BookGrants, RegistryError, ToolCallError, ToolRegistry};
+use std::path::Path;
 use std::sync::Arc;
 
 #[derive(Debug, Subcommand)]
@@ -25,7 +29,7 @@ pub enum ToolsCommand {
     },
     /// Call a tool with JSON arguments and print its JSON result.
     Invoke {
-        /// Tool name.
+        /// Tool name, or NAME@VERSION for one registered version.
         name: String,
         /// Arguments as JSON text.
         args: String,
@@ -33,25 +37,47 @@ pub enum ToolsCommand {
         #[arg(long)]
         plugins: Option<PathBuf>,
     },
+    /// Validate a tool component and register it; prints NAME@VERSION and its digest.
+    Register {
+        /// The component file.
+        file: PathBuf,
+    },
+    /// Unregister a tool (every version) or one version; the previous version answers again.
+    Unregister {
+        /// NAME or NAME@VERSION.
+        name: String,
+    },
 }
 
-pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf) -> CliResult {
+pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf, audit_db: Option<String>) -> CliResult {
     match cmd {
         ToolsCommand::List { plugins, json } => {
-            let specs = match crate::admin::call(&data_dir, "tools", None, None).await? {
-                Some(resp) if resp.ok => resp.result,
-                Some(resp) => return Err(anyhow::anyhow!(resp.error.unwrap_or_default()).into()),
-                None => {
+            let (specs, registered) = match (
+                crate::admin::call(&data_dir, "tools", None, None).await?,
+                crate::admin::call(&data_dir, "tool-list", None, None).await?,
+            ) {
+                (Some(a), Some(b)) if a.ok && b.ok => (a.result, b.result),
+                (Some(a), Some(b)) => {
+                    let e = a.error.or(b.error).unwrap_or_default();
+                    return Err(anyhow::anyhow!(e).into());
+                }
+                _ => {
                     let runners = offline_tools(plugins, &data_dir)?;
                     let mut specs: Vec<ToolSpec> = Vec::new();
                     for r in runners {
                         specs.push(r.describe().await?);
                     }
-                    serde_json::to_value(specs)?
+                    let (registry, _store) =
+                        offline_registry(&data_dir, audit_db.as_deref()).await?;
+                    (
+                        serde_json::to_value(specs)?,
+                        serde_json::to_value(registry.list())?,
+                    )
                 }
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&specs)?);
+                let all = serde_json::json!({ "plugins": specs, "registered": registered });
+                println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 for s in specs.as_array().into_iter().flatten() {
                     println!(
@@ -60,6 +86,104 @@ pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf) -> CliResult {
                         s["description"].as_str().unwrap_or("")
                     );
                 }
+                for t in registered.as_array().into_iter().flatten() {
+                    let versions: Vec<String> = t["versions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|v| {
+                            let mark = if v["active"].as_bool() == Some(true) {
+                                "*"
+                            } else {
+                                ""
+                            };
+                            format!("{}{mark}", v["version"].as_str().unwrap_or("?"))
+                        })
+                        .collect();
+                    println!(
+                        "{:<24} {} [registered: {}]",
+                        t["name"].as_str().unwrap_or("?"),
+                        t["description"].as_str().unwrap_or(""),
+                        versions.join(", ")
+                    );
+                }
+            }
+            Ok(())
+        }
+        ToolsCommand::Register { file } => {
+            let file = std::path::absolute(&file)?;
+            let result = match crate::admin::call(
+                &data_dir,
+                "tool-register",
+                None,
+                Some(file.display().to_string()),
+            )
+            .await?
+            {
+                Some(resp) if resp.ok => resp.result,
+                Some(resp) => {
+                    return Err(CliError::invalid(anyhow::anyhow!(
+                        resp.error.unwrap_or_default()
+                    )));
+                }
+                None => {
+                    let bytes = crate::admin::read_component(&file)
+                        .map_err(|e| CliError::invalid(anyhow::anyhow!(e)))?;
+                    let (registry, store) =
+                        offline_registry(&data_dir, audit_db.as_deref()).await?;
+                    let loader = super::plugins::offline_loader(Some(data_dir.join("cache")))?;
+                    let grants = book_grants(&store).await?;
+                    let t = registry
+                        .register(
+                            &loader,
+                            &grants,
+                            &bytes,
+                            &[],
+                            Some(&store.writer()),
+                            &cli_actor(),
+                        )
+                        .await
+                        .map_err(|e| match e {
+                            RegistryError::Rejected(_) | RegistryError::Duplicate(_) => {
+                                CliError::invalid(e)
+                            }
+                            other => other.into(),
+                        })?;
+                    serde_json::json!({ "name": t.name, "version": t.version, "digest": t.digest })
+                }
+            };
+            println!(
+                "{}@{} {}",
+                result["name"].as_str().unwrap_or("?"),
+                result["version"].as_str().unwrap_or("?"),
+                result["digest"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        ToolsCommand::Unregister { name } => {
+            let removed =
+                match crate::admin::call(&data_dir, "tool-unregister", Some(name.clone()), None)
+                    .await?
+                {
+                    Some(resp) if resp.ok => resp.result,
+                    Some(resp) => {
+                        return Err(anyhow::anyhow!(resp.error.unwrap_or_default()).into());
+                    }
+                    None => {
+                        let (registry, store) =
+                            offline_registry(&data_dir, audit_db.as_deref()).await?;
+                        let removed = registry
+                            .unregister(&name, Some(&store.writer()), &cli_actor())
+                            .await?;
+                        serde_json::to_value(removed)?
+                    }
+                };
+            for r in removed.as_array().into_iter().flatten() {
+                println!(
+                    "unregistered {} {}",
+                    r["id"].as_str().unwrap_or("?"),
+                    r["digest"].as_str().unwrap_or("?")
+                );
             }
             Ok(())
         }
@@ -85,13 +209,20 @@ pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf) -> CliResult {
                 Some(resp) => return Err(anyhow::anyhow!(resp.error.unwrap_or_default()).into()),
                 None => {
                     let runners = offline_tools(plugins, &data_dir)?;
-                    let runner = runners
-                        .into_iter()
-                        .find(|r| **r.name() == *name)
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("no tool named {name:?} in the plugins folder")
-                        })?;
-                    runner.invoke(&args).await?
+                    match runners.into_iter().find(|r| **r.name() == *name) {
+                        Some(runner) => runner.invoke(&args).await?,
+                        None => {
+                            let (registry, _store) =
+                                offline_registry(&data_dir, audit_db.as_deref()).await?;
+                            registry.invoke(&name, &args, None).await.map_err(|e| match e {
+                                ToolCallError::InvalidArguments { .. } => CliError::invalid(e),
+                                ToolCallError::NotFound(_) => CliError::from(anyhow::anyhow!(
+                                    "no tool named {name:?} in the plugins folder or the registry"
+                                )),
+                                other => other.into(),
+                            })?
+                        }
+                    }
                 }
             };
             println!("{out}");
@@ -100,14 +231,50 @@ pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf) -> CliResult {
     }
 }
 
+/// The registry in `DATA_DIR/tools/`, opened in-process under the grants recorded in the
+/// audit store (which is also returned, for auditing changes).
+async fn offline_registry(
+    data_dir: &Path,
+    audit_db: Option<&str>,
+) -> Result<(ToolRegistry, AuditStore), CliError> {
+    let store = super::grants::open_store(data_dir, audit_db).await?;
+    let loader = super::plugins::offline_loader(Some(data_dir.join("cache")))?;
+    let grants = book_grants(&store).await?;
+    let (registry, failures) = ToolRegistry::open(data_dir.join("tools"), &loader, &grants).await?;
+    for f in failures {
+        tracing::warn!("registered tool not loaded: {f}");
+    }
+    Ok((registry, store))
+}
+
+async fn book_grants(store: &AuditStore) -> Result<BookGrants, CliError> {
+    Ok(BookGrants {
+        book: crate::supervisor::load_grant_book(store).await?,
+        audit: Some(store.writer()),
+        sample_allows: crate::config::HostConfig::new(PathBuf::new()).audit_sample_allows,
+    })
+}
+
+fn cli_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
 fn offline_tools(
     plugins: Option<PathBuf>,
     data_dir: &std::path::Path,
 ) -> Result<Vec<ToolRunner>, CliError> {
+    let explicit = plugins.is_some();
     let dir = plugins.unwrap_or_else(|| data_dir.join("plugins"));
     let loader = super::plugins::offline_loader(Some(data_dir.join("cache")))?;
-    let rd = std::fs::read_dir(&dir)
-        .map_err(|e| CliError::invalid(anyhow::anyhow!("{}: {e}", dir.display())))?;
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        // No default plugins folder: only registered tools.
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CliError::invalid(anyhow::anyhow!("{}: {e}", dir.display()))),
+    };
     let mut out = Vec::new();
     for p in rd
         .flatten()

@@ -39,6 +39,9 @@ use crate::policy::Policy;
 use crate::state_store::{StateQuota, StateStore};
 use crate::store::CallError;
 use crate::tool::{ToolRunner, ToolSpec};
+use crate::tools::{
+    BookGrants, RegisteredTool, RegistryError, Removed, ToolCallError, ToolRegistry,
+};
 
 enum Running {
     Agent(AgentHandle),
@@ -240,6 +243,8 @@ pub struct Host {
     replay: Mutex<Option<crate::market::replay::Replay>>,
     registry: RwLock<Registry>,
     sync_lock: Mutex<()>,
+    /// Tools registered at run time (`DATA_DIR/tools/`).
+    tools: ToolRegistry,
 }
 
 impl Host {
@@ -323,7 +328,18 @@ impl Host {
             }
         }
         let orders = start_orders(&config, &bus, market.as_ref()).await?;
+        let tool_grants = BookGrants {
+            book: book.clone(),
+            audit: Some(audit.writer()),
+            sample_allows: config.audit_sample_allows,
+        };
+        let (tools, failures) =
+            ToolRegistry::open(config.data_dir.join("tools"), &loader, &tool_grants).await?;
+        for f in failures {
+            tracing::error!("registered tool not loaded: {f}");
+        }
         let host = Arc::new(Host {
+            tools,
             orders,
             market,
             replay: Mutex::new(replay),
@@ -809,6 +825,80 @@ impl Host {
                 })?
         };
         runner.invoke(args_json).await
+    }
+
+    /// The tools registered at run time.
+    pub fn registered_tools(&self) -> &ToolRegistry {
+        &self.tools
+    }
+
+    /// Validates and registers a tool component (see [`crate::tools`]); audited as `actor`.
+    pub async fn register_tool(
+        &self,
+        bytes: &[u8],
+        actor: &str,
+    ) -> Result<Arc<RegisteredTool>, RegistryError> {
+        let grants = self.tool_grants().await;
+        let reserved: Vec<String> = self.registry.read().await.by_name.keys().cloned().collect();
+        let writer = self.audit.writer();
+        self.tools
+            .register(
+                &self.loader,
+                &grants,
+                bytes,
+                &reserved,
+                Some(&writer),
+                actor,
+            )
+            .await
+    }
+
+    /// Unregisters `NAME` (every version) or `NAME@VERSION`; audited as `actor`.
+    pub async fn unregister_tool(
+        &self,
+        spec: &str,
+        actor: &str,
+    ) -> Result<Vec<Removed>, RegistryError> {
+        let writer = self.audit.writer();
+        self.tools.unregister(spec, Some(&writer), actor).await
+    }
+
+    /// Calls a tool as the operator: a tool from the plugins folder by name, else a registered
+    /// tool (`NAME` or `NAME@VERSION`) with its arguments checked against its schema first.
+    pub async fn call_tool(&self, spec: &str, args_json: &str) -> Result<String, ToolCallError> {
+        let in_folder = {
+            let reg = self.registry.read().await;
+            reg.by_name.values().any(|e| match &e.running {
+                Running::Tool(_, s) => e.info.name == spec || s.name == spec,
+                Running::Agent(_) => false,
+            })
+        };
+        if !in_folder {
+            return self.tools.invoke(spec, args_json, None).await;
+        }
+        self.invoke_tool(spec, args_json).await.map_err(|e| {
+            let tool = spec.to_string();
+            match e {
+                CallError::Limit { limit, .. } => ToolCallError::Limit { tool, limit },
+                CallError::Guest {
+                    message,
+                    call: "invoke",
+                    ..
+                } => ToolCallError::Tool { tool, message },
+                other => ToolCallError::Tool {
+                    tool,
+                    message: other.to_string(),
+                },
+            }
+        })
+    }
+
+    async fn tool_grants(&self) -> BookGrants {
+        BookGrants {
+            book: self.book.lock().await.clone(),
+            audit: Some(self.audit.writer()),
+            sample_allows: self.config.audit_sample_allows,
+        }
     }
 
     /// Delivers an event to one agent and waits for the outcome.

@@ -16,3 +16,4 @@ mod nats;
 mod orders;
 mod scaffold;
 mod support;
+mod tools;

@@ -48,6 +48,21 @@ pub mod guests {
     /// `events` as `CID STATUS FILLED AVG FILL REASON`.
     pub const ORDERS_AGENT: &str = env!("GUEST_ORDERS_AGENT");
 
+    /// Tool fit for registration, `schema-tool@1.0.0` (embedded manifest): input `{"n":
+    /// integer, "spin"?: boolean}` with example `{"n": 1}`; answers `{"n": N, "version":
+    /// "1.0.0"}`, and spins forever when `spin` is true.
+    pub const SCHEMA_TOOL: &str = env!("GUEST_SCHEMA_TOOL");
+    /// `schema-tool@2.0.0`: the same, answering `"version": "2.0.0"`.
+    pub const SCHEMA_TOOL_V2: &str = env!("GUEST_SCHEMA_TOOL_V2");
+    /// Tool that imports `colony:plugin/state`, which the tool world does not offer.
+    pub const BADIMPORT_TOOL: &str = env!("GUEST_BADIMPORT_TOOL");
+    /// Tool whose input schema is not a valid JSON Schema (`"type": 12`).
+    pub const BADSCHEMA_TOOL: &str = env!("GUEST_BADSCHEMA_TOOL");
+    /// Tool whose input schema has no `examples`.
+    pub const NOEXAMPLE_TOOL: &str = env!("GUEST_NOEXAMPLE_TOOL");
+    /// Tool that describes itself well but whose invoke panics.
+    pub const SMOKEFAIL_TOOL: &str = env!("GUEST_SMOKEFAIL_TOOL");
+
     /// Every guest as (crate name, path), for tests that go over all of them.
     pub const ALL: &[(&str, &str)] = &[
         ("good-agent", GOOD_AGENT),
@@ -65,6 +80,12 @@ pub mod guests {
         ("clock-agent", CLOCK_AGENT),
         ("market-agent", MARKET_AGENT),
         ("orders-agent", ORDERS_AGENT),
+        ("schema-tool", SCHEMA_TOOL),
+        ("schema-tool-v2", SCHEMA_TOOL_V2),
+        ("badimport-tool", BADIMPORT_TOOL),
+        ("badschema-tool", BADSCHEMA_TOOL),
+        ("noexample-tool", NOEXAMPLE_TOOL),
+        ("smokefail-tool", SMOKEFAIL_TOOL),
     ];
 }
 

@@ -1,0 +1,413 @@
+//! Tools registered at run time: each validation step refuses a tool made to fail exactly that
+//! step and leaves nothing behind; versions and rollback; arguments checked against the schema
+//! before the sandbox; registrations survive a restart; the CLI with and without a host.
+
+use colony_host::audit::{AuditFilter, AuditKind};
+use colony_host::tools::{RegistryError, Step, ToolCallError};
+use colony_tests::{TestHost, core_module_bytes, guests, test_config};
+
+use crate::support::{colony, start_host, stderr, stdout};
+
+fn bytes(guest: &str) -> Vec<u8> {
+    std::fs::read(guest).unwrap_or_else(|e| panic!("{guest}: {e}"))
+}
+
+/// The `.wasm` files in `DATA/tools`.
+fn stored(t: &TestHost) -> Vec<String> {
+    let dir = t.dir.path().join("data/tools");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".wasm") || n.ends_with(".tmp"))
+        .collect();
+    files.sort();
+    files
+}
+
+async fn audited(t: &TestHost, kind: &str) -> Vec<colony_host::audit::AuditEntry> {
+    t.host
+        .audit()
+        .query(&AuditFilter {
+            kind: Some(AuditKind::Other(kind.into())),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("audit query: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_tool_is_validated_stored_audited_and_callable() {
+    let t = TestHost::start(&[]).await;
+    let tool = t
+        .host
+        .register_tool(&bytes(guests::SCHEMA_TOOL), "admin:alice")
+        .await
+        .unwrap_or_else(|e| panic!("register: {e}"));
+    assert_eq!(tool.id(), "schema-tool@1.0.0");
+    assert_eq!(
+        tool.digest,
+        blake3::hash(&bytes(guests::SCHEMA_TOOL))
+            .to_hex()
+            .to_string()
+    );
+    assert_eq!(stored(&t), vec![format!("{}.wasm", tool.digest)]);
+
+    let out = t
+        .host
+        .call_tool("schema-tool", r#"{"n": 5}"#)
+        .await
+        .unwrap();
+    assert_eq!(out, r#"{"n":5,"version":"1.0.0"}"#);
+
+    let records = audited(&t, "tool-register").await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].actor, "admin:alice");
+    assert_eq!(records[0].plugin, "schema-tool");
+    assert_eq!(records[0].digest, tool.digest);
+    assert_eq!(records[0].detail, "schema-tool@1.0.0");
+
+    let listed = t.host.registered_tools().list();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "schema-tool");
+    assert_eq!(listed[0].input_schema["examples"][0]["n"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_validation_step_refuses_the_tool_made_to_fail_it() {
+    let t = TestHost::start(&[]).await;
+    let cases: Vec<(&str, Vec<u8>, Step, &str)> = vec![
+        (
+            "core module",
+            core_module_bytes(),
+            Step::Component,
+            "core wasm module",
+        ),
+        (
+            "agent",
+            bytes(guests::GOOD_AGENT),
+            Step::Component,
+            "agent world, not the tool world",
+        ),
+        (
+            "badimport-tool",
+            bytes(guests::BADIMPORT_TOOL),
+            Step::Imports,
+            "imports colony:plugin/state@0.1.0",
+        ),
+        (
+            "badschema-tool",
+            bytes(guests::BADSCHEMA_TOOL),
+            Step::Describe,
+            "input-schema: not a valid JSON Schema",
+        ),
+        (
+            "noexample-tool",
+            bytes(guests::NOEXAMPLE_TOOL),
+            Step::Describe,
+            "no example input",
+        ),
+        (
+            "good-tool (schema without examples)",
+            bytes(guests::GOOD_TOOL),
+            Step::Describe,
+            "no example input",
+        ),
+        (
+            "smokefail-tool",
+            bytes(guests::SMOKEFAIL_TOOL),
+            Step::Smoke,
+            "the example call failed: trapped",
+        ),
+    ];
+    for (what, b, step, reason) in &cases {
+        match t.host.register_tool(b, "admin:test").await {
+            Err(RegistryError::Rejected(r)) => {
+                assert_eq!(r.step, *step, "{what}: {r}");
+                assert!(r.reason.contains(reason), "{what}: {r}");
+            }
+            Err(e) => panic!("{what}: refused for another reason: {e}"),
+            Ok(tool) => panic!("{what}: registered as {}", tool.id()),
+        }
+        assert!(stored(&t).is_empty(), "{what} left files: {:?}", stored(&t));
+        assert!(t.host.registered_tools().list().is_empty(), "{what} listed");
+    }
+    assert_eq!(audited(&t, "tool-register").await.len(), 0);
+    assert_eq!(audited(&t, "tool-rejected").await.len(), cases.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_keeps_the_old_one_for_rollback() {
+    let t = TestHost::start(&[]).await;
+    let v1 = t
+        .host
+        .register_tool(&bytes(guests::SCHEMA_TOOL), "admin:test")
+        .await
+        .unwrap();
+    let v2 = t
+        .host
+        .register_tool(&bytes(guests::SCHEMA_TOOL_V2), "admin:test")
+        .await
+        .unwrap();
+    assert_eq!(v2.id(), "schema-tool@2.0.0");
+    let call = |spec: &'static str| {
+        let host = t.host.clone();
+        async move { host.call_tool(spec, r#"{"n": 7}"#).await }
+    };
+    assert_eq!(
+        call("schema-tool").await.unwrap(),
+        r#"{"n":7,"version":"2.0.0"}"#
+    );
+    assert_eq!(
+        call("schema-tool@1.0.0").await.unwrap(),
+        r#"{"n":7,"version":"1.0.0"}"#
+    );
+    let versions: Vec<(String, bool)> = t.host.registered_tools().list()[0]
+        .versions
+        .iter()
+        .map(|v| (v.version.clone(), v.active))
+        .collect();
+    assert_eq!(
+        versions,
+        vec![("1.0.0".to_string(), false), ("2.0.0".to_string(), true)]
+    );
+
+    // The same build again, under any name, is refused.
+    let again = t
+        .host
+        .register_tool(&bytes(guests::SCHEMA_TOOL), "admin:test")
+        .await;
+    assert!(
+        matches!(&again, Err(RegistryError::Duplicate(m)) if m.contains("already registered as schema-tool@1.0.0")),
+        "{:?}",
+        again.err()
+    );
+
+    let removed = t
+        .host
+        .unregister_tool("schema-tool@2.0.0", "admin:bob")
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].digest, v2.digest);
+    assert_eq!(
+        call("schema-tool").await.unwrap(),
+        r#"{"n":7,"version":"1.0.0"}"#
+    );
+    assert_eq!(stored(&t), vec![format!("{}.wasm", v1.digest)]);
+    let unregs = audited(&t, "tool-unregister").await;
+    assert_eq!(unregs.len(), 1);
+    assert_eq!(unregs[0].actor, "admin:bob");
+    assert_eq!(unregs[0].detail, "schema-tool@2.0.0");
+
+    t.host
+        .unregister_tool("schema-tool", "admin:bob")
+        .await
+        .unwrap();
+    assert!(matches!(
+        call("schema-tool").await,
+        Err(ToolCallError::NotFound(_))
+    ));
+    assert!(matches!(
+        t.host.unregister_tool("schema-tool", "admin:bob").await,
+        Err(RegistryError::NotFound(_))
+    ));
+    assert!(stored(&t).is_empty());
+}
+
+/// schema-tool spins until a limit stops it when `spin` is true. Arguments that ask it to
+/// spin but fail the schema come back as invalid arguments, not as a limit: the tool never
+/// ran. The same spin with valid arguments does hit the limit, so the first result is not
+/// a tool that ignores `spin`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_arguments_are_refused_before_the_sandbox() {
+    let t = TestHost::start(&[]).await;
+    t.host
+        .register_tool(&bytes(guests::SCHEMA_TOOL), "admin:test")
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    match t
+        .host
+        .call_tool("schema-tool", r#"{"n": "x", "spin": true}"#)
+        .await
+    {
+        Err(ToolCallError::InvalidArguments { error, .. }) => {
+            assert_eq!(error.path, "/n", "{error}");
+            assert!(error.schema_path.ends_with("/type"), "{error}");
+        }
+        other => panic!("expected invalid arguments, got {other:?}"),
+    }
+    let refused_in = started.elapsed();
+
+    for (args, path) in [
+        ("not json", "/"),
+        (r#"{"spin": true}"#, "/"),
+        (r#"{"n": 1, "spin": true, "extra": 0}"#, "/"),
+    ] {
+        match t.host.call_tool("schema-tool", args).await {
+            Err(ToolCallError::InvalidArguments { error, .. }) => {
+                assert_eq!(error.path, path, "{args}: {error}")
+            }
+            other => panic!("{args}: expected invalid arguments, got {other:?}"),
+        }
+    }
+
+    let started = std::time::Instant::now();
+    let spun = t
+        .host
+        .call_tool("schema-tool", r#"{"n": 1, "spin": true}"#)
+        .await;
+    assert!(
+        matches!(&spun, Err(ToolCallError::Limit { .. })),
+        "{spun:?}"
+    );
+    assert_eq!(spun.unwrap_err().kind(), "limit");
+    assert!(
+        refused_in < started.elapsed(),
+        "refusal took {refused_in:?}, as long as a call that ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_tools_survive_a_restart() {
+    let TestHost { dir, host } = TestHost::start(&[]).await;
+    host.register_tool(&bytes(guests::SCHEMA_TOOL), "admin:test")
+        .await
+        .unwrap();
+    host.register_tool(&bytes(guests::SCHEMA_TOOL_V2), "admin:test")
+        .await
+        .unwrap();
+    host.unregister_tool("schema-tool@1.0.0", "admin:test")
+        .await
+        .unwrap();
+    host.register_tool(&bytes(guests::SCHEMA_TOOL), "admin:test")
+        .await
+        .unwrap();
+    host.shutdown().await;
+    drop(host);
+
+    let host = colony_host::supervisor::Host::start(test_config(dir.path()))
+        .await
+        .unwrap_or_else(|e| panic!("restart: {e:#}"));
+    let listed = host.registered_tools().list();
+    let versions: Vec<(&str, bool)> = listed[0]
+        .versions
+        .iter()
+        .map(|v| (v.version.as_str(), v.active))
+        .collect();
+    // Registration order survives: 1.0.0 was registered again after 2.0.0, so it answers.
+    assert_eq!(versions, vec![("2.0.0", false), ("1.0.0", true)]);
+    assert_eq!(
+        host.call_tool("schema-tool", r#"{"n": 2}"#).await.unwrap(),
+        r#"{"n":2,"version":"1.0.0"}"#
+    );
+}
+
+#[test]
+fn the_cli_registers_through_a_running_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let _host = start_host(&data, &plugins, 0);
+
+    let out = colony(&data, &["tools", "register", guests::SCHEMA_TOOL]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = blake3::hash(&bytes(guests::SCHEMA_TOOL))
+        .to_hex()
+        .to_string();
+    assert_eq!(stdout(&out).trim(), format!("schema-tool@1.0.0 {digest}"));
+
+    let out = colony(&data, &["tools", "register", guests::SCHEMA_TOOL_V2]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = colony(&data, &["tools", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("[registered: 1.0.0, 2.0.0*]"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = colony(&data, &["tools", "invoke", "schema-tool", r#"{"n":3}"#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), r#"{"n":3,"version":"2.0.0"}"#);
+
+    let out = colony(&data, &["tools", "invoke", "schema-tool", r#"{"n":"3"}"#]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid arguments at /n"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = colony(&data, &["tools", "register", guests::SMOKEFAIL_TOOL]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tool rejected at step smoke"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = colony(&data, &["tools", "unregister", "schema-tool@2.0.0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("unregistered schema-tool@2.0.0"));
+    let out = colony(&data, &["tools", "invoke", "schema-tool", r#"{"n":3}"#]);
+    assert_eq!(stdout(&out).trim(), r#"{"n":3,"version":"1.0.0"}"#);
+
+    let out = colony(&data, &["audit", "--json"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("tool-register") && text.contains("tool-unregister"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_registers_without_a_host_and_the_host_loads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let data = config.data_dir.clone();
+
+    let out = colony(&data, &["tools", "register", guests::SCHEMA_TOOL]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("schema-tool@1.0.0 "));
+    let out = colony(&data, &["tools", "register", guests::NOEXAMPLE_TOOL]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("step describe"), "{}", stderr(&out));
+
+    let out = colony(&data, &["tools", "invoke", "schema-tool", r#"{"n":4}"#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), r#"{"n":4,"version":"1.0.0"}"#);
+    let out = colony(&data, &["tools", "invoke", "schema-tool", r#"{"n":true}"#]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    let host = colony_host::supervisor::Host::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("host start: {e:#}"));
+    assert_eq!(
+        host.call_tool("schema-tool", r#"{"n": 4}"#).await.unwrap(),
+        r#"{"n":4,"version":"1.0.0"}"#
+    );
+    let records = host
+        .audit()
+        .query(&AuditFilter {
+            kind: Some(AuditKind::Other("tool-register".into())),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(records[0].actor.starts_with("cli:"), "{}", records[0].actor);
+    host.shutdown().await;
+    drop(host);
+
+    let out = colony(&data, &["tools", "unregister", "schema-tool"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = colony(&data, &["tools", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(listed["registered"], serde_json::json!([]));
+}

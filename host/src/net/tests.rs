@@ -830,6 +830,18 @@ fn forbidden_v4_addr() -> impl Strategy<Value = u32> {
     })
 }
 
+/// An address within 256 of the first or last address of a forbidden range, where an
+/// off-by-one prefix length would show.
+fn near_a_v4_boundary() -> impl Strategy<Value = u32> {
+    (0..FORBIDDEN_V4.len(), any::<bool>(), -256i64..256).prop_map(|(i, end, delta)| {
+        let (base, len) = FORBIDDEN_V4[i];
+        let base = u32::from(base.parse::<Ipv4Addr>().unwrap_or(Ipv4Addr::BROADCAST));
+        let size = 1i64 << (32 - u32::from(len));
+        let edge = i64::from(base) + if end { size } else { 0 };
+        (edge + delta).clamp(0, i64::from(u32::MAX)) as u32
+    })
+}
+
 fn name_policy() -> OutboundPolicy {
     policy(&[
         "https://api.example.com",
@@ -858,7 +870,9 @@ proptest! {
     }
 
     #[test]
-    fn net_prop_v4_classification_matches_the_independent_table(a in any::<u32>()) {
+    fn net_prop_v4_classification_matches_the_independent_table(
+        a in prop_oneof![any::<u32>(), near_a_v4_boundary()],
+    ) {
         let v4 = Ipv4Addr::from(a);
         let metadata = [[169, 254, 169, 254], [169, 254, 170, 2], [100, 100, 100, 200]];
         let want = forbidden_v4(a) || metadata.contains(&v4.octets());

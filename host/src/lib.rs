@@ -11,6 +11,7 @@ pub mod caps;
 pub mod cli;
 pub mod clock;
 pub mod config;
+mod db;
 pub mod embedded;
 pub mod engine;
 pub mod grants;

@@ -2,7 +2,7 @@
 //!
 //! Every statement is written once with `$N` placeholders, which both SQLite and PostgreSQL
 //! accept; the few that differ (locking the head, upserting `plugins_seen`) come in pairs.
-//! The `on_pool!` macro expands one body for each pool type, so the two backends cannot
+//! The `on_pool!` macro (`crate::db`) expands one body for each pool type, so the two backends cannot
 //! drift apart.
 
 use std::path::Path;
@@ -10,10 +10,8 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::chain::{self, ChainFields, GENESIS, HASH_LEN};
 use super::{
@@ -66,30 +64,7 @@ type LogRow = (
     Vec<u8>,
 );
 
-/// Runs `$body` with `$pool` bound to the concrete pool and `$db` naming its database type.
-macro_rules! on_pool {
-    ($backend:expr, |$pool:ident, $db:ident| $body:block) => {
-        match $backend {
-            Backend::Sqlite($pool) => {
-                #[allow(dead_code)]
-                type $db = sqlx::Sqlite;
-                $body
-            }
-            Backend::Postgres($pool) => {
-                #[allow(dead_code)]
-                type $db = sqlx::Postgres;
-                $body
-            }
-        }
-    };
-}
-
-/// A connection pool to one of the supported databases.
-#[derive(Clone)]
-pub(crate) enum Backend {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
+pub(crate) use crate::db::{Backend, on_pool};
 
 impl Backend {
     /// Connects to `url` and runs that backend's migrations.

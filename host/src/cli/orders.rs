@@ -270,7 +270,10 @@ async fn list(args: ListArgs, data_dir: PathBuf) -> CliResult {
         );
         return Ok(());
     }
-    println!("no host running; from the journal {}", redact(&url));
+    println!(
+        "no host running; from the journal {}",
+        crate::orders::journal::redact_url(&url)
+    );
     let rows: Vec<serde_json::Value> = orders
         .iter()
         .filter_map(|o| {
@@ -284,13 +287,6 @@ async fn list(args: ListArgs, data_dir: PathBuf) -> CliResult {
     print_orders("orders", &serde_json::Value::Array(rows));
     println!("{} fills journaled", fills.len());
     Ok(())
-}
-
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_string(),
-    }
 }
 
 fn print_orders(title: &str, rows: &serde_json::Value) {

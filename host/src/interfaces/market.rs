@@ -7,9 +7,7 @@
 //! NATS arrives the same way; it counts against the per-instance subscription limit and ends
 //! with the instance.
 
-use rust_decimal::Decimal;
-
-use super::refusal;
+use super::{decimal, refusal};
 use crate::bindings::market_data::{Host, Kinds, SymbolStatus};
 use crate::bindings::types::{self as wit, Error};
 use crate::caps::Request;
@@ -20,33 +18,6 @@ use crate::store::StoreState;
 
 /// Most candles one `candles` call returns.
 pub const MAX_CANDLES: u32 = 1_000;
-
-/// A host decimal as the WIT record: the smallest scale that represents it exactly with a
-/// 64-bit mantissa. Prices and sizes from feeds always fit; one that does not is rounded to
-/// the scale that fits (and never panics).
-pub fn decimal(d: Decimal) -> wit::Decimal {
-    let mut d = d.normalize();
-    loop {
-        if let Ok(m) = i64::try_from(d.mantissa()) {
-            return wit::Decimal {
-                mantissa: m,
-                scale: u8::try_from(d.scale()).unwrap_or(28),
-            };
-        }
-        if d.scale() == 0 {
-            let max = if d.is_sign_negative() {
-                i64::MIN
-            } else {
-                i64::MAX
-            };
-            return wit::Decimal {
-                mantissa: max,
-                scale: 0,
-            };
-        }
-        d = d.round_dp(d.scale() - 1);
-    }
-}
 
 fn quote(q: &md::Quote) -> wit::Quote {
     wit::Quote {

@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
-use super::market::decimal;
-use super::refusal;
+use super::{decimal, refusal};
 use crate::bindings::orders::{
     AckStatus, Balance, Host, OpenOrder, OrderAck, OrderType, PositionInfo, TimeInForce,
 };

@@ -19,6 +19,25 @@ pub enum Side {
     Sell,
 }
 
+impl Side {
+    /// `buy` or `sell`, as the feeds, the order journal and the CLI write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str)'s form.
+    pub fn parse(s: &str) -> Option<Side> {
+        match s {
+            "buy" => Some(Side::Buy),
+            "sell" => Some(Side::Sell),
+            _ => None,
+        }
+    }
+}
+
 /// Best bid and offer of an instrument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quote {

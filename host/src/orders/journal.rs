@@ -43,10 +43,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
@@ -218,29 +216,7 @@ pub struct OrderFilter {
     pub limit: Option<u32>,
 }
 
-/// Runs `$body` with `$pool` bound to the concrete pool and `$db` naming its database type.
-macro_rules! on_pool {
-    ($backend:expr, |$pool:ident, $db:ident| $body:block) => {
-        match $backend {
-            Backend::Sqlite($pool) => {
-                #[allow(dead_code)]
-                type $db = sqlx::Sqlite;
-                $body
-            }
-            Backend::Postgres($pool) => {
-                #[allow(dead_code)]
-                type $db = sqlx::Postgres;
-                $body
-            }
-        }
-    };
-}
-
-#[derive(Clone)]
-enum Backend {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
+use crate::db::{Backend, on_pool};
 
 /// The order journal. Cheap to clone (a connection pool inside).
 #[derive(Clone)]
@@ -342,11 +318,11 @@ impl Journal {
                 .bind(&*order.agent)
                 .bind(order.client_id.as_str())
                 .bind(&*order.symbol)
-                .bind(side_str(order.side))
-                .bind(kind_str(order.kind))
+                .bind(Side::as_str(order.side))
+                .bind(OrderKind::as_str(order.kind))
                 .bind(order.price.map(|p| p.to_string()))
                 .bind(order.qty.to_string())
-                .bind(tif_str(order.tif))
+                .bind(TimeInForce::as_str(order.tif))
                 .bind(order.post_only)
                 .bind(order.reduce_only)
                 .bind(OrderStatus::Pending.as_str())
@@ -858,14 +834,14 @@ impl RawOrder {
             row: &key,
         };
         let request = OrderRequest {
-            side: at.text("side", &self.side, parse_side, "a side")?,
-            kind: at.text("kind", &self.kind, parse_kind, "an order kind")?,
+            side: at.text("side", &self.side, Side::parse, "a side")?,
+            kind: at.text("kind", &self.kind, OrderKind::parse, "an order kind")?,
             price: match &self.price {
                 Some(p) => Some(at.decimal("price", p)?),
                 None => None,
             },
             qty: at.decimal("qty", &self.qty)?,
-            tif: at.text("tif", &self.tif, parse_tif, "a time in force")?,
+            tif: at.text("tif", &self.tif, TimeInForce::parse, "a time in force")?,
             post_only: self.post_only,
             reduce_only: self.reduce_only,
             client_id: self.client_id,
@@ -977,7 +953,7 @@ impl RawEvent {
             table: "orders",
             row: &order_key,
         }
-        .text("side", &self.side, parse_side, "a side")?;
+        .text("side", &self.side, Side::parse, "a side")?;
         let kind = match self.kind.as_str() {
             "accepted" => ExecKind::Accepted,
             "rejected" => ExecKind::Rejected {
@@ -994,7 +970,7 @@ impl RawEvent {
                 liquidity: at.text(
                     "liquidity",
                     &at.required("liquidity", self.liquidity, "fill")?,
-                    parse_liquidity,
+                    Liquidity::parse,
                     "maker or taker",
                 )?,
             }),
@@ -1054,7 +1030,7 @@ impl<'a> EventColumns<'a> {
                 price: Some(f.price.to_string()),
                 fee: Some(f.fee.to_string()),
                 fee_currency: Some(&*f.fee_currency),
-                liquidity: Some(liquidity_str(f.liquidity)),
+                liquidity: Some(Liquidity::as_str(f.liquidity)),
                 ..bare("fill")
             },
             ExecKind::Cancelled => bare("cancelled"),
@@ -1063,71 +1039,9 @@ impl<'a> EventColumns<'a> {
     }
 }
 
-fn side_str(s: Side) -> &'static str {
-    match s {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
-    }
-}
-
-fn parse_side(s: &str) -> Option<Side> {
-    match s {
-        "buy" => Some(Side::Buy),
-        "sell" => Some(Side::Sell),
-        _ => None,
-    }
-}
-
-fn kind_str(k: OrderKind) -> &'static str {
-    match k {
-        OrderKind::Market => "market",
-        OrderKind::Limit => "limit",
-    }
-}
-
-fn parse_kind(s: &str) -> Option<OrderKind> {
-    match s {
-        "market" => Some(OrderKind::Market),
-        "limit" => Some(OrderKind::Limit),
-        _ => None,
-    }
-}
-
-fn tif_str(t: TimeInForce) -> &'static str {
-    match t {
-        TimeInForce::Gtc => "gtc",
-        TimeInForce::Ioc => "ioc",
-        TimeInForce::Fok => "fok",
-    }
-}
-
-fn parse_tif(s: &str) -> Option<TimeInForce> {
-    match s {
-        "gtc" => Some(TimeInForce::Gtc),
-        "ioc" => Some(TimeInForce::Ioc),
-        "fok" => Some(TimeInForce::Fok),
-        _ => None,
-    }
-}
-
-fn liquidity_str(l: Liquidity) -> &'static str {
-    match l {
-        Liquidity::Maker => "maker",
-        Liquidity::Taker => "taker",
-    }
-}
-
-fn parse_liquidity(s: &str) -> Option<Liquidity> {
-    match s {
-        "maker" => Some(Liquidity::Maker),
-        "taker" => Some(Liquidity::Taker),
-        _ => None,
-    }
-}
-
 /// `url` fit for an error message: without userinfo (`user:password@`) and with the value of
 /// any `password=` query parameter replaced. SQLite URLs are paths and are shown as they are.
-fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -1846,22 +1760,22 @@ mod tests {
     #[test]
     fn enum_texts_round_trip() {
         for s in [Side::Buy, Side::Sell] {
-            assert_eq!(parse_side(side_str(s)), Some(s));
+            assert_eq!(Side::parse(Side::as_str(s)), Some(s));
         }
         for k in [OrderKind::Market, OrderKind::Limit] {
-            assert_eq!(parse_kind(kind_str(k)), Some(k));
+            assert_eq!(OrderKind::parse(OrderKind::as_str(k)), Some(k));
         }
         for t in [TimeInForce::Gtc, TimeInForce::Ioc, TimeInForce::Fok] {
-            assert_eq!(parse_tif(tif_str(t)), Some(t));
+            assert_eq!(TimeInForce::parse(TimeInForce::as_str(t)), Some(t));
         }
         for l in [Liquidity::Maker, Liquidity::Taker] {
-            assert_eq!(parse_liquidity(liquidity_str(l)), Some(l));
+            assert_eq!(Liquidity::parse(Liquidity::as_str(l)), Some(l));
         }
         for bad in ["", "BUY", "Buy ", "limit\0"] {
-            assert_eq!(parse_side(bad), None);
-            assert_eq!(parse_kind(bad), None);
-            assert_eq!(parse_tif(bad), None);
-            assert_eq!(parse_liquidity(bad), None);
+            assert_eq!(Side::parse(bad), None);
+            assert_eq!(OrderKind::parse(bad), None);
+            assert_eq!(TimeInForce::parse(bad), None);
+            assert_eq!(Liquidity::parse(bad), None);
         }
     }
 

@@ -32,6 +32,25 @@ pub enum Liquidity {
     Taker,
 }
 
+impl Liquidity {
+    /// `maker` or `taker`, as the journal and the CLI write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Liquidity::Maker => "maker",
+            Liquidity::Taker => "taker",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str)'s form.
+    pub fn parse(s: &str) -> Option<Liquidity> {
+        match s {
+            "maker" => Some(Liquidity::Maker),
+            "taker" => Some(Liquidity::Taker),
+            _ => None,
+        }
+    }
+}
+
 /// One execution against an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FillReport {
@@ -90,6 +109,24 @@ pub struct ExecReport {
 }
 
 impl ExecReport {
+    /// A report about `order`: its agent, client id, symbol and side, with what happened.
+    pub fn new(
+        order: &OrderRequest,
+        venue_order_id: Option<String>,
+        kind: ExecKind,
+        ts: Timestamp,
+    ) -> ExecReport {
+        ExecReport {
+            agent: order.agent.clone(),
+            client_id: order.client_id.clone(),
+            symbol: order.symbol.clone(),
+            side: order.side,
+            venue_order_id,
+            kind,
+            ts,
+        }
+    }
+
     /// Whether the order can receive no further reports after this one (rejected, cancelled,
     /// expired). A fill that completes the order is terminal too, but only the order's owner
     /// knows its remaining quantity: see [`OrderState::is_closed`].

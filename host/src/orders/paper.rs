@@ -490,15 +490,7 @@ fn event_time(event: &MarketEvent) -> Timestamp {
 
 /// Appends a report about `state`'s order and applies it to `state`.
 fn report(state: &mut OrderState, kind: ExecKind, ts: Timestamp, out: &mut Vec<ExecReport>) {
-    let r = ExecReport {
-        agent: state.request.agent.clone(),
-        client_id: state.request.client_id.clone(),
-        symbol: state.request.symbol.clone(),
-        side: state.request.side,
-        venue_order_id: state.venue_order_id.clone(),
-        kind,
-        ts,
-    };
+    let r = ExecReport::new(&state.request, state.venue_order_id.clone(), kind, ts);
     state.apply(&r);
     out.push(r);
 }
@@ -662,18 +654,15 @@ impl PaperExchange {
             .is_some_and(|a| a.orders.contains_key(&order.client_id));
         if known {
             // The report is about the new request; the known order's state stays as it is.
-            out.push(ExecReport {
-                agent: order.agent.clone(),
-                client_id: order.client_id.clone(),
-                symbol: order.symbol.clone(),
-                side: order.side,
-                venue_order_id: None,
-                kind: PaperReject::DuplicateClientId.kind(format!(
+            out.push(ExecReport::new(
+                order,
+                None,
+                PaperReject::DuplicateClientId.kind(format!(
                     "client order id {:?} of agent {:?} is already in use",
                     order.client_id, order.agent
                 )),
-                ts: now,
-            });
+                now,
+            ));
             return;
         }
         let mut state = OrderState::new(order.clone(), now);

@@ -83,6 +83,46 @@ pub enum TimeInForce {
     Fok,
 }
 
+impl OrderKind {
+    /// `market` or `limit`, as the journal and the CLI write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderKind::Market => "market",
+            OrderKind::Limit => "limit",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str)'s form.
+    pub fn parse(s: &str) -> Option<OrderKind> {
+        match s {
+            "market" => Some(OrderKind::Market),
+            "limit" => Some(OrderKind::Limit),
+            _ => None,
+        }
+    }
+}
+
+impl TimeInForce {
+    /// `gtc`, `ioc` or `fok`, as the journal writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeInForce::Gtc => "gtc",
+            TimeInForce::Ioc => "ioc",
+            TimeInForce::Fok => "fok",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str)'s form.
+    pub fn parse(s: &str) -> Option<TimeInForce> {
+        match s {
+            "gtc" => Some(TimeInForce::Gtc),
+            "ioc" => Some(TimeInForce::Ioc),
+            "fok" => Some(TimeInForce::Fok),
+            _ => None,
+        }
+    }
+}
+
 /// An order as an agent asks for it, before any venue sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRequest {

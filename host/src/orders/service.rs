@@ -88,15 +88,7 @@ async fn failpoint(name: &str) {
 /// The reports that bring `state` (the journal's) up to what the venue says (`v`).
 pub fn reconcile_reports(state: &OrderState, v: &VenueOrder, now: Timestamp) -> Vec<ExecReport> {
     let req = &state.request;
-    let report = |kind| ExecReport {
-        agent: req.agent.clone(),
-        client_id: req.client_id.clone(),
-        symbol: req.symbol.clone(),
-        side: req.side,
-        venue_order_id: Some(v.venue_order_id.clone()),
-        kind,
-        ts: now,
-    };
+    let report = |kind| ExecReport::new(req, Some(v.venue_order_id.clone()), kind, now);
     let mut out = Vec::new();
     if state.status == OrderStatus::Pending && v.status != OrderStatus::Rejected {
         out.push(report(ExecKind::Accepted));
@@ -505,20 +497,6 @@ pub struct OrderService {
     undelivered: AtomicU64,
 }
 
-fn side_str(side: Side) -> &'static str {
-    match side {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
-    }
-}
-
-fn kind_str(kind: OrderKind) -> &'static str {
-    match kind {
-        OrderKind::Market => "market",
-        OrderKind::Limit => "limit",
-    }
-}
-
 /// The printable row of one order.
 pub fn order_row(agent: &str, o: &OrderState) -> OrderRow {
     OrderRow {
@@ -526,8 +504,8 @@ pub fn order_row(agent: &str, o: &OrderState) -> OrderRow {
         client_id: o.request.client_id.clone(),
         venue_order_id: o.venue_order_id.clone(),
         symbol: o.request.symbol.to_string(),
-        side: side_str(o.request.side).into(),
-        kind: kind_str(o.request.kind).into(),
+        side: o.request.side.as_str().into(),
+        kind: o.request.kind.as_str().into(),
         price: o.request.price.map(|p| p.normalize().to_string()),
         qty: o.request.qty.normalize().to_string(),
         filled_qty: o.filled_qty.normalize().to_string(),
@@ -813,18 +791,11 @@ impl OrderService {
                 self.reconcile_later(req);
             }
             Err(e) => {
-                let report = ExecReport {
-                    agent: req.agent.clone(),
-                    client_id: req.client_id.clone(),
-                    symbol: req.symbol.clone(),
-                    side: req.side,
-                    venue_order_id: None,
-                    kind: ExecKind::Rejected {
-                        code: "venue.unavailable".into(),
-                        message: e.to_string(),
-                    },
-                    ts: now,
+                let kind = ExecKind::Rejected {
+                    code: "venue.unavailable".into(),
+                    message: e.to_string(),
                 };
+                let report = ExecReport::new(&req, None, kind, now);
                 self.record(report).await;
             }
         }
@@ -895,15 +866,8 @@ impl OrderService {
             }
             Ok(None) => {
                 let now = crate::clock::Clock::system().now_ns();
-                let report = ExecReport {
-                    agent: req.agent.clone(),
-                    client_id: req.client_id.clone(),
-                    symbol: req.symbol.clone(),
-                    side: req.side,
-                    venue_order_id: state.venue_order_id.clone(),
-                    kind: ExecKind::Expired,
-                    ts: now,
-                };
+                let report =
+                    ExecReport::new(req, state.venue_order_id.clone(), ExecKind::Expired, now);
                 self.record(report).await;
                 true
             }
@@ -968,15 +932,7 @@ impl OrderService {
             report.open += 1;
             if self.live.is_none() {
                 // The paper exchange lost its book with the old process.
-                let expired = ExecReport {
-                    agent: req.agent.clone(),
-                    client_id: req.client_id.clone(),
-                    symbol: req.symbol.clone(),
-                    side: req.side,
-                    venue_order_id: None,
-                    kind: ExecKind::Expired,
-                    ts: now,
-                };
+                let expired = ExecReport::new(&req, None, ExecKind::Expired, now);
                 if let Err(e) = j.record(&expired).await {
                     tracing::error!(error = %e, client_id = %req.client_id, "cannot expire an order");
                 }
@@ -1055,18 +1011,11 @@ impl OrderService {
     /// A refusal before the venue: counted, and delivered as a `rejected` event too.
     fn refuse(&self, req: &OrderRequest, code: &str, detail: String, now: Timestamp) -> Ack {
         self.rejected.fetch_add(1, Ordering::Relaxed);
-        let report = ExecReport {
-            agent: req.agent.clone(),
-            client_id: req.client_id.clone(),
-            symbol: req.symbol.clone(),
-            side: req.side,
-            venue_order_id: None,
-            kind: ExecKind::Rejected {
-                code: code.to_string(),
-                message: detail.clone(),
-            },
-            ts: now,
+        let kind = ExecKind::Rejected {
+            code: code.to_string(),
+            message: detail.clone(),
         };
+        let report = ExecReport::new(req, None, kind, now);
         let mut state = OrderState::new(req.clone(), now);
         let status = state.apply(&report);
         self.deliver(OrderUpdate {
@@ -1092,15 +1041,10 @@ impl OrderService {
             return;
         };
         let status = state.apply(&report);
+        let (filled_qty, avg_price) = (state.filled_qty, state.avg_price());
         if let Some(sink) = &self.sink {
             sink.send(JournalOp::Report(report.clone()));
         }
-        let update = OrderUpdate {
-            report: report.clone(),
-            status,
-            filled_qty: state.filled_qty,
-            avg_price: state.avg_price(),
-        };
         match &report.kind {
             ExecKind::Accepted => {
                 core.risk.on_accepted(&report.agent, &report.client_id);
@@ -1124,9 +1068,8 @@ impl OrderService {
                 }
                 core.fills.push_back((report.clone(), f.clone()));
             }
-            ExecKind::Cancelled | ExecKind::Expired | ExecKind::Rejected { .. } => {
-                core.risk.on_closed(&report.agent, &report.client_id);
-            }
+            // A cancel, expiry or rejection always closes a working order: handled below.
+            ExecKind::Cancelled | ExecKind::Expired | ExecKind::Rejected { .. } => {}
         }
         if status.is_closed() {
             core.risk.on_closed(&report.agent, &report.client_id);
@@ -1134,7 +1077,12 @@ impl OrderService {
                 remember(&mut core.recent, done);
             }
         }
-        self.deliver(update);
+        self.deliver(OrderUpdate {
+            report,
+            status,
+            filled_qty,
+            avg_price,
+        });
     }
 
     /// Publishes an update to the placing agent's order subject.
@@ -1403,8 +1351,8 @@ impl OrderService {
             "agent": &*req.agent,
             "client_id": req.client_id,
             "symbol": &*req.symbol,
-            "side": side_str(req.side),
-            "kind": kind_str(req.kind),
+            "side": req.side.as_str(),
+            "kind": req.kind.as_str(),
             "qty": req.qty.normalize().to_string(),
             "price": req.price.map(|p| p.normalize().to_string()),
             "notional": notional.normalize().to_string(),
@@ -1439,7 +1387,7 @@ impl OrderService {
                 agent: w.request.agent.to_string(),
                 client_id: w.request.client_id.clone(),
                 symbol: w.request.symbol.to_string(),
-                side: side_str(w.request.side).into(),
+                side: w.request.side.as_str().into(),
                 qty: w.request.qty.normalize().to_string(),
                 price: w.request.price.map(|p| p.normalize().to_string()),
                 notional: w.notional.normalize().to_string(),
@@ -1518,7 +1466,7 @@ impl OrderService {
                 agent: r.agent.to_string(),
                 client_id: r.client_id.clone(),
                 symbol: r.symbol.to_string(),
-                side: side_str(r.side).into(),
+                side: r.side.as_str().into(),
                 qty: f.qty.normalize().to_string(),
                 price: f.price.normalize().to_string(),
                 fee: f.fee.normalize().to_string(),

@@ -236,7 +236,7 @@ impl LiveVenue {
                     code: refusal.code.to_string(),
                     message: refusal.message,
                 };
-                return Ok(report(order, None, kind, now));
+                return Ok(ExecReport::new(order, None, kind, now));
             }
         };
         let outcome = match &self.kind {
@@ -251,7 +251,7 @@ impl LiveVenue {
         Ok(match outcome {
             OrderOutcome::Accepted { venue_order_id } => {
                 tracing::info!(venue = %self.name, client_id = %order.client_id, %venue_order_id, "order accepted");
-                report(order, Some(venue_order_id), ExecKind::Accepted, now)
+                ExecReport::new(order, Some(venue_order_id), ExecKind::Accepted, now)
             }
             OrderOutcome::Rejected { code, message } => {
                 tracing::info!(venue = %self.name, client_id = %order.client_id, %code, %message, "order rejected");
@@ -259,7 +259,7 @@ impl LiveVenue {
                     code: REJECTED.to_string(),
                     message: format!("{code}: {message}"),
                 };
-                report(order, None, kind, now)
+                ExecReport::new(order, None, kind, now)
             }
         })
     }
@@ -311,7 +311,12 @@ impl LiveVenue {
             }
         };
         tracing::info!(venue = %self.name, client_id = %order.client_id, venue_order_id = %cancelled_id, "cancel accepted");
-        Ok(report(order, Some(cancelled_id), ExecKind::Cancelled, now))
+        Ok(ExecReport::new(
+            order,
+            Some(cancelled_id),
+            ExecKind::Cancelled,
+            now,
+        ))
     }
 
     /// Looks the order up by client id. `Ok(None)` when the venue says it has no such order
@@ -393,23 +398,6 @@ impl LiveVenue {
         // The breaker is plain data updated in single steps; a panic elsewhere cannot leave it
         // half-changed.
         self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-fn report(
-    order: &OrderRequest,
-    venue_order_id: Option<String>,
-    kind: ExecKind,
-    ts: Timestamp,
-) -> ExecReport {
-    ExecReport {
-        agent: order.agent.clone(),
-        client_id: order.client_id.clone(),
-        symbol: order.symbol.clone(),
-        side: order.side,
-        venue_order_id,
-        kind,
-        ts,
     }
 }
 

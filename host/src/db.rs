@@ -1,0 +1,35 @@
+//! What the host's two sqlx stores (the audit store, the order journal) share: a pool of either
+//! supported database, and [`on_pool!`], which expands one body for each pool type so that the
+//! SQLite and PostgreSQL paths of a query cannot drift apart. Each store writes its statements
+//! once with `$N` placeholders, which both databases accept.
+
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+
+/// A connection pool to one of the supported databases.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of a [`Backend`] and `$db` naming its
+/// database type (`sqlx::Sqlite` or `sqlx::Postgres`).
+macro_rules! on_pool {
+    ($backend:expr, |$pool:ident, $db:ident| $body:block) => {
+        match $backend {
+            $crate::db::Backend::Sqlite($pool) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Sqlite;
+                $body
+            }
+            $crate::db::Backend::Postgres($pool) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Postgres;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use on_pool;

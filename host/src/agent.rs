@@ -311,6 +311,8 @@ pub struct AgentSpec {
     pub market: Option<Arc<MarketService>>,
     /// The host's order router, if it trades.
     pub orders: Option<Arc<crate::orders::service::OrderService>>,
+    /// The host's tools (the `tools` interface), if it serves them.
+    pub tools: Option<Arc<dyn crate::tools::ToolAccess>>,
 }
 
 impl AgentSpec {
@@ -332,6 +334,7 @@ impl AgentSpec {
         );
         store.data_mut().market = self.market.clone();
         store.data_mut().orders = self.orders.clone();
+        store.data_mut().tools = self.tools.clone();
         AgentInstance::instantiate(&self.pre, store, &self.config).await
     }
 }

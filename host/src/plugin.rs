@@ -32,9 +32,14 @@ pub const AGENT_IMPORTS: &[&str] = &[
     "colony:plugin/messaging",
     "colony:plugin/market-data",
     "colony:plugin/orders",
+    "colony:plugin/tools",
 ];
 /// Colony interfaces the `tool` world offers.
 pub const TOOL_IMPORTS: &[&str] = &["colony:plugin/types", "colony:plugin/log"];
+/// The `wasi:http` 0.2 interfaces the `tool` world offers (never the agent world). Every
+/// request is checked against the tool's `http.outbound` grants when it is sent; a registered
+/// tool must also hold such a grant to import them (`tools::validate::check_imports`).
+pub const HTTP_IMPORTS: &[&str] = &["wasi:http/types", "wasi:http/outgoing-handler"];
 /// WASI 0.2 interfaces linked into every world (deny-by-default context: no preopens, no
 /// environment, no network).
 pub const WASI_IMPORTS: &[&str] = &[
@@ -195,12 +200,16 @@ impl Loader {
             &mut agent_linker,
             |s| s,
         )?;
+        // The tool world maps its WASI packages onto wasmtime-wasi(-http)'s bindings, so its
+        // interfaces are linked one by one: WASI, `types` and `log` (the agent world's
+        // implementation), and `wasi:http` (only here: agents never get it). Every request a
+        // tool sends goes through `StoreState`'s `WasiHttpHooks::send_request` (store::http).
         let mut tool_linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut tool_linker)?;
-        tool::Tool::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
-            &mut tool_linker,
-            |s| s,
-        )?;
+        type Me = wasmtime::component::HasSelf<StoreState>;
+        agent::colony::plugin::types::add_to_linker::<StoreState, Me>(&mut tool_linker, |s| s)?;
+        agent::colony::plugin::log::add_to_linker::<StoreState, Me>(&mut tool_linker, |s| s)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut tool_linker)?;
         Ok(Loader {
             runtime,
             agent_linker,
@@ -445,12 +454,18 @@ fn check_imports(world: Kind, imports: &[String]) -> Result<(), String> {
             version.starts_with("0.1.")
         } else if WASI_IMPORTS.contains(&iface) {
             version.starts_with("0.2.")
+        } else if HTTP_IMPORTS.contains(&iface) {
+            world == Kind::Tool && version.starts_with("0.2.")
         } else {
             false
         };
         if !offered {
+            let rest = match world {
+                Kind::Tool => ", WASI 0.2 and wasi:http/outgoing-handler 0.2",
+                Kind::Agent => " and WASI 0.2; wasi:http is offered to tools only",
+            };
             return Err(format!(
-                "imports {import}, which the {world} world does not offer (it offers {} and WASI 0.2)",
+                "imports {import}, which the {world} world does not offer (it offers {}{rest})",
                 colony.join(", ")
             ));
         }
@@ -526,7 +541,12 @@ mod tests {
             (Kind::Agent, "wasi:cli/stdout@0.2.6", true),
             (Kind::Agent, "wasi:cli/stdout@0.3.0", false),
             (Kind::Agent, "colony:evil/backdoor@0.1.0", false),
-            (Kind::Tool, "wasi:http/outgoing-handler@0.2.0", false),
+            (Kind::Tool, "wasi:http/outgoing-handler@0.2.0", true),
+            (Kind::Tool, "wasi:http/types@0.2.12", true),
+            (Kind::Tool, "wasi:http/outgoing-handler@0.3.0", false),
+            (Kind::Tool, "wasi:http/incoming-handler@0.2.12", false),
+            (Kind::Agent, "wasi:http/outgoing-handler@0.2.12", false),
+            (Kind::Agent, "wasi:http/types@0.2.12", false),
             (Kind::Agent, "unversioned", false),
         ];
         for (world, import, ok) in cases {

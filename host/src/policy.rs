@@ -3,7 +3,7 @@
 //!
 //! Host interfaces call [`Policy::check`] with a [`Request`]; a deny becomes
 //! `error::denied("needs CAP")` for the guest and is always audited; allows are audited
-//! always for orders, tool registration, HTTP and the filesystem, and 1 in
+//! always for orders, tool calls and registration, HTTP and the filesystem, and 1 in
 //! `sample_allows` for the rest. WASI capabilities (`fs.*`, `env:*`) are decided when an
 //! instance is created, because WASI resolves paths and reads the environment inside the
 //! guest: a granted directory becomes a cap-std preopen, a granted variable is copied into
@@ -171,6 +171,7 @@ fn always_audited(req: &Request<'_>) -> bool {
         req,
         Request::PlaceOrder { .. }
             | Request::CancelOrder { .. }
+            | Request::CallTool { .. }
             | Request::RegisterTool
             | Request::Http { .. }
             | Request::FsRead { .. }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
 use crate::caps::Request;
 use crate::clock::Clock;
@@ -19,6 +20,10 @@ use crate::limits::{GuestLimiter, LimitExceeded, Limits};
 use crate::output::{OutputBudget, Stream};
 use crate::policy::{CheckCache, Policy, Refusal};
 use crate::state_store::StateStore;
+
+pub mod http;
+
+pub use http::HttpState;
 
 /// Everything the host keeps per store (one store per agent instance or tool call).
 pub struct StoreState {
@@ -53,6 +58,11 @@ pub struct StoreState {
     pub market_subs: Vec<(u64, Vec<crate::bus::SubscriptionId>)>,
     /// The order router the `orders` interface uses (agents of a host that trades).
     pub orders: Option<Arc<crate::orders::service::OrderService>>,
+    /// The tools the `tools` interface reaches (agents of a host that serves tools).
+    pub tools: Option<Arc<dyn crate::tools::ToolAccess>>,
+    /// `wasi:http` (tools only; only the tool linker offers it): the context and the hooks
+    /// that check, send, cap and audit every request (`store::http`).
+    pub http: Option<HttpState>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -69,6 +79,24 @@ impl WasiView for StoreState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for StoreState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        // Only tool stores get `wasi:http` state (`ToolRunner`); any other store (never
+        // linked to wasi:http) refuses every request.
+        let policy = &self.policy;
+        let http = self
+            .http
+            .get_or_insert_with(|| HttpState::refusing(policy.clone()));
+        // Requests made from now on end before the current call's deadline.
+        http.set_deadline(self.deadline);
+        WasiHttpCtxView {
+            ctx: &mut http.ctx,
+            table: &mut self.table,
+            hooks: &mut http.hooks,
         }
     }
 }
@@ -119,6 +147,8 @@ pub fn new_store_with_clock(
         market: None,
         market_subs: Vec::new(),
         orders: None,
+        tools: None,
+        http: None,
         log: LogBudget::default(),
         plugin,
         limits,

@@ -1,7 +1,9 @@
 //! Tools: a fresh instance for every call, so a tool keeps nothing between calls and a call
 //! that traps leaves nothing behind. Arguments must be JSON, and arguments and result are
 //! capped at the payload limit (1 MiB by default); the call runs under the tool's fuel,
-//! deadline (host calls included), memory and output limits.
+//! deadline (host calls included), memory and output limits. A tool may send HTTP requests
+//! through `wasi:http/outgoing-handler`, each checked against its `http.outbound` grants,
+//! capped by [`HttpLimits`] and ended before the call's deadline (`store::http`).
 
 use std::sync::Arc;
 
@@ -9,8 +11,9 @@ use serde::Serialize;
 
 use crate::bindings::tool::ToolPre;
 use crate::limits::{LimitExceeded, Limits};
+use crate::net::HttpLimits;
 use crate::policy::Policy;
-use crate::store::{CallError, StoreState, guarded, new_store};
+use crate::store::{CallError, HttpState, StoreState, guarded, new_store};
 
 /// How a tool describes itself (from its `describe` export).
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +35,7 @@ pub struct ToolRunner {
     name: Arc<str>,
     limits: Limits,
     policy: Arc<Policy>,
+    http: HttpLimits,
 }
 
 impl ToolRunner {
@@ -47,12 +51,25 @@ impl ToolRunner {
             name,
             limits,
             policy,
+            http: HttpLimits::default(),
         }
+    }
+
+    /// The same runner with other caps on its outbound HTTP requests (the default is
+    /// [`HttpLimits::default`]).
+    pub fn with_http_limits(mut self, http: HttpLimits) -> ToolRunner {
+        self.http = http;
+        self
     }
 
     /// The tool's plugin name.
     pub fn name(&self) -> &Arc<str> {
         &self.name
+    }
+
+    /// The grants the tool runs under (replaced in place when an operator changes them).
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
     }
 
     /// Calls `describe` in a fresh instance and checks the schemas are JSON.
@@ -115,16 +132,20 @@ impl ToolRunner {
         }
     }
 
-    /// A fresh store for one call: no state, no bus, the tool's grants.
+    /// A fresh store for one call: no state, no bus, the tool's grants, and `wasi:http`
+    /// under its `http.outbound` grants (every request checked, capped and audited by
+    /// `store::http`).
     fn store(&self) -> wasmtime::Store<StoreState> {
-        new_store(
+        let mut store = new_store(
             self.pre.engine(),
             self.name.clone(),
             self.limits,
             None,
             self.policy.clone(),
             None,
-        )
+        );
+        store.data_mut().http = Some(HttpState::new(self.policy.clone(), self.http));
+        store
     }
 
     fn check_payload(&self, size: usize) -> Result<(), CallError> {

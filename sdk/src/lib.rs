@@ -12,7 +12,7 @@
 //! time: a malformed manifest is a compile error, not a load-time surprise.
 //!
 //! The host imports are wrapped in small modules: [`log`] (plus the [`info!`]-style macros),
-//! [`state`], [`messaging`] and [`market`] (agents only), and [`decimal`] (exact money
+//! [`state`], [`messaging`], [`market`], [`orders`] and [`tools`] (agents only), and [`decimal`] (exact money
 //! values). The records they pass ([`Message`], [`MarketEvent`], [`Quote`], [`Candle`], …) are
 //! the WIT records, re-exported at the crate root.
 //!
@@ -109,6 +109,7 @@ pub mod messaging;
 pub mod orders;
 pub mod state;
 mod tool;
+pub mod tools;
 
 pub use agent::Agent;
 pub use manifest::{Kind, Limits, Manifest};
@@ -149,6 +150,9 @@ pub mod __bindings {
             path: "../wit",
             world: "tool",
             additional_derives: [PartialEq, Eq],
+            // `wasi:io/streams.stream-error` holds an `error` resource, which has no equality
+            // (the tool world imports `wasi:http`, and with it `wasi:io`).
+            additional_derives_ignore: ["stream-error"],
             with: {
                 "colony:plugin/log@0.1.0": crate::__bindings::agent::colony::plugin::log,
             },

@@ -383,6 +383,19 @@ async fn the_cli_registers_without_a_host_and_the_host_loads_it() {
     assert_eq!(stdout(&out).trim(), r#"{"n":4,"version":"1.0.0"}"#);
     let out = colony(&data, &["tools", "invoke", "schema-tool", r#"{"n":true}"#]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // With no host, a registered tool's build can be approved: its digest comes from the
+    // registry's index, as a plugins-folder build's comes from the folder.
+    let out = colony(&data, &["grants", "approve", "schema-tool"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = blake3::hash(&bytes(guests::SCHEMA_TOOL))
+        .to_hex()
+        .to_string();
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("approved schema-tool build blake3:{digest}")
+    );
+    let out = colony(&data, &["grants", "approve", "no-such-tool"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 
     let host = colony_host::supervisor::Host::start(config)
         .await
@@ -410,4 +423,154 @@ async fn the_cli_registers_without_a_host_and_the_host_loads_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     let listed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(listed["registered"], serde_json::json!([]));
+}
+
+/// A host running the tools agent with `grants`, and a deadline long enough to validate a
+/// tool inside one event (validation compiles the component and makes a smoke call).
+async fn tools_agent_host(grants: &[&str]) -> (TestHost, colony_host::state_store::StateStore) {
+    let t = TestHost::start_copies(guests::TOOLS_AGENT, &[("meta", "{}", grants)], |c| {
+        c.agent_limits.deadline_ms = 60_000;
+    })
+    .await;
+    let rejected = t.host.rejected().await;
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let state = t.state().await;
+    (t, state)
+}
+
+/// Sends `payload` to the tools agent and returns what it stored under `key`.
+async fn ask_meta(
+    t: &TestHost,
+    state: &colony_host::state_store::StateStore,
+    payload: &[u8],
+    key: &str,
+) -> String {
+    t.host
+        .deliver("meta", colony_tests::message("agent.meta.inbox", payload))
+        .await
+        .unwrap_or_else(|e| panic!("meta: {e}"));
+    let value = state.get("meta", key).await.unwrap().unwrap_or_default();
+    String::from_utf8_lossy(&value).into_owned()
+}
+
+fn register_command(guest: &str) -> Vec<u8> {
+    let mut payload = b"register ".to_vec();
+    payload.extend(bytes(guest));
+    payload
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_holding_tools_register_registers_lists_and_calls_tools() {
+    let (t, s) = tools_agent_host(&["tools.register", "tools.call:schema-*"]).await;
+    let digest = blake3::hash(&bytes(guests::SCHEMA_TOOL))
+        .to_hex()
+        .to_string();
+
+    let answer = ask_meta(&t, &s, &register_command(guests::SCHEMA_TOOL), "register").await;
+    assert_eq!(answer, format!("ok schema-tool 1.0.0 {digest}"));
+    // Registered for everyone: stored, listed by the host, audited with the agent as actor.
+    assert_eq!(stored(&t), vec![format!("{digest}.wasm")]);
+    let records = audited(&t, "tool-register").await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].actor, "agent:meta");
+    assert_eq!(records[0].detail, "schema-tool@1.0.0");
+
+    assert_eq!(
+        ask_meta(&t, &s, b"list", "list").await,
+        format!("schema-tool 1.0.0 {digest}")
+    );
+    assert_eq!(
+        ask_meta(&t, &s, br#"call schema-tool {"n":7}"#, "call.schema-tool").await,
+        r#"ok {"n":7,"version":"1.0.0"}"#
+    );
+    // The schema refuses bad arguments before the tool runs, with the JSON pointer.
+    let bad = ask_meta(&t, &s, br#"call schema-tool {"n":"x"}"#, "call.schema-tool").await;
+    assert!(
+        bad.starts_with("err invalid-arguments schema-tool@1.0.0"),
+        "{bad}"
+    );
+    assert!(bad.contains("/n"), "{bad}");
+    // Another version of the name, by version.
+    assert_eq!(
+        ask_meta(
+            &t,
+            &s,
+            br#"call schema-tool@9.9.9 {"n":1}"#,
+            "call.schema-tool@9.9.9"
+        )
+        .await,
+        "err not-found no registered tool schema-tool@9.9.9"
+    );
+
+    // A tool that fails validation is refused with the step; nothing is stored.
+    let answer = ask_meta(
+        &t,
+        &s,
+        &register_command(guests::SMOKEFAIL_TOOL),
+        "register",
+    )
+    .await;
+    assert!(answer.starts_with("err rejected smoke "), "{answer}");
+    let answer = ask_meta(&t, &s, &register_command(guests::GOOD_AGENT), "register").await;
+    assert!(answer.starts_with("err rejected component "), "{answer}");
+    // The same build twice is a duplicate, not a second version.
+    let answer = ask_meta(&t, &s, &register_command(guests::SCHEMA_TOOL), "register").await;
+    assert!(answer.starts_with("err duplicate "), "{answer}");
+    assert_eq!(stored(&t), vec![format!("{digest}.wasm")]);
+    assert_eq!(audited(&t, "tool-rejected").await.len(), 2);
+
+    // Every allowed call and registration is in the audit, not a sample of them.
+    t.host.audit().writer().flush().await.unwrap();
+    for (cap, n) in [("tools.call:schema-tool", 3), ("tools.register", 4)] {
+        let rows = t
+            .host
+            .audit()
+            .query(&AuditFilter {
+                plugin: Some("meta".into()),
+                capability: Some(colony_host::audit::CapabilityMatch::parse(cap)),
+                decision: Some(colony_host::audit::Decision::Allow),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), n, "{cap}: {rows:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_without_tools_register_is_denied_and_audited() {
+    let (t, s) = tools_agent_host(&["tools.call:other-*"]).await;
+    let answer = ask_meta(&t, &s, &register_command(guests::SCHEMA_TOOL), "register").await;
+    assert_eq!(answer, "err denied needs tools.register");
+    assert!(stored(&t).is_empty(), "{:?}", stored(&t));
+    assert!(t.host.registered_tools().list().is_empty());
+    assert_eq!(audited(&t, "tool-register").await.len(), 0);
+
+    // The operator registers it; the agent may not call it (its grant is for other-*), and
+    // does not see it listed.
+    t.host
+        .register_tool(&bytes(guests::SCHEMA_TOOL), "admin:test")
+        .await
+        .unwrap();
+    assert_eq!(ask_meta(&t, &s, b"list", "list").await, "");
+    assert_eq!(
+        ask_meta(&t, &s, br#"call schema-tool {"n":1}"#, "call.schema-tool").await,
+        "err denied needs tools.call:schema-tool"
+    );
+
+    t.host.audit().writer().flush().await.unwrap();
+    for cap in ["tools.register", "tools.call:schema-tool"] {
+        let rows = t
+            .host
+            .audit()
+            .query(&AuditFilter {
+                plugin: Some("meta".into()),
+                capability: Some(colony_host::audit::CapabilityMatch::parse(cap)),
+                decision: Some(colony_host::audit::Decision::Deny),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{cap}: {rows:?}");
+    }
 }

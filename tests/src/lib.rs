@@ -62,6 +62,14 @@ pub mod guests {
     pub const NOEXAMPLE_TOOL: &str = env!("GUEST_NOEXAMPLE_TOOL");
     /// Tool that describes itself well but whose invoke panics.
     pub const SMOKEFAIL_TOOL: &str = env!("GUEST_SMOKEFAIL_TOOL");
+    /// Tool `http-tool` (embedded manifest, requests nothing) that makes one request through
+    /// `wasi:http`: input `{"url", "method", "body_bytes"?, "timeout_ms"?, "dry"?}`, answer
+    /// `{"status", "len", "location"?}` or `{"error"}`; its example is `dry` (no request).
+    pub const HTTP_TOOL: &str = env!("GUEST_HTTP_TOOL");
+    /// Agent that also imports `wasi:http/outgoing-handler@0.2.12`, which only tools are offered.
+    pub const HTTP_AGENT: &str = env!("GUEST_HTTP_AGENT");
+    /// Agent that lists, calls and registers tools through the `tools` interface, on command.
+    pub const TOOLS_AGENT: &str = env!("GUEST_TOOLS_AGENT");
 
     /// Every guest as (crate name, path), for tests that go over all of them.
     pub const ALL: &[(&str, &str)] = &[
@@ -86,6 +94,9 @@ pub mod guests {
         ("badschema-tool", BADSCHEMA_TOOL),
         ("noexample-tool", NOEXAMPLE_TOOL),
         ("smokefail-tool", SMOKEFAIL_TOOL),
+        ("http-tool", HTTP_TOOL),
+        ("http-agent", HTTP_AGENT),
+        ("tools-agent", TOOLS_AGENT),
     ];
 }
 

@@ -1,4 +1,6 @@
-//! `colony bench`: runs [`crate::bench`] on the embedded bench agent and prints the ratios.
+//! `colony bench`: runs [`crate::bench`] on the embedded bench agent (and the embedded
+//! echo-tool) and prints the ratios; and the hidden subcommand that is the tool-call
+//! measurement's subprocess baseline.
 
 use clap::Args;
 
@@ -28,6 +30,30 @@ pub struct BenchArgs {
     /// Ticks timed in the orders measurement (tick → agent decision → risk → paper fill).
     #[arg(long, default_value_t = 20_000)]
     order_ticks: usize,
+    /// Registered tool calls timed in the tool-call measurement (each a fresh instance).
+    #[arg(long, default_value_t = 2_000)]
+    tool_calls: usize,
+    /// Subprocesses started in the tool-call measurement's baseline (one per call).
+    #[arg(long, default_value_t = 200)]
+    tool_spawns: usize,
+    /// `python3 -c` processes started in the tool-call measurement's second baseline (0: skip).
+    #[arg(long, default_value_t = 50)]
+    python_spawns: usize,
+}
+
+/// `colony __bench-tool-subprocess`: the subprocess baseline of the tool-call measurement
+/// (JSON arguments on stdin, `{"echo": ARGS}` on stdout). `cli::main` runs it before parsing
+/// arguments, setting up logging or starting the runtime, as a cheap subprocess would; it is
+/// not a user command, so clap and the help do not know it.
+pub fn tool_subprocess() -> std::process::ExitCode {
+    let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+    match crate::bench::tool_subprocess_io(&mut stdin.lock(), &mut stdout.lock()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
 }
 
 pub async fn bench(args: BenchArgs) -> CliResult {
@@ -43,6 +69,22 @@ pub async fn bench(args: BenchArgs) -> CliResult {
         crate::bench::market(crate::embedded::BENCH_AGENT, args.market_agents.max(1)).await?;
     let orders =
         crate::bench::orders(crate::embedded::BENCH_AGENT, args.order_ticks.max(1)).await?;
+    let echo_tool = crate::embedded::PLUGINS
+        .iter()
+        .find(|(name, _)| *name == "echo-tool.wasm")
+        .map(|(_, bytes)| *bytes)
+        .ok_or_else(|| anyhow::anyhow!("echo-tool is not embedded in this build"))?;
+    let tool = crate::bench::tool_call(
+        echo_tool,
+        &crate::bench::ToolBenchOptions {
+            calls: args.tool_calls.max(1),
+            spawns: args.tool_spawns.max(1),
+            python_spawns: args.python_spawns,
+            subprocess: std::env::current_exe()
+                .map_err(|e| anyhow::anyhow!("cannot find the colony binary to spawn: {e}"))?,
+        },
+    )
+    .await?;
     if args.json {
         println!(
             "{}",
@@ -56,6 +98,7 @@ pub async fn bench(args: BenchArgs) -> CliResult {
                 "market_deliveries_per_sec_target": 500_000,
                 "orders": orders,
                 "orders_tick_to_fill_p99_us_target": 100,
+                "tool_call": tool,
             }))?
         );
         return Ok(());
@@ -164,5 +207,53 @@ pub async fn bench(args: BenchArgs) -> CliResult {
         "{:<30} {:.0} ns/order with every limit set ({:.0} ns without the order-rate limits); router place {:.0} ns/order (risk, paper fill, events)",
         "orders risk check", orders.risk_check_ns, orders.risk_check_no_rate_ns, orders.place_ns
     );
+    println!(
+        "{:<30} p50 {:.1} us, mean {:.1} us per call, {} calls, each a fresh instance (one `colony {}` subprocess per call: p50 {:.0} us, mean {:.0} us, {} spawns; {:.0}x at p50, {:.0}x mean; target >= {:.0}x) {}",
+        "tool call vs subprocess",
+        tool.tool.p50_us,
+        tool.tool.mean_us,
+        tool.tool.calls,
+        crate::bench::TOOL_SUBPROCESS,
+        tool.subprocess.p50_us,
+        tool.subprocess.mean_us,
+        tool.subprocess.calls,
+        tool.ratio_p50,
+        tool.ratio_mean,
+        tool.target,
+        if tool.ratio_p50 >= tool.target {
+            "ok"
+        } else {
+            "UNDER"
+        }
+    );
+    if let Some(f) = &tool.spawn_floor {
+        println!(
+            "{:<30} `true` per call, no input, no work: p50 {:.0} us, mean {:.0} us, {} spawns; {:.0}x at p50",
+            "  spawn floor",
+            f.p50_us,
+            f.mean_us,
+            f.calls,
+            f.p50_us / tool.tool.p50_us
+        );
+    }
+    match (&tool.python, tool.python_ratio_p50) {
+        (Some(p), Some(ratio)) => println!(
+            "{:<30} one `python3 -c` per call ({}): p50 {:.0} us, mean {:.0} us, {} spawns; {:.0}x at p50 (target >= {:.0}x) {}",
+            "  same, python3 -c",
+            tool.python_program.as_deref().unwrap_or("python3"),
+            p.p50_us,
+            p.mean_us,
+            p.calls,
+            ratio,
+            tool.target,
+            if ratio >= tool.target { "ok" } else { "UNDER" }
+        ),
+        _ => println!(
+            "{:<30} skipped: {}",
+            "  same, python3 -c",
+            tool.python_skipped.as_deref().unwrap_or("no python3")
+        ),
+    }
+    println!("{:<30} tool calls through {}", "", tool.via);
     Ok(())
 }

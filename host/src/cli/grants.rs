@@ -128,7 +128,7 @@ pub async fn grants(cmd: GrantsCommand, data_dir: PathBuf, audit_db: Option<Stri
         GrantsCommand::Approve { plugin, plugins } => {
             let digest = folder_digest(plugin, plugins.as_deref(), &data_dir).ok_or_else(|| {
                 CliError::invalid(anyhow::anyhow!(
-                    "no plugin named \"{plugin}\" in the plugins folder"
+                    "no plugin named \"{plugin}\" in the plugins folder or among the registered tools"
                 ))
             })?;
             writer
@@ -205,8 +205,18 @@ pub(super) async fn open_store(
     })
 }
 
-/// The digest of the plugin named `name` in the plugins folder.
+/// The digest of the plugin named `name` in the plugins folder, else of the active build of
+/// the registered tool of that name (`DATA_DIR/tools`).
 fn folder_digest(name: &str, plugins: Option<&Path>, data_dir: &Path) -> Option<String> {
+    plugin_digest(name, plugins, data_dir).or_else(|| {
+        crate::tools::registry::stored_digest(&data_dir.join("tools"), name)
+            .ok()
+            .flatten()
+    })
+}
+
+/// The digest of the plugin named `name` in the plugins folder.
+fn plugin_digest(name: &str, plugins: Option<&Path>, data_dir: &Path) -> Option<String> {
     let dir = plugins
         .map(Path::to_path_buf)
         .unwrap_or_else(|| data_dir.join("plugins"));

@@ -120,6 +120,13 @@ enum Command {
 
 /// Entry point of the `colony` binary.
 pub fn main() -> ExitCode {
+    // `colony bench`'s subprocess baseline, before parsing, logging and the runtime.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == crate::bench::TOOL_SUBPROCESS)
+    {
+        return bench::tool_subprocess();
+    }
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);

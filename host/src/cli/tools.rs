@@ -1,6 +1,11 @@
 //! `colony tools list|invoke|register|unregister`: through the running host, or with no host
 //! running, in-process on the plugins folder and `DATA_DIR/tools/` (registrations made
-//! without a host are audited in the same audit store).
+//! without a host are audited in the same audit store). `colony tools build TOOL.py`
+//! ([`python`]) turns a Python source into a tool component, and registers it with
+//! `--register` the way `register` does.
+
+mod python;
+mod wit;
 
 use std::path::PathBuf;
 
@@ -46,6 +51,24 @@ pub enum ToolsCommand {
     Unregister {
         /// NAME or NAME@VERSION.
         name: String,
+    },
+    /// Build a Python tool (TOOL.py) into a component with componentize-py 0.25.1; its
+    /// `# colony: KEY = VALUE` lines give the manifest (see docs/tools.md).
+    Build {
+        /// The Python source; its stem is the module name.
+        file: PathBuf,
+        /// The component to write (default: the source with `.wasm`).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// Register the built component, as `colony tools register` does.
+        #[arg(long)]
+        register: bool,
+        /// Tool name (default: `# colony: name`, else the stem with `_` as `-`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Tool version (default: `# colony: version`, else 0.1.0).
+        #[arg(long = "version")]
+        version: Option<String>,
     },
 }
 
@@ -111,53 +134,43 @@ pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf, audit_db: Option<String
             Ok(())
         }
         ToolsCommand::Register { file } => {
-            let file = std::path::absolute(&file)?;
-            let result = match crate::admin::call(
-                &data_dir,
-                "tool-register",
-                None,
-                Some(file.display().to_string()),
-            )
-            .await?
-            {
-                Some(resp) if resp.ok => resp.result,
-                Some(resp) => {
-                    return Err(CliError::invalid(anyhow::anyhow!(
-                        resp.error.unwrap_or_default()
-                    )));
-                }
-                None => {
-                    let bytes = crate::admin::read_component(&file)
-                        .map_err(|e| CliError::invalid(anyhow::anyhow!(e)))?;
-                    let (registry, store) =
-                        offline_registry(&data_dir, audit_db.as_deref()).await?;
-                    let loader = super::plugins::offline_loader(Some(data_dir.join("cache")))?;
-                    let grants = book_grants(&store).await?;
-                    let t = registry
-                        .register(
-                            &loader,
-                            &grants,
-                            &bytes,
-                            &[],
-                            Some(&store.writer()),
-                            &cli_actor(),
-                        )
-                        .await
-                        .map_err(|e| match e {
-                            RegistryError::Rejected(_) | RegistryError::Duplicate(_) => {
-                                CliError::invalid(e)
-                            }
-                            other => other.into(),
-                        })?;
-                    serde_json::json!({ "name": t.name, "version": t.version, "digest": t.digest })
-                }
+            let result = register_file(&file, &data_dir, audit_db.as_deref()).await?;
+            print_registered(&result);
+            Ok(())
+        }
+        ToolsCommand::Build {
+            file,
+            output,
+            register,
+            name,
+            version,
+        } => {
+            let req = python::BuildRequest {
+                output: output.unwrap_or_else(|| file.with_extension("wasm")),
+                source: file,
+                name,
+                version,
             };
+            let built = tokio::task::spawn_blocking(move || python::build(&req))
+                .await
+                .map_err(|e| anyhow::anyhow!("the build task failed: {e}"))?
+                .map_err(|e| match e {
+                    python::BuildError::Source(_) => CliError::invalid(e),
+                    python::BuildError::Toolchain(_) => CliError::from(e),
+                })?;
             println!(
-                "{}@{} {}",
-                result["name"].as_str().unwrap_or("?"),
-                result["version"].as_str().unwrap_or("?"),
-                result["digest"].as_str().unwrap_or("?")
+                "wrote {}: {}@{}, {:.1} MiB, digest {} (componentize-py {:.1} s)",
+                built.output.display(),
+                built.manifest.name,
+                built.manifest.version,
+                built.size as f64 / (1024.0 * 1024.0),
+                built.digest,
+                built.componentize.as_secs_f64()
             );
+            if register {
+                let result = register_file(&built.output, &data_dir, audit_db.as_deref()).await?;
+                print_registered(&result);
+            }
             Ok(())
         }
         ToolsCommand::Unregister { name } => {
@@ -229,6 +242,63 @@ pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf, audit_db: Option<String
             Ok(())
         }
     }
+}
+
+/// Registers the component `file`: through the running host's admin socket, or with no host
+/// in-process on `DATA_DIR/tools/`. Answers `{name, version, digest}`.
+async fn register_file(
+    file: &Path,
+    data_dir: &Path,
+    audit_db: Option<&str>,
+) -> Result<serde_json::Value, CliError> {
+    let file = std::path::absolute(file)?;
+    match crate::admin::call(
+        data_dir,
+        "tool-register",
+        None,
+        Some(file.display().to_string()),
+    )
+    .await?
+    {
+        Some(resp) if resp.ok => Ok(resp.result),
+        Some(resp) => Err(CliError::invalid(anyhow::anyhow!(
+            resp.error.unwrap_or_default()
+        ))),
+        None => {
+            let bytes = crate::admin::read_component(&file)
+                .map_err(|e| CliError::invalid(anyhow::anyhow!(e)))?;
+            let (registry, store) = offline_registry(data_dir, audit_db).await?;
+            let loader = super::plugins::offline_loader(Some(data_dir.join("cache")))?;
+            let grants = book_grants(&store).await?;
+            let t = registry
+                .register(
+                    &loader,
+                    &grants,
+                    &bytes,
+                    &[],
+                    Some(&store.writer()),
+                    &cli_actor(),
+                )
+                .await
+                .map_err(|e| match e {
+                    RegistryError::Rejected(_) | RegistryError::Duplicate(_) => {
+                        CliError::invalid(e)
+                    }
+                    other => other.into(),
+                })?;
+            Ok(serde_json::json!({ "name": t.name, "version": t.version, "digest": t.digest }))
+        }
+    }
+}
+
+/// `NAME@VERSION DIGEST`.
+fn print_registered(result: &serde_json::Value) {
+    println!(
+        "{}@{} {}",
+        result["name"].as_str().unwrap_or("?"),
+        result["version"].as_str().unwrap_or("?"),
+        result["digest"].as_str().unwrap_or("?")
+    );
 }
 
 /// The registry in `DATA_DIR/tools/`, opened in-process under the grants recorded in the

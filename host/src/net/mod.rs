@@ -258,6 +258,13 @@ pub struct HttpAuditEntry {
 impl HttpAuditEntry {
     /// An entry for `method` to `target`, with no status or bytes yet.
     pub fn new(method: &str, target: &Target) -> HttpAuditEntry {
+        HttpAuditEntry::for_origin(method, target.origin())
+    }
+
+    /// An entry for `method` to `origin` (`scheme://host:port`, or a placeholder), for a
+    /// request refused before its URL became a [`Target`]. The caller must not pass a path,
+    /// query or userinfo.
+    pub fn for_origin(method: &str, origin: String) -> HttpAuditEntry {
         let token = !method.is_empty()
             && method.len() <= MAX_METHOD_LEN
             && method
@@ -265,7 +272,7 @@ impl HttpAuditEntry {
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         HttpAuditEntry {
             method: if token { method.to_owned() } else { "?".into() },
-            host: target.origin(),
+            host: origin,
             status: None,
             bytes_in: 0,
             bytes_out: 0,

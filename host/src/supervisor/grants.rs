@@ -131,9 +131,15 @@ impl Host {
             book.apply(change);
             recorded += 1;
         }
-        // Whatever was recorded is in force, even if a later change failed.
+        // Whatever was recorded is in force, even if a later change failed: in running
+        // plugins, and in every registered build of a tool of that name.
         let reg = self.registry.read().await;
         for change in &changes[..recorded] {
+            for tool in self.tools.versions(change.plugin()) {
+                let effective = book.effective(&tool.name, &tool.digest);
+                tool.policy()
+                    .replace(GrantSet::new(effective.capabilities().iter().cloned()));
+            }
             if let Some(entry) = reg.by_name.get(change.plugin()) {
                 let effective = book.effective(&entry.info.name, &entry.info.digest);
                 entry
@@ -239,13 +245,17 @@ impl Host {
             .collect()
     }
 
+    /// The digest of the running build of `plugin`: the plugins folder's, else the active
+    /// registered tool's.
     async fn running_digest(&self, plugin: &str) -> Option<String> {
-        self.registry
+        let folder = self
+            .registry
             .read()
             .await
             .by_name
             .get(plugin)
-            .map(|e| e.info.digest.clone())
+            .map(|e| e.info.digest.clone());
+        folder.or_else(|| self.tools.get(plugin).map(|t| t.digest.clone()))
     }
 
     /// Decides what a newly loaded build gets, recording what that involves: the build is

@@ -26,6 +26,7 @@ use crate::agent::{AgentHandle, AgentSpec, AgentStats, Event};
 use crate::audit::AuditStore;
 use crate::bus::Bus;
 use crate::bus::nats::{self, NatsLink, NatsStatus};
+use crate::caps::Request;
 use crate::clock::Clock;
 use crate::config::HostConfig;
 use crate::engine::{EngineSettings, Runtime};
@@ -40,7 +41,8 @@ use crate::state_store::{StateQuota, StateStore};
 use crate::store::CallError;
 use crate::tool::{ToolRunner, ToolSpec};
 use crate::tools::{
-    BookGrants, RegisteredTool, RegistryError, Removed, ToolCallError, ToolRegistry,
+    BookGrants, BoxFuture, CallableTool, RegisteredTool, RegistryError, Removed, ToolAccess,
+    ToolCallError, ToolRegistry,
 };
 
 enum Running {
@@ -245,6 +247,55 @@ pub struct Host {
     sync_lock: Mutex<()>,
     /// Tools registered at run time (`DATA_DIR/tools/`).
     tools: ToolRegistry,
+    /// What agents reach tools through (the WIT `tools` interface): this host, weakly.
+    tool_access: Arc<dyn ToolAccess>,
+}
+
+/// The host's tools as agents reach them: the plugins folder's and the registered ones. Holds
+/// the host weakly, since the host's agents hold it.
+struct HostTools(std::sync::Weak<Host>);
+
+impl HostTools {
+    fn host(&self) -> Option<Arc<Host>> {
+        self.0.upgrade()
+    }
+}
+
+impl ToolAccess for HostTools {
+    fn list<'a>(&'a self, caller: &'a Policy) -> BoxFuture<'a, Vec<CallableTool>> {
+        Box::pin(async move {
+            let Some(host) = self.host() else {
+                return Vec::new();
+            };
+            host.callable_tools(caller).await
+        })
+    }
+
+    fn call<'a>(
+        &'a self,
+        spec: &'a str,
+        args_json: &'a str,
+    ) -> BoxFuture<'a, Result<String, ToolCallError>> {
+        Box::pin(async move {
+            match self.host() {
+                Some(host) => host.call_tool(spec, args_json).await,
+                None => Err(ToolCallError::NotFound(spec.to_string())),
+            }
+        })
+    }
+
+    fn register<'a>(
+        &'a self,
+        bytes: &'a [u8],
+        actor: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<RegisteredTool>, RegistryError>> {
+        Box::pin(async move {
+            match self.host() {
+                Some(host) => host.register_tool(bytes, actor).await,
+                None => Err(RegistryError::Storage("the host is shutting down".into())),
+            }
+        })
+    }
 }
 
 impl Host {
@@ -338,7 +389,8 @@ impl Host {
         for f in failures {
             tracing::error!("registered tool not loaded: {f}");
         }
-        let host = Arc::new(Host {
+        let host = Arc::new_cyclic(|me| Host {
+            tool_access: Arc::new(HostTools(me.clone())),
             tools,
             orders,
             market,
@@ -384,7 +436,23 @@ impl Host {
         self.orders.as_ref()
     }
 
-    /// Sets the kill switch (`on`, `off`, `reducing`) for every agent or one, keeps it in
+    /// The order router, or the error an operator sees on a host without a venue.
+    fn venue(&self) -> anyhow::Result<&Arc<OrderService>> {
+        self.orders
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("this host has no order venue"))
+    }
+
+    /// Records an operator's action on orders (`kind`: `kill-switch`, `order-approval`).
+    async fn audit_operator(&self, kind: &str, actor: &str, detail: String) -> anyhow::Result<()> {
+        let rec = crate::audit::AuditRecord::new(crate::audit::AuditKind::Other(kind.into()))
+            .with_actor(actor)
+            .with_detail(detail);
+        self.audit.writer().append(rec).await?;
+        Ok(())
+    }
+
+    /// Sets the kill switch (`on`, `off`, `reducing`, `halt`) for every agent or one, keeps it in
     /// `DATA_DIR/kill-switch.json` for the next start, and audits it.
     pub async fn kill_switch(
         &self,
@@ -392,10 +460,7 @@ impl Host {
         mode: &str,
         actor: &str,
     ) -> anyhow::Result<serde_json::Value> {
-        let orders = self
-            .orders
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("this host has no order venue"))?;
+        let orders = self.venue()?;
         let m = KillMode::parse(mode).ok_or_else(|| {
             anyhow::anyhow!("kill-switch {mode:?}: expected on, off, reducing or halt")
         })?;
@@ -404,14 +469,12 @@ impl Host {
         }
         let cancelled = orders.kill_switch(agent, m, self.config.clock.now_ns());
         crate::orders::service::save_kill_switches(&self.config.data_dir, &orders.kill_switches())?;
-        let rec =
-            crate::audit::AuditRecord::new(crate::audit::AuditKind::Other("kill-switch".into()))
-                .with_actor(actor)
-                .with_detail(format!(
-                    "{mode} for {}; {cancelled} working orders cancelled",
-                    agent.unwrap_or("*")
-                ));
-        self.audit.writer().append(rec).await?;
+        // Audited after it took effect: a stop must not wait on the audit store.
+        let detail = format!(
+            "{mode} for {}; {cancelled} working orders cancelled",
+            agent.unwrap_or("*")
+        );
+        self.audit_operator("kill-switch", actor, detail).await?;
         Ok(serde_json::json!({ "cancelled": cancelled }))
     }
 
@@ -422,10 +485,7 @@ impl Host {
         approve: bool,
         actor: &str,
     ) -> anyhow::Result<serde_json::Value> {
-        let orders = self
-            .orders
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("this host has no order venue"))?;
+        let orders = self.venue()?;
         let id: u64 = id
             .parse()
             .map_err(|_| anyhow::anyhow!("approval id {id:?}: expected a number"))?;
@@ -435,11 +495,8 @@ impl Host {
             anyhow::bail!("no order is waiting for approval {id}");
         }
         let verb = if approve { "approved" } else { "denied" };
-        let rec =
-            crate::audit::AuditRecord::new(crate::audit::AuditKind::Other("order-approval".into()))
-                .with_actor(actor)
-                .with_detail(format!("approval {id} {verb}"));
-        self.audit.writer().append(rec).await?;
+        self.audit_operator("order-approval", actor, format!("approval {id} {verb}"))
+            .await?;
         Ok(serde_json::Value::Null)
     }
 
@@ -745,6 +802,7 @@ impl Host {
                     config,
                     market: self.market.clone(),
                     orders: self.orders.clone(),
+                    tools: Some(self.tool_access.clone()),
                 };
                 let clock = self.config.clock.clone();
                 Running::Agent(AgentHandle::spawn_with_clock(spec, clock, handover).await?)
@@ -825,6 +883,41 @@ impl Host {
                 })?
         };
         runner.invoke(args_json).await
+    }
+
+    /// The tools `caller` may call (its `tools.call` grants; nothing is audited): the plugins
+    /// folder's, then the registered ones, sorted by name.
+    pub async fn callable_tools(&self, caller: &Policy) -> Vec<CallableTool> {
+        let grants = caller.grants();
+        let may_call = |name: &str| grants.check(&Request::CallTool { name }).is_allowed();
+        let mut out: Vec<CallableTool> = {
+            let reg = self.registry.read().await;
+            reg.by_name
+                .values()
+                .filter_map(|e| match &e.running {
+                    Running::Tool(_, spec) if may_call(&spec.name) => Some(CallableTool {
+                        spec: (**spec).clone(),
+                        version: e.info.version.clone(),
+                        digest: e.info.digest.clone(),
+                    }),
+                    _ => None,
+                })
+                .collect()
+        };
+        for listing in self.tools.list() {
+            if !may_call(&listing.name) || out.iter().any(|t| t.spec.name == listing.name) {
+                continue;
+            }
+            if let Some(t) = self.tools.get(&listing.name) {
+                out.push(CallableTool {
+                    spec: t.spec.clone(),
+                    version: t.version.clone(),
+                    digest: t.digest.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        out
     }
 
     /// The tools registered at run time.

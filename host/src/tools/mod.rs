@@ -9,6 +9,8 @@
 pub mod registry;
 pub mod validate;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 pub use registry::{
@@ -21,6 +23,43 @@ use crate::audit::AuditWriter;
 use crate::caps::GrantSet;
 use crate::grants::GrantBook;
 use crate::policy::Policy;
+
+/// A boxed future, so [`ToolAccess`] can be a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One tool an agent may call, as the WIT `tools.list` shows it.
+#[derive(Debug, Clone)]
+pub struct CallableTool {
+    /// The descriptor (name, description, schemas).
+    pub spec: crate::tool::ToolSpec,
+    /// The active version (a plugins-folder tool: its manifest's version).
+    pub version: String,
+    /// blake3 of the component, hex.
+    pub digest: String,
+}
+
+/// How an agent reaches tools (the WIT `tools` interface): the host implements it over the
+/// registered tools and the plugins folder's tools. The grant checks are the caller's
+/// (`tools.call`, `tools.register` on the agent's [`Policy`]); this only lists, calls and
+/// registers.
+pub trait ToolAccess: Send + Sync {
+    /// The tools `caller` may call, sorted by name.
+    fn list<'a>(&'a self, caller: &'a Policy) -> BoxFuture<'a, Vec<CallableTool>>;
+
+    /// Calls `spec` (`name` or `name@version`); the caller has checked the grant.
+    fn call<'a>(
+        &'a self,
+        spec: &'a str,
+        args_json: &'a str,
+    ) -> BoxFuture<'a, Result<String, ToolCallError>>;
+
+    /// Validates and registers `bytes`, audited with `actor` (e.g. `agent:NAME`).
+    fn register<'a>(
+        &'a self,
+        bytes: &'a [u8],
+        actor: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<RegisteredTool>, RegistryError>>;
+}
 
 /// Grants from a [`GrantBook`]: a build gets what is granted to its name once approved
 /// (`GrantBook::effective`).

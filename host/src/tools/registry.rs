@@ -47,6 +47,11 @@ impl RegisteredTool {
         format!("{}@{}", self.name, self.version)
     }
 
+    /// The grants this build runs under.
+    pub fn policy(&self) -> &Arc<Policy> {
+        self.runner.policy()
+    }
+
     fn from_validated(v: Validated) -> RegisteredTool {
         RegisteredTool {
             name: v.name,
@@ -414,6 +419,11 @@ impl ToolRegistry {
             .collect()
     }
 
+    /// Every registered build of `name`, oldest first.
+    pub fn versions(&self, name: &str) -> Vec<Arc<RegisteredTool>> {
+        self.read_tools().get(name).cloned().unwrap_or_default()
+    }
+
     /// The active build of `name`, or the build `name@version`.
     pub fn get(&self, spec: &str) -> Option<Arc<RegisteredTool>> {
         let (name, version) = split_id(spec);
@@ -553,6 +563,17 @@ pub fn split_id(spec: &str) -> (&str, Option<&str>) {
         Some((n, v)) => (n, Some(v)),
         None => (spec, None),
     }
+}
+
+/// The digest of the active (last registered) build of `name` stored in `dir`
+/// (`DATA_DIR/tools`), read from the index alone, without validating anything: what `colony
+/// grants grant|approve` pin a registered tool's grants to when no host is running.
+pub fn stored_digest(dir: &Path, name: &str) -> Result<Option<String>, RegistryError> {
+    Ok(read_index(dir)?
+        .into_iter()
+        .rev()
+        .find(|e| e.name == name)
+        .map(|e| e.digest))
 }
 
 fn read_index(dir: &Path) -> Result<Vec<IndexEntry>, RegistryError> {

@@ -15,13 +15,11 @@ use serde_json::Value;
 
 use crate::caps::{Capability, GrantSet};
 use crate::manifest::Kind;
+pub use crate::plugin::HTTP_IMPORTS;
 use crate::plugin::{Linked, Loader, TOOL_IMPORTS, WASI_IMPORTS};
 use crate::policy::Policy;
 use crate::store::CallError;
 use crate::tool::{ToolRunner, ToolSpec};
-
-/// The interfaces of `wasi:http` 0.2 a tool may import when it holds an `http.outbound` grant.
-pub const HTTP_IMPORTS: &[&str] = &["wasi:http/types", "wasi:http/outgoing-handler"];
 
 /// A validation step, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -13,7 +13,8 @@ impl Tool for EchoTool {
         ToolSpec {
             name: MANIFEST.name.into(),
             description: MANIFEST.description.into(),
-            input_schema: r#"{"type":"object"}"#.into(),
+            // `examples` gives the input registration smoke-tests with (`docs/tools.md`).
+            input_schema: r#"{"type":"object","examples":[{"text":"hello"}]}"#.into(),
             output_schema: Some(
                 r#"{"type":"object","properties":{"echo":{}},"required":["echo"]}"#.into(),
             ),

@@ -2,7 +2,7 @@
 
 use exports::colony::plugin::tool_handler::{Guest, ToolSpec};
 
-wit_bindgen::generate!({ path: "../../../wit", world: "tool" });
+wit_bindgen::generate!({ path: "../../../wit", world: "tool", generate_all });
 
 struct Tool;
 

@@ -209,7 +209,16 @@ fn config(settings: &EngineSettings, pooling: bool) -> Config {
             .total_memories(settings.max_instances)
             .total_tables(settings.max_instances.saturating_mul(4))
             .total_stacks(settings.max_instances)
-            .max_memory_size(slot);
+            .max_memory_size(slot)
+            // A freed slot's first 64 KiB of linear memory and of each table are reset with
+            // memset instead of madvise (they stay resident, so reuse does not fault them in
+            // again), and decommits of the rest are batched 32 slots at a time (one flush and
+            // TLB shootdown per batch instead of per instance). Measured with `colony bench`'s
+            // tool call, a fresh instance per call: p50 35.5 µs before, 24.3 µs with both
+            // (README, "Benchmark results").
+            .linear_memory_keep_resident(64 * 1024)
+            .table_keep_resident(64 * 1024)
+            .decommit_batch_size(32);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config

@@ -574,3 +574,57 @@ async fn an_agent_without_tools_register_is_denied_and_audited() {
         assert_eq!(rows.len(), 1, "{cap}: {rows:?}");
     }
 }
+
+/// Registers `hog-tool` on a host with these tool limits and calls it in each of `cases`
+/// (`mode`, the limit it must hit), checking the host still serves it afterwards.
+async fn hog_hits(tweak: impl FnOnce(&mut colony_host::limits::Limits), cases: &[(&str, &str)]) {
+    let t = TestHost::start_with(&[], |c| tweak(&mut c.tool_limits)).await;
+    t.host
+        .register_tool(&bytes(guests::HOG_TOOL), "admin:test")
+        .await
+        .unwrap_or_else(|e| panic!("register: {e}"));
+    for (mode, limit) in cases {
+        let args = format!(r#"{{"mode":"{mode}"}}"#);
+        match t.host.call_tool("hog-tool", &args).await {
+            Err(ToolCallError::Limit { tool, limit: hit }) => {
+                assert_eq!(hit.name(), *limit, "{mode}: {hit}");
+                assert!(tool.starts_with("hog-tool"), "{mode}: {tool}");
+            }
+            other => panic!("{mode}: expected the {limit} limit, got {other:?}"),
+        }
+        // Each call is a fresh instance: the next one is unharmed.
+        assert_eq!(
+            t.host
+                .call_tool("hog-tool", r#"{"mode":"ok"}"#)
+                .await
+                .unwrap_or_else(|e| panic!("after {mode}: {e}")),
+            r#"{"ok": true}"#
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_per_call_limit_holds_against_a_hostile_registered_tool() {
+    hog_hits(
+        |l| {
+            l.fuel = 20_000_000;
+            l.deadline_ms = 10_000;
+        },
+        &[
+            ("burn", "fuel"),
+            ("memory", "memory"),
+            ("flood", "output"),
+            ("big", "payload"),
+        ],
+    )
+    .await;
+    // With fuel to spare, the wall-clock deadline ends a call that never returns.
+    hog_hits(
+        |l| {
+            l.fuel = u64::MAX / 4;
+            l.deadline_ms = 300;
+        },
+        &[("spin", "deadline")],
+    )
+    .await;
+}

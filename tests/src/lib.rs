@@ -70,6 +70,9 @@ pub mod guests {
     pub const HTTP_AGENT: &str = env!("GUEST_HTTP_AGENT");
     /// Agent that lists, calls and registers tools through the `tools` interface, on command.
     pub const TOOLS_AGENT: &str = env!("GUEST_TOOLS_AGENT");
+    /// Registrable tool (example `{"mode":"ok"}`) that on request spins, burns fuel, grows
+    /// memory without bound, floods stdout or answers 2 MiB: one mode per per-call limit.
+    pub const HOG_TOOL: &str = env!("GUEST_HOG_TOOL");
 
     /// Every guest as (crate name, path), for tests that go over all of them.
     pub const ALL: &[(&str, &str)] = &[
@@ -97,6 +100,7 @@ pub mod guests {
         ("http-tool", HTTP_TOOL),
         ("http-agent", HTTP_AGENT),
         ("tools-agent", TOOLS_AGENT),
+        ("hog-tool", HOG_TOOL),
     ];
 }
 

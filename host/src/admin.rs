@@ -6,7 +6,7 @@
 //! Requests: `{"token": T, "op": "status" | "plugins" | "tools" | "invoke" | "sync" |
 //! "grants" | "grant" | "revoke" | "approve" | "publish" | "subscribe" | "orders" |
 //! "kill-switch" | "approvals" | "approve-order" | "deny-order" | "tool-register" |
-//! "tool-unregister" | "tool-list", "name": N, "args":
+//! "tool-unregister" | "tool-list" | "tool-not-loaded", "name": N, "args":
 //! JSON-text, capability, payload or (`tool-register`) the path of a component file the
 //! host reads, "actor": USER}`. `subscribe` (name = pattern) answers
 //! once, then streams one JSON line per message until the client disconnects. Responses: `{"ok": true, "result": …}` or
@@ -291,6 +291,7 @@ async fn handle(host: &Host, req: Request) -> Response {
             }
         }
         "tool-list" => json(serde_json::to_value(host.registered_tools().list())),
+        "tool-not-loaded" => json(serde_json::to_value(host.registered_tools().not_loaded())),
         "tool-register" => {
             let Some(path) = req.args else {
                 return failure("tool-register needs the path of a component file".into());

@@ -628,3 +628,57 @@ async fn every_per_call_limit_holds_against_a_hostile_registered_tool() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_tool_that_no_longer_validates_is_listed_as_not_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let data = config.data_dir.clone();
+    let cap = "http.outbound:https://api.example.com";
+    let listed = |data: &std::path::Path| -> serde_json::Value {
+        let out = colony(data, &["tools", "list", "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+    };
+
+    // http-tool imports wasi:http, so registering it needs an http.outbound grant.
+    let out = colony(&data, &["grants", "grant", "http-tool", cap]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = colony(&data, &["tools", "register", guests::HTTP_TOOL]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let all = listed(&data);
+    assert_eq!(all["registered"][0]["name"], "http-tool", "{all}");
+    assert_eq!(all["not_loaded"], serde_json::json!([]), "{all}");
+
+    // Revoked, the stored build fails its imports step when the registry is opened again: it
+    // stays on disk and is reported, not silently dropped.
+    let out = colony(&data, &["grants", "revoke", "http-tool", cap]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let all = listed(&data);
+    assert_eq!(all["registered"], serde_json::json!([]), "{all}");
+    let not_loaded = all["not_loaded"].as_array().cloned().unwrap_or_default();
+    assert_eq!(not_loaded.len(), 1, "{all}");
+    let line = not_loaded[0].as_str().unwrap_or("");
+    assert!(line.starts_with("http-tool@1.0.0: "), "{line}");
+    assert!(line.contains("at step imports"), "{line}");
+    let out = colony(&data, &["tools", "list"]);
+    assert!(
+        stdout(&out).contains("not loaded: http-tool@1.0.0: "),
+        "{}",
+        stdout(&out)
+    );
+
+    // A host started there reports it the same way; granted again, the next start loads it.
+    let host = colony_host::supervisor::Host::start(config.clone())
+        .await
+        .unwrap_or_else(|e| panic!("host start: {e:#}"));
+    assert_eq!(host.registered_tools().not_loaded().len(), 1);
+    assert!(host.registered_tools().get("http-tool").is_none());
+    host.shutdown().await;
+    drop(host);
+    let out = colony(&data, &["grants", "grant", "http-tool", cap]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let all = listed(&data);
+    assert_eq!(all["registered"][0]["name"], "http-tool", "{all}");
+    assert_eq!(all["not_loaded"], serde_json::json!([]), "{all}");
+}

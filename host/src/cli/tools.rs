@@ -75,13 +75,16 @@ pub enum ToolsCommand {
 pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf, audit_db: Option<String>) -> CliResult {
     match cmd {
         ToolsCommand::List { plugins, json } => {
-            let (specs, registered) = match (
+            let (specs, registered, not_loaded) = match (
                 crate::admin::call(&data_dir, "tools", None, None).await?,
                 crate::admin::call(&data_dir, "tool-list", None, None).await?,
+                crate::admin::call(&data_dir, "tool-not-loaded", None, None).await?,
             ) {
-                (Some(a), Some(b)) if a.ok && b.ok => (a.result, b.result),
-                (Some(a), Some(b)) => {
-                    let e = a.error.or(b.error).unwrap_or_default();
+                (Some(a), Some(b), Some(c)) if a.ok && b.ok && c.ok => {
+                    (a.result, b.result, c.result)
+                }
+                (Some(a), Some(b), Some(c)) => {
+                    let e = a.error.or(b.error).or(c.error).unwrap_or_default();
                     return Err(anyhow::anyhow!(e).into());
                 }
                 _ => {
@@ -95,11 +98,16 @@ pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf, audit_db: Option<String
                     (
                         serde_json::to_value(specs)?,
                         serde_json::to_value(registry.list())?,
+                        serde_json::to_value(registry.not_loaded())?,
                     )
                 }
             };
             if json {
-                let all = serde_json::json!({ "plugins": specs, "registered": registered });
+                let all = serde_json::json!({
+                    "plugins": specs,
+                    "registered": registered,
+                    "not_loaded": not_loaded,
+                });
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 for s in specs.as_array().into_iter().flatten() {
@@ -129,6 +137,9 @@ pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf, audit_db: Option<String
                         t["description"].as_str().unwrap_or(""),
                         versions.join(", ")
                     );
+                }
+                for line in not_loaded.as_array().into_iter().flatten() {
+                    println!("not loaded: {}", line.as_str().unwrap_or("?"));
                 }
             }
             Ok(())

@@ -188,6 +188,8 @@ pub struct ToolRegistry {
     dir: PathBuf,
     tools: RwLock<Versions>,
     changes: tokio::sync::Mutex<()>,
+    /// Stored tools that did not pass validation when the registry was opened.
+    not_loaded: Vec<String>,
 }
 
 impl ToolRegistry {
@@ -237,9 +239,17 @@ impl ToolRegistry {
                 dir,
                 tools: RwLock::new(tools),
                 changes: tokio::sync::Mutex::new(()),
+                not_loaded: failures.clone(),
             },
             failures,
         ))
+    }
+
+    /// The stored tools that did not pass validation again when the registry was opened, as
+    /// `NAME@VERSION: reason` (each stays on disk, unloaded, until it passes at a later start
+    /// or is unregistered).
+    pub fn not_loaded(&self) -> &[String] {
+        &self.not_loaded
     }
 
     /// The directory tools are stored in.

@@ -668,6 +668,13 @@ async fn a_stored_tool_that_no_longer_validates_is_listed_as_not_loaded() {
         stdout(&out)
     );
 
+    // Registering another tool meanwhile rewrites the index: the unloaded build stays in it
+    // (else its file would be deleted as a leftover at the next open).
+    let out = colony(&data, &["tools", "register", guests::SCHEMA_TOOL]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let index = std::fs::read_to_string(data.join("tools/index.json")).unwrap();
+    assert!(index.contains("http-tool"), "{index}");
+
     // A host started there reports it the same way; granted again, the next start loads it.
     let host = colony_host::supervisor::Host::start(config.clone())
         .await
@@ -679,6 +686,50 @@ async fn a_stored_tool_that_no_longer_validates_is_listed_as_not_loaded() {
     let out = colony(&data, &["grants", "grant", "http-tool", cap]);
     assert!(out.status.success(), "{}", stderr(&out));
     let all = listed(&data);
-    assert_eq!(all["registered"][0]["name"], "http-tool", "{all}");
+    let names: Vec<&str> = all["registered"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["http-tool", "schema-tool"], "{all}");
     assert_eq!(all["not_loaded"], serde_json::json!([]), "{all}");
+
+    // Not loaded again, the same build registered through a running host (after a grant)
+    // takes the stored entry's place instead of adding a second one.
+    let out = colony(&data, &["grants", "revoke", "http-tool", cap]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let host = colony_host::supervisor::Host::start(config.clone())
+        .await
+        .unwrap_or_else(|e| panic!("host start: {e:#}"));
+    assert_eq!(host.registered_tools().not_loaded().len(), 1);
+    host.grant("http-tool", cap, "test")
+        .await
+        .unwrap_or_else(|e| panic!("grant: {e}"));
+    host.register_tool(&bytes(guests::HTTP_TOOL), "admin:test")
+        .await
+        .unwrap_or_else(|e| panic!("register again: {e}"));
+    assert!(host.registered_tools().not_loaded().is_empty());
+    assert!(host.registered_tools().get("http-tool").is_some());
+    host.shutdown().await;
+    drop(host);
+    let index = std::fs::read_to_string(data.join("tools/index.json")).unwrap();
+    assert_eq!(index.matches("\"http-tool\"").count(), 1, "{index}");
+
+    // A build that is not loaded can be unregistered: its entry and its file go.
+    let out = colony(&data, &["grants", "revoke", "http-tool", cap]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = colony(&data, &["tools", "unregister", "http-tool"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let all = listed(&data);
+    assert_eq!(all["not_loaded"], serde_json::json!([]), "{all}");
+    let digest = blake3::hash(&bytes(guests::HTTP_TOOL)).to_hex().to_string();
+    assert!(!data.join(format!("tools/{digest}.wasm")).exists());
+    assert!(
+        data.join(format!(
+            "tools/{}.wasm",
+            blake3::hash(&bytes(guests::SCHEMA_TOOL)).to_hex()
+        ))
+        .exists()
+    );
 }

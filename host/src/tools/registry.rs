@@ -188,8 +188,25 @@ pub struct ToolRegistry {
     dir: PathBuf,
     tools: RwLock<Versions>,
     changes: tokio::sync::Mutex<()>,
-    /// Stored tools that did not pass validation when the registry was opened.
-    not_loaded: Vec<String>,
+    /// Stored tools that did not pass validation when the registry was opened. They stay in
+    /// the index (so on disk) until they are unregistered.
+    not_loaded: std::sync::Mutex<Vec<NotLoaded>>,
+    /// Each stored build's position in the index when the registry was opened (by digest), so
+    /// that rewriting the index keeps every name's registration order, not-loaded builds
+    /// included.
+    ranks: std::collections::HashMap<String, usize>,
+}
+
+/// A stored tool that did not pass validation again.
+struct NotLoaded {
+    entry: IndexEntry,
+    reason: String,
+}
+
+impl NotLoaded {
+    fn id(&self) -> String {
+        format!("{}@{}", self.entry.name, self.entry.version)
+    }
 }
 
 impl ToolRegistry {
@@ -207,6 +224,7 @@ impl ToolRegistry {
         remove_leftovers(&dir, &index);
         let mut tools = Versions::new();
         let mut failures = Vec::new();
+        let mut not_loaded = Vec::new();
         for entry in &index {
             let id = format!("{}@{}", entry.name, entry.version);
             let path = dir.join(format!("{}.wasm", entry.digest));
@@ -231,15 +249,27 @@ impl ToolRegistry {
                     .entry(v.name.clone())
                     .or_default()
                     .push(Arc::new(RegisteredTool::from_validated(v))),
-                Err(reason) => failures.push(format!("{id}: {reason}")),
+                Err(reason) => {
+                    failures.push(format!("{id}: {reason}"));
+                    not_loaded.push(NotLoaded {
+                        entry: entry.clone(),
+                        reason,
+                    });
+                }
             }
         }
+        let ranks = index
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.digest.clone(), i))
+            .collect();
         Ok((
             ToolRegistry {
                 dir,
                 tools: RwLock::new(tools),
                 changes: tokio::sync::Mutex::new(()),
-                not_loaded: failures.clone(),
+                not_loaded: std::sync::Mutex::new(not_loaded),
+                ranks,
             },
             failures,
         ))
@@ -248,8 +278,18 @@ impl ToolRegistry {
     /// The stored tools that did not pass validation again when the registry was opened, as
     /// `NAME@VERSION: reason` (each stays on disk, unloaded, until it passes at a later start
     /// or is unregistered).
-    pub fn not_loaded(&self) -> &[String] {
-        &self.not_loaded
+    pub fn not_loaded(&self) -> Vec<String> {
+        self.lock_not_loaded()
+            .iter()
+            .map(|n| format!("{}: {}", n.id(), n.reason))
+            .collect()
+    }
+
+    fn lock_not_loaded(&self) -> std::sync::MutexGuard<'_, Vec<NotLoaded>> {
+        // Poisoned only if a panic happened while the list was held; its contents stay valid.
+        self.not_loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The directory tools are stored in.
@@ -305,16 +345,28 @@ impl ToolRegistry {
         }
         self.check_new(&tool)?;
 
+        // The same build stored but not loaded is replaced by this registration.
         let mut index = self.index();
+        index.retain(|e| e.digest != tool.digest);
         index.push(IndexEntry {
             name: tool.name.clone(),
             version: tool.version.clone(),
             digest: tool.digest.clone(),
         });
         let file = self.dir.join(format!("{}.wasm", tool.digest));
+        // Undoing a failed registration keeps the file if the index still names it.
+        let stored_before = self
+            .lock_not_loaded()
+            .iter()
+            .any(|n| n.entry.digest == tool.digest);
+        let undo_file = || {
+            if !stored_before {
+                let _ = std::fs::remove_file(&file);
+            }
+        };
         write_atomic(&file, bytes)?;
         if let Err(e) = self.write_index(&index) {
-            let _ = std::fs::remove_file(&file);
+            undo_file();
             return Err(e);
         }
         if let Some(a) = audit {
@@ -326,13 +378,15 @@ impl ToolRegistry {
             .with_actor(actor)
             .with_detail(tool.id());
             if let Err(e) = a.append(rec).await {
-                index.pop();
-                let _ = self.write_index(&index);
-                let _ = std::fs::remove_file(&file);
+                // The index as it was: the loaded builds and the stored ones not loaded.
+                let _ = self.write_index(&self.index());
+                undo_file();
                 return Err(e.into());
             }
         }
         let tool = Arc::new(tool);
+        self.lock_not_loaded()
+            .retain(|n| n.entry.digest != tool.digest);
         self.write_tools()
             .entry(tool.name.clone())
             .or_default()
@@ -351,7 +405,7 @@ impl ToolRegistry {
     ) -> Result<Vec<Removed>, RegistryError> {
         let _one_at_a_time = self.changes.lock().await;
         let (name, version) = split_id(spec);
-        let removed: Vec<Removed> = self
+        let mut removed: Vec<Removed> = self
             .read_tools()
             .get(name)
             .into_iter()
@@ -362,6 +416,17 @@ impl ToolRegistry {
                 digest: t.digest.clone(),
             })
             .collect();
+        // Stored builds that are not loaded can be unregistered too.
+        removed.extend(
+            self.lock_not_loaded()
+                .iter()
+                .filter(|n| n.entry.name == name)
+                .filter(|n| version.is_none_or(|v| v == n.entry.version))
+                .map(|n| Removed {
+                    id: n.id(),
+                    digest: n.entry.digest.clone(),
+                }),
+        );
         if removed.is_empty() {
             return Err(RegistryError::NotFound(spec.to_string()));
         }
@@ -396,6 +461,8 @@ impl ToolRegistry {
                 }
             }
         }
+        self.lock_not_loaded()
+            .retain(|n| !removed.iter().any(|r| r.digest == n.entry.digest));
         for r in &removed {
             if let Err(e) = std::fs::remove_file(self.dir.join(format!("{}.wasm", r.digest))) {
                 tracing::warn!(tool = %r.id, error = %e, "cannot remove unregistered tool file");
@@ -533,21 +600,50 @@ impl ToolRegistry {
                 t.digest
             )));
         }
+        if let Some(n) = self.lock_not_loaded().iter().find(|n| {
+            n.entry.name == tool.name
+                && n.entry.version == tool.version
+                && n.entry.digest != tool.digest
+        }) {
+            return Err(RegistryError::Duplicate(format!(
+                "{} is stored with another build (digest {}; not loaded: {}); unregister it or \
+                 give the new build another version",
+                n.id(),
+                n.entry.digest,
+                n.reason
+            )));
+        }
         Ok(())
     }
 
+    /// What the index must hold now: every loaded build and every stored build that is not
+    /// loaded (dropping one from the index would delete its file at the next open), each
+    /// name's builds in registration order (the last is the active one); names are
+    /// independent.
     fn index(&self) -> Vec<IndexEntry> {
-        // Registration order is kept per name; names are independent.
         let tools = self.read_tools();
-        tools
+        // Builds registered since the open come after every stored one, in their order.
+        let fresh = self.ranks.len();
+        let mut all: Vec<(usize, IndexEntry)> = tools
             .values()
             .flatten()
-            .map(|t| IndexEntry {
-                name: t.name.clone(),
-                version: t.version.clone(),
-                digest: t.digest.clone(),
+            .enumerate()
+            .map(|(i, t)| {
+                let rank = self.ranks.get(&t.digest).copied().unwrap_or(fresh + i);
+                let entry = IndexEntry {
+                    name: t.name.clone(),
+                    version: t.version.clone(),
+                    digest: t.digest.clone(),
+                };
+                (rank, entry)
             })
-            .collect()
+            .collect();
+        all.extend(self.lock_not_loaded().iter().map(|n| {
+            let rank = self.ranks.get(&n.entry.digest).copied().unwrap_or(fresh);
+            (rank, n.entry.clone())
+        }));
+        all.sort_by_key(|(rank, _)| *rank);
+        all.into_iter().map(|(_, e)| e).collect()
     }
 
     fn write_index(&self, index: &[IndexEntry]) -> Result<(), RegistryError> {

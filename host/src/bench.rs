@@ -1608,8 +1608,7 @@ impl Latency {
 /// What the tool-call benchmark measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ToolBench {
-    /// How Colony's calls were made: `ToolRegistry::invoke`, or, when the tool cannot be
-    /// registered, `ToolRunner::invoke` with the registry's argument and result checks.
+    /// How Colony's calls were made: `ToolRegistry::invoke`.
     pub via: String,
     /// Colony: one registered tool call, each a fresh instance.
     pub tool: Latency,
@@ -1663,126 +1662,51 @@ impl crate::tools::GrantSource for NoGrants {
     }
 }
 
-/// Colony's side of [`tool_call`]: a tool called the way an agent's call goes.
-enum ToolUnderTest {
-    /// Registered: `ToolRegistry::invoke` with the caller's `tools.call` grant checked.
-    Registry {
-        registry: crate::tools::ToolRegistry,
-        name: String,
-        caller: Policy,
-    },
-    /// Not registrable: `ToolRunner::invoke` between the checks `ToolRegistry::invoke` makes
-    /// (arguments against the input schema before, the result against the output schema
-    /// after).
-    Runner {
-        runner: crate::tool::ToolRunner,
-        input: jsonschema::Validator,
-        output: Option<jsonschema::Validator>,
-    },
+/// Colony's side of [`tool_call`]: the tool registered in a registry of its own and called
+/// through `ToolRegistry::invoke`, as an agent's call goes (the caller's `tools.call` grant,
+/// the arguments against the input schema, a fresh instance, the result against the output
+/// schema).
+struct ToolUnderTest {
+    registry: crate::tools::ToolRegistry,
+    name: String,
+    caller: Policy,
 }
 
 impl ToolUnderTest {
-    /// Loads `component` on `loader`: registered in a registry kept in `dir` if it can be,
-    /// else as a plain runner; also says which.
+    /// Registers `component` in a registry kept in `dir`.
     async fn new(
         loader: &Loader,
         component: &[u8],
         dir: std::path::PathBuf,
-    ) -> anyhow::Result<(ToolUnderTest, String)> {
-        use crate::tools::{RegistryError, ToolRegistry};
-
-        let (registry, failures) = ToolRegistry::open(dir, loader, &NoGrants).await?;
+    ) -> anyhow::Result<ToolUnderTest> {
+        let (registry, failures) = crate::tools::ToolRegistry::open(dir, loader, &NoGrants).await?;
         anyhow::ensure!(failures.is_empty(), "the bench registry: {failures:?}");
-        match registry
+        let tool = registry
             .register(loader, &NoGrants, component, &[], None, "bench")
             .await
-        {
-            Ok(tool) => {
-                let name = tool.name.clone();
-                let caller = Policy::new(
-                    Arc::from("bench-caller"),
-                    String::new(),
-                    crate::caps::GrantSet::new([
-                        format!("tools.call:{name}").parse::<crate::caps::Capability>()?
-                    ]),
-                    None,
-                    0,
-                );
-                Ok((
-                    ToolUnderTest::Registry {
-                        registry,
-                        name,
-                        caller,
-                    },
-                    "ToolRegistry::invoke".into(),
-                ))
-            }
-            Err(RegistryError::Rejected(why)) => {
-                let plugin =
-                    loader.load_bytes(component, std::path::Path::new("tool.wasm"), None)?;
-                let crate::plugin::Linked::Tool(pre) = plugin.linked else {
-                    anyhow::bail!("the bench tool is not a tool");
-                };
-                let name: Arc<str> = Arc::from(plugin.info.name.as_str());
-                let runner = crate::tool::ToolRunner::new(
-                    pre,
-                    name.clone(),
-                    plugin.info.limits,
-                    Arc::new(Policy::deny_all(name)),
-                );
-                let spec = runner
-                    .describe()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let schema = crate::tools::validate::compile_schema;
-                let input = schema(&spec.input_schema).map_err(anyhow::Error::msg)?;
-                let output = match &spec.output_schema {
-                    Some(s) => Some(schema(s).map_err(anyhow::Error::msg)?),
-                    None => None,
-                };
-                Ok((
-                    ToolUnderTest::Runner {
-                        runner,
-                        input,
-                        output,
-                    },
-                    format!(
-                        "ToolRunner::invoke with the registry's schema checks (not registrable: {why})"
-                    ),
-                ))
-            }
-            Err(e) => Err(e.into()),
-        }
+            .map_err(|e| anyhow::anyhow!("the bench tool cannot be registered: {e}"))?;
+        let name = tool.name.clone();
+        let caller = Policy::new(
+            Arc::from("bench-caller"),
+            String::new(),
+            crate::caps::GrantSet::new([
+                format!("tools.call:{name}").parse::<crate::caps::Capability>()?
+            ]),
+            None,
+            0,
+        );
+        Ok(ToolUnderTest {
+            registry,
+            name,
+            caller,
+        })
     }
 
     async fn call(&self, args_json: &str) -> anyhow::Result<String> {
-        match self {
-            ToolUnderTest::Registry {
-                registry,
-                name,
-                caller,
-            } => Ok(registry.invoke(name, args_json, Some(caller)).await?),
-            ToolUnderTest::Runner {
-                runner,
-                input,
-                output,
-            } => {
-                let args: serde_json::Value = serde_json::from_str(args_json)?;
-                if let Err(e) = input.validate(&args) {
-                    anyhow::bail!(
-                        "invalid arguments {}",
-                        crate::tools::ArgsError::from_validation(&e)
-                    );
-                }
-                let out = runner
-                    .invoke(args_json)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                crate::tools::validate::check_output(&out, output.as_ref())
-                    .map_err(anyhow::Error::msg)?;
-                Ok(out)
-            }
-        }
+        Ok(self
+            .registry
+            .invoke(&self.name, args_json, Some(&self.caller))
+            .await?)
     }
 }
 
@@ -1879,7 +1803,7 @@ pub async fn tool_call(component: &[u8], opts: &ToolBenchOptions) -> anyhow::Res
     )?;
     let dir = tempfile_dir()?;
     let result = async {
-        let (tool, via) = ToolUnderTest::new(&loader, component, dir.join("tools")).await?;
+        let tool = ToolUnderTest::new(&loader, component, dir.join("tools")).await?;
         let expected = expected_echo()?;
         let program = opts.subprocess.as_path();
         let (python, python_skipped) = if opts.python_spawns == 0 {
@@ -1948,7 +1872,7 @@ pub async fn tool_call(component: &[u8], opts: &ToolBenchOptions) -> anyhow::Res
         let subprocess = Latency::of(s);
         let python_latency = python.as_ref().map(|_| Latency::of(p));
         Ok(ToolBench {
-            via,
+            via: "ToolRegistry::invoke".into(),
             ratio_p50: subprocess.p50_us / tool.p50_us,
             ratio_mean: subprocess.mean_us / tool.mean_us,
             python_ratio_p50: python_latency.as_ref().map(|l| l.p50_us / tool.p50_us),
@@ -1988,7 +1912,7 @@ mod tests {
         let runtime = Arc::new(Runtime::new(&EngineSettings::default(), None).unwrap());
         let loader = Loader::new(runtime, Limits::agent_default(), Limits::tool_default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let (tool, _via) = ToolUnderTest::new(&loader, echo_tool(), dir.path().join("tools"))
+        let tool = ToolUnderTest::new(&loader, echo_tool(), dir.path().join("tools"))
             .await
             .unwrap();
         let out = tool.call(TOOL_ARGS).await.unwrap();

@@ -17,9 +17,6 @@ use crate::policy::Refusal;
 use crate::store::StoreState;
 use crate::tools::{CallableTool, RegistryError, ToolAccess, ToolCallError};
 
-/// Largest component an agent may pass to `register`: the same cap as a plugins-folder file.
-const MAX_COMPONENT_BYTES: u64 = crate::plugin::MAX_FILE_BYTES;
-
 fn denied(r: Refusal) -> ToolError {
     match r {
         Refusal::Denied(cap) => ToolError::Denied(format!("needs {cap}")),
@@ -110,15 +107,8 @@ impl Host for StoreState {
         if let Err(r) = self.check(&Request::RegisterTool) {
             return Ok(Err(denied(r)));
         }
-        if component.len() as u64 > MAX_COMPONENT_BYTES {
-            return Ok(Err(ToolError::Rejected(Rejection {
-                step: "component".into(),
-                reason: format!(
-                    "{} bytes, more than the {MAX_COMPONENT_BYTES}-byte limit",
-                    component.len()
-                ),
-            })));
-        }
+        // The registry refuses a component over the file size limit at its first step (and
+        // audits the refusal), as for any registration.
         let actor = format!("agent:{}", self.plugin);
         Ok(access
             .register(&component, &actor)

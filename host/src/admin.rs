@@ -6,7 +6,8 @@
 //! Requests: `{"token": T, "op": "status" | "plugins" | "tools" | "invoke" | "sync" |
 //! "grants" | "grant" | "revoke" | "approve" | "publish" | "subscribe" | "orders" |
 //! "kill-switch" | "approvals" | "approve-order" | "deny-order" | "tool-register" |
-//! "tool-unregister" | "tool-list" | "tool-not-loaded", "name": N, "args":
+//! "tool-unregister" | "tool-list" | "tool-not-loaded" | "agent-sleep" | "agent-wake" |
+//! "agent-release", "name": N, "args":
 //! JSON-text, capability, payload or (`tool-register`) the path of a component file the
 //! host reads, "actor": USER}`. `subscribe` (name = pattern) answers
 //! once, then streams one JSON line per message until the client disconnects. Responses: `{"ok": true, "result": …}` or
@@ -266,6 +267,37 @@ async fn handle(host: &Host, req: Request) -> Response {
             } else {
                 host.decide_approval(&arg, req.op == "approve-order", &actor)
                     .await
+            };
+            match result {
+                Ok(v) => Response {
+                    ok: true,
+                    result: v,
+                    error: None,
+                },
+                Err(e) => failure(e.to_string()),
+            }
+        }
+        "agent-sleep" | "agent-wake" | "agent-release" => {
+            let actor = format!("admin:{}", req.actor.as_deref().unwrap_or("unknown"));
+            let Some(name) = req.name else {
+                return failure(format!("{} needs an agent name", req.op));
+            };
+            let result = match req.op.as_str() {
+                "agent-sleep" if name == "*" => Ok(serde_json::json!({
+                    "changed": host.sleep_all().await,
+                })),
+                "agent-sleep" => host
+                    .sleep_agent(&name)
+                    .await
+                    .map(|changed| serde_json::json!({ "changed": changed })),
+                "agent-wake" => host
+                    .wake_agent(&name)
+                    .await
+                    .map(|()| serde_json::json!({ "changed": true })),
+                _ => host
+                    .release_agent(&name, &actor)
+                    .await
+                    .map(|changed| serde_json::json!({ "changed": changed })),
             };
             match result {
                 Ok(v) => Response {

@@ -2,33 +2,161 @@
 //! agent actor is the tokio task that owns an instance and delivers its mailbox to it one
 //! event at a time, under the per-event limits.
 //!
-//! A trap or an exceeded limit ends that event only: the actor drops the instance, makes a
-//! fresh one from the same `InstancePre` and carries on. After [`MAX_CONSECUTIVE_FAILURES`]
-//! failures in a row the agent is quarantined (its events are refused) until it is reloaded.
+//! **Lifecycle** ([`State`]): an agent is `cold` until its first instance is made, `warming`
+//! while `init` (and `restore`) run, `active` while it handles an event and `idle` between
+//! events. An idle agent can be put to `sleep` (by the operator, or after
+//! [`Supervision::sleep_after_idle`]): its snapshot is taken and kept (also in the state store,
+//! so a stopped host restores it), its instance is released, and its subscriptions and timers
+//! stay, so the next message, subscribed event or timer wakes it (`init`, then `restore`).
+//!
+//! **Supervision:** a trap or an exceeded limit ends that event only. The actor drops the
+//! instance (`failed`), keeps its subscriptions so what arrives meanwhile waits in the
+//! mailbox, and makes a fresh instance after a backoff that starts at 100 ms and doubles to
+//! 30 s, starting again at 100 ms after a healthy period ([`Supervision`]). More failures than
+//! `max_restarts` within `window` quarantine the agent: it leaves the bus, its working orders
+//! are cancelled, and it takes no event until an operator releases it. Every transition but
+//! `active`↔`idle` (one per event) is logged and audited (kind `lifecycle`).
+//!
 //! A hot swap hands the old actor a `Retire` command at the back of its mailbox, so the
 //! event it is running (and any queued before the swap) finishes first; its snapshot then
 //! goes to the new instance's `restore`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::Store;
 
+use crate::audit::{AuditKind, AuditRecord, AuditWriter};
 use crate::bindings::agent::{Agent, AgentPre};
 use crate::bindings::types as wit;
 use crate::bus::{Bus, Envelope, Mailbox, MailboxStats};
 use crate::clock::Clock;
-use crate::interfaces::messaging::BusLink;
+use crate::interfaces::messaging::{BusLink, HeldSubscriptions};
 use crate::market::service::MarketService;
 use crate::policy::Policy;
 use crate::state_store::StateStore;
 use crate::store::{CallError, StoreState, guarded, new_store, new_store_with_clock};
+use crate::timers::Timers;
 
 /// Events in one agent's mailbox.
 pub const MAILBOX_CAPACITY: usize = 1024;
-/// Failures in a row after which an agent is quarantined.
-pub const MAX_CONSECUTIVE_FAILURES: u32 = 5;
+/// The plugin name under which sleeping agents' snapshots are kept in the state store (not
+/// a valid plugin name, so no plugin can read or write it).
+pub const SLEEP_SNAPSHOTS: &str = "#sleep";
+
+/// Where an agent is in its life (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[repr(u8)]
+pub enum State {
+    /// Loaded, no instance made yet.
+    Cold = 0,
+    /// Its instance is being made (`init`, and `restore` after a sleep).
+    Warming = 1,
+    /// Handling an event.
+    Active = 2,
+    /// Its instance waits for the next event.
+    Idle = 3,
+    /// Its instance is released; its snapshot, subscriptions and timers are kept.
+    Sleeping = 4,
+    /// Its instance trapped or failed to start; a new one is made after the backoff.
+    Failed = 5,
+    /// Failed too often: off the bus, no events until an operator releases it.
+    Quarantined = 6,
+}
+
+impl State {
+    /// The name operators see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Cold => "cold",
+            State::Warming => "warming",
+            State::Active => "active",
+            State::Idle => "idle",
+            State::Sleeping => "sleeping",
+            State::Failed => "failed",
+            State::Quarantined => "quarantined",
+        }
+    }
+
+    fn from_u8(v: u8) -> State {
+        match v {
+            1 => State::Warming,
+            2 => State::Active,
+            3 => State::Idle,
+            4 => State::Sleeping,
+            5 => State::Failed,
+            6 => State::Quarantined,
+            _ => State::Cold,
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the supervisor restarts, quarantines and puts agents to sleep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supervision {
+    /// The first restart's delay.
+    pub backoff_initial: Duration,
+    /// The longest delay (the delay doubles per failure up to this).
+    pub backoff_max: Duration,
+    /// A failure this long after the previous one starts again at `backoff_initial`.
+    pub healthy_after: Duration,
+    /// More failures than this within `window` quarantine the agent.
+    pub max_restarts: u32,
+    /// See `max_restarts`.
+    pub window: Duration,
+    /// Puts an agent to sleep after this long without an event (`None`: never).
+    pub sleep_after_idle: Option<Duration>,
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Supervision {
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            healthy_after: Duration::from_secs(60),
+            max_restarts: 5,
+            window: Duration::from_secs(60),
+            sleep_after_idle: None,
+        }
+    }
+}
+
+impl Supervision {
+    /// The delay before restart number `level` (0-based): initial × 2^level, at most the max.
+    pub fn backoff(&self, level: u32) -> Duration {
+        let factor = 1u32.checked_shl(level.min(31)).unwrap_or(u32::MAX);
+        self.backoff_initial
+            .checked_mul(factor)
+            .unwrap_or(self.backoff_max)
+            .min(self.backoff_max)
+    }
+}
+
+/// What an actor uses besides its instance: the host's timers and audit, its supervision
+/// settings, and fault injection for tests of supervision.
+#[derive(Clone, Default)]
+pub struct AgentServices {
+    /// The host's timers (the `timers` interface; due timers are queued in the mailbox).
+    pub timers: Option<Arc<Timers>>,
+    /// Where lifecycle transitions are audited.
+    pub audit: Option<AuditWriter>,
+    /// Restart, quarantine and sleep settings.
+    pub supervision: Supervision,
+    /// Fault injection: the event after this many handled ones runs with no fuel, so the
+    /// guest traps for real (once per actor).
+    pub inject_trap_after: Option<u64>,
+}
 
 /// A message as the host delivers it to an agent's `on-message`.
 #[derive(Debug, Clone)]
@@ -66,6 +194,7 @@ impl Event {
     fn call_name(&self) -> &'static str {
         match self {
             Event::Timer(_) => "on-timer",
+            Event::Bus(env) if env.timer.is_some() => "on-timer",
             Event::Bus(env) if env.market.is_some() => "on-market",
             Event::Bus(env) if env.order.is_some() => "on-order",
             Event::Message(_) | Event::Bus(_) => "on-message",
@@ -97,16 +226,39 @@ impl AgentInstance {
     /// Instantiates the agent in `store` (from `new_store`) and calls `init(config)`.
     async fn instantiate(
         pre: &AgentPre<StoreState>,
+        store: Store<StoreState>,
+        config: &str,
+    ) -> Result<AgentInstance, CallError> {
+        Self::instantiate_adopting(pre, store, config, &mut None).await
+    }
+
+    /// [`AgentInstance::instantiate`], offering `held` (a predecessor's subscriptions) to
+    /// `init`: those it asks for again are taken over, the rest end after `init`. If the
+    /// instance cannot be made, `held` keeps the subscriptions for the next try.
+    async fn instantiate_adopting(
+        pre: &AgentPre<StoreState>,
         mut store: Store<StoreState>,
         config: &str,
+        held: &mut Option<HeldSubscriptions>,
     ) -> Result<AgentInstance, CallError> {
         let bindings = guarded(&mut store, "instantiate", async |s| {
             pre.instantiate_async(s).await
         })
         .await?;
         let mut instance = AgentInstance { store, bindings };
-        instance.init(config).await?;
-        Ok(instance)
+        if let Some(h) = held.take() {
+            instance.adopt(h);
+        }
+        match instance.init(config).await {
+            Ok(()) => {
+                instance.end_unadopted();
+                Ok(instance)
+            }
+            Err(e) => {
+                *held = instance.take_subscriptions();
+                Err(e)
+            }
+        }
     }
 
     async fn init(&mut self, config: &str) -> Result<(), CallError> {
@@ -126,6 +278,13 @@ impl AgentInstance {
             Event::Timer(now) => {
                 guarded(&mut self.store, call, async |s| {
                     h.call_on_timer(s, *now).await
+                })
+                .await?
+            }
+            Event::Bus(env) if env.timer.is_some() => {
+                let now = env.timer.unwrap_or(env.timestamp_ns);
+                guarded(&mut self.store, call, async |s| {
+                    h.call_on_timer(s, now).await
                 })
                 .await?
             }
@@ -204,6 +363,40 @@ impl AgentInstance {
         budget.saturating_sub(self.store.get_fuel().unwrap_or(budget))
     }
 
+    /// Bytes of linear memory the instance holds.
+    pub fn memory_used(&self) -> u64 {
+        self.store.data().limiter.memory_used()
+    }
+
+    /// Takes the instance's bus subscriptions (they stay on the bus) for its successor.
+    fn take_subscriptions(&mut self) -> Option<HeldSubscriptions> {
+        self.store.data_mut().market_subs.clear();
+        self.store
+            .data_mut()
+            .bus
+            .as_mut()
+            .map(BusLink::take_subscriptions)
+    }
+
+    /// Gives the instance its predecessor's subscriptions to take over.
+    fn adopt(&mut self, held: HeldSubscriptions) {
+        if let Some(link) = self.store.data_mut().bus.as_mut() {
+            link.adopt(held);
+        }
+    }
+
+    /// Ends the predecessor's subscriptions this instance did not ask for again.
+    fn end_unadopted(&mut self) {
+        if let Some(link) = self.store.data_mut().bus.as_mut() {
+            link.end_unadopted();
+        }
+    }
+
+    /// Makes the next guarded call run out of fuel at once (fault injection).
+    fn starve_next_call(&mut self) {
+        self.store.data_mut().limits.fuel = 0;
+    }
+
     fn guest_result(&self, call: &'static str, r: Result<(), wit::Error>) -> Result<(), CallError> {
         r.map_err(|e| CallError::Guest {
             plugin: self.store.data().plugin.clone(),
@@ -252,15 +445,48 @@ pub struct AgentStats {
     pub refused: AtomicU64,
     /// Log lines dropped over the per-event cap.
     pub log_dropped: AtomicU64,
-    /// Whether the agent is quarantined.
-    pub quarantined: AtomicBool,
+    /// Fuel used by every event so far.
+    pub fuel_used: AtomicU64,
+    /// Nanoseconds spent in the agent's handlers.
+    pub busy_ns: AtomicU64,
+    /// Times the agent was put to sleep.
+    pub sleeps: AtomicU64,
+    /// Times it was woken.
+    pub wakes: AtomicU64,
+    /// Bytes of linear memory its instance holds (0 while it has none: asleep, failed).
+    pub memory_bytes: AtomicU64,
+    /// The lifecycle [`State`], as its `u8`.
+    state: AtomicU8,
     /// The last failure, for the operator.
     pub last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl AgentStats {
+    /// The agent's lifecycle state.
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Whether the agent is quarantined.
+    pub fn quarantined(&self) -> bool {
+        self.state() == State::Quarantined
+    }
+
+    fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
 }
 
 enum Command {
     Deliver(Event, Option<oneshot::Sender<Result<(), CallError>>>),
     Retire(oneshot::Sender<Option<Vec<u8>>>),
+    /// Sleep now; answers whether it went to sleep (an agent already asleep, failed or
+    /// quarantined does not).
+    Sleep(oneshot::Sender<bool>),
+    /// Wake now (make the instance) if asleep or cold.
+    Wake(oneshot::Sender<Result<(), CallError>>),
+    /// Release from quarantine; answers whether it was quarantined.
+    Release(String, oneshot::Sender<Result<bool, CallError>>),
 }
 
 /// The way to reach a running agent actor.
@@ -278,11 +504,33 @@ struct BusAttach {
     bus: Bus,
     mailbox: Mailbox,
     owner: Arc<str>,
+    /// The plugin name (its inbox and order-event subjects).
+    name: Arc<str>,
 }
 
 impl BusAttach {
     fn link(&self) -> BusLink {
         BusLink::new(self.bus.clone(), self.mailbox.clone(), self.owner.clone())
+    }
+
+    /// Subscribes the actor to its inbox and its order events (not the instance's own
+    /// subscriptions, which `init` makes).
+    fn subscribe_own(&self) -> Result<(), CallError> {
+        let inbox = format!("agent.{}.inbox", self.name);
+        // The agent's own order events (see `orders::service`) arrive beside its inbox.
+        let orders = crate::orders::service::events_subject(&self.name);
+        let failed = |subject: &str, e| CallError::Unavailable {
+            plugin: self.name.clone(),
+            reason: format!("cannot subscribe to {subject}: {e}"),
+        };
+        self.bus
+            .subscribe(&self.owner, &inbox, &self.mailbox)
+            .map_err(|e| failed(&inbox, e))?;
+        // Order events are produced on this host only: never asked for over NATS.
+        self.bus
+            .subscribe_local(&self.owner, &orders, &self.mailbox)
+            .map_err(|e| failed(&orders, e))?;
+        Ok(())
     }
 
     fn detach(&self) {
@@ -313,15 +561,18 @@ pub struct AgentSpec {
     pub orders: Option<Arc<crate::orders::service::OrderService>>,
     /// The host's tools (the `tools` interface), if it serves them.
     pub tools: Option<Arc<dyn crate::tools::ToolAccess>>,
+    /// Timers, audit, supervision settings.
+    pub services: AgentServices,
 }
 
 impl AgentSpec {
     /// A new instance of this agent, on the bus through `attach`, reading `clock`, after
-    /// `init`.
+    /// `init` (which takes over what it asks for again of `held`).
     async fn start(
         &self,
         attach: Option<&BusAttach>,
         clock: &Clock,
+        held: &mut Option<HeldSubscriptions>,
     ) -> Result<AgentInstance, CallError> {
         let mut store = new_store_with_clock(
             self.pre.engine(),
@@ -335,7 +586,8 @@ impl AgentSpec {
         store.data_mut().market = self.market.clone();
         store.data_mut().orders = self.orders.clone();
         store.data_mut().tools = self.tools.clone();
-        AgentInstance::instantiate(&self.pre, store, &self.config).await
+        store.data_mut().timers = self.services.timers.clone();
+        AgentInstance::instantiate_adopting(&self.pre, store, &self.config, held).await
     }
 }
 
@@ -361,32 +613,30 @@ impl AgentHandle {
         // owner name unique to this actor (so a hot swap can detach the old one alone).
         let attach = match &spec.bus {
             Some(bus) => {
-                static ACTORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                static ACTORS: AtomicU64 = AtomicU64::new(0);
                 let owner: Arc<str> =
                     format!("{}#{}", spec.name, ACTORS.fetch_add(1, Ordering::Relaxed)).into();
                 let mailbox = bus.agent_mailbox(&owner, MAILBOX_CAPACITY);
-                let inbox = format!("agent.{}.inbox", spec.name);
-                // The agent's own order events (see `orders::service`) arrive beside its inbox.
-                let orders = crate::orders::service::events_subject(&spec.name);
-                let failed = |subject: &str, e| CallError::Unavailable {
-                    plugin: spec.name.clone(),
-                    reason: format!("cannot subscribe to {subject}: {e}"),
-                };
-                bus.subscribe(&owner, &inbox, &mailbox)
-                    .map_err(|e| failed(&inbox, e))?;
-                // Order events are produced on this host only: never asked for over NATS.
-                bus.subscribe_local(&owner, &orders, &mailbox)
-                    .map_err(|e| failed(&orders, e))?;
-                Some(BusAttach {
+                let attach = BusAttach {
                     bus: bus.clone(),
                     mailbox,
                     owner,
-                })
+                    name: spec.name.clone(),
+                };
+                if let Err(e) = attach.subscribe_own() {
+                    attach.detach();
+                    return Err(e);
+                }
+                Some(attach)
             }
             None => None,
         };
-        let started = spec.start(attach.as_ref(), &clock).await;
-        let instance = match started {
+        let stats = Arc::new(AgentStats::default());
+        stats.set_state(State::Warming);
+        // A snapshot left by a sleep when the host last stopped is restored below.
+        let slept = load_sleep_snapshot(&spec).await;
+        let started = spec.start(attach.as_ref(), &clock, &mut None).await;
+        let mut instance = match started {
             Ok(i) => i,
             Err(e) => {
                 if let Some(a) = &attach {
@@ -395,17 +645,45 @@ impl AgentHandle {
                 return Err(e);
             }
         };
+        if let Some(snapshot) = &slept
+            && handover.is_none()
+        {
+            if let Err(e) = instance.restore(snapshot).await {
+                tracing::warn!(plugin = %spec.name, error = %e, "restore of the sleep snapshot failed; starting from init state");
+            }
+            forget_sleep_snapshot(&spec).await;
+        }
+        if let (Some(timers), Some(a)) = (&spec.services.timers, &attach) {
+            timers.attach(&spec.name, a.mailbox.clone());
+        }
+        stats
+            .memory_bytes
+            .store(instance.memory_used(), Ordering::Relaxed);
+        stats.set_state(State::Idle);
         let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
-        let stats = Arc::new(AgentStats::default());
         let handle = AgentHandle {
             name: spec.name.clone(),
             tx,
             stats: stats.clone(),
             attach: attach.clone(),
         };
-        tokio::spawn(run_actor(
-            spec, clock, instance, rx, stats, handover, attach,
-        ));
+        let actor = Actor {
+            spec,
+            clock,
+            stats,
+            attach,
+            current: Some(instance),
+            held: None,
+            slept: None,
+            failures: VecDeque::new(),
+            backoff_level: 0,
+            last_failure: None,
+            restart_at: None,
+            last_event: Instant::now(),
+            handled: 0,
+            injected: false,
+        };
+        tokio::spawn(actor.run(rx, handover));
         Ok(handle)
     }
 
@@ -455,18 +733,51 @@ impl AgentHandle {
             })
     }
 
+    fn gone(&self) -> CallError {
+        CallError::Unavailable {
+            plugin: self.name.clone(),
+            reason: "agent has stopped".into(),
+        }
+    }
+
     /// Delivers an event and waits for its outcome.
     pub async fn deliver(&self, event: Event) -> Result<(), CallError> {
         let (tx, rx) = oneshot::channel();
-        let gone = || CallError::Unavailable {
-            plugin: self.name.clone(),
-            reason: "agent has stopped".into(),
-        };
         self.tx
             .send(Command::Deliver(event, Some(tx)))
             .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+            .map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?
+    }
+
+    /// Puts the agent to sleep after what is queued before this; whether it went to sleep.
+    pub async fn sleep(&self) -> Result<bool, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Sleep(tx))
+            .await
+            .map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())
+    }
+
+    /// Wakes the agent (makes its instance) if it sleeps.
+    pub async fn wake(&self) -> Result<(), CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Wake(tx))
+            .await
+            .map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?
+    }
+
+    /// Releases the agent from quarantine (audited as `actor`); whether it was quarantined.
+    pub async fn release(&self, actor: &str) -> Result<bool, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Release(actor.to_string(), tx))
+            .await
+            .map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?
     }
 
     /// Asks the actor to stop after everything already queued; returns a receiver for its
@@ -479,215 +790,484 @@ impl AgentHandle {
     }
 }
 
-async fn run_actor(
+async fn load_sleep_snapshot(spec: &AgentSpec) -> Option<Vec<u8>> {
+    let store = spec.state.as_ref()?;
+    match store.get(SLEEP_SNAPSHOTS, &spec.name).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(plugin = %spec.name, error = %e, "cannot read the sleep snapshot");
+            None
+        }
+    }
+}
+
+async fn forget_sleep_snapshot(spec: &AgentSpec) {
+    if let Some(store) = &spec.state
+        && let Err(e) = store.delete(SLEEP_SNAPSHOTS, &spec.name).await
+    {
+        tracing::warn!(plugin = %spec.name, error = %e, "cannot delete the sleep snapshot");
+    }
+}
+
+/// One agent's actor: its instance, and the supervision state around it.
+struct Actor {
     spec: AgentSpec,
     clock: Clock,
-    instance: AgentInstance,
-    mut rx: mpsc::Receiver<Command>,
     stats: Arc<AgentStats>,
-    handover: Option<oneshot::Receiver<Option<Vec<u8>>>>,
     attach: Option<BusAttach>,
-) {
-    let mut current = Some(instance);
-    let mut failures_in_a_row = 0u32;
-    if let Some(handover) = handover
-        && let Ok(Some(snapshot)) = handover.await
-        && !snapshot.is_empty()
-        && let Some(inst) = current.as_mut()
-        && let Err(e) = inst.restore(&snapshot).await
-    {
-        tracing::warn!(error = %e, "restore after hot swap failed; starting from init state");
-        if e.is_fatal_to_instance() {
-            current = None;
-        }
-    }
-    let mailbox = attach.as_ref().map(|a| a.mailbox.clone());
-    let mut bus_open = mailbox.is_some();
-    loop {
-        // Commands (direct events, retire) first; bus messages in priority order otherwise.
-        let cmd = tokio::select! {
-            biased;
-            cmd = rx.recv() => match cmd {
-                Some(cmd) => cmd,
-                None => break,
-            },
-            env = async {
-                match &mailbox {
-                    Some(m) => m.recv().await,
-                    None => std::future::pending().await,
-                }
-            }, if bus_open => match env {
-                Some(env) => {
-                    let _ = deliver_one(
-                        &spec,
-                        &clock,
-                        &mut current,
-                        &Event::Bus(env),
-                        &stats,
-                        &mut failures_in_a_row,
-                        attach.as_ref(),
-                    )
-                    .await;
-                    if let Some(m) = &mailbox {
-                        m.done();
-                    }
-                    continue;
-                }
-                None => {
-                    bus_open = false;
-                    continue;
-                }
-            },
-        };
-        match cmd {
-            Command::Deliver(event, reply) => {
-                let result = deliver_one(
-                    &spec,
-                    &clock,
-                    &mut current,
-                    &event,
-                    &stats,
-                    &mut failures_in_a_row,
-                    attach.as_ref(),
-                )
-                .await;
-                if let Some(reply) = reply {
-                    let _ = reply.send(result);
-                }
-            }
-            Command::Retire(reply) => {
-                // What the bus already queued for this instance is delivered here too.
-                if let Some(m) = &mailbox {
-                    while let Some(env) = m.try_recv() {
-                        let _ = deliver_one(
-                            &spec,
-                            &clock,
-                            &mut current,
-                            &Event::Bus(env),
-                            &stats,
-                            &mut failures_in_a_row,
-                            attach.as_ref(),
-                        )
-                        .await;
-                        m.done();
-                    }
-                }
-                if let Some(a) = &attach {
-                    a.detach();
-                }
-                let snapshot = match current.as_mut() {
-                    Some(inst) => match inst.snapshot().await {
-                        Ok(s) => Some(s),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "snapshot before hot swap failed");
-                            None
-                        }
-                    },
-                    None => None,
-                };
-                let _ = reply.send(snapshot);
-                tracing::info!(plugin = %spec.name, "agent instance retired");
-                return;
-            }
-        }
-    }
+    current: Option<AgentInstance>,
+    /// A dead or released instance's subscriptions, for the next one to take over.
+    held: Option<HeldSubscriptions>,
+    /// The snapshot taken when it went to sleep, for `restore` on waking.
+    slept: Option<Vec<u8>>,
+    /// When recent instance failures happened (within the quarantine window).
+    failures: VecDeque<Instant>,
+    /// Restarts since the last healthy period (the backoff exponent).
+    backoff_level: u32,
+    last_failure: Option<Instant>,
+    /// When the failed instance is made again.
+    restart_at: Option<tokio::time::Instant>,
+    last_event: Instant,
+    /// Events handled (for fault injection).
+    handled: u64,
+    injected: bool,
 }
 
-async fn deliver_one(
-    spec: &AgentSpec,
-    clock: &Clock,
-    current: &mut Option<AgentInstance>,
-    event: &Event,
-    stats: &AgentStats,
-    failures_in_a_row: &mut u32,
-    attach: Option<&BusAttach>,
-) -> Result<(), CallError> {
-    if stats.quarantined.load(Ordering::Relaxed) {
-        return Err(CallError::Unavailable {
-            plugin: spec.name.clone(),
-            reason: format!(
-                "quarantined after {MAX_CONSECUTIVE_FAILURES} failures in a row; reload it to retry"
-            ),
-        });
+impl Actor {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        handover: Option<oneshot::Receiver<Option<Vec<u8>>>>,
+    ) {
+        if let Some(handover) = handover
+            && let Ok(Some(snapshot)) = handover.await
+            && !snapshot.is_empty()
+            && let Some(inst) = self.current.as_mut()
+            && let Err(e) = inst.restore(&snapshot).await
+        {
+            tracing::warn!(error = %e, "restore after hot swap failed; starting from init state");
+            if e.is_fatal_to_instance() {
+                self.current = None;
+                self.stats.set_state(State::Cold);
+            }
+        }
+        let mailbox = self.attach.as_ref().map(|a| a.mailbox.clone());
+        let mut bus_open = mailbox.is_some();
+        loop {
+            let idle_for = self
+                .spec
+                .services
+                .supervision
+                .sleep_after_idle
+                .filter(|_| self.current.is_some() && self.restart_at.is_none());
+            let sleep_at = idle_for.map(|d| tokio::time::Instant::from_std(self.last_event + d));
+            let restart_at = self.restart_at;
+            // Commands (direct events, retire, operator actions) first; then a due restart;
+            // bus messages in priority order otherwise (held while a restart is pending).
+            let cmd = tokio::select! {
+                biased;
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => cmd,
+                    None => break,
+                },
+                _ = async {
+                    match restart_at {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.restart().await;
+                    continue;
+                },
+                env = async {
+                    match &mailbox {
+                        Some(m) => m.recv().await,
+                        None => std::future::pending().await,
+                    }
+                }, if bus_open && restart_at.is_none() && !self.stats.quarantined() => match env {
+                    Some(env) => {
+                        let _ = self.deliver(&Event::Bus(env)).await;
+                        if let Some(m) = &mailbox {
+                            m.done();
+                        }
+                        continue;
+                    }
+                    None => {
+                        bus_open = false;
+                        continue;
+                    }
+                },
+                _ = async {
+                    match sleep_at {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.sleep("idle").await;
+                    continue;
+                },
+            };
+            match cmd {
+                Command::Deliver(event, reply) => {
+                    let result = self.deliver(&event).await;
+                    if let Some(reply) = reply {
+                        let _ = reply.send(result);
+                    }
+                }
+                Command::Sleep(reply) => {
+                    let slept = self.sleep("operator").await;
+                    let _ = reply.send(slept);
+                }
+                Command::Wake(reply) => {
+                    let r = self.ensure_instance().await;
+                    if self.stats.state() == State::Warming {
+                        self.stats.set_state(State::Idle);
+                    }
+                    let _ = reply.send(r);
+                }
+                Command::Release(actor, reply) => {
+                    let r = self.release(&actor).await;
+                    let _ = reply.send(r);
+                }
+                Command::Retire(reply) => {
+                    // What the bus already queued for this instance is delivered here too.
+                    if let Some(m) = &mailbox
+                        && !self.stats.quarantined()
+                    {
+                        while let Some(env) = m.try_recv() {
+                            let _ = self.deliver(&Event::Bus(env)).await;
+                            m.done();
+                        }
+                    }
+                    if let Some(a) = &self.attach {
+                        a.detach();
+                    }
+                    let snapshot = match self.current.as_mut() {
+                        Some(inst) => match inst.snapshot().await {
+                            Ok(s) => Some(s),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "snapshot before hot swap failed");
+                                None
+                            }
+                        },
+                        // Asleep: the snapshot it went to sleep with.
+                        None => self.slept.take(),
+                    };
+                    let _ = reply.send(snapshot);
+                    tracing::info!(plugin = %self.spec.name, "agent instance retired");
+                    return;
+                }
+            }
+        }
     }
-    if current.as_ref().is_some_and(AgentInstance::wasi_stale) {
-        // A filesystem or environment grant changed: open handles and copied variables
-        // must not outlive it, so the instance ends here and a new one gets the new grants.
-        tracing::info!(plugin = %spec.name, "filesystem/environment grants changed; instance restarted");
-        *current = None;
+
+    /// Records a lifecycle transition: the state, a log line, and an audit record.
+    async fn transition(&mut self, to: State, detail: String) {
+        let from = self.stats.state();
+        self.stats.set_state(to);
+        let text = format!("{from} -> {to}: {detail}");
+        match to {
+            State::Failed | State::Quarantined => {
+                tracing::error!(plugin = %self.spec.name, "{text}")
+            }
+            _ => tracing::info!(plugin = %self.spec.name, "{text}"),
+        }
+        if let Some(audit) = &self.spec.services.audit {
+            let rec = AuditRecord::new(AuditKind::Other("lifecycle".into()))
+                .with_actor("supervisor")
+                .with_detail(text);
+            let rec = AuditRecord {
+                plugin: self.spec.name.to_string(),
+                ..rec
+            };
+            if let Err(e) = audit.append(rec).await {
+                tracing::error!(plugin = %self.spec.name, error = %e, "lifecycle transition not audited");
+            }
+        }
     }
-    if current.is_none() {
-        match spec.start(attach, clock).await {
-            Ok(inst) => {
-                stats.restarts.fetch_add(1, Ordering::Relaxed);
-                *current = Some(inst);
+
+    /// Makes an instance if there is none (after a sleep, a grant change, or at a due
+    /// restart): `init`, then `restore` of the sleep snapshot.
+    async fn ensure_instance(&mut self) -> Result<(), CallError> {
+        if self.stats.quarantined() {
+            return Err(self.quarantined_error());
+        }
+        if self.current.is_some() {
+            return Ok(());
+        }
+        let waking = self.slept.is_some();
+        self.stats.set_state(State::Warming);
+        match self
+            .spec
+            .start(self.attach.as_ref(), &self.clock, &mut self.held)
+            .await
+        {
+            Ok(mut inst) => {
+                if let Some(snapshot) = self.slept.take() {
+                    if !snapshot.is_empty()
+                        && let Err(e) = inst.restore(&snapshot).await
+                    {
+                        tracing::warn!(plugin = %self.spec.name, error = %e, "restore after sleep failed; going on from init state");
+                    }
+                    forget_sleep_snapshot(&self.spec).await;
+                }
+                self.stats
+                    .memory_bytes
+                    .store(inst.memory_used(), Ordering::Relaxed);
+                self.current = Some(inst);
+                if waking {
+                    self.stats.wakes.fetch_add(1, Ordering::Relaxed);
+                    self.transition(State::Idle, "woken".into()).await;
+                } else {
+                    // Left `warming`: the caller says what comes next.
+                    self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
             }
             Err(e) => {
-                record_failure(spec, stats, failures_in_a_row, &e);
-                return Err(e);
+                self.on_failure(&e).await;
+                Err(e)
             }
         }
     }
-    let Some(inst) = current.as_mut() else {
-        return Err(CallError::Unavailable {
-            plugin: spec.name.clone(),
-            reason: "no instance".into(),
-        });
-    };
-    let result = inst.deliver(event).await;
-    stats
-        .log_dropped
-        .fetch_add(inst.log_dropped().into(), Ordering::Relaxed);
-    match result {
-        Ok(()) => {
-            *failures_in_a_row = 0;
-            stats.delivered.fetch_add(1, Ordering::Relaxed);
-            Ok(())
+
+    fn quarantined_error(&self) -> CallError {
+        CallError::Unavailable {
+            plugin: self.spec.name.clone(),
+            reason: format!(
+                "quarantined after more than {} failures within {} s; release it with `colony agents release {}`",
+                self.spec.services.supervision.max_restarts,
+                self.spec.services.supervision.window.as_secs(),
+                self.spec.name
+            ),
         }
-        Err(e) => {
-            record_failure(spec, stats, failures_in_a_row, &e);
-            if e.is_fatal_to_instance() {
-                // The instance may be mid-way through anything: never run it again.
-                *current = None;
-                if stats.quarantined.load(Ordering::Relaxed) {
-                    // A quarantined agent leaves the bus: publishers see no subscriber and
-                    // requests fail at once, instead of messages vanishing into it.
-                    if let Some(a) = attach {
-                        a.bus.unsubscribe_all(&a.owner);
-                    }
-                } else {
-                    // Re-create it now rather than at its next event, so the subscriptions
-                    // its init makes are back before more messages are published.
-                    match spec.start(attach, clock).await {
-                        Ok(inst) => {
-                            stats.restarts.fetch_add(1, Ordering::Relaxed);
-                            *current = Some(inst);
-                        }
-                        Err(restart) => {
-                            tracing::error!(plugin = %spec.name, error = %restart, "agent restart failed");
-                        }
+    }
+
+    async fn deliver(&mut self, event: &Event) -> Result<(), CallError> {
+        if self.stats.quarantined() {
+            return Err(self.quarantined_error());
+        }
+        if let Some(t) = self.restart_at {
+            // A direct event waits for the pending restart.
+            tokio::time::sleep_until(t).await;
+            self.restart().await;
+            if self.current.is_none() {
+                return Err(match self.stats.quarantined() {
+                    true => self.quarantined_error(),
+                    false => CallError::Unavailable {
+                        plugin: self.spec.name.clone(),
+                        reason: "restarting after a failure".into(),
+                    },
+                });
+            }
+        }
+        if self.current.as_ref().is_some_and(AgentInstance::wasi_stale) {
+            // A filesystem or environment grant changed: open handles and copied variables
+            // must not outlive it, so the instance ends here and a new one gets the new grants.
+            tracing::info!(plugin = %self.spec.name, "filesystem/environment grants changed; instance restarted");
+            if let Some(mut old) = self.current.take() {
+                self.held = old.take_subscriptions();
+            }
+        }
+        self.ensure_instance().await?;
+        let Some(inst) = self.current.as_mut() else {
+            return Err(CallError::Unavailable {
+                plugin: self.spec.name.clone(),
+                reason: "no instance".into(),
+            });
+        };
+        self.handled += 1;
+        if let Some(after) = self.spec.services.inject_trap_after
+            && !self.injected
+            && self.handled > after
+        {
+            self.injected = true;
+            tracing::warn!(plugin = %self.spec.name, "fault injection: this event runs with no fuel");
+            inst.starve_next_call();
+        }
+        self.stats.set_state(State::Active);
+        let t0 = Instant::now();
+        let result = inst.deliver(event).await;
+        self.last_event = Instant::now();
+        let busy = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stats.busy_ns.fetch_add(busy, Ordering::Relaxed);
+        self.stats
+            .fuel_used
+            .fetch_add(inst.fuel_used(), Ordering::Relaxed);
+        self.stats
+            .log_dropped
+            .fetch_add(inst.log_dropped().into(), Ordering::Relaxed);
+        self.stats
+            .memory_bytes
+            .store(inst.memory_used(), Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                self.stats.set_state(State::Idle);
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) if e.is_fatal_to_instance() => {
+                // The instance may be mid-way through anything: never run it again. Its
+                // subscriptions stay, so what arrives meanwhile waits for the next one.
+                if let Some(mut dead) = self.current.take() {
+                    let held = dead.take_subscriptions();
+                    if self.held.is_none() {
+                        self.held = held;
                     }
                 }
+                self.on_failure(&e).await;
+                Err(e)
             }
-            Err(e)
+            Err(e) => {
+                // A guest error: the instance is fine and keeps running.
+                self.stats.set_state(State::Idle);
+                self.note_error(&e);
+                Err(e)
+            }
         }
     }
-}
 
-fn record_failure(
-    spec: &AgentSpec,
-    stats: &AgentStats,
-    failures_in_a_row: &mut u32,
-    e: &CallError,
-) {
-    stats.failed.fetch_add(1, Ordering::Relaxed);
-    *failures_in_a_row += 1;
-    tracing::error!(plugin = %spec.name, error = %e, "agent event failed");
-    if let Ok(mut last) = stats.last_error.lock() {
-        *last = Some(e.to_string());
+    fn note_error(&self, e: &CallError) {
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(plugin = %self.spec.name, error = %e, "agent event failed");
+        if let Ok(mut last) = self.stats.last_error.lock() {
+            *last = Some(e.to_string());
+        }
     }
-    if *failures_in_a_row >= MAX_CONSECUTIVE_FAILURES && e.is_fatal_to_instance() {
-        stats.quarantined.store(true, Ordering::Relaxed);
-        tracing::error!(plugin = %spec.name, "agent quarantined after {MAX_CONSECUTIVE_FAILURES} failures in a row");
+
+    /// The instance is gone after a failure: back off and restart, or quarantine.
+    async fn on_failure(&mut self, e: &CallError) {
+        self.note_error(e);
+        if self.current.is_none() {
+            self.stats.memory_bytes.store(0, Ordering::Relaxed);
+        }
+        let now = Instant::now();
+        let sup = self.spec.services.supervision;
+        if self
+            .last_failure
+            .is_some_and(|t| now.duration_since(t) >= sup.healthy_after)
+        {
+            self.backoff_level = 0;
+        }
+        self.last_failure = Some(now);
+        self.failures.push_back(now);
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > sup.window)
+        {
+            self.failures.pop_front();
+        }
+        if self.failures.len() > sup.max_restarts as usize {
+            self.quarantine(e).await;
+            return;
+        }
+        let delay = sup.backoff(self.backoff_level);
+        self.backoff_level = self.backoff_level.saturating_add(1);
+        self.restart_at = Some(tokio::time::Instant::now() + delay);
+        self.transition(
+            State::Failed,
+            format!("{e}; restart in {} ms", delay.as_millis()),
+        )
+        .await;
+    }
+
+    /// Makes the instance again after the backoff.
+    async fn restart(&mut self) {
+        self.restart_at = None;
+        if self.current.is_some() || self.stats.quarantined() {
+            return;
+        }
+        let waited = self
+            .last_failure
+            .map(|t| t.elapsed().as_millis())
+            .unwrap_or(0);
+        if self.ensure_instance().await.is_ok() {
+            self.last_event = Instant::now();
+            self.transition(
+                State::Idle,
+                format!(
+                    "restarted after {waited} ms (restart {})",
+                    self.stats.restarts.load(Ordering::Relaxed)
+                ),
+            )
+            .await;
+        }
+    }
+
+    async fn quarantine(&mut self, e: &CallError) {
+        self.restart_at = None;
+        self.current = None;
+        self.held = None;
+        // A quarantined agent leaves the bus: publishers see no subscriber and requests fail
+        // at once, instead of messages vanishing into it.
+        if let Some(a) = &self.attach {
+            a.bus.unsubscribe_all(&a.owner);
+        }
+        let cancelled = match &self.spec.orders {
+            Some(o) => o.cancel_all_for(&self.spec.name, self.clock.now_ns()),
+            None => 0,
+        };
+        let sup = self.spec.services.supervision;
+        self.transition(
+            State::Quarantined,
+            format!(
+                "{} failures within {} s (last: {e}); {cancelled} working orders cancelled",
+                self.failures.len(),
+                sup.window.as_secs()
+            ),
+        )
+        .await;
+    }
+
+    async fn release(&mut self, actor: &str) -> Result<bool, CallError> {
+        if !self.stats.quarantined() {
+            return Ok(false);
+        }
+        self.failures.clear();
+        self.backoff_level = 0;
+        self.last_failure = None;
+        if let Some(a) = &self.attach {
+            a.subscribe_own()?;
+        }
+        self.transition(State::Cold, format!("released by {actor}"))
+            .await;
+        self.ensure_instance().await?;
+        self.stats.set_state(State::Idle);
+        self.last_event = Instant::now();
+        Ok(true)
+    }
+
+    /// Puts the agent to sleep: snapshot (kept, and saved in the state store), instance
+    /// released; its subscriptions and timers stay. Whether it went to sleep.
+    async fn sleep(&mut self, why: &str) -> bool {
+        let Some(mut inst) = self.current.take() else {
+            return false;
+        };
+        let snapshot = match inst.snapshot().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(plugin = %self.spec.name, error = %e, "snapshot before sleep failed; it will wake from init state");
+                Vec::new()
+            }
+        };
+        self.held = inst.take_subscriptions();
+        drop(inst);
+        self.stats.memory_bytes.store(0, Ordering::Relaxed);
+        if let Some(store) = &self.spec.state
+            && !snapshot.is_empty()
+            && let Err(e) = store.set(SLEEP_SNAPSHOTS, &self.spec.name, &snapshot).await
+        {
+            tracing::warn!(plugin = %self.spec.name, error = %e, "sleep snapshot kept in memory only");
+        }
+        let bytes = snapshot.len();
+        self.slept = Some(snapshot);
+        self.stats.sleeps.fetch_add(1, Ordering::Relaxed);
+        self.transition(
+            State::Sleeping,
+            format!("{why}; snapshot of {bytes} bytes kept"),
+        )
+        .await;
+        true
     }
 }

@@ -19,7 +19,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use crate::agent::{AgentInstance, Event, Message};
 use crate::bindings::agent::{Agent, AgentPre};
-use crate::bindings::{log, market_data, messaging, orders, state, tools, types};
+use crate::bindings::{log, market_data, messaging, orders, state, timers, tools, types};
 use crate::engine::{EngineSettings, Runtime};
 use crate::limits::Limits;
 use crate::plugin::{Linked, Loader};
@@ -166,6 +166,22 @@ impl tools::Host for RawState {
         Ok(Err(tools::ToolError::Unavailable(
             "no tools in the raw baseline".into(),
         )))
+    }
+}
+
+impl timers::Host for RawState {
+    async fn set(
+        &mut self,
+        _name: String,
+        _after_ms: u64,
+        _period_ms: u64,
+    ) -> wasmtime::Result<Result<(), types::Error>> {
+        Ok(Err(types::Error::Unavailable(
+            "no timers in the raw baseline".into(),
+        )))
+    }
+    async fn cancel(&mut self, _name: String) -> wasmtime::Result<bool> {
+        Ok(false)
     }
 }
 
@@ -651,6 +667,7 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
         market: None,
         orders: None,
         tools: None,
+        services: Default::default(),
         pre: pre.clone(),
         name: requester.clone(),
         limits: Limits {
@@ -1100,6 +1117,7 @@ pub async fn orders(component: &[u8], ticks: usize) -> anyhow::Result<OrdersBenc
             market: Some(market.clone()),
             orders: Some(router.clone()),
             tools: None,
+            services: Default::default(),
         },
         None,
     )
@@ -1497,6 +1515,7 @@ async fn spawn_bench_agents(
             market: None,
             orders: None,
             tools: None,
+            services: Default::default(),
         };
         agents.push(
             crate::agent::AgentHandle::spawn(spec, None)

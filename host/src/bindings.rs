@@ -37,4 +37,6 @@ pub(crate) mod tool {
     });
 }
 
-pub(crate) use agent::colony::plugin::{log, market_data, messaging, orders, state, tools, types};
+pub(crate) use agent::colony::plugin::{
+    log, market_data, messaging, orders, state, timers, tools, types,
+};

@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! plugins = "plugins"          # folder to load and watch (relative to this file)
-//! tick_ms = 1000               # how often agents' on-timer fires
+//! tick_ms = 1000               # how often every agent's on-timer fires (0: only their own timers)
 //! max_instances = 1000         # agents + concurrent tool calls (sizes the instance pool)
 //!
 //! [limits.agent]               # operator defaults; a manifest may ask for less
@@ -36,6 +36,14 @@
 //! [bus]                        # default: the in-process bus only
 //! url = "nats://127.0.0.1:4222" # join the hosts on this NATS server ("local": none)
 //! prefix = "colony"            # subjects on NATS are <prefix>.<subject>
+//!
+//! [supervision]                # agent restarts, quarantine and sleep (see agent.rs)
+//! backoff_initial_ms = 100     # first restart delay; doubles per failure …
+//! backoff_max_ms = 30000       # … up to this
+//! healthy_after_ms = 60000     # a failure this long after the last starts again at 100 ms
+//! max_restarts = 5             # more failures than this within window_ms: quarantine
+//! window_ms = 60000
+//! sleep_after_idle_ms = 0      # put agents to sleep after this long without events (0: never)
 //! ```
 
 use std::collections::BTreeMap;
@@ -125,6 +133,54 @@ struct MarketSection {
     okx_url: Option<String>,
 }
 
+/// `[supervision]`: restart backoff, quarantine and sleep (milliseconds).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupervisionSection {
+    backoff_initial_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    healthy_after_ms: Option<u64>,
+    max_restarts: Option<u32>,
+    window_ms: Option<u64>,
+    /// 0: never.
+    sleep_after_idle_ms: Option<u64>,
+}
+
+impl SupervisionSection {
+    fn apply(&self, mut s: crate::agent::Supervision) -> Result<crate::agent::Supervision, String> {
+        let ms = Duration::from_millis;
+        if let Some(v) = self.backoff_initial_ms {
+            s.backoff_initial = ms(v);
+        }
+        if let Some(v) = self.backoff_max_ms {
+            s.backoff_max = ms(v);
+        }
+        if let Some(v) = self.healthy_after_ms {
+            s.healthy_after = ms(v);
+        }
+        if let Some(v) = self.max_restarts {
+            s.max_restarts = v;
+        }
+        if let Some(v) = self.window_ms {
+            s.window = ms(v);
+        }
+        if let Some(v) = self.sleep_after_idle_ms {
+            s.sleep_after_idle = (v > 0).then(|| ms(v));
+        }
+        if s.backoff_initial > s.backoff_max {
+            return Err(format!(
+                "supervision: backoff_initial_ms ({}) is greater than backoff_max_ms ({})",
+                s.backoff_initial.as_millis(),
+                s.backoff_max.as_millis()
+            ));
+        }
+        if s.window.is_zero() {
+            return Err("supervision.window_ms must be greater than zero".into());
+        }
+        Ok(s)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -145,6 +201,8 @@ struct RawConfig {
     market: MarketSection,
     #[serde(default)]
     orders: crate::orders::config::OrdersSection,
+    #[serde(default)]
+    supervision: SupervisionSection,
 }
 
 /// The resolved configuration a host runs with.
@@ -197,6 +255,14 @@ pub struct HostConfig {
     pub clock: Clock,
     /// The `[orders]` section: venue, journal, paper fees, risk limits, approvals.
     pub orders: crate::orders::config::OrdersSettings,
+    /// The `[supervision]` section: restart backoff, quarantine, sleep after idle.
+    pub supervision: crate::agent::Supervision,
+    /// Fault injection (`colony run --inject-trap AGENT:N`, not from the file): that agent's
+    /// event after its N-th runs with no fuel and traps.
+    pub inject_trap: Option<(String, u64)>,
+    /// The demo (`colony run` with no plugins folder): the plugins shipped in the binary,
+    /// byte for byte, are granted what their manifests request (audited as `shipped`).
+    pub trust_shipped: bool,
 }
 
 /// The bus backend from `--bus`/`[bus] url` and the prefix: `local` is `None`, `nats://…` joins
@@ -257,6 +323,9 @@ impl HostConfig {
             okx_url: crate::market::okx::PUBLIC_URL.to_owned(),
             clock: Clock::system(),
             orders: crate::orders::config::OrdersSettings::default(),
+            supervision: crate::agent::Supervision::default(),
+            inject_trap: None,
+            trust_shipped: false,
         }
     }
 
@@ -300,6 +369,7 @@ impl HostConfig {
                 ));
             }
         }
+        config.supervision = raw.supervision.apply(config.supervision)?;
         if let Some(n) = raw.audit.sample_allows {
             config.audit_sample_allows = n;
         }

@@ -1,5 +1,5 @@
-//! The shipped plugins (`plugins/hello-agent`, `plugins/echo-tool`), built by the build script
-//! and embedded in the binary so the main job runs with nothing beside it.
+//! The shipped plugins (`plugins/`: the demo trading swarm, hello-agent, echo-tool), built by
+//! the build script and embedded in the binary so the main job runs with nothing beside it.
 
 include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 
@@ -18,4 +18,20 @@ pub fn install(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>
         }
     }
     Ok(written)
+}
+
+/// Whether `digest` (blake3 hex) is the build of one of the shipped plugins, byte for byte.
+/// The demo grants exactly these builds what their manifests request
+/// (`HostConfig::trust_shipped`); a changed file is not trusted.
+pub fn is_shipped(digest: &str) -> bool {
+    static DIGESTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    DIGESTS
+        .get_or_init(|| {
+            PLUGINS
+                .iter()
+                .map(|(_, bytes)| blake3::hash(bytes).to_hex().to_string())
+                .collect()
+        })
+        .iter()
+        .any(|d| d == digest)
 }

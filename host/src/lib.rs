@@ -27,6 +27,7 @@ pub mod policy;
 pub mod state_store;
 pub mod store;
 pub mod supervisor;
+pub mod timers;
 pub mod tool;
 pub mod tools;
 pub mod venues;

@@ -33,6 +33,7 @@ pub const AGENT_IMPORTS: &[&str] = &[
     "colony:plugin/market-data",
     "colony:plugin/orders",
     "colony:plugin/tools",
+    "colony:plugin/timers",
 ];
 /// Colony interfaces the `tool` world offers.
 pub const TOOL_IMPORTS: &[&str] = &["colony:plugin/types", "colony:plugin/log"];

@@ -60,6 +60,8 @@ pub struct StoreState {
     pub orders: Option<Arc<crate::orders::service::OrderService>>,
     /// The tools the `tools` interface reaches (agents of a host that serves tools).
     pub tools: Option<Arc<dyn crate::tools::ToolAccess>>,
+    /// The host's timers the `timers` interface sets (agents of a host).
+    pub timers: Option<Arc<crate::timers::Timers>>,
     /// `wasi:http` (tools only; only the tool linker offers it): the context and the hooks
     /// that check, send, cap and audit every request (`store::http`).
     pub http: Option<HttpState>,
@@ -148,6 +150,7 @@ pub fn new_store_with_clock(
         market_subs: Vec::new(),
         orders: None,
         tools: None,
+        timers: None,
         http: None,
         log: LogBudget::default(),
         plugin,

@@ -12,7 +12,7 @@
 //! time: a malformed manifest is a compile error, not a load-time surprise.
 //!
 //! The host imports are wrapped in small modules: [`log`] (plus the [`info!`]-style macros),
-//! [`state`], [`messaging`], [`market`], [`orders`] and [`tools`] (agents only), and [`decimal`] (exact money
+//! [`state`], [`messaging`], [`market`], [`orders`], [`tools`] and [`timers`] (agents only), and [`decimal`] (exact money
 //! values). The records they pass ([`Message`], [`MarketEvent`], [`Quote`], [`Candle`], …) are
 //! the WIT records, re-exported at the crate root.
 //!
@@ -108,6 +108,7 @@ pub mod market;
 pub mod messaging;
 pub mod orders;
 pub mod state;
+pub mod timers;
 mod tool;
 pub mod tools;
 

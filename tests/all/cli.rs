@@ -163,11 +163,33 @@ fn a_running_host_answers_through_the_admin_socket() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = colony(&data, &["status"]);
+    let text = stdout(&out);
     assert!(
-        stdout(&out).contains("good-agent") && stdout(&out).contains("running"),
-        "{}",
-        stdout(&out)
+        text.contains("good-agent") && (text.contains(" idle ") || text.contains(" active ")),
+        "{text}"
     );
+    assert!(text.contains("state") && text.contains("fuel"), "{text}");
+
+    // Lifecycle actions: put to sleep, then the next timer tick wakes it.
+    let out = colony(&data, &["agents", "sleep", "good-agent"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "good-agent is asleep");
+    let counter = |key: &str| {
+        let out = colony(&data, &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["plugins"][0][key].as_u64().unwrap()
+    };
+    assert_eq!(counter("sleeps"), 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counter("wakes") < 1 {
+        assert!(Instant::now() < deadline, "the timer tick did not wake it");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = colony(&data, &["agents", "release", "good-agent"]);
+    assert_eq!(stdout(&out).trim(), "good-agent was not quarantined");
+    let out = colony(&data, &["agents", "sleep", "no-such-agent"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no such agent"), "{}", stderr(&out));
 
     // A bad token is refused.
     std::fs::write(data.join("admin.token"), "0000").unwrap();

@@ -189,7 +189,10 @@ async fn an_agent_that_keeps_trapping_is_quarantined() {
         (guests::GOOD_AGENT, "good-agent.wasm"),
     ])
     .await;
-    for i in 0..colony_host::agent::MAX_CONSECUTIVE_FAILURES {
+    // Each failure is followed by a restart after a backoff (100 ms, doubling); one more
+    // failure than `max_restarts` within the window quarantines.
+    let max = colony_host::agent::Supervision::default().max_restarts;
+    for i in 0..=max {
         let err = t
             .host
             .deliver("panic-agent", TestHost::timer(i.into()))
@@ -207,12 +210,78 @@ async fn an_agent_that_keeps_trapping_is_quarantined() {
     assert!(
         status
             .iter()
-            .any(|p| p.info.name == "panic-agent" && p.quarantined)
+            .any(|p| p.info.name == "panic-agent" && p.quarantined && p.state == "quarantined")
     );
     t.host
         .deliver("good-agent", TestHost::timer(1))
         .await
         .unwrap();
+
+    // Every transition is audited: the restarts with their backoff, then the quarantine.
+    let lifecycle = t
+        .host
+        .audit()
+        .query(&colony_host::audit::AuditFilter {
+            kind: Some(colony_host::audit::AuditKind::Other("lifecycle".into())),
+            plugin: Some("panic-agent".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let details: Vec<&str> = lifecycle.iter().map(|e| e.detail.as_str()).collect();
+    for delay in [
+        "restart in 100 ms",
+        "restart in 200 ms",
+        "restart in 1600 ms",
+    ] {
+        assert!(
+            details.iter().any(|d| d.contains(delay)),
+            "{delay}: {details:?}"
+        );
+    }
+    assert!(
+        details
+            .iter()
+            .any(|d| d.starts_with("failed -> quarantined")
+                || d.contains("-> quarantined: 6 failures")),
+        "{details:?}"
+    );
+
+    // An operator releases it: it runs again (and traps again, as this guest always does).
+    assert!(
+        t.host
+            .release_agent("panic-agent", "operator")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !t.host
+            .release_agent("panic-agent", "operator")
+            .await
+            .unwrap()
+    );
+    let err = t
+        .host
+        .deliver("panic-agent", TestHost::timer(10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Trap { .. }), "{err}");
+    let lifecycle = t
+        .host
+        .audit()
+        .query(&colony_host::audit::AuditFilter {
+            kind: Some(colony_host::audit::AuditKind::Other("lifecycle".into())),
+            plugin: Some("panic-agent".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        lifecycle
+            .iter()
+            .any(|e| e.detail.contains("released by operator")),
+        "{lifecycle:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -630,6 +630,76 @@ async fn every_per_call_limit_holds_against_a_hostile_registered_tool() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_that_keeps_failing_trips_its_breaker_and_a_later_trial_closes_it() {
+    let t = TestHost::start_with(&[], |c| c.tool_limits.fuel = 20_000_000).await;
+    t.host
+        .register_tool(&bytes(guests::HOG_TOOL), "admin:test")
+        .await
+        .unwrap_or_else(|e| panic!("register: {e}"));
+    // Refused arguments are the caller's fault, not the tool's: they do not count.
+    for _ in 0..6 {
+        let r = t.host.call_tool("hog-tool", r#"{"mode":7}"#).await;
+        assert!(
+            matches!(r, Err(ToolCallError::InvalidArguments { .. })),
+            "{r:?}"
+        );
+    }
+    for i in 0..5 {
+        let r = t.host.call_tool("hog-tool", r#"{"mode":"burn"}"#).await;
+        assert!(
+            matches!(r, Err(ToolCallError::Limit { .. })),
+            "call {i}: {r:?}"
+        );
+    }
+    // Five failures in a row opened it: the next call is refused without running.
+    match t.host.call_tool("hog-tool", r#"{"mode":"ok"}"#).await {
+        Err(ToolCallError::Unavailable { tool, reason }) => {
+            assert_eq!(tool, "hog-tool");
+            assert!(reason.contains("circuit open"), "{reason}");
+        }
+        other => panic!("expected the breaker to refuse, got {other:?}"),
+    }
+    // After the 2 s cool-down one trial goes through; it succeeds and closes the breaker.
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    assert_eq!(
+        t.host
+            .call_tool("hog-tool", r#"{"mode":"ok"}"#)
+            .await
+            .unwrap(),
+        r#"{"ok": true}"#
+    );
+    t.host
+        .call_tool("hog-tool", r#"{"mode":"ok"}"#)
+        .await
+        .unwrap();
+    t.host.audit().writer().flush().await.unwrap();
+    let records = t
+        .host
+        .audit()
+        .query(&colony_host::audit::AuditFilter {
+            kind: Some(colony_host::audit::AuditKind::Other("breaker".into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let details: Vec<(&str, &str)> = records
+        .iter()
+        .rev()
+        .map(|e| (e.plugin.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(details.len(), 2, "{details:?}");
+    assert_eq!(details[0].0, "hog-tool");
+    assert!(
+        details[0].1.starts_with("circuit closed -> open"),
+        "{details:?}"
+    );
+    assert!(
+        details[1].1.starts_with("circuit half-open -> closed"),
+        "{details:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_tool_that_no_longer_validates_is_listed_as_not_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());

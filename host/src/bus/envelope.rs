@@ -67,6 +67,9 @@ pub struct Envelope {
     /// The order event an order-event message carries (host-local, never sent over NATS);
     /// an agent gets such a message in `on-order`.
     pub order: Option<Arc<crate::orders::service::OrderUpdate>>,
+    /// A due timer ([`crate::timers`]): the host-clock time it fired at; an agent gets such
+    /// an envelope in `on-timer`. Host-local, never sent over NATS.
+    pub timer: Option<u64>,
 }
 
 impl Envelope {
@@ -86,6 +89,7 @@ impl Envelope {
             expires_at: None,
             market: None,
             order: None,
+            timer: None,
         }
     }
 

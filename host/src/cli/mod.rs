@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 failure; 2 usage error; 3 invalid input (a plugin file, a
 //! manifest or a configuration was refused); 4 no running host where one is needed.
 
+mod agents;
 mod audit;
 mod bench;
 mod bus;
@@ -11,6 +12,7 @@ mod grants;
 mod new;
 mod orders;
 mod plugins;
+pub mod report;
 mod run;
 mod status;
 mod tools;
@@ -103,8 +105,11 @@ enum Command {
     /// Publish to or tail a subject on the running host's bus.
     #[command(subcommand)]
     Bus(bus::BusCommand),
-    /// Show the running host's plugins, mailboxes and failures.
+    /// Show the running host's agents: state, mailbox, fuel, memory, restarts, failures.
     Status(status::StatusArgs),
+    /// Put agents to sleep, wake them, release them from quarantine.
+    #[command(subcommand)]
+    Agents(agents::AgentsCommand),
     /// Scaffold a new plugin crate.
     #[command(subcommand)]
     New(new::NewCommand),
@@ -128,7 +133,10 @@ pub fn main() -> ExitCode {
         return bench::tool_subprocess();
     }
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo (`colony run` alone) shows its progress and report; its logs stay at warn
+    // unless COLONY_LOG/RUST_LOG say otherwise.
+    let demo = matches!(&cli.command, Command::Run(a) if a.is_demo());
+    init_logging(cli.log_format, if demo { "warn" } else { "info" });
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -149,6 +157,7 @@ pub fn main() -> ExitCode {
             Command::Plugins(cmd) => plugins::plugins(cmd, data_dir).await,
             Command::Tools(cmd) => tools::tools(cmd, data_dir, cli.audit_db).await,
             Command::Status(args) => status::status(args, data_dir).await,
+            Command::Agents(cmd) => agents::agents(cmd, data_dir).await,
             Command::New(cmd) => new::new(cmd),
             Command::Bench(args) => bench::bench(args).await,
             Command::Orders(cmd) => orders::orders(cmd, data_dir).await,
@@ -164,11 +173,15 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("COLONY_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,cranelift_codegen=warn,wasmtime=warn,sqlx=warn"));
+        .unwrap_or_else(|_| {
+            EnvFilter::new(format!(
+                "{level},cranelift_codegen=warn,wasmtime=warn,sqlx=warn"
+            ))
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,13 +1,25 @@
-//! `colony run`: start a host on a plugins folder, watch it, tick agents' timers, serve the
-//! admin socket, and print a report when it stops (Ctrl-C, SIGTERM or `--duration`).
+//! `colony run`: start a host on a plugins folder, watch it, serve the admin socket, and print
+//! a report when it stops (Ctrl-C, SIGTERM, `--duration`, or in the demo the replay's end).
+//!
+//! With no plugins folder (`--plugins` or `plugins` in the config) it runs the demo: the
+//! plugins shipped in the binary (the trading swarm) are installed into DATA_DIR/plugins and
+//! granted what their manifests request, the embedded real market data is replayed at max
+//! speed with a progress bar, and the run ends with the report (`--report FILE.html` also
+//! writes it as a page with the equity curve).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 
+use super::report::{
+    AgentLine, DeniedLine, FeedLine, LifecycleLine, RunReport, TradingLine, render_text, write_html,
+};
 use super::{CliError, CliResult};
 use crate::agent::Event;
+use crate::audit::{AuditFilter, AuditKind, Decision};
 use crate::config::HostConfig;
 use crate::market::feed::{FeedSpec, Speed};
 
@@ -19,13 +31,15 @@ pub struct RunArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Plugins folder to load and watch. Without it (and without `plugins` in the config),
-    /// the shipped demo plugins are installed into DATA_DIR/plugins and run for 5 seconds.
+    /// the demo runs: the shipped trading swarm on the embedded data until the replay ends.
     #[arg(long)]
     plugins: Option<PathBuf>,
-    /// Stop after this many seconds (default: run until Ctrl-C; 5 in demo mode).
+    /// Stop after this many seconds (default: run until Ctrl-C; in the demo, until the
+    /// replay ends).
     #[arg(long)]
     duration: Option<f64>,
-    /// Fire agents' on-timer every N milliseconds (0 disables).
+    /// Fire every agent's on-timer every N milliseconds of wall time (0 disables; default
+    /// 1000, 0 in the demo). Agents set their own timers through the `timers` interface.
     #[arg(long)]
     tick_ms: Option<u64>,
     /// Do not use the compiled-component cache.
@@ -50,6 +64,39 @@ pub struct RunArgs {
     /// pace.
     #[arg(long, value_name = "max|fast|N")]
     speed: Option<String>,
+    /// Also write the report as an HTML page with the equity curve.
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
+    /// Write the report as JSON too (for scripts and tests).
+    #[arg(long, value_name = "FILE.json")]
+    report_json: Option<PathBuf>,
+    /// Fault injection, to see supervision work: AGENT's event after its N-th runs with no
+    /// fuel and traps (once).
+    #[arg(long, value_name = "AGENT:N")]
+    inject_trap: Option<String>,
+    /// No progress bar (it is also off when stderr is not a terminal).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl RunArgs {
+    /// Whether these arguments alone make a demo run (no plugins folder and no config file;
+    /// a config file naming one is only known once read).
+    pub fn is_demo(&self) -> bool {
+        self.plugins.is_none() && self.config.is_none()
+    }
+}
+
+fn parse_inject(s: &str) -> Result<(String, u64), CliError> {
+    let bad = || {
+        CliError::invalid(anyhow::anyhow!(
+            "--inject-trap {s:?}: expected AGENT:N (N events before the trap)"
+        ))
+    };
+    let (agent, n) = s.rsplit_once(':').ok_or_else(bad)?;
+    crate::manifest::validate_name(agent)
+        .map_err(|e| CliError::invalid(anyhow::anyhow!("--inject-trap: {e}")))?;
+    Ok((agent.to_string(), n.parse().map_err(|_| bad())?))
 }
 
 pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> CliResult {
@@ -58,14 +105,30 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
         None => HostConfig::new(data_dir.clone()),
     };
     let demo = args.plugins.is_none() && !config.plugins_configured;
-    if let Some(p) = args.plugins {
-        config.plugins_dir = p;
+    if let Some(p) = &args.plugins {
+        config.plugins_dir = p.clone();
+    }
+    if demo {
+        config.trust_shipped = true;
+        config.tick_ms = 0;
+        // The desk's pre-trade limits for the swarm: the trader's grant allows more per order
+        // than this, so an oversized entry is rejected by risk, with its reason.
+        let risk = &mut config.orders.router.risk;
+        risk.max_notional = risk
+            .max_notional
+            .or(Some(rust_decimal::Decimal::from(15_000)));
+        risk.max_daily_loss = risk
+            .max_daily_loss
+            .or(Some(rust_decimal::Decimal::from(2_000)));
     }
     if let Some(t) = args.tick_ms {
         config.tick_ms = t;
     }
     config.compile_cache = !args.no_cache;
     config.trust_on_first_use = args.trust_on_first_use;
+    if let Some(s) = &args.inject_trap {
+        config.inject_trap = Some(parse_inject(s)?);
+    }
     match &args.feed {
         Some(f) => {
             config.feed = FeedSpec::parse(f).map_err(|e| CliError::invalid(anyhow::anyhow!(e)))?
@@ -112,29 +175,25 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
             config.plugins_dir.display()
         )));
     }
-    let duration = args
-        .duration
-        .or(demo.then_some(5.0))
-        .map(Duration::from_secs_f64);
+    let duration = args.duration.map(Duration::from_secs_f64);
 
     if let Some(f @ FeedSpec::Files(_)) = &config.feed {
         // Checked here too, so a bad data file is an invalid-input exit naming file and line.
         f.load(config.book_depth)
             .map_err(|e| CliError::invalid(anyhow::anyhow!("--feed: {e}")))?;
     }
+    let started = Instant::now();
+    let since_ns = crate::audit::now_ns();
     let host = Host::start(config).await?;
+    let first_ts = host.clock().now_ns();
+    let total_events = host.replay_len().await;
+    let equity = EquitySampler::start(&host);
     let feed_task = host.start_feed();
     let _watcher = host.watch()?;
     let admin = crate::admin::serve(host.clone()).await?;
-
-    if demo {
-        for tool in host.tools().await {
-            match host.invoke_tool(&tool.name, r#"{"hello":"colony"}"#).await {
-                Ok(out) => println!("tool {} answered: {out}", tool.name),
-                Err(e) => println!("tool {} failed: {e}", tool.name),
-            }
-        }
-    }
+    let progress = (!args.no_progress)
+        .then(|| Progress::start(&host, total_events))
+        .flatten();
 
     let tick_ms = host.config().tick_ms;
     let ticker = {
@@ -156,6 +215,21 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
         })
     };
 
+    // The demo ends when the replay has played and the agents have handled it.
+    let feed_done = {
+        let watch = demo && feed_task.is_some();
+        let host = host.clone();
+        let finished = feed_task.as_ref().map(|t| t.abort_handle());
+        async move {
+            if !watch {
+                return std::future::pending().await;
+            }
+            while finished.as_ref().is_some_and(|h| !h.is_finished()) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            host.settle().await;
+        }
+    };
     let stop = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -170,58 +244,266 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
         tokio::select! {
             _ = tokio::signal::ctrl_c() => "interrupted",
             _ = term => "terminated",
+            _ = feed_done => "replay finished",
             _ = async { match duration { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => "duration reached",
         }
     };
     let why = stop.await;
     tracing::info!(reason = why, "stopping");
+    if let Some(p) = &progress {
+        p.finish();
+    }
     ticker.abort();
-    let feed_summary = match (&feed_task, host.market()) {
-        (Some(task), Some(m)) => {
-            if !task.is_finished() {
-                task.abort();
-            }
-            Some(format!(
-                "feed {}: {} events published, {} data-quality issues{}",
-                m.venue(),
-                m.published(),
-                m.issues(),
-                if task.is_finished() {
-                    " (finished)"
-                } else {
-                    ""
-                }
-            ))
-        }
-        _ => None,
-    };
+    let feed_finished = feed_task.as_ref().is_some_and(|t| t.is_finished());
+    if let Some(task) = &feed_task
+        && !task.is_finished()
+    {
+        task.abort();
+    }
     admin.abort();
+    let curve = equity.stop(&host);
     let rejected = host.rejected().await;
     // After shutdown, so the events agents finished while stopping are counted.
     let plugins = host.shutdown().await;
     let _ = std::fs::remove_file(crate::admin::socket_path(&host.config().data_dir));
 
-    println!("colony run report ({why})");
-    println!(
-        "{:<24} {:<6} {:>9} {:>7} {:>8}  last error",
-        "plugin", "kind", "delivered", "failed", "restarts"
-    );
-    for p in &plugins {
-        println!(
-            "{:<24} {:<6} {:>9} {:>7} {:>8}  {}",
-            p.info.name,
-            p.info.kind,
-            p.delivered,
-            p.failed,
-            p.restarts,
-            p.last_error.as_deref().unwrap_or("-")
-        );
+    let wall = started.elapsed().as_secs_f64();
+    let mut report = RunReport {
+        reason: why.to_string(),
+        wall_secs: wall,
+        ..RunReport::default()
+    };
+    if let Some(m) = host.market() {
+        let events = m.published();
+        report.feed = Some(FeedLine {
+            venue: m.venue().to_string(),
+            events,
+            issues: m.issues(),
+            finished: feed_finished,
+            first_ts,
+            last_ts: host.clock().now_ns(),
+            events_per_sec: if wall > 0.0 {
+                events as f64 / wall
+            } else {
+                0.0
+            },
+        });
     }
-    for r in &rejected {
-        println!("refused {}: {}", r.file.display(), r.reason);
+    if let Some(o) = host.orders() {
+        let r = o.report();
+        // Every account starts at the paper balance: its PnL is measured from there.
+        let dec = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap_or_default();
+        let end: rust_decimal::Decimal = r.accounts.iter().map(|a| dec(&a.equity)).sum();
+        let pnl: rust_decimal::Decimal = r.accounts.iter().map(|a| dec(&a.pnl)).sum();
+        let start = end - pnl;
+        let mut curve = curve.clone();
+        if !curve.is_empty() {
+            curve.insert(0, (first_ts, start));
+        }
+        report.trading = Some(TradingLine {
+            venue: r.venue.clone(),
+            start_equity: start.normalize().to_string(),
+            end_equity: end.normalize().to_string(),
+            pnl: pnl.normalize().to_string(),
+            equity_curve: curve
+                .iter()
+                .map(|(t, e)| (*t, e.normalize().to_string()))
+                .collect(),
+            orders_placed: r.counters.placed,
+            orders_rejected: r.counters.rejected,
+            fills: r.counters.fills,
+            cancels: r.counters.cancels,
+            rejections: r.rejections.into_iter().filter(|(_, n)| *n > 0).collect(),
+            accounts: r
+                .accounts
+                .iter()
+                .map(|a| (a.agent.clone(), a.equity.clone(), a.pnl.clone()))
+                .collect(),
+            positions: r
+                .positions
+                .iter()
+                .map(|p| {
+                    (
+                        p.agent.clone(),
+                        p.symbol.clone(),
+                        p.qty.clone(),
+                        p.avg_price.clone(),
+                        p.realised_pnl.clone(),
+                        p.unrealised_pnl.clone(),
+                    )
+                })
+                .collect(),
+        });
     }
-    if let Some(f) = feed_summary {
-        println!("{f}");
+    report.agents = plugins
+        .iter()
+        .map(|p| AgentLine {
+            name: p.info.name.clone(),
+            kind: p.info.kind.to_string(),
+            state: p.state.clone(),
+            delivered: p.delivered,
+            failed: p.failed,
+            restarts: p.restarts,
+            fuel: p.fuel_used,
+            busy_ms: p.busy_ms,
+            last_error: p.last_error.clone(),
+        })
+        .collect();
+    report.refused = rejected
+        .iter()
+        .map(|r| format!("{}: {}", r.file.display(), r.reason))
+        .collect();
+    let audit = host.audit();
+    if let Err(e) = audit.writer().flush().await {
+        tracing::warn!(error = %e, "audit not flushed before the report");
+    }
+    let lifecycle = audit
+        .query(&AuditFilter {
+            kind: Some(AuditKind::Other("lifecycle".into())),
+            since_ns: Some(since_ns),
+            ..AuditFilter::default()
+        })
+        .await?;
+    let mut lifecycle: Vec<LifecycleLine> = lifecycle
+        .into_iter()
+        .map(|e| LifecycleLine {
+            plugin: e.plugin,
+            detail: e.detail,
+            ts: u64::try_from(e.ts_ns).unwrap_or(0),
+        })
+        .collect();
+    lifecycle.sort_by_key(|l| l.ts);
+    report.lifecycle = lifecycle;
+    let denied = audit
+        .query(&AuditFilter {
+            decision: Some(Decision::Deny),
+            since_ns: Some(since_ns),
+            ..AuditFilter::default()
+        })
+        .await?;
+    // Per capability: a denial's text may add the limit it broke (`… max_notional 15000 < …`).
+    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for e in denied {
+        let capability = e
+            .capability
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        *counts.entry((e.plugin, capability)).or_default() += 1;
+    }
+    report.denied = counts
+        .into_iter()
+        .map(|((plugin, capability), count)| DeniedLine {
+            plugin,
+            capability,
+            count,
+        })
+        .collect();
+
+    print!("{}", render_text(&report));
+    if let Some(path) = &args.report {
+        write_html(&report, path)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        println!("report written to {}", path.display());
+    }
+    if let Some(path) = &args.report_json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// Samples the venue's total equity against the host clock while the host runs.
+struct EquitySampler {
+    samples: Arc<Mutex<Vec<(u64, rust_decimal::Decimal)>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl EquitySampler {
+    fn start(host: &Arc<Host>) -> EquitySampler {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let task = host.orders().map(|orders| {
+            let orders = orders.clone();
+            let clock = host.clock().clone();
+            let samples = samples.clone();
+            tokio::spawn(async move {
+                loop {
+                    sample(&samples, clock.now_ns(), orders.total_equity());
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        });
+        EquitySampler { samples, task }
+    }
+
+    /// Stops sampling, takes a last sample, and returns the curve.
+    fn stop(self, host: &Host) -> Vec<(u64, rust_decimal::Decimal)> {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+        if let Some(o) = host.orders() {
+            sample(&self.samples, host.clock().now_ns(), o.total_equity());
+        }
+        self.samples.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+fn sample(
+    samples: &Mutex<Vec<(u64, rust_decimal::Decimal)>>,
+    ts: u64,
+    equity: rust_decimal::Decimal,
+) {
+    // No account has traded yet: nothing to chart.
+    if equity.is_zero() {
+        return;
+    }
+    if let Ok(mut s) = samples.lock()
+        && s.last().is_none_or(|(t, _)| *t < ts)
+    {
+        s.push((ts, equity));
+    }
+}
+
+/// The progress bar over the replay (on stderr, only when it is a terminal).
+struct Progress {
+    bar: indicatif::ProgressBar,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(host: &Arc<Host>, total: Option<usize>) -> Option<Progress> {
+        use std::io::IsTerminal;
+        let market = host.market()?.clone();
+        if !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = match total {
+            Some(n) => indicatif::ProgressBar::new(n as u64),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        let style = indicatif::ProgressStyle::with_template(
+            "{spinner} replay [{bar:40}] {pos}/{len} events  {per_sec}  {msg}",
+        )
+        .map(|s| s.progress_chars("=> "));
+        if let Ok(style) = style {
+            bar.set_style(style);
+        }
+        let clock = host.clock().clone();
+        let b = bar.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                b.set_position(market.published());
+                let t = crate::market::replay::format_utc(clock.now_ns());
+                b.set_message(t.get(..16).unwrap_or(&t).replacen('T', " ", 1));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Some(Progress { bar, task })
+    }
+
+    fn finish(&self) {
+        self.task.abort();
+        self.bar.finish_and_clear();
+    }
 }

@@ -32,34 +32,34 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
         resp.result["plugins_dir"].as_str().unwrap_or("?")
     );
     println!(
-        "{:<24} {:<6} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:<11}  last error",
+        "{:<24} {:<6} {:<11} {:>9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>9} {:>8}  last error",
         "plugin",
         "kind",
+        "state",
         "delivered",
         "failed",
         "restarts",
         "mailbox",
         "dropped",
         "refused",
-        "state"
+        "fuel",
+        "memory",
     );
     for p in resp.result["plugins"].as_array().into_iter().flatten() {
-        let state = if p["quarantined"].as_bool() == Some(true) {
-            "quarantined"
-        } else {
-            "running"
-        };
+        let n = |k: &str| p[k].as_u64().unwrap_or(0);
         println!(
-            "{:<24} {:<6} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:<11}  {}",
+            "{:<24} {:<6} {:<11} {:>9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>9} {:>8}  {}",
             p["name"].as_str().unwrap_or("?"),
             p["kind"].as_str().unwrap_or("?"),
-            p["delivered"].to_string(),
-            p["failed"].to_string(),
-            p["restarts"].to_string(),
-            p["mailbox_depth"].to_string(),
-            p["bus_dropped"].to_string(),
-            p["bus_refused"].to_string(),
-            state,
+            p["state"].as_str().unwrap_or("?"),
+            n("delivered"),
+            n("failed"),
+            n("restarts"),
+            n("mailbox_depth"),
+            n("bus_dropped"),
+            n("bus_refused"),
+            human(n("fuel_used"), ""),
+            human(n("memory_bytes"), "B"),
             p["last_error"].as_str().unwrap_or("-"),
         );
     }
@@ -162,4 +162,26 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
         );
     }
     Ok(())
+}
+
+/// `1.2 G`, `350 M`, `12 k`, `900` (with `unit` after the prefix).
+fn human(n: u64, unit: &str) -> String {
+    let (value, prefix) = match n {
+        0..1_000 => return format!("{n}{unit}"),
+        1_000..1_000_000 => (n as f64 / 1e3, "k"),
+        1_000_000..1_000_000_000 => (n as f64 / 1e6, "M"),
+        _ => (n as f64 / 1e9, "G"),
+    };
+    format!("{value:.1} {prefix}{unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn human_counts() {
+        assert_eq!(super::human(0, ""), "0");
+        assert_eq!(super::human(12_345, ""), "12.3 k");
+        assert_eq!(super::human(2_097_152, "B"), "2.1 MB");
+        assert_eq!(super::human(235_000_000_000, ""), "235.0 G");
+    }
 }

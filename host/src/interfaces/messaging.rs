@@ -24,11 +24,45 @@ pub const MAX_SUBSCRIPTIONS: usize = 64;
 
 /// One agent instance's link to the bus: its actor's mailbox and its own subscriptions,
 /// which end with the instance (a re-instantiated agent subscribes again in `init`).
+///
+/// Across a sleep or a restart the actor keeps the old instance's subscriptions
+/// ([`BusLink::take_subscriptions`]), so what arrives meanwhile waits in the mailbox; the next
+/// instance adopts each one it asks for again with the same pattern
+/// ([`BusLink::adopt`]), so nothing is missed or delivered twice in between.
 pub struct BusLink {
     bus: Bus,
     mailbox: Mailbox,
     owner: Arc<str>,
-    subscriptions: Vec<SubscriptionId>,
+    subscriptions: Vec<(SubscriptionId, String)>,
+    /// A predecessor's subscriptions, waiting to be asked for again.
+    held: Vec<(SubscriptionId, String)>,
+}
+
+/// Subscriptions an actor keeps between instances ([`BusLink::take_subscriptions`]); ended on
+/// drop unless adopted.
+pub struct HeldSubscriptions {
+    bus: Bus,
+    subscriptions: Vec<(SubscriptionId, String)>,
+}
+
+impl HeldSubscriptions {
+    /// How many are held.
+    pub fn len(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    /// Whether none are held.
+    pub fn is_empty(&self) -> bool {
+        self.subscriptions.is_empty()
+    }
+}
+
+impl Drop for HeldSubscriptions {
+    fn drop(&mut self) {
+        for (id, _) in self.subscriptions.drain(..) {
+            self.bus.unsubscribe(id);
+        }
+    }
 }
 
 impl BusLink {
@@ -40,38 +74,81 @@ impl BusLink {
             mailbox,
             owner,
             subscriptions: Vec::new(),
+            held: Vec::new(),
         }
     }
-}
 
-impl BusLink {
-    /// Subscribes this instance's mailbox to `pattern` for another host interface (market
-    /// data), within the same per-instance subscription limit; the subscription ends with
-    /// the instance like the guest's own.
-    pub fn subscribe_for_host(&mut self, pattern: &str) -> Result<SubscriptionId, String> {
+    /// Takes this instance's subscriptions (they stay on the bus) for its successor.
+    pub fn take_subscriptions(&mut self) -> HeldSubscriptions {
+        let mut subscriptions = std::mem::take(&mut self.subscriptions);
+        subscriptions.append(&mut self.held);
+        HeldSubscriptions {
+            bus: self.bus.clone(),
+            subscriptions,
+        }
+    }
+
+    /// Offers a predecessor's subscriptions: a subscription to the same pattern is taken
+    /// over instead of made anew. Call [`BusLink::end_unadopted`] once the instance is set up.
+    pub fn adopt(&mut self, mut held: HeldSubscriptions) {
+        self.held.append(&mut held.subscriptions);
+    }
+
+    /// Ends the offered subscriptions the instance did not ask for again.
+    pub fn end_unadopted(&mut self) {
+        for (id, _) in self.held.drain(..) {
+            self.bus.unsubscribe(id);
+        }
+    }
+
+    /// Subscribes this instance's mailbox to `pattern` (or takes over a held subscription
+    /// to it), within the per-instance limit.
+    fn subscribe_pattern(&mut self, pattern: &str) -> Result<SubscriptionId, Error> {
         if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
-            return Err(format!("subscription limit of {MAX_SUBSCRIPTIONS} reached"));
+            return Err(Error::LimitExceeded(format!(
+                "subscription limit of {MAX_SUBSCRIPTIONS} reached"
+            )));
+        }
+        if let Some(i) = self.held.iter().position(|(_, p)| p == pattern) {
+            let adopted = self.held.swap_remove(i);
+            let id = adopted.0;
+            self.subscriptions.push(adopted);
+            return Ok(id);
         }
         let id = self
             .bus
             .subscribe(&self.owner, pattern, &self.mailbox)
-            .map_err(|e| e.to_string())?;
-        self.subscriptions.push(id);
+            .map_err(|e| bus_error(e, pattern))?;
+        self.subscriptions.push((id, pattern.to_string()));
         Ok(id)
     }
 
-    /// Ends a subscription made with [`BusLink::subscribe_for_host`].
-    pub fn unsubscribe_for_host(&mut self, id: SubscriptionId) {
-        if let Some(i) = self.subscriptions.iter().position(|s| *s == id) {
-            self.subscriptions.swap_remove(i);
-            self.bus.unsubscribe(id);
+    /// Subscribes this instance's mailbox to `pattern` for another host interface (market
+    /// data), within the same per-instance subscription limit; the subscription ends with
+    /// the instance like the guest's own.
+    pub fn subscribe_for_host(&mut self, pattern: &str) -> Result<SubscriptionId, String> {
+        self.subscribe_pattern(pattern).map_err(|e| match e {
+            Error::LimitExceeded(m) | Error::InvalidArgument(m) | Error::Unavailable(m) => m,
+            other => crate::agent::describe_error(&other),
+        })
+    }
+
+    /// Ends a subscription of this instance; whether it had it.
+    pub fn unsubscribe_for_host(&mut self, id: SubscriptionId) -> bool {
+        match self.subscriptions.iter().position(|(s, _)| *s == id) {
+            Some(i) => {
+                self.subscriptions.swap_remove(i);
+                self.bus.unsubscribe(id);
+                true
+            }
+            None => false,
         }
     }
 }
 
 impl Drop for BusLink {
     fn drop(&mut self) {
-        for id in self.subscriptions.drain(..) {
+        for (id, _) in self.subscriptions.drain(..).chain(self.held.drain(..)) {
             self.bus.unsubscribe(id);
         }
     }
@@ -230,20 +307,7 @@ impl Host for StoreState {
                 "messaging is not available to this plugin".into(),
             )));
         };
-        if link.subscriptions.len() >= MAX_SUBSCRIPTIONS {
-            return Ok(Err(Error::LimitExceeded(format!(
-                "subscription limit of {MAX_SUBSCRIPTIONS} reached"
-            ))));
-        }
-        Ok(
-            match link.bus.subscribe(&link.owner, &pattern, &link.mailbox) {
-                Ok(id) => {
-                    link.subscriptions.push(id);
-                    Ok(id.get())
-                }
-                Err(e) => Err(bus_error(e, &pattern)),
-            },
-        )
+        Ok(link.subscribe_pattern(&pattern).map(|id| id.get()))
     }
 
     async fn unsubscribe(&mut self, id: u64) -> wasmtime::Result<Result<(), Error>> {
@@ -253,13 +317,10 @@ impl Host for StoreState {
             )));
         };
         let id = SubscriptionId::from_raw(id);
-        Ok(match link.subscriptions.iter().position(|s| *s == id) {
-            Some(i) => {
-                link.subscriptions.swap_remove(i);
-                link.bus.unsubscribe(id);
-                Ok(())
-            }
-            None => Err(Error::NotFound(format!("no subscription {}", id.get()))),
+        Ok(if link.unsubscribe_for_host(id) {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("no subscription {}", id.get())))
         })
     }
 

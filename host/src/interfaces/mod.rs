@@ -8,6 +8,7 @@ pub mod market;
 pub mod messaging;
 pub mod orders;
 pub mod state;
+pub mod timers;
 pub mod tools;
 
 impl crate::bindings::types::Host for crate::store::StoreState {}

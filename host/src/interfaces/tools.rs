@@ -45,6 +45,9 @@ pub fn call_error(e: ToolCallError) -> ToolError {
         ToolCallError::Denied { tool, reason } => ToolError::Denied(format!("{tool}: {reason}")),
         ToolCallError::Limit { tool, limit } => ToolError::Limit(format!("{tool}: {limit}")),
         ToolCallError::Tool { tool, message } => ToolError::Tool(format!("{tool}: {message}")),
+        ToolCallError::Unavailable { tool, reason } => {
+            ToolError::Unavailable(format!("{tool}: {reason}"))
+        }
     }
 }
 

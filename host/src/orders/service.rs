@@ -1273,6 +1273,44 @@ impl OrderService {
         cancelled
     }
 
+    /// Cancels every working order of `agent` (a quarantined agent cannot manage them) without
+    /// setting a kill switch; returns how many were cancelled or asked to be.
+    pub fn cancel_all_for(&self, agent: &str, now: Timestamp) -> usize {
+        let mut core = self.lock();
+        let cancelled;
+        if self.live.is_some() {
+            let working: Vec<(OrderRequest, Option<String>)> = core
+                .orders
+                .values()
+                .filter(|o| *o.request.agent == *agent)
+                .map(|o| (o.request.clone(), o.venue_order_id.clone()))
+                .collect();
+            cancelled = working.len();
+            for (req, vid) in working {
+                self.cancel_live(req, vid, now);
+            }
+        } else {
+            let mut out = std::mem::take(&mut core.scratch);
+            core.paper.cancel_all(Some(agent), now, &mut out);
+            cancelled = out.iter().filter(|r| r.kind == ExecKind::Cancelled).count();
+            for r in out.drain(..) {
+                self.apply(&mut core, r);
+            }
+            core.scratch = out;
+        }
+        cancelled
+    }
+
+    /// Total equity of every paper account (cash plus positions at their marks).
+    pub fn total_equity(&self) -> Decimal {
+        let core = self.lock();
+        core.paper
+            .agents()
+            .into_iter()
+            .map(|a| core.paper.equity(&a))
+            .sum()
+    }
+
     /// The kill switches that are not off: global first (`None`), then per agent.
     pub fn kill_switches(&self) -> Vec<(Option<String>, KillMode)> {
         let core = self.lock();

@@ -22,6 +22,8 @@ use super::Host;
 pub const ACTOR_CONFIG: &str = "config";
 /// Changes made by trust-on-first-use (development mode).
 pub const ACTOR_TOFU: &str = "trust-on-first-use";
+/// Changes made for the plugins shipped in the binary (the demo, `HostConfig::trust_shipped`).
+pub const ACTOR_SHIPPED: &str = "shipped";
 
 /// One plugin's grants as `colony grants list` shows them.
 #[derive(Debug, Clone, Serialize)]
@@ -302,11 +304,17 @@ impl Host {
                         });
                     }
                 }
-            } else if self.config.trust_on_first_use
+            } else if (self.config.trust_on_first_use
+                || (self.config.trust_shipped && crate::embedded::is_shipped(&info.digest)))
                 && current.approved_digest.as_deref() != Some(info.digest.as_str())
             {
-                actor = ACTOR_TOFU;
-                tracing::warn!(plugin = %info.name, "trust on first use: granting what the plugin requests");
+                if self.config.trust_on_first_use {
+                    actor = ACTOR_TOFU;
+                    tracing::warn!(plugin = %info.name, "trust on first use: granting what the plugin requests");
+                } else {
+                    actor = ACTOR_SHIPPED;
+                    tracing::info!(plugin = %info.name, "shipped build: granting what its manifest requests");
+                }
                 changes.push(GrantChange::Approve {
                     plugin: info.name.clone(),
                     digest: info.digest.clone(),

@@ -22,7 +22,7 @@ use tokio::sync::{Mutex, RwLock};
 mod grants;
 pub use grants::{GrantError, GrantListing, load_book as load_grant_book};
 
-use crate::agent::{AgentHandle, AgentSpec, AgentStats, Event};
+use crate::agent::{AgentHandle, AgentServices, AgentSpec, AgentStats, Event};
 use crate::audit::AuditStore;
 use crate::bus::Bus;
 use crate::bus::nats::{self, NatsLink, NatsStatus};
@@ -44,6 +44,7 @@ use crate::tools::{
     BookGrants, BoxFuture, CallableTool, RegisteredTool, RegistryError, Removed, ToolAccess,
     ToolCallError, ToolRegistry,
 };
+use crate::venues::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 
 enum Running {
     Agent(AgentHandle),
@@ -111,6 +112,19 @@ pub struct PluginStatus {
     pub mailbox_depth: usize,
     /// Agents: quarantined.
     pub quarantined: bool,
+    /// Agents: lifecycle state (`cold`, `warming`, `active`, `idle`, `sleeping`, `failed`,
+    /// `quarantined`); tools: `ready`.
+    pub state: String,
+    /// Agents: fuel used by every event so far.
+    pub fuel_used: u64,
+    /// Agents: wall-clock milliseconds spent in handlers.
+    pub busy_ms: f64,
+    /// Agents: times put to sleep.
+    pub sleeps: u64,
+    /// Agents: times woken.
+    pub wakes: u64,
+    /// Agents: bytes of linear memory the instance holds (0 asleep).
+    pub memory_bytes: u64,
     /// Agents: last failure.
     pub last_error: Option<String>,
 }
@@ -130,6 +144,8 @@ struct HostPace<'a>(&'a Arc<Host>);
 impl Pace for HostPace<'_> {
     fn set_time(&self, ns: u64) {
         self.0.clock().set(ns);
+        // Due timers go into their agents' mailboxes now, so the lockstep waits for them.
+        self.0.timers.fire_due(ns);
     }
 
     async fn settle(&self) {
@@ -249,6 +265,11 @@ pub struct Host {
     tools: ToolRegistry,
     /// What agents reach tools through (the WIT `tools` interface): this host, weakly.
     tool_access: Arc<dyn ToolAccess>,
+    /// Agents' timers (fired by the replay driver on a virtual clock, by `timer_task` else).
+    timers: Arc<crate::timers::Timers>,
+    timer_task: Option<tokio::task::JoinHandle<()>>,
+    /// One circuit breaker per tool name, around every call made through [`Host::call_tool`].
+    tool_breakers: std::sync::Mutex<HashMap<String, CircuitBreaker>>,
 }
 
 /// The host's tools as agents reach them: the plugins folder's and the registered ones. Holds
@@ -389,7 +410,12 @@ impl Host {
         for f in failures {
             tracing::error!("registered tool not loaded: {f}");
         }
+        let timers = crate::timers::Timers::new(config.clock.clone());
+        let timer_task = timers.drive();
         let host = Arc::new_cyclic(|me| Host {
+            tool_breakers: std::sync::Mutex::new(HashMap::new()),
+            timers,
+            timer_task,
             tool_access: Arc::new(HostTools(me.clone())),
             tools,
             orders,
@@ -577,6 +603,11 @@ impl Host {
         })
     }
 
+    /// How many events the replay loaded at start will play (until the feed takes it).
+    pub async fn replay_len(&self) -> Option<usize> {
+        self.replay.lock().await.as_ref().map(|r| r.events.len())
+    }
+
     /// The NATS link's state and counters, when the bus is joined to other hosts.
     pub fn nats_status(&self) -> Option<NatsStatus> {
         self.nats.as_ref().map(|n| n.status())
@@ -634,6 +665,7 @@ impl Host {
         for (name, file) in gone {
             if let Some(entry) = self.registry.write().await.by_name.remove(&name) {
                 stop(entry).await;
+                self.timers.remove_agent(&name);
                 tracing::info!(plugin = %name, file = %file.display(), "plugin unloaded: file removed");
                 report.unloaded.push(name);
             }
@@ -803,6 +835,17 @@ impl Host {
                     market: self.market.clone(),
                     orders: self.orders.clone(),
                     tools: Some(self.tool_access.clone()),
+                    services: AgentServices {
+                        timers: Some(self.timers.clone()),
+                        audit: Some(self.audit.writer()),
+                        supervision: self.config.supervision,
+                        inject_trap_after: self
+                            .config
+                            .inject_trap
+                            .as_ref()
+                            .filter(|(agent, _)| *agent == info.name)
+                            .map(|(_, n)| *n),
+                    },
                 };
                 let clock = self.config.clock.clone();
                 Running::Agent(AgentHandle::spawn_with_clock(spec, clock, handover).await?)
@@ -958,7 +1001,80 @@ impl Host {
 
     /// Calls a tool as the operator: a tool from the plugins folder by name, else a registered
     /// tool (`NAME` or `NAME@VERSION`) with its arguments checked against its schema first.
+    ///
+    /// Each tool name has a circuit breaker ([`BreakerConfig::default`]: five failures in a
+    /// row open it for 2 s, doubling to a minute): while it is open a call is refused at once
+    /// (`unavailable`) instead of spending another instance on a tool that keeps failing. A
+    /// failure is the tool not working (a limit, a trap, an error or a bad answer); refused
+    /// arguments or grants are not. Its transitions are logged and audited (kind `breaker`).
     pub async fn call_tool(&self, spec: &str, args_json: &str) -> Result<String, ToolCallError> {
+        let key = spec.split('@').next().unwrap_or(spec).to_string();
+        let permit = {
+            let mut breakers = self.tool_breakers.lock().unwrap_or_else(|p| p.into_inner());
+            let breaker = breakers
+                .entry(key.clone())
+                .or_insert_with(|| CircuitBreaker::new(BreakerConfig::default()));
+            match breaker.allow(std::time::Instant::now()) {
+                Ok(p) => p,
+                Err(open) => {
+                    return Err(ToolCallError::Unavailable {
+                        tool: spec.to_string(),
+                        reason: format!(
+                            "circuit open after repeated failures; retry in {} ms",
+                            open.retry_after.as_millis()
+                        ),
+                    });
+                }
+            }
+        };
+        let result = self.call_tool_unguarded(spec, args_json).await;
+        let change = {
+            let mut breakers = self.tool_breakers.lock().unwrap_or_else(|p| p.into_inner());
+            breakers.get_mut(&key).and_then(|breaker| {
+                let before = breaker.state();
+                match &result {
+                    Ok(_) => breaker.on_success(permit),
+                    Err(ToolCallError::Limit { .. } | ToolCallError::Tool { .. }) => {
+                        breaker.on_failure(permit, std::time::Instant::now())
+                    }
+                    Err(_) => breaker.release(permit),
+                }
+                let after = breaker.state();
+                (before != after).then(|| (before, after, breaker.config().cool_down))
+            })
+        };
+        if let Some((before, after, cool_down)) = change {
+            let name = |s: BreakerState| match s {
+                BreakerState::Closed => "closed",
+                BreakerState::Open => "open",
+                BreakerState::HalfOpen => "half-open",
+            };
+            let detail = format!(
+                "circuit {} -> {} (cool-down {} ms)",
+                name(before),
+                name(after),
+                cool_down.as_millis()
+            );
+            if after == BreakerState::Open {
+                tracing::error!(tool = %key, "{detail}");
+            } else {
+                tracing::info!(tool = %key, "{detail}");
+            }
+            let mut rec =
+                crate::audit::AuditRecord::new(crate::audit::AuditKind::Other("breaker".into()))
+                    .with_actor("host")
+                    .with_detail(detail);
+            rec.plugin = key;
+            self.audit.writer().record(rec);
+        }
+        result
+    }
+
+    async fn call_tool_unguarded(
+        &self,
+        spec: &str,
+        args_json: &str,
+    ) -> Result<String, ToolCallError> {
         let in_folder = {
             let reg = self.registry.read().await;
             reg.by_name.values().any(|e| match &e.running {
@@ -1019,6 +1135,49 @@ impl Host {
         }
     }
 
+    /// Agents' timers.
+    pub fn timers(&self) -> &Arc<crate::timers::Timers> {
+        &self.timers
+    }
+
+    /// Every running agent's handle.
+    async fn agent_handles(&self) -> Vec<AgentHandle> {
+        let reg = self.registry.read().await;
+        reg.by_name
+            .values()
+            .filter_map(|e| match &e.running {
+                Running::Agent(h) => Some(h.clone()),
+                Running::Tool(..) => None,
+            })
+            .collect()
+    }
+
+    /// Puts agent `name` to sleep (after what is queued for it); whether it went to sleep.
+    pub async fn sleep_agent(&self, name: &str) -> Result<bool, CallError> {
+        self.agent(name).await?.sleep().await
+    }
+
+    /// Puts every agent to sleep; how many went to sleep.
+    pub async fn sleep_all(&self) -> usize {
+        let mut n = 0;
+        for h in self.agent_handles().await {
+            if matches!(h.sleep().await, Ok(true)) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Wakes agent `name` (makes its instance) if it sleeps.
+    pub async fn wake_agent(&self, name: &str) -> Result<(), CallError> {
+        self.agent(name).await?.wake().await
+    }
+
+    /// Releases agent `name` from quarantine, audited as `actor`; whether it was quarantined.
+    pub async fn release_agent(&self, name: &str, actor: &str) -> Result<bool, CallError> {
+        self.agent(name).await?.release(actor).await
+    }
+
     async fn agent(&self, name: &str) -> Result<AgentHandle, CallError> {
         let reg = self.registry.read().await;
         match reg.by_name.get(name).map(|e| &e.running) {
@@ -1069,6 +1228,9 @@ impl Host {
     /// Stops every plugin (agents finish their queued events first) and returns their final
     /// status.
     pub async fn shutdown(&self) -> Vec<PluginStatus> {
+        if let Some(t) = &self.timer_task {
+            t.abort();
+        }
         if let Some(o) = &self.orders
             && !o.flush_journal(Duration::from_secs(10)).await
         {
@@ -1113,6 +1275,12 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
         bus_expired: 0,
         mailbox_depth: 0,
         quarantined: false,
+        state: "ready".into(),
+        fuel_used: 0,
+        busy_ms: 0.0,
+        sleeps: 0,
+        wakes: 0,
+        memory_bytes: 0,
         last_error: None,
     };
     if let Some((st, h)) = agent {
@@ -1121,7 +1289,13 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
         s.restarts = st.restarts.load(Ordering::Relaxed);
         s.refused = st.refused.load(Ordering::Relaxed);
         s.log_dropped = st.log_dropped.load(Ordering::Relaxed);
-        s.quarantined = st.quarantined.load(Ordering::Relaxed);
+        s.quarantined = st.quarantined();
+        s.state = st.state().as_str().into();
+        s.fuel_used = st.fuel_used.load(Ordering::Relaxed);
+        s.busy_ms = st.busy_ns.load(Ordering::Relaxed) as f64 / 1e6;
+        s.sleeps = st.sleeps.load(Ordering::Relaxed);
+        s.wakes = st.wakes.load(Ordering::Relaxed);
+        s.memory_bytes = st.memory_bytes.load(Ordering::Relaxed);
         s.mailbox_depth = h.mailbox_depth();
         if let Some(m) = h.mailbox_stats() {
             s.mailbox_depth += m.depth;

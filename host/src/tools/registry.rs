@@ -159,6 +159,14 @@ pub enum ToolCallError {
         /// What went wrong.
         message: String,
     },
+    /// The tool's circuit breaker is open after repeated failures; the call was not made.
+    #[error("tool {tool:?}: unavailable: {reason}")]
+    Unavailable {
+        /// The tool.
+        tool: String,
+        /// Why, and when to retry.
+        reason: String,
+    },
 }
 
 impl ToolCallError {
@@ -170,6 +178,7 @@ impl ToolCallError {
             ToolCallError::Denied { .. } => "denied",
             ToolCallError::Limit { .. } => "limit",
             ToolCallError::Tool { .. } => "tool-error",
+            ToolCallError::Unavailable { .. } => "unavailable",
         }
     }
 }

@@ -49,6 +49,7 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     ("orders.wit", include_str!("../../../../wit/orders.wit")),
     ("state.wit", include_str!("../../../../wit/state.wit")),
+    ("timers.wit", include_str!("../../../../wit/timers.wit")),
     (
         "tool-handler.wit",
         include_str!("../../../../wit/tool-handler.wit"),

@@ -11,6 +11,11 @@
 //!   `reply`; `gather:SUBJECT:QUORUM:TIMEOUT_MS` stores the reply count and payloads in
 //!   `gathered`.
 //!
+//! - `timer:NAME:AFTER_MS:PERIOD_MS` sets a timer (`timers::set`), `untimer:NAME` cancels it;
+//!   each `on-timer` appends its `now` to state `timers`, one per line;
+//! - `ping` (a request) is answered `pong:N`, N counting pings in memory: the count survives a
+//!   sleep through `snapshot`/`restore`, not a restart.
+//!
 //! Any other message is appended to state `received` as a line `subject|sender|payload`, and
 //! answered with the configured `answer` when it carries a `reply-to`.
 
@@ -18,6 +23,7 @@ use std::cell::RefCell;
 
 use colony::plugin::messaging;
 use colony::plugin::state;
+use colony::plugin::timers;
 use exports::colony::plugin::handler::{Error, Guest, MarketEvent, Message, OrderEvent, Timestamp};
 
 wit_bindgen::generate!({ path: "../../../wit", world: "agent" });
@@ -36,6 +42,7 @@ struct Config {
 
 thread_local! {
     static CONFIG: RefCell<Config> = RefCell::new(Config::default());
+    static PINGS: RefCell<u64> = const { RefCell::new(0) };
 }
 
 /// A tiny reader for the flat JSON config: string lists, strings and booleans by key.
@@ -123,6 +130,15 @@ fn command(text: &str) -> Result<(), Error> {
             };
             state::set("gathered", outcome.as_bytes())
         }
+        ["timer", name, after, period] => timers::set(
+            name,
+            after.parse().unwrap_or(0),
+            period.parse().unwrap_or(0),
+        ),
+        ["untimer", name] => {
+            timers::cancel(name);
+            Ok(())
+        }
         _ => Err(Error::InvalidArgument(format!("unknown command {text:?}"))),
     }
 }
@@ -149,6 +165,13 @@ impl Guest for Agent {
         }
         if msg.subject.starts_with("agent.") && msg.subject.ends_with(".inbox") {
             let text = String::from_utf8_lossy(&msg.payload).into_owned();
+            if let ("ping", Some(reply_to)) = (text.as_str(), &msg.reply_to) {
+                let n = PINGS.with_borrow_mut(|p| {
+                    *p += 1;
+                    *p
+                });
+                return messaging::reply(reply_to, format!("pong:{n}").as_bytes());
+            }
             return command(&text);
         }
         let (quiet, spin) = CONFIG.with_borrow(|c| (c.quiet, c.spin));
@@ -174,15 +197,20 @@ impl Guest for Agent {
         Ok(())
     }
 
-    fn on_timer(_now: Timestamp) -> Result<(), Error> {
-        Ok(())
+    fn on_timer(now: Timestamp) -> Result<(), Error> {
+        append("timers", &now.to_string())
     }
 
     fn snapshot() -> Vec<u8> {
-        Vec::new()
+        PINGS.with_borrow(|p| p.to_le_bytes().to_vec())
     }
 
-    fn restore(_snapshot: Vec<u8>) -> Result<(), Error> {
+    fn restore(snapshot: Vec<u8>) -> Result<(), Error> {
+        let bytes: [u8; 8] = snapshot
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::InvalidArgument("snapshot is not 8 bytes".into()))?;
+        PINGS.with_borrow_mut(|p| *p = u64::from_le_bytes(bytes));
         Ok(())
     }
 }

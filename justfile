@@ -1,12 +1,13 @@
 # Colony recipes. `just --list` shows them.
 
-# Run the main job: the 5-second demo of the shipped plugins.
+# Run the main job: the demo trading swarm on the embedded data, to its report.
 demo:
     cargo run --release -- run
 
 # Run the whole test suite.
 test:
     cargo test --workspace
+    cargo test --manifest-path plugins/Cargo.toml --target-dir target/plugins
 
 # Measure Colony against raw wasmtime and print the ratios.
 bench:

@@ -950,8 +950,14 @@ impl Actor {
                                 None
                             }
                         },
-                        // Asleep: the snapshot it went to sleep with.
-                        None => self.slept.take(),
+                        // Asleep: the snapshot it went to sleep with, which goes to the
+                        // successor now, so the stored copy must not be restored again.
+                        None => {
+                            if self.slept.is_some() {
+                                forget_sleep_snapshot(&self.spec).await;
+                            }
+                            self.slept.take()
+                        }
                     };
                     let _ = reply.send(snapshot);
                     tracing::info!(plugin = %self.spec.name, "agent instance retired");

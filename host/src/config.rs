@@ -329,6 +329,23 @@ impl HostConfig {
         }
     }
 
+    /// The demo's settings (`colony run` alone, and `colony bench`'s demo line): the shipped
+    /// plugins' builds get what their manifests request, no global timer tick (the swarm sets
+    /// its own timers), and the desk's pre-trade limits for the swarm where none are
+    /// configured: at most 15,000 notional per order (tighter than the trader's grant, so an
+    /// oversized entry is rejected by risk, with its reason) and 2,000 realised loss a day.
+    pub fn apply_demo(&mut self) {
+        self.trust_shipped = true;
+        self.tick_ms = 0;
+        let risk = &mut self.orders.router.risk;
+        risk.max_notional = risk
+            .max_notional
+            .or(Some(rust_decimal::Decimal::from(15_000)));
+        risk.max_daily_loss = risk
+            .max_daily_loss
+            .or(Some(rust_decimal::Decimal::from(2_000)));
+    }
+
     /// Reads `colony.toml` on top of the defaults.
     pub fn load(path: &Path, data_dir: PathBuf) -> Result<HostConfig, ConfigError> {
         let err = |reason: String| ConfigError {

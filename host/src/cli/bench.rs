@@ -85,6 +85,7 @@ pub async fn bench(args: BenchArgs) -> CliResult {
         },
     )
     .await?;
+    let demo = crate::bench::demo().await?;
     if args.json {
         println!(
             "{}",
@@ -99,6 +100,7 @@ pub async fn bench(args: BenchArgs) -> CliResult {
                 "orders": orders,
                 "orders_tick_to_fill_p99_us_target": 100,
                 "tool_call": tool,
+                "demo": demo,
             }))?
         );
         return Ok(());
@@ -255,5 +257,18 @@ pub async fn bench(args: BenchArgs) -> CliResult {
         ),
     }
     println!("{:<30} tool calls through {}", "", tool.via);
+    println!(
+        "{:<30} {:.2} s wall, {:.0} events/s: {} events to {} agents ({} deliveries, {} fills); same replay with no plugins {:.2} s, {:.0} events/s ({:.1}x the time)",
+        "demo swarm, replay max",
+        demo.wall_s,
+        demo.events_per_sec,
+        demo.events,
+        demo.agents,
+        demo.deliveries,
+        demo.fills,
+        demo.bare_wall_s,
+        demo.bare_events_per_sec,
+        demo.ratio
+    );
     Ok(())
 }

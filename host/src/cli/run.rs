@@ -109,17 +109,7 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
         config.plugins_dir = p.clone();
     }
     if demo {
-        config.trust_shipped = true;
-        config.tick_ms = 0;
-        // The desk's pre-trade limits for the swarm: the trader's grant allows more per order
-        // than this, so an oversized entry is rejected by risk, with its reason.
-        let risk = &mut config.orders.router.risk;
-        risk.max_notional = risk
-            .max_notional
-            .or(Some(rust_decimal::Decimal::from(15_000)));
-        risk.max_daily_loss = risk
-            .max_daily_loss
-            .or(Some(rust_decimal::Decimal::from(2_000)));
+        config.apply_demo();
     }
     if let Some(t) = args.tick_ms {
         config.tick_ms = t;
@@ -186,6 +176,11 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     let since_ns = crate::audit::now_ns();
     let host = Host::start(config).await?;
     let first_ts = host.clock().now_ns();
+    // Accounts restored from the journal (a data directory used before) start where they
+    // were; the run's PnL is measured from there.
+    let opening = host
+        .orders()
+        .map(|o| (o.total_equity(), o.report().accounts.len()));
     let total_events = host.replay_len().await;
     let equity = EquitySampler::start(&host);
     let feed_task = host.start_feed();
@@ -291,11 +286,14 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     }
     if let Some(o) = host.orders() {
         let r = o.report();
-        // Every account starts at the paper balance: its PnL is measured from there.
+        // Accounts opened during the run start at the paper balance.
         let dec = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap_or_default();
         let end: rust_decimal::Decimal = r.accounts.iter().map(|a| dec(&a.equity)).sum();
-        let pnl: rust_decimal::Decimal = r.accounts.iter().map(|a| dec(&a.pnl)).sum();
-        let start = end - pnl;
+        let (open_equity, open_accounts) = opening.unwrap_or_default();
+        let new_accounts = r.accounts.len().saturating_sub(open_accounts);
+        let start = open_equity
+            + o.config().paper.initial_balance * rust_decimal::Decimal::from(new_accounts);
+        let pnl = end - start;
         let mut curve = curve.clone();
         if !curve.is_empty() {
             curve.insert(0, (first_ts, start));
@@ -357,21 +355,21 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     if let Err(e) = audit.writer().flush().await {
         tracing::warn!(error = %e, "audit not flushed before the report");
     }
-    let lifecycle = audit
-        .query(&AuditFilter {
-            kind: Some(AuditKind::Other("lifecycle".into())),
-            since_ns: Some(since_ns),
-            ..AuditFilter::default()
-        })
-        .await?;
-    let mut lifecycle: Vec<LifecycleLine> = lifecycle
-        .into_iter()
-        .map(|e| LifecycleLine {
+    let mut lifecycle = Vec::new();
+    for kind in ["lifecycle", "breaker"] {
+        let records = audit
+            .query(&AuditFilter {
+                kind: Some(AuditKind::Other(kind.into())),
+                since_ns: Some(since_ns),
+                ..AuditFilter::default()
+            })
+            .await?;
+        lifecycle.extend(records.into_iter().map(|e| LifecycleLine {
             plugin: e.plugin,
             detail: e.detail,
             ts: u64::try_from(e.ts_ns).unwrap_or(0),
-        })
-        .collect();
+        }));
+    }
     lifecycle.sort_by_key(|l| l.ts);
     report.lifecycle = lifecycle;
     let denied = audit

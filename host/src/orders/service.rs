@@ -1301,6 +1301,11 @@ impl OrderService {
         cancelled
     }
 
+    /// The router's configuration (risk limits, paper fees and starting balance).
+    pub fn config(&self) -> &OrdersConfig {
+        &self.config
+    }
+
     /// Total equity of every paper account (cash plus positions at their marks).
     pub fn total_equity(&self) -> Decimal {
         let core = self.lock();

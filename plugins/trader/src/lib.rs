@@ -4,9 +4,10 @@
 //! 1. closes a position the other way (a reduce-only market order, reason `reverse`), or
 //!    ignores the signal if it already holds a position its way or an entry is in flight;
 //! 2. sizes the entry: `base_qty` (default 0.25 BTC), doubled when the confidence is at least
-//!    `high_confidence` (default 0.80). The doubled size is over the notional limit of the
-//!    trader's own `orders.place` grant (15,000 USDT, about 0.35 BTC in January 2022) on
-//!    purpose: the host refuses it, and the trader retries once at the base size;
+//!    `high_confidence` (default 0.80). The doubled size is over the demo desk's pre-trade
+//!    notional limit (15,000 USDT, about 0.35 BTC in January 2022; its own grant allows
+//!    30,000) on purpose: the host's risk check rejects it (`risk.max-notional`; a grant
+//!    denial is handled the same way), and the trader retries once at the base size;
 //! 3. asks the risk-manager with `gather` on `swarm.risk.proposals` (quorum 1,
 //!    `gather_timeout_ms`, default 80 ms: the wait counts against the event's 100 ms deadline),
 //!    and trades only on an approval, at most the approved quantity. No answer is no trade;
@@ -991,8 +992,8 @@ mod tests {
         assert_eq!(b.net_pnl, d("26"));
     }
 
-    /// The host's grant check: denies orders over 0.35 BTC, as `max_notional=15000` does at
-    /// about 43,000 USDT.
+    /// A host whose grant check denies orders over 0.35 BTC, as a `max_notional=15000` grant
+    /// would at about 43,000 USDT (the trader treats a denial like a risk rejection).
     fn grant_limited(order: &OrderRequest) -> Result<orders::OrderAck, Error> {
         if Decimal::try_from(order.qty).unwrap() > d("0.35") {
             return Err(Error::Denied(

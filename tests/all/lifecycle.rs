@@ -30,15 +30,18 @@ async fn state_of(t: &TestHost, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Resident set size of this process, in bytes (Linux).
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
+/// This process's resident memory, in MiB (Linux `smaps_rollup`): `Rss` and its anonymous
+/// part (heap, and the pooled linear memories' written pages).
+fn resident_mib() -> (f64, f64) {
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    let kib = |key: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kib("Rss:") / 1024.0, kib("Anonymous:") / 1024.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,7 +179,7 @@ async fn a_thousand_agents_sleep_and_each_wakes_for_a_message() {
     assert_eq!(plugins.len(), N);
     assert!(plugins.iter().all(|p| p.state == "idle"));
     let awake_memory = held(&plugins);
-    let awake_rss = rss_bytes();
+    let awake_rss = resident_mib();
 
     assert_eq!(t.host.sleep_all().await, N);
     let plugins = t.host.plugins().await;
@@ -187,7 +190,7 @@ async fn a_thousand_agents_sleep_and_each_wakes_for_a_message() {
     );
     // Give the pool a moment to return freed slots' pages.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let asleep_rss = rss_bytes();
+    let asleep_rss = resident_mib();
 
     // Each wakes for a request on its inbox and answers it (its first ping since start).
     for name in &names {
@@ -201,16 +204,19 @@ async fn a_thousand_agents_sleep_and_each_wakes_for_a_message() {
     let plugins = t.host.plugins().await;
     assert!(plugins.iter().all(|p| p.state == "idle" && p.wakes == 1));
     let woken_memory = held(&plugins);
-    let woken_rss = rss_bytes();
+    let woken_rss = resident_mib();
     assert!(awake_memory > 0 && woken_memory >= awake_memory);
     eprintln!(
         "{N} agents: linear memory held awake {:.1} MiB, asleep 0, woken {:.1} MiB; \
-         process RSS awake {:.1} MiB, asleep {:.1} MiB, woken {:.1} MiB \
+         process RSS (anonymous) awake {:.1} ({:.1}) MiB, asleep {:.1} ({:.1}) MiB, woken {:.1} ({:.1}) MiB \
          (RSS includes the other tests running in this process)",
         awake_memory as f64 / 1048576.0,
         woken_memory as f64 / 1048576.0,
-        awake_rss as f64 / 1048576.0,
-        asleep_rss as f64 / 1048576.0,
-        woken_rss as f64 / 1048576.0,
+        awake_rss.0,
+        awake_rss.1,
+        asleep_rss.0,
+        asleep_rss.1,
+        woken_rss.0,
+        woken_rss.1,
     );
 }

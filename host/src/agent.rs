@@ -1277,3 +1277,40 @@ impl Actor {
         true
     }
 }
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_at_100_ms_doubles_and_stops_at_30_s() {
+        let s = Supervision::default();
+        let ms: Vec<u128> = (0..12).map(|l| s.backoff(l).as_millis()).collect();
+        assert_eq!(
+            ms,
+            [
+                100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000, 30000
+            ]
+        );
+        assert_eq!(s.backoff(u32::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn states_round_trip_through_their_byte() {
+        for st in [
+            State::Cold,
+            State::Warming,
+            State::Active,
+            State::Idle,
+            State::Sleeping,
+            State::Failed,
+            State::Quarantined,
+        ] {
+            assert_eq!(State::from_u8(st as u8), st);
+        }
+        let stats = AgentStats::default();
+        assert_eq!(stats.state(), State::Cold);
+        stats.set_state(State::Quarantined);
+        assert!(stats.quarantined());
+    }
+}

@@ -220,3 +220,33 @@ async fn a_thousand_agents_sleep_and_each_wakes_for_a_message() {
         woken_rss.1,
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_healthy_period_the_backoff_starts_again_at_its_first_delay() {
+    let t = TestHost::start_with(&[(guests::PANIC_AGENT, "panic-agent.wasm")], |c| {
+        c.supervision.healthy_after = Duration::from_millis(400);
+    })
+    .await;
+    let trap = |n| t.host.deliver("panic-agent", TestHost::timer(n));
+    trap(1).await.unwrap_err();
+    // The next event waits for the pending restart (100 ms), then traps again at once.
+    trap(2).await.unwrap_err();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    trap(3).await.unwrap_err();
+    let lifecycle = t
+        .host
+        .audit()
+        .query(&colony_host::audit::AuditFilter {
+            kind: Some(colony_host::audit::AuditKind::Other("lifecycle".into())),
+            plugin: Some("panic-agent".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let delays: Vec<&str> = lifecycle
+        .iter()
+        .rev()
+        .filter_map(|e| e.detail.rsplit_once("restart in ").map(|(_, d)| d))
+        .collect();
+    assert_eq!(delays, ["100 ms", "200 ms", "100 ms"], "{lifecycle:?}");
+}

@@ -922,3 +922,68 @@ async fn orders_a_grant_change_changes_the_agents_own_risk_limits_at_once() {
         "submitted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_a_quarantined_agent_has_its_working_orders_cancelled() {
+    // No restarts allowed: the first failure quarantines. The agent's second event runs out
+    // of fuel (fault injection), after its first placed a resting order.
+    let (t, s) = orders_host(&[("flaky", "{}", ALL), ("steady", "{}", ALL)], |c| {
+        c.supervision.max_restarts = 0;
+        c.inject_trap = Some(("flaky".into(), 1));
+    })
+    .await;
+    let orders = t.host.orders().unwrap().clone();
+    assert_eq!(
+        place(&t, &s, "steady", "s1 BTC-USDT buy limit 98 0.5").await,
+        "submitted"
+    );
+    // The place command is event 1; its order event (or the next command) is event 2 and traps.
+    let _ = t
+        .host
+        .deliver(
+            "flaky",
+            colony_tests::message("agent.flaky.inbox", b"place w1 BTC-USDT buy limit 98 0.5"),
+        )
+        .await;
+    let _ = t
+        .host
+        .deliver("flaky", colony_tests::message("agent.flaky.inbox", b"open"))
+        .await;
+    t.host.settle().await;
+    let flaky = t
+        .host
+        .plugins()
+        .await
+        .into_iter()
+        .find(|p| p.info.name == "flaky")
+        .unwrap();
+    assert_eq!(flaky.state, "quarantined", "{flaky:?}");
+    assert!(
+        orders.open_orders("flaky").is_empty(),
+        "its order was cancelled"
+    );
+    let w1 = orders
+        .report()
+        .recent
+        .into_iter()
+        .find(|o| o.client_id == "w1")
+        .expect("w1 was placed");
+    assert_eq!(w1.status, "cancelled");
+    // The other agent's order is untouched.
+    assert_eq!(orders.open_orders("steady").len(), 1);
+    let lifecycle = t
+        .host
+        .audit()
+        .query(&colony_host::audit::AuditFilter {
+            kind: Some(colony_host::audit::AuditKind::Other("lifecycle".into())),
+            plugin: Some("flaky".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        lifecycle.iter().any(|e| e.detail.contains("-> quarantined")
+            && e.detail.contains("1 working orders cancelled")),
+        "{lifecycle:?}"
+    );
+}

@@ -163,6 +163,7 @@ async fn start_orders(
     config: &HostConfig,
     bus: &Bus,
     market: Option<&Arc<MarketService>>,
+    audit: &AuditStore,
 ) -> anyhow::Result<Option<Arc<OrderService>>> {
     use crate::orders::config::VenueChoice;
     use crate::venues::credentials::VenueCredentials;
@@ -183,12 +184,10 @@ async fn start_orders(
                      orders.credentials file"
                 )
             })?;
-            Some(Arc::new(LiveVenue::okx(
-                creds,
-                *demo,
-                url,
-                settings.venue_timeout,
-            )?))
+            Some(Arc::new(
+                LiveVenue::okx(creds, *demo, url, settings.venue_timeout)?
+                    .with_audit(audit.writer()),
+            ))
         }
         VenueChoice::Alpaca { url } => {
             let creds = credentials()?.alpaca.ok_or_else(|| {
@@ -202,12 +201,10 @@ async fn start_orders(
             } else {
                 crate::venues::alpaca::AlpacaEnv::Live
             };
-            Some(Arc::new(LiveVenue::alpaca(
-                creds,
-                env,
-                url,
-                settings.venue_timeout,
-            )?))
+            Some(Arc::new(
+                LiveVenue::alpaca(creds, env, url, settings.venue_timeout)?
+                    .with_audit(audit.writer()),
+            ))
         }
     };
     let url = match &settings.journal {
@@ -399,7 +396,7 @@ impl Host {
                 config.clock = crate::clock::Clock::virtual_at(t);
             }
         }
-        let orders = start_orders(&config, &bus, market.as_ref()).await?;
+        let orders = start_orders(&config, &bus, market.as_ref(), &audit).await?;
         let tool_grants = BookGrants {
             book: book.clone(),
             audit: Some(audit.writer()),

@@ -127,12 +127,24 @@ pub enum LiveKind {
 }
 
 /// One live venue account; see the module doc. Share it behind an `Arc`: calls take `&self`.
-#[derive(Debug)]
 pub struct LiveVenue {
     name: Arc<str>,
     kind: LiveKind,
     sender: HttpSender,
     breaker: Mutex<CircuitBreaker>,
+    /// Where the breaker's transitions are audited (kind `breaker`, plugin `venue:NAME`).
+    audit: Option<crate::audit::AuditWriter>,
+}
+
+impl std::fmt::Debug for LiveVenue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveVenue")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("sender", &self.sender)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An order request the venue cannot take, caught before sending.
@@ -197,7 +209,29 @@ impl LiveVenue {
             kind,
             sender: HttpSender::new(base_url, timeout)?,
             breaker: Mutex::new(CircuitBreaker::new(BreakerConfig::default())),
+            audit: None,
         })
+    }
+
+    /// Audits the breaker's transitions through `writer` (kind `breaker`, plugin
+    /// `venue:NAME`, actor `host`).
+    pub fn with_audit(self, writer: crate::audit::AuditWriter) -> Self {
+        LiveVenue {
+            audit: Some(writer),
+            ..self
+        }
+    }
+
+    /// Logs nothing itself; audits a breaker transition when an audit writer is set.
+    fn audit_transition(&self, detail: String) {
+        if let Some(w) = &self.audit {
+            let mut rec =
+                crate::audit::AuditRecord::new(crate::audit::AuditKind::Other("breaker".into()))
+                    .with_actor("host")
+                    .with_detail(detail);
+            rec.plugin = format!("venue:{}", self.name);
+            w.record(rec);
+        }
     }
 
     /// Replaces the breaker (default: [`BreakerConfig::default`]).
@@ -380,6 +414,15 @@ impl LiveVenue {
                 if breaker.state() == BreakerState::Open && was != BreakerState::Open {
                     let status = breaker.status(Instant::now());
                     tracing::warn!(venue = %self.name, %error, cool_down_ms = status.cool_down_ms, opened_count = status.opened_count, "circuit opened");
+                    let from = if was == BreakerState::HalfOpen {
+                        "half-open"
+                    } else {
+                        "closed"
+                    };
+                    self.audit_transition(format!(
+                        "circuit {from} -> open (cool-down {} ms): {error}",
+                        status.cool_down_ms
+                    ));
                 }
             }
             Err(VenueError::NotSent(_)) => breaker.release(permit),
@@ -388,6 +431,7 @@ impl LiveVenue {
                 breaker.on_success(permit);
                 if was != BreakerState::Closed && breaker.state() == BreakerState::Closed {
                     tracing::info!(venue = %self.name, "circuit closed");
+                    self.audit_transition("circuit half-open -> closed".into());
                 }
             }
         }
@@ -1165,11 +1209,17 @@ mod tests {
         })
         .await;
         let cool_down = Duration::from_millis(150);
-        let venue = okx(&server, false).with_breaker(BreakerConfig {
-            failure_threshold: 3,
-            cool_down,
-            max_cool_down: Duration::from_secs(1),
-        });
+        let dir = tempfile::tempdir().unwrap();
+        let audit = crate::audit::AuditStore::open_sqlite(&dir.path().join("audit.db"))
+            .await
+            .unwrap();
+        let venue = okx(&server, false)
+            .with_breaker(BreakerConfig {
+                failure_threshold: 3,
+                cool_down,
+                max_cool_down: Duration::from_secs(1),
+            })
+            .with_audit(audit.writer());
         let order = limit("BTC-USDT", "b1");
         for _ in 0..3 {
             assert_eq!(
@@ -1206,6 +1256,30 @@ mod tests {
             (status.state, status.consecutive_failures),
             (BreakerState::Closed, 0)
         );
+
+        // Both transitions are audited.
+        audit.writer().flush().await.unwrap();
+        let records = audit
+            .query(&crate::audit::AuditFilter {
+                kind: Some(crate::audit::AuditKind::Other("breaker".into())),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let details: Vec<(&str, &str)> = records
+            .iter()
+            .rev()
+            .map(|e| (e.plugin.as_str(), e.detail.as_str()))
+            .collect();
+        assert_eq!(details.len(), 2, "{details:?}");
+        assert_eq!(details[0].0, "venue:okx");
+        assert!(
+            details[0]
+                .1
+                .starts_with("circuit closed -> open (cool-down 150 ms)"),
+            "{details:?}"
+        );
+        assert_eq!(details[1].1, "circuit half-open -> closed");
     }
 
     #[tokio::test]

@@ -1206,9 +1206,22 @@ impl Actor {
         self.current = None;
         self.held = None;
         // A quarantined agent leaves the bus: publishers see no subscriber and requests fail
-        // at once, instead of messages vanishing into it.
+        // at once, instead of messages vanishing into it. What was waiting in its mailbox is
+        // dead-lettered (market data and timers are only dropped), so nothing waits on it.
+        let mut dead = 0usize;
         if let Some(a) = &self.attach {
             a.bus.unsubscribe_all(&a.owner);
+            while let Some(env) = a.mailbox.try_recv() {
+                if env.market.is_none() && env.timer.is_none() && env.order.is_none() {
+                    a.bus
+                        .dead_letter(&env, crate::bus::DeadReason::Quarantined, &a.owner);
+                }
+                dead += 1;
+                a.mailbox.done();
+            }
+        }
+        if let Some(t) = &self.spec.services.timers {
+            t.detach(&self.spec.name);
         }
         let cancelled = match &self.spec.orders {
             Some(o) => o.cancel_all_for(&self.spec.name, self.clock.now_ns()),
@@ -1218,7 +1231,8 @@ impl Actor {
         self.transition(
             State::Quarantined,
             format!(
-                "{} failures within {} s (last: {e}); {cancelled} working orders cancelled",
+                "{} failures within {} s (last: {e}); {cancelled} working orders cancelled; \
+                 {dead} queued events taken off its mailbox",
                 self.failures.len(),
                 sup.window.as_secs()
             ),
@@ -1235,6 +1249,9 @@ impl Actor {
         self.last_failure = None;
         if let Some(a) = &self.attach {
             a.subscribe_own()?;
+            if let Some(t) = &self.spec.services.timers {
+                t.attach(&self.spec.name, a.mailbox.clone());
+            }
         }
         self.transition(State::Cold, format!("released by {actor}"))
             .await;

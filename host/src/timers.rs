@@ -162,6 +162,14 @@ impl Timers {
         self.lock().agents.entry(agent.clone()).or_default().target = Some(mailbox);
     }
 
+    /// Due timers of `agent` are dropped until the next [`Timers::attach`] (it is
+    /// quarantined: nothing may wait in its mailbox).
+    pub fn detach(&self, agent: &str) {
+        if let Some(a) = self.lock().agents.get_mut(agent) {
+            a.target = None;
+        }
+    }
+
     /// Forgets every timer of `agent` (its plugin was removed).
     pub fn remove_agent(&self, agent: &str) {
         let mut inner = self.lock();
@@ -387,6 +395,18 @@ mod tests {
         timers.set(&agent, "t0", 5, 0).unwrap();
         timers.remove_agent("a");
         assert_eq!(timers.next_due(), None);
+    }
+
+    #[test]
+    fn a_detached_agent_gets_no_timers_until_attached_again() {
+        let (timers, _clock, mailbox, agent) = setup();
+        timers.set(&agent, "p", 100, 100).unwrap();
+        timers.detach("a");
+        assert_eq!(timers.fire_due(1_100 * MS), 0);
+        assert!(drain(&mailbox).is_empty());
+        timers.attach(&agent, mailbox.clone());
+        assert_eq!(timers.fire_due(1_200 * MS), 1, "still set, on schedule");
+        assert_eq!(drain(&mailbox).len(), 1);
     }
 
     #[test]

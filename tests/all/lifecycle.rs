@@ -250,3 +250,50 @@ async fn after_a_healthy_period_the_backoff_starts_again_at_its_first_delay() {
         .collect();
     assert_eq!(delays, ["100 ms", "200 ms", "100 ms"], "{lifecycle:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_agent_leaves_nothing_waiting_in_its_mailbox() {
+    let t = TestHost::start_copies(
+        guests::BUS_AGENT,
+        &[(
+            "fragile",
+            r#"{"subscribe":["work.>"],"trap_on_message":true}"#,
+            &["messaging.subscribe:work.>"],
+        )],
+        |c| c.supervision.max_restarts = 0,
+    )
+    .await;
+    for i in 0..20 {
+        let env = Envelope::new(Arc::from("test"), "work.item", format!("{i}").into_bytes());
+        // Once it is quarantined it has left the bus: later publishes reach no one.
+        let _ = t.host.bus().publish(env);
+    }
+    // The first message trapped it; what was queued behind is dead-lettered, so the bus
+    // settles at once instead of waiting on a mailbox no one will read.
+    assert!(t.host.bus().settle(Duration::from_secs(5)).await);
+    let p = t.host.plugins().await.remove(0);
+    assert_eq!((p.state.as_str(), p.mailbox_depth), ("quarantined", 0));
+    let stats = t.host.bus().stats();
+    let lifecycle = t
+        .host
+        .audit()
+        .query(&colony_host::audit::AuditFilter {
+            kind: Some(colony_host::audit::AuditKind::Other("lifecycle".into())),
+            plugin: Some("fragile".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let quarantine = lifecycle
+        .iter()
+        .find(|e| e.detail.contains("-> quarantined"))
+        .expect("audited");
+    let taken: u64 = quarantine
+        .detail
+        .split("; ")
+        .find_map(|part| part.strip_suffix(" queued events taken off its mailbox"))
+        .and_then(|n| n.parse().ok())
+        .expect("the count is in the detail");
+    assert!(taken > 0, "{}", quarantine.detail);
+    assert_eq!(stats.dead_letters, taken, "{stats:?} {}", quarantine.detail);
+}

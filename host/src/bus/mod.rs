@@ -85,6 +85,8 @@ pub enum DeadReason {
     Expired,
     /// A request matched no subscription.
     NoResponders,
+    /// It was waiting in the mailbox of an agent that was quarantined.
+    Quarantined,
 }
 
 impl DeadReason {
@@ -94,6 +96,7 @@ impl DeadReason {
             DeadReason::MailboxFull => "mailbox-full",
             DeadReason::Expired => "expired",
             DeadReason::NoResponders => "no-responders",
+            DeadReason::Quarantined => "quarantined",
         }
     }
 }
@@ -303,6 +306,12 @@ impl WeakBus {
 }
 
 impl Bus {
+    /// Dead-letters `env` (a copy on `_DEAD.<subject>`, counted) for `reason`, as refused by
+    /// `subscriber`: for what the host takes out of a mailbox undelivered.
+    pub fn dead_letter(&self, env: &Envelope, reason: DeadReason, subscriber: &str) {
+        self.0.dead_letter(env, reason, Some(subscriber));
+    }
+
     /// An empty bus.
     pub fn new() -> Bus {
         Bus::default()

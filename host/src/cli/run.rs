@@ -481,7 +481,7 @@ impl Progress {
             None => indicatif::ProgressBar::new_spinner(),
         };
         let style = indicatif::ProgressStyle::with_template(
-            "{spinner} replay [{bar:40}] {pos}/{len} events  {per_sec}  {msg}",
+            "{spinner} replay [{bar:30}] {human_pos}/{human_len} events, {elapsed} {msg}",
         )
         .map(|s| s.progress_chars("=> "));
         if let Ok(style) = style {

@@ -167,7 +167,8 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
 /// `1.2 G`, `350 M`, `12 k`, `900` (with `unit` after the prefix).
 fn human(n: u64, unit: &str) -> String {
     let (value, prefix) = match n {
-        0..1_000 => return format!("{n}{unit}"),
+        0..1_000 if unit.is_empty() => return n.to_string(),
+        0..1_000 => return format!("{n} {unit}"),
         1_000..1_000_000 => (n as f64 / 1e3, "k"),
         1_000_000..1_000_000_000 => (n as f64 / 1e6, "M"),
         _ => (n as f64 / 1e9, "G"),
@@ -180,6 +181,7 @@ mod tests {
     #[test]
     fn human_counts() {
         assert_eq!(super::human(0, ""), "0");
+        assert_eq!(super::human(0, "B"), "0 B");
         assert_eq!(super::human(12_345, ""), "12.3 k");
         assert_eq!(super::human(2_097_152, "B"), "2.1 MB");
         assert_eq!(super::human(235_000_000_000, ""), "235.0 G");

@@ -3,14 +3,17 @@
 
 include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 
-/// Writes every embedded plugin into `dir` (creating it) unless a file of that name exists.
-/// Returns the files written.
+/// Writes every embedded plugin into `dir` (creating it) where a file of that name is missing
+/// or holds other bytes (a build from another version of `colony`, or an edited copy, which
+/// the demo would not trust), atomically. Other files in `dir` are left alone. Returns the
+/// files written.
 pub fn install(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
     for (name, bytes) in PLUGINS {
         let path = dir.join(name);
-        if !path.exists() {
+        let current = std::fs::read(&path).ok();
+        if current.as_deref() != Some(*bytes) {
             let tmp = dir.join(format!(".{name}.tmp"));
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, &path)?;
@@ -34,4 +37,31 @@ pub fn is_shipped(digest: &str) -> bool {
         })
         .iter()
         .any(|d| d == digest)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn install_writes_missing_and_changed_shipped_files_and_leaves_others_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = super::install(dir.path()).unwrap();
+        assert_eq!(first.len(), super::PLUGINS.len());
+        assert!(
+            super::install(dir.path()).unwrap().is_empty(),
+            "nothing changed"
+        );
+        let (name, bytes) = super::PLUGINS[0];
+        std::fs::write(dir.path().join(name), b"an older build").unwrap();
+        std::fs::write(dir.path().join("mine.wasm"), b"the user's own").unwrap();
+        assert_eq!(super::install(dir.path()).unwrap(), [dir.path().join(name)]);
+        assert_eq!(std::fs::read(dir.path().join(name)).unwrap(), bytes);
+        assert_eq!(
+            std::fs::read(dir.path().join("mine.wasm")).unwrap(),
+            b"the user's own"
+        );
+        assert!(super::is_shipped(&blake3::hash(bytes).to_hex()));
+        assert!(!super::is_shipped(
+            &blake3::hash(b"an older build").to_hex()
+        ));
+    }
 }

@@ -30,7 +30,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::Store;
 
-use crate::audit::{AuditKind, AuditRecord, AuditWriter};
+use crate::audit::{AuditRecord, AuditWriter};
 use crate::bindings::agent::{Agent, AgentPre};
 use crate::bindings::types as wit;
 use crate::bus::{Bus, Envelope, Mailbox, MailboxStats};
@@ -978,17 +978,12 @@ impl Actor {
             }
             _ => tracing::info!(plugin = %self.spec.name, "{text}"),
         }
-        if let Some(audit) = &self.spec.services.audit {
-            let rec = AuditRecord::new(AuditKind::Other("lifecycle".into()))
-                .with_actor("supervisor")
-                .with_detail(text);
-            let rec = AuditRecord {
-                plugin: self.spec.name.to_string(),
-                ..rec
-            };
-            if let Err(e) = audit.append(rec).await {
-                tracing::error!(plugin = %self.spec.name, error = %e, "lifecycle transition not audited");
-            }
+        if let Some(audit) = &self.spec.services.audit
+            && let Err(e) = audit
+                .append(AuditRecord::lifecycle(&self.spec.name, text))
+                .await
+        {
+            tracing::error!(plugin = %self.spec.name, error = %e, "lifecycle transition not audited");
         }
     }
 

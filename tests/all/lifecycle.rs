@@ -124,16 +124,7 @@ async fn a_sleeping_agent_keeps_its_snapshot_subscriptions_and_timers_and_wakes_
     assert_eq!(t.host.timers().list("napper")[0].1, T0 + 2_500 * MS);
 
     // Each transition but active/idle is audited.
-    let lifecycle = t
-        .host
-        .audit()
-        .query(&colony_host::audit::AuditFilter {
-            kind: Some(colony_host::audit::AuditKind::Other("lifecycle".into())),
-            plugin: Some("napper".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let lifecycle = t.audited("lifecycle", Some("napper")).await;
     let sleeps = lifecycle
         .iter()
         .filter(|e| e.detail.contains("-> sleeping"))
@@ -233,16 +224,7 @@ async fn after_a_healthy_period_the_backoff_starts_again_at_its_first_delay() {
     trap(2).await.unwrap_err();
     tokio::time::sleep(Duration::from_millis(700)).await;
     trap(3).await.unwrap_err();
-    let lifecycle = t
-        .host
-        .audit()
-        .query(&colony_host::audit::AuditFilter {
-            kind: Some(colony_host::audit::AuditKind::Other("lifecycle".into())),
-            plugin: Some("panic-agent".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let lifecycle = t.audited("lifecycle", Some("panic-agent")).await;
     let delays: Vec<&str> = lifecycle
         .iter()
         .rev()
@@ -274,16 +256,7 @@ async fn a_quarantined_agent_leaves_nothing_waiting_in_its_mailbox() {
     let p = t.host.plugins().await.remove(0);
     assert_eq!((p.state.as_str(), p.mailbox_depth), ("quarantined", 0));
     let stats = t.host.bus().stats();
-    let lifecycle = t
-        .host
-        .audit()
-        .query(&colony_host::audit::AuditFilter {
-            kind: Some(colony_host::audit::AuditKind::Other("lifecycle".into())),
-            plugin: Some("fragile".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let lifecycle = t.audited("lifecycle", Some("fragile")).await;
     let quarantine = lifecycle
         .iter()
         .find(|e| e.detail.contains("-> quarantined"))

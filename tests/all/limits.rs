@@ -218,16 +218,7 @@ async fn an_agent_that_keeps_trapping_is_quarantined() {
         .unwrap();
 
     // Every transition is audited: the restarts with their backoff, then the quarantine.
-    let lifecycle = t
-        .host
-        .audit()
-        .query(&colony_host::audit::AuditFilter {
-            kind: Some(colony_host::audit::AuditKind::Other("lifecycle".into())),
-            plugin: Some("panic-agent".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let lifecycle = t.audited("lifecycle", Some("panic-agent")).await;
     let details: Vec<&str> = lifecycle.iter().map(|e| e.detail.as_str()).collect();
     for delay in [
         "restart in 100 ms",
@@ -266,16 +257,7 @@ async fn an_agent_that_keeps_trapping_is_quarantined() {
         .await
         .unwrap_err();
     assert!(matches!(err, CallError::Trap { .. }), "{err}");
-    let lifecycle = t
-        .host
-        .audit()
-        .query(&colony_host::audit::AuditFilter {
-            kind: Some(colony_host::audit::AuditKind::Other("lifecycle".into())),
-            plugin: Some("panic-agent".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let lifecycle = t.audited("lifecycle", Some("panic-agent")).await;
     assert!(
         lifecycle
             .iter()

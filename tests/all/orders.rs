@@ -971,16 +971,7 @@ async fn orders_a_quarantined_agent_has_its_working_orders_cancelled() {
     assert_eq!(w1.status, "cancelled");
     // The other agent's order is untouched.
     assert_eq!(orders.open_orders("steady").len(), 1);
-    let lifecycle = t
-        .host
-        .audit()
-        .query(&colony_host::audit::AuditFilter {
-            kind: Some(colony_host::audit::AuditKind::Other("lifecycle".into())),
-            plugin: Some("flaky".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let lifecycle = t.audited("lifecycle", Some("flaky")).await;
     assert!(
         lifecycle.iter().any(|e| e.detail.contains("-> quarantined")
             && e.detail.contains("1 working orders cancelled")),

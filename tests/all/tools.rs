@@ -25,17 +25,6 @@ fn stored(t: &TestHost) -> Vec<String> {
     files
 }
 
-async fn audited(t: &TestHost, kind: &str) -> Vec<colony_host::audit::AuditEntry> {
-    t.host
-        .audit()
-        .query(&AuditFilter {
-            kind: Some(AuditKind::Other(kind.into())),
-            ..AuditFilter::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("audit query: {e}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registered_tool_is_validated_stored_audited_and_callable() {
     let t = TestHost::start(&[]).await;
@@ -60,7 +49,7 @@ async fn a_registered_tool_is_validated_stored_audited_and_callable() {
         .unwrap();
     assert_eq!(out, r#"{"n":5,"version":"1.0.0"}"#);
 
-    let records = audited(&t, "tool-register").await;
+    let records = t.audited("tool-register", None).await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].actor, "admin:alice");
     assert_eq!(records[0].plugin, "schema-tool");
@@ -132,8 +121,8 @@ async fn each_validation_step_refuses_the_tool_made_to_fail_it() {
         assert!(stored(&t).is_empty(), "{what} left files: {:?}", stored(&t));
         assert!(t.host.registered_tools().list().is_empty(), "{what} listed");
     }
-    assert_eq!(audited(&t, "tool-register").await.len(), 0);
-    assert_eq!(audited(&t, "tool-rejected").await.len(), cases.len());
+    assert_eq!(t.audited("tool-register", None).await.len(), 0);
+    assert_eq!(t.audited("tool-rejected", None).await.len(), cases.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,7 +184,7 @@ async fn a_new_version_keeps_the_old_one_for_rollback() {
         r#"{"n":7,"version":"1.0.0"}"#
     );
     assert_eq!(stored(&t), vec![format!("{}.wasm", v1.digest)]);
-    let unregs = audited(&t, "tool-unregister").await;
+    let unregs = t.audited("tool-unregister", None).await;
     assert_eq!(unregs.len(), 1);
     assert_eq!(unregs[0].actor, "admin:bob");
     assert_eq!(unregs[0].detail, "schema-tool@2.0.0");
@@ -470,7 +459,7 @@ async fn an_agent_holding_tools_register_registers_lists_and_calls_tools() {
     assert_eq!(answer, format!("ok schema-tool 1.0.0 {digest}"));
     // Registered for everyone: stored, listed by the host, audited with the agent as actor.
     assert_eq!(stored(&t), vec![format!("{digest}.wasm")]);
-    let records = audited(&t, "tool-register").await;
+    let records = t.audited("tool-register", None).await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].actor, "agent:meta");
     assert_eq!(records[0].detail, "schema-tool@1.0.0");
@@ -517,7 +506,7 @@ async fn an_agent_holding_tools_register_registers_lists_and_calls_tools() {
     let answer = ask_meta(&t, &s, &register_command(guests::SCHEMA_TOOL), "register").await;
     assert!(answer.starts_with("err duplicate "), "{answer}");
     assert_eq!(stored(&t), vec![format!("{digest}.wasm")]);
-    assert_eq!(audited(&t, "tool-rejected").await.len(), 2);
+    assert_eq!(t.audited("tool-rejected", None).await.len(), 2);
 
     // Every allowed call and registration is in the audit, not a sample of them.
     t.host.audit().writer().flush().await.unwrap();
@@ -544,7 +533,7 @@ async fn an_agent_without_tools_register_is_denied_and_audited() {
     assert_eq!(answer, "err denied needs tools.register");
     assert!(stored(&t).is_empty(), "{:?}", stored(&t));
     assert!(t.host.registered_tools().list().is_empty());
-    assert_eq!(audited(&t, "tool-register").await.len(), 0);
+    assert_eq!(t.audited("tool-register", None).await.len(), 0);
 
     // The operator registers it; the agent may not call it (its grant is for other-*), and
     // does not see it listed.
@@ -672,16 +661,7 @@ async fn a_tool_that_keeps_failing_trips_its_breaker_and_a_later_trial_closes_it
         .call_tool("hog-tool", r#"{"mode":"ok"}"#)
         .await
         .unwrap();
-    t.host.audit().writer().flush().await.unwrap();
-    let records = t
-        .host
-        .audit()
-        .query(&colony_host::audit::AuditFilter {
-            kind: Some(colony_host::audit::AuditKind::Other("breaker".into())),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let records = t.audited("breaker", None).await;
     let details: Vec<(&str, &str)> = records
         .iter()
         .rev()

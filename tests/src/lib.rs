@@ -247,6 +247,29 @@ impl TestHost {
         self.dir.path().join("plugins")
     }
 
+    /// The audit records of kind `kind` (`lifecycle`, `breaker`, …), of `plugin` if given,
+    /// newest first, after the writer has flushed what it queued.
+    pub async fn audited(
+        &self,
+        kind: &str,
+        plugin: Option<&str>,
+    ) -> Vec<colony_host::audit::AuditEntry> {
+        let audit = self.host.audit();
+        audit
+            .writer()
+            .flush()
+            .await
+            .unwrap_or_else(|e| panic!("audit flush: {e}"));
+        audit
+            .query(&colony_host::audit::AuditFilter {
+                kind: Some(colony_host::audit::AuditKind::Other(kind.into())),
+                plugin: plugin.map(str::to_string),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("audit query: {e}"))
+    }
+
     /// A timer event at `now`.
     pub fn timer(now: u64) -> colony_host::agent::Event {
         colony_host::agent::Event::Timer(now)

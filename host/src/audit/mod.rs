@@ -263,6 +263,27 @@ impl AuditRecord {
         }
     }
 
+    /// A lifecycle transition of agent `plugin` (kind `lifecycle`, actor `supervisor`).
+    pub fn lifecycle(plugin: &str, detail: impl Into<String>) -> Self {
+        AuditRecord {
+            plugin: plugin.to_string(),
+            actor: "supervisor".into(),
+            detail: detail.into(),
+            ..AuditRecord::new(AuditKind::Other("lifecycle".into()))
+        }
+    }
+
+    /// A circuit breaker's transition; `subject` is the tool's name or `venue:NAME` (kind
+    /// `breaker`, actor `host`).
+    pub fn breaker(subject: &str, detail: impl Into<String>) -> Self {
+        AuditRecord {
+            plugin: subject.to_string(),
+            actor: "host".into(),
+            detail: detail.into(),
+            ..AuditRecord::new(AuditKind::Other("breaker".into()))
+        }
+    }
+
     /// The same record with `detail` set.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();

@@ -1041,15 +1041,10 @@ impl Host {
             })
         };
         if let Some((before, after, cool_down)) = change {
-            let name = |s: BreakerState| match s {
-                BreakerState::Closed => "closed",
-                BreakerState::Open => "open",
-                BreakerState::HalfOpen => "half-open",
-            };
             let detail = format!(
                 "circuit {} -> {} (cool-down {} ms)",
-                name(before),
-                name(after),
+                before.as_str(),
+                after.as_str(),
                 cool_down.as_millis()
             );
             if after == BreakerState::Open {
@@ -1057,12 +1052,9 @@ impl Host {
             } else {
                 tracing::info!(tool = %key, "{detail}");
             }
-            let mut rec =
-                crate::audit::AuditRecord::new(crate::audit::AuditKind::Other("breaker".into()))
-                    .with_actor("host")
-                    .with_detail(detail);
-            rec.plugin = key;
-            self.audit.writer().record(rec);
+            self.audit
+                .writer()
+                .record(crate::audit::AuditRecord::breaker(&key, detail));
         }
         result
     }

@@ -57,6 +57,17 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+impl BreakerState {
+    /// The name reports and audit records use: `closed`, `open`, `half-open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half-open",
+        }
+    }
+}
+
 /// Leave to send one request. Hand it back with [`CircuitBreaker::on_success`],
 /// [`CircuitBreaker::on_failure`] or [`CircuitBreaker::release`].
 #[derive(Debug, PartialEq, Eq)]

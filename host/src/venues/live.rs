@@ -225,12 +225,10 @@ impl LiveVenue {
     /// Logs nothing itself; audits a breaker transition when an audit writer is set.
     fn audit_transition(&self, detail: String) {
         if let Some(w) = &self.audit {
-            let mut rec =
-                crate::audit::AuditRecord::new(crate::audit::AuditKind::Other("breaker".into()))
-                    .with_actor("host")
-                    .with_detail(detail);
-            rec.plugin = format!("venue:{}", self.name);
-            w.record(rec);
+            w.record(crate::audit::AuditRecord::breaker(
+                &format!("venue:{}", self.name),
+                detail,
+            ));
         }
     }
 
@@ -414,13 +412,9 @@ impl LiveVenue {
                 if breaker.state() == BreakerState::Open && was != BreakerState::Open {
                     let status = breaker.status(Instant::now());
                     tracing::warn!(venue = %self.name, %error, cool_down_ms = status.cool_down_ms, opened_count = status.opened_count, "circuit opened");
-                    let from = if was == BreakerState::HalfOpen {
-                        "half-open"
-                    } else {
-                        "closed"
-                    };
                     self.audit_transition(format!(
-                        "circuit {from} -> open (cool-down {} ms): {error}",
+                        "circuit {} -> open (cool-down {} ms): {error}",
+                        was.as_str(),
                         status.cool_down_ms
                     ));
                 }
@@ -431,7 +425,7 @@ impl LiveVenue {
                 breaker.on_success(permit);
                 if was != BreakerState::Closed && breaker.state() == BreakerState::Closed {
                     tracing::info!(venue = %self.name, "circuit closed");
-                    self.audit_transition("circuit half-open -> closed".into());
+                    self.audit_transition(format!("circuit {} -> closed", was.as_str()));
                 }
             }
         }

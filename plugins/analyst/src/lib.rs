@@ -76,13 +76,7 @@ impl Default for Config {
 
 impl Config {
     fn parse(config: &str) -> Result<Config, Error> {
-        let config = config.trim();
-        let parsed: Config = if config.is_empty() {
-            Config::default()
-        } else {
-            serde_json::from_str(config)
-                .map_err(|e| Error::InvalidArgument(format!("analyst config: {e}")))?
-        };
+        let parsed: Config = swarm_protocol::config("analyst", config)?;
         if !(1..=1440).contains(&parsed.bar_minutes) {
             return Err(Error::InvalidArgument(
                 "analyst config: bar_minutes must be in 1..=1440".into(),
@@ -497,13 +491,10 @@ impl Agent for Analyst {
     }
 
     fn restore(&mut self, snapshot: Vec<u8>) -> Result<(), Error> {
-        if snapshot.is_empty() {
-            return Ok(());
+        if let Some(s) = swarm_protocol::snapshot::<Snapshot>("analyst", &snapshot)? {
+            self.ind = s.ind;
+            self.suppress_until = s.suppress_until;
         }
-        let s: Snapshot = serde_json::from_slice(&snapshot)
-            .map_err(|e| Error::InvalidArgument(format!("analyst snapshot: {e}")))?;
-        self.ind = s.ind;
-        self.suppress_until = s.suppress_until;
         Ok(())
     }
 }

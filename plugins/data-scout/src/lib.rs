@@ -56,13 +56,7 @@ impl Default for Config {
 
 impl Config {
     fn parse(config: &str) -> Result<Config, Error> {
-        let config = config.trim();
-        let parsed: Config = if config.is_empty() {
-            Config::default()
-        } else {
-            serde_json::from_str(config)
-                .map_err(|e| Error::InvalidArgument(format!("data-scout config: {e}")))?
-        };
+        let parsed: Config = swarm_protocol::config("data-scout", config)?;
         if parsed.spike_threshold <= Decimal::ZERO || parsed.spike_threshold > Decimal::ONE {
             return Err(Error::InvalidArgument(
                 "data-scout config: spike_threshold must be in (0, 1]".into(),
@@ -297,11 +291,9 @@ impl Agent for DataScout {
     }
 
     fn restore(&mut self, snapshot: Vec<u8>) -> Result<(), Error> {
-        if snapshot.is_empty() {
-            return Ok(());
+        if let Some(watch) = swarm_protocol::snapshot("data-scout", &snapshot)? {
+            self.watch = watch;
         }
-        self.watch = serde_json::from_slice(&snapshot)
-            .map_err(|e| Error::InvalidArgument(format!("data-scout snapshot: {e}")))?;
         Ok(())
     }
 }

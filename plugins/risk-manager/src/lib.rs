@@ -69,13 +69,7 @@ impl Default for Config {
 
 impl Config {
     fn parse(config: &str) -> Result<Config, Error> {
-        let config = config.trim();
-        let parsed: Config = if config.is_empty() {
-            Config::default()
-        } else {
-            serde_json::from_str(config)
-                .map_err(|e| Error::InvalidArgument(format!("risk-manager config: {e}")))?
-        };
+        let parsed: Config = swarm_protocol::config("risk-manager", config)?;
         let fraction = Decimal::ZERO..=Decimal::ONE;
         if !fraction.contains(&parsed.min_confidence) || !fraction.contains(&parsed.max_drawdown) {
             return Err(Error::InvalidArgument(

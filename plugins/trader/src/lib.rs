@@ -101,13 +101,7 @@ impl Default for Config {
 
 impl Config {
     fn parse(config: &str) -> Result<Config, Error> {
-        let config = config.trim();
-        let parsed: Config = if config.is_empty() {
-            Config::default()
-        } else {
-            serde_json::from_str(config)
-                .map_err(|e| Error::InvalidArgument(format!("trader config: {e}")))?
-        };
+        let parsed: Config = swarm_protocol::config("trader", config)?;
         let fraction = Decimal::ZERO..=Decimal::ONE;
         if !qty_ok(parsed.base_qty) || parsed.base_qty * Decimal::TWO > MAX_QTY {
             return Err(Error::InvalidArgument(
@@ -715,12 +709,9 @@ impl Agent for Trader {
     }
 
     fn restore(&mut self, snapshot: Vec<u8>) -> Result<(), Error> {
-        if snapshot.is_empty() {
-            return Ok(());
+        if let Some(s) = swarm_protocol::snapshot::<Snapshot>("trader", &snapshot)? {
+            self.book = s.book;
         }
-        let s: Snapshot = serde_json::from_slice(&snapshot)
-            .map_err(|e| Error::InvalidArgument(format!("trader snapshot: {e}")))?;
-        self.book = s.book;
         Ok(())
     }
 }

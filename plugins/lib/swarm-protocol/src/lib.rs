@@ -82,6 +82,27 @@ pub fn decode<T: DeserializeOwned>(subject: &str, payload: &[u8]) -> Result<T, E
         .map_err(|e| Error::InvalidArgument(format!("{subject} payload: {e}")))
 }
 
+/// Reads agent `agent`'s `init` configuration: empty text means the defaults; the error names
+/// the agent.
+pub fn config<T: DeserializeOwned + Default>(agent: &str, text: &str) -> Result<T, Error> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_str(text).map_err(|e| Error::InvalidArgument(format!("{agent} config: {e}")))
+}
+
+/// Reads a snapshot handed to agent `agent`'s `restore`: empty means nothing was kept
+/// (`None`); the error names the agent.
+pub fn snapshot<T: DeserializeOwned>(agent: &str, bytes: &[u8]) -> Result<Option<T>, Error> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| Error::InvalidArgument(format!("{agent} snapshot: {e}")))
+}
+
 fn invalid(what: &str) -> Error {
     Error::InvalidArgument(what.to_string())
 }

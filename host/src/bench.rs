@@ -671,7 +671,8 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
         pre: pre.clone(),
         name: requester.clone(),
         limits: Limits {
-            deadline_ms: 120_000,
+            cpu_ms: 120_000,
+            hang_guard_ms: 240_000,
             fuel: 5_000_000_000,
             ..limits
         },

@@ -8,7 +8,8 @@
 //!
 //! [limits.agent]               # operator defaults; a manifest may ask for less
 //! fuel = 50_000_000
-//! deadline_ms = 100
+//! cpu_ms = 100                 # CPU time per event, measured on the guest's thread
+//! hang_guard_ms = 30000        # wall-clock last resort per event, waits included
 //!
 //! [limits.tool]
 //! memory_bytes = 134_217_728
@@ -62,7 +63,9 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     fuel: Option<u64>,
-    deadline_ms: Option<u64>,
+    #[serde(alias = "deadline_ms")]
+    cpu_ms: Option<u64>,
+    hang_guard_ms: Option<u64>,
     memory_bytes: Option<u64>,
     output_bytes: Option<u64>,
     payload_bytes: Option<u64>,
@@ -72,7 +75,8 @@ pub struct LimitsConfig {
 impl LimitsConfig {
     fn apply(&self, mut l: Limits) -> Limits {
         l.fuel = self.fuel.unwrap_or(l.fuel);
-        l.deadline_ms = self.deadline_ms.unwrap_or(l.deadline_ms);
+        l.cpu_ms = self.cpu_ms.unwrap_or(l.cpu_ms);
+        l.hang_guard_ms = self.hang_guard_ms.unwrap_or(l.hang_guard_ms);
         l.memory_bytes = self.memory_bytes.unwrap_or(l.memory_bytes);
         l.output_bytes = self.output_bytes.unwrap_or(l.output_bytes);
         l.payload_bytes = self.payload_bytes.unwrap_or(l.payload_bytes);
@@ -380,9 +384,15 @@ impl HostConfig {
             ("agent", &config.agent_limits),
             ("tool", &config.tool_limits),
         ] {
-            if l.fuel == 0 || l.deadline_ms == 0 || l.memory_bytes == 0 {
+            if l.fuel == 0 || l.cpu_ms == 0 || l.memory_bytes == 0 {
                 return Err(format!(
-                    "limits.{name}: fuel, deadline_ms and memory_bytes must be greater than zero"
+                    "limits.{name}: fuel, cpu_ms and memory_bytes must be greater than zero"
+                ));
+            }
+            if l.hang_guard_ms < l.cpu_ms {
+                return Err(format!(
+                    "limits.{name}: hang_guard_ms ({}) must be at least cpu_ms ({})",
+                    l.hang_guard_ms, l.cpu_ms
                 ));
             }
         }
@@ -498,7 +508,7 @@ mod tests {
         assert_eq!(c.plugins_dir, PathBuf::from("/etc/colony/p"));
         assert_eq!(c.tick_ms, 50);
         assert_eq!(c.agent_limits.fuel, 7);
-        assert_eq!(c.agent_limits.deadline_ms, 100);
+        assert_eq!(c.agent_limits.cpu_ms, 100);
         assert_eq!(c.tool_limits, Limits::tool_default());
         assert_eq!(c.agent_config["hello-agent"], r#"{"greeting":"hi"}"#);
         assert!(

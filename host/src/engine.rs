@@ -100,6 +100,7 @@ impl Runtime {
                 wasmtime::format_err!("cannot create cache directory {}: {e}", dir.display())
             })?;
         }
+        background_compiler_threads();
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.weak(), ticker_stop.clone());
         Ok(Runtime {
@@ -179,6 +180,49 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// The nice value of background work: compiling components (wasmtime's compiler threads) and
+/// validating tools. The kernel then runs agents' events first whenever both want a core.
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to [`BACKGROUND_NICE`] (on Linux a nice value is
+/// per thread). Best effort: a failure leaves the priority as it was.
+pub fn lower_thread_priority() {
+    if let Err(e) = rustix::process::setpriority_process(None, BACKGROUND_NICE) {
+        tracing::debug!(error = %e, "cannot lower the priority of a background thread");
+    }
+}
+
+/// Builds rayon's global pool, on which wasmtime compiles in parallel, with threads at the
+/// background priority; a no-op if the pool exists already (another runtime in the process).
+fn background_compiler_threads() {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("colony-compile-{i}"))
+        .start_handler(|_| lower_thread_priority())
+        .build_global();
+}
+
+/// Runs `work` to completion on a thread of its own at the background priority, driven by the
+/// current tokio runtime's timers and I/O, and returns its output: for CPU-heavy work (tool
+/// validation compiles a component and runs two calls) that must not run on, or slow down,
+/// the threads that deliver agents' events.
+pub async fn run_in_background<F>(work: F) -> Result<F::Output, String>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("colony-background".into())
+        .spawn(move || {
+            lower_thread_priority();
+            let _ = tx.send(runtime.block_on(work));
+        })
+        .map_err(|e| format!("cannot start a background thread: {e}"))?;
+    rx.await
+        .map_err(|_| "the background work ended without a result".to_string())
 }
 
 fn write_cache(path: &Path, component: &Component) -> wasmtime::Result<()> {

@@ -15,8 +15,17 @@ const MIB: u64 = 1024 * 1024;
 pub struct Limits {
     /// Fuel (roughly, wasm instructions) per event or call.
     pub fuel: u64,
-    /// Wall-clock deadline per event or call in milliseconds, host calls included.
-    pub deadline_ms: u64,
+    /// CPU time the guest itself may consume per event or call, in milliseconds, measured on
+    /// the thread that runs it (`crate::store::CpuMeter`): time the thread was not scheduled,
+    /// waits in host calls and other plugins' work do not count. (`deadline_ms`, its name
+    /// before it measured CPU time, is still accepted in configuration and manifests.)
+    #[serde(alias = "deadline_ms")]
+    pub cpu_ms: u64,
+    /// Last-resort wall-clock ceiling per event or call in milliseconds, waits included: a
+    /// hang guard far above the CPU budget. Every wait in a host call has its own, shorter
+    /// timeout; this fires only when something hangs, and a replay in which it fires is not
+    /// repeatable.
+    pub hang_guard_ms: u64,
     /// Linear memory of the instance in bytes, all memories together.
     pub memory_bytes: u64,
     /// Guest stdout + stderr bytes per event or call.
@@ -38,7 +47,8 @@ impl Limits {
     pub const fn agent_default() -> Limits {
         Limits {
             fuel: 50_000_000,
-            deadline_ms: 100,
+            cpu_ms: 100,
+            hang_guard_ms: 30_000,
             memory_bytes: 64 * MIB,
             output_bytes: 64 * 1024,
             payload_bytes: MIB,
@@ -50,7 +60,8 @@ impl Limits {
     pub const fn tool_default() -> Limits {
         Limits {
             fuel: 200_000_000,
-            deadline_ms: 2_000,
+            cpu_ms: 2_000,
+            hang_guard_ms: 60_000,
             memory_bytes: 128 * MIB,
             output_bytes: 64 * 1024,
             payload_bytes: MIB,
@@ -66,9 +77,21 @@ impl Limits {
         }
     }
 
-    /// The deadline as a `Duration`.
-    pub fn deadline(&self) -> Duration {
-        Duration::from_millis(self.deadline_ms)
+    /// The CPU-time budget as a `Duration`.
+    pub fn cpu(&self) -> Duration {
+        Duration::from_millis(self.cpu_ms)
+    }
+
+    /// How long before the hang guard a wait in a host call ends, so the guest gets its
+    /// wait's timeout and time to handle it before the guard: a tenth of the guard, between
+    /// 2 ms and 1 s.
+    pub fn wait_margin(&self) -> Duration {
+        Duration::from_millis((self.hang_guard_ms / 10).clamp(2, 1_000))
+    }
+
+    /// The wall-clock hang guard as a `Duration`.
+    pub fn hang_guard(&self) -> Duration {
+        Duration::from_millis(self.hang_guard_ms)
     }
 
     /// Applies what a manifest asks for: a plugin may lower a limit, never raise it. Returns
@@ -85,7 +108,8 @@ impl Limits {
         };
         let resolved = Limits {
             fuel: pick("fuel", self.fuel, asked.fuel),
-            deadline_ms: pick("deadline_ms", self.deadline_ms, asked.deadline_ms),
+            cpu_ms: pick("cpu_ms", self.cpu_ms, asked.cpu_ms),
+            hang_guard_ms: self.hang_guard_ms,
             memory_bytes: pick("memory_bytes", self.memory_bytes, asked.memory_bytes),
             output_bytes: pick("output_bytes", self.output_bytes, asked.output_bytes),
             payload_bytes: self.payload_bytes,
@@ -103,9 +127,12 @@ pub enum LimitExceeded {
     /// The fuel budget ran out.
     #[error("fuel budget of {0} exhausted")]
     Fuel(u64),
-    /// The wall-clock deadline passed.
-    #[error("deadline of {0} ms exceeded")]
-    Deadline(u64),
+    /// The guest consumed its CPU-time budget (measured on its own thread).
+    #[error("cpu time of {0} ms exceeded")]
+    Cpu(u64),
+    /// The wall-clock hang guard fired: the event or call (waits included) ran this long.
+    #[error("wall-clock hang guard of {0} ms exceeded")]
+    HangGuard(u64),
     /// A memory grow beyond the memory limit.
     #[error("memory limit of {} exceeded (asked for {})", human_bytes(*limit), human_bytes(*asked))]
     Memory {
@@ -138,7 +165,8 @@ impl LimitExceeded {
     pub fn name(&self) -> &'static str {
         match self {
             LimitExceeded::Fuel(_) => "fuel",
-            LimitExceeded::Deadline(_) => "deadline",
+            LimitExceeded::Cpu(_) => "cpu",
+            LimitExceeded::HangGuard(_) => "hang-guard",
             LimitExceeded::Memory { .. } => "memory",
             LimitExceeded::Table(_) => "table",
             LimitExceeded::Output(_) => "output",
@@ -239,9 +267,9 @@ impl fmt::Display for Limits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "fuel {}, deadline {} ms, memory {}, output {}",
+            "fuel {}, cpu {} ms, memory {}, output {}",
             self.fuel,
-            self.deadline_ms,
+            self.cpu_ms,
             human_bytes(self.memory_bytes),
             human_bytes(self.output_bytes)
         )
@@ -257,16 +285,16 @@ mod tests {
     fn manifest_may_lower_but_not_raise() {
         let asked = RequestedLimits {
             fuel: Some(1_000),
-            deadline_ms: Some(10_000),
+            cpu_ms: Some(10_000),
             memory_bytes: None,
             output_bytes: Some(1),
         };
         let (l, clamped) = Limits::agent_default().resolve(&asked);
         assert_eq!(l.fuel, 1_000);
-        assert_eq!(l.deadline_ms, 100);
+        assert_eq!(l.cpu_ms, 100);
         assert_eq!(l.memory_bytes, 64 * MIB);
         assert_eq!(l.output_bytes, 1);
-        assert_eq!(clamped, vec!["deadline_ms 10000 > 100".to_string()]);
+        assert_eq!(clamped, vec!["cpu_ms 10000 > 100".to_string()]);
     }
 
     #[test]

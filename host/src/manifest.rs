@@ -39,9 +39,14 @@ pub struct RequestedLimits {
     /// Fuel per event (agent) or per call (tool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
-    /// Wall-clock deadline in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deadline_ms: Option<u64>,
+    /// CPU time the guest may consume per event or call, in milliseconds (`deadline_ms`, the
+    /// name before it measured CPU time, is accepted too).
+    #[serde(
+        default,
+        alias = "deadline_ms",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_ms: Option<u64>,
     /// Linear memory in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
@@ -210,7 +215,7 @@ impl Manifest {
         let l = &self.limits;
         for (name, v) in [
             ("limits.fuel", l.fuel),
-            ("limits.deadline_ms", l.deadline_ms),
+            ("limits.cpu_ms", l.cpu_ms),
             ("limits.memory_bytes", l.memory_bytes),
             ("limits.output_bytes", l.output_bytes),
         ] {
@@ -324,7 +329,7 @@ mod tests {
         let m = m.with_sidecar(side).unwrap();
         assert_eq!(m.name, "hello-agent");
         assert_eq!(m.description, "from sidecar");
-        assert_eq!(m.limits.deadline_ms, Some(20));
+        assert_eq!(m.limits.cpu_ms, Some(20));
         assert_eq!(
             m.limits.fuel, None,
             "a [limits] table replaces the embedded limits"

@@ -3,9 +3,35 @@
 //! stopped it into a [`CallError`] that names the plugin, the call and the limit.
 //!
 //! **Architecture invariant:** every entry into guest code (init, events, tool calls,
-//! snapshot/restore) goes through [`guarded`]; nothing else resets fuel or deadlines.
+//! snapshot/restore) goes through [`guarded`]; nothing else resets fuel or budgets.
+//!
+//! **Architecture invariant: nothing outside the guest can fail its event.** An event's
+//! compute is bounded by fuel (deterministic) and by the CPU time the guest's own thread
+//! consumed ([`CpuMeter`]), never by wall time: a descheduled thread, a wait in a host call
+//! or another plugin's work costs the guest nothing. Waits in host calls have their own
+//! timeouts (on the host clock). The only wall-clock limit is the hang guard
+//! ([`Limits::hang_guard_ms`]), a last resort far above the CPU budget.
+//!
+//! How the CPU time is measured, cheaply: the guest runs inside a future that wasmtime
+//! resumes on whatever thread polls it, and one poll runs on one thread from start to end. So
+//! the meter takes the thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`) at the start and end of
+//! every poll but the first and adds the difference; a poll that returns `Pending` (the
+//! guest awaits a host call, or yields at an epoch tick) stops the count until the next poll.
+//! The first poll is the hot path of every event (a few hundred ns) and reading the CPU clock
+//! costs about as much, so it is measured lazily: from the first epoch tick the guest runs
+//! into (the epoch callback reads the clock). What runs before that tick, about one tick
+//! ([`crate::engine::EPOCH_TICK`]) of running at most while the ticker keeps time, is not
+//! charged: an event shorter than a tick costs nothing on the meter, and fuel bounds it. The
+//! meter never charges a guest for more than its thread ran.
+//!
+//! Synchronous host work done on the guest's behalf inside a poll (checking a grant, routing
+//! a message, encoding a state write) runs on the guest's thread and counts; waiting does not.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
@@ -39,8 +65,13 @@ pub struct StoreState {
     pub log: LogBudget,
     /// The plugin's persistent state (agents only).
     pub state: Option<StateStore>,
-    /// When the current event or call must end.
-    pub deadline: Instant,
+    /// When the current event or call began (wall clock).
+    pub started: Instant,
+    /// When the current event or call's wall-clock hang guard fires: every wait in a host
+    /// call ends before it.
+    pub hang_guard_at: Instant,
+    /// The CPU time the guest consumed in the current event or call.
+    pub cpu: Arc<CpuMeter>,
     /// The plugin's grants; every capability use is checked here.
     pub policy: Arc<Policy>,
     /// The policy's WASI generation when this store's preopens and environment were made.
@@ -93,8 +124,14 @@ impl WasiHttpView for StoreState {
         let http = self
             .http
             .get_or_insert_with(|| HttpState::refusing(policy.clone()));
-        // Requests made from now on end before the current call's deadline.
-        http.set_deadline(self.deadline);
+        // Requests made from now on end before the current call's hang guard (each also
+        // has its own, shorter timeout).
+        let margin = self.limits.wait_margin();
+        http.set_deadline(
+            self.hang_guard_at
+                .checked_sub(margin)
+                .unwrap_or(self.hang_guard_at),
+        );
         WasiHttpCtxView {
             ctx: &mut http.ctx,
             table: &mut self.table,
@@ -158,23 +195,30 @@ pub fn new_store_with_clock(
         limiter: GuestLimiter::new(&limits),
         output,
         state,
-        deadline: Instant::now(),
+        started: Instant::now(),
+        hang_guard_at: Instant::now(),
+        cpu: Arc::new(CpuMeter::default()),
         wasi,
         table: ResourceTable::new(),
     };
     let mut store = Store::new(engine, data);
     store.limiter(|s| &mut s.limiter);
-    // Checked every epoch tick while guest code runs: past the deadline the call traps;
-    // before it, the guest yields so one busy plugin never holds an executor thread.
+    // Called at every epoch tick while guest code runs (on the guest's thread): the CPU the
+    // guest used since the last look is counted; past its budget the call traps, as it does
+    // past the hang guard; otherwise the guest yields, so one busy plugin never holds an
+    // executor thread.
     store.epoch_deadline_callback(|ctx| {
         let data = ctx.data();
-        if Instant::now() >= data.deadline {
-            Err(wasmtime::Error::new(LimitExceeded::Deadline(
-                data.limits.deadline_ms,
-            )))
-        } else {
-            Ok(UpdateDeadline::Yield(1))
+        let used = data.cpu.tick();
+        if used > data.limits.cpu_ms.saturating_mul(1_000_000) {
+            return Err(wasmtime::Error::new(LimitExceeded::Cpu(data.limits.cpu_ms)));
         }
+        if Instant::now() >= data.hang_guard_at {
+            return Err(wasmtime::Error::new(LimitExceeded::HangGuard(
+                data.limits.hang_guard_ms,
+            )));
+        }
+        Ok(UpdateDeadline::Yield(1))
     });
     store
 }
@@ -274,8 +318,8 @@ impl CallError {
     }
 }
 
-/// Runs `f` (one call into the guest) with a fresh fuel budget, deadline, and output and log
-/// budgets, and classifies any failure.
+/// Runs `f` (one call into the guest) with a fresh fuel budget, CPU-time budget, hang guard,
+/// and output and log budgets, and classifies any failure.
 pub async fn guarded<R>(
     store: &mut Store<StoreState>,
     call: &'static str,
@@ -284,12 +328,15 @@ pub async fn guarded<R>(
     let limits = store.data().limits;
     let plugin = store.data().plugin.clone();
     let start = Instant::now();
-    {
+    let meter = {
         let data = store.data_mut();
-        data.deadline = start + limits.deadline();
+        data.started = start;
+        data.hang_guard_at = start + limits.hang_guard();
         data.output.reset();
         data.log.reset();
-    }
+        data.cpu.reset();
+        data.cpu.clone()
+    };
     let internal = |message: String| CallError::Trap {
         plugin: plugin.clone(),
         call,
@@ -299,9 +346,21 @@ pub async fn guarded<R>(
         .set_fuel(limits.fuel)
         .map_err(|e| internal(e.to_string()))?;
     store.set_epoch_deadline(1);
-    // The epoch callback stops guest code at the deadline; this timeout also covers time
-    // spent waiting inside host calls (which the epoch cannot interrupt).
-    let outcome = tokio::time::timeout(limits.deadline(), f(store)).await;
+    // The epoch callback stops guest code past its CPU budget or the hang guard; this
+    // timeout is the hang guard for time spent waiting inside host calls (which the epoch
+    // cannot interrupt; each wait also has its own, shorter timeout).
+    let outcome = {
+        let guest = std::pin::pin!(f(store));
+        tokio::time::timeout(
+            limits.hang_guard(),
+            Metered {
+                inner: guest,
+                meter: &meter,
+                polls: 0,
+            },
+        )
+        .await
+    };
     let data = store.data();
     data.output.flush(Stream::Stdout);
     data.output.flush(Stream::Stderr);
@@ -311,9 +370,109 @@ pub async fn guarded<R>(
         Err(_elapsed) => Err(CallError::Limit {
             plugin,
             call,
-            limit: LimitExceeded::Deadline(limits.deadline_ms),
+            limit: LimitExceeded::HangGuard(limits.hang_guard_ms),
         }),
         Ok(Err(e)) => Err(classify(e, plugin, call, &limits)),
+    }
+}
+
+/// The CPU time a guest consumed in its current event or call, measured on the threads that
+/// ran it (see the module doc). Touched only by the thread polling the guest, so relaxed
+/// atomics suffice; they are atomics because the meter is shared between the store and the
+/// future that runs it.
+#[derive(Debug, Default)]
+pub struct CpuMeter {
+    /// Nanoseconds of CPU counted so far in this event or call.
+    used_ns: AtomicU64,
+    /// The thread CPU clock at the last look, valid when `mark_thread` is this thread's.
+    mark_ns: AtomicU64,
+    /// The [`thread_token`] of the thread the mark was taken on; 0: no mark.
+    mark_thread: AtomicU64,
+}
+
+impl CpuMeter {
+    /// Nanoseconds of CPU the guest has used in the current event or call, as far as the
+    /// meter has looked (an event shorter than an epoch tick may show 0).
+    pub fn used_ns(&self) -> u64 {
+        self.used_ns.load(Ordering::Relaxed)
+    }
+
+    fn reset(&self) {
+        self.used_ns.store(0, Ordering::Relaxed);
+        self.mark_thread.store(0, Ordering::Relaxed);
+    }
+
+    /// A poll begins on this thread (every poll but an event's first): mark the CPU clock.
+    fn poll_started(&self) {
+        self.mark_ns.store(thread_cpu_ns(), Ordering::Relaxed);
+        self.mark_thread.store(thread_token(), Ordering::Relaxed);
+    }
+
+    /// A poll ended: count the CPU since the mark, if this thread took one.
+    fn poll_ended(&self) {
+        let token = thread_token();
+        if self.mark_thread.load(Ordering::Relaxed) == token {
+            let spent = thread_cpu_ns().saturating_sub(self.mark_ns.load(Ordering::Relaxed));
+            self.used_ns.fetch_add(spent, Ordering::Relaxed);
+        }
+        self.mark_thread.store(0, Ordering::Relaxed);
+    }
+
+    /// An epoch tick seen by the running guest: counts the CPU since the last mark (nothing
+    /// without a mark on this thread: the start of an event's first poll, see the module doc)
+    /// and marks again. Returns the total.
+    fn tick(&self) -> u64 {
+        let now = thread_cpu_ns();
+        let token = thread_token();
+        let spent = if self.mark_thread.load(Ordering::Relaxed) == token {
+            now.saturating_sub(self.mark_ns.load(Ordering::Relaxed))
+        } else {
+            0
+        };
+        self.mark_ns.store(now, Ordering::Relaxed);
+        self.mark_thread.store(token, Ordering::Relaxed);
+        self.used_ns.fetch_add(spent, Ordering::Relaxed) + spent
+    }
+}
+
+/// The CPU time the calling thread has consumed, in ns (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    u64::try_from(t.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0))
+}
+
+/// A number unique to the calling thread (never 0), cheaper to get than its id.
+fn thread_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    TOKEN.with(|t| *t)
+}
+
+/// The future of one call into the guest, with its CPU time metered per poll (see the
+/// module doc).
+struct Metered<'a, F> {
+    inner: Pin<&'a mut F>,
+    meter: &'a CpuMeter,
+    polls: u64,
+}
+
+impl<F: Future> Future for Metered<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        if this.polls > 0 {
+            this.meter.poll_started();
+        }
+        this.polls += 1;
+        let out = this.inner.as_mut().poll(cx);
+        this.meter.poll_ended();
+        out
     }
 }
 
@@ -333,7 +492,7 @@ fn classify(
     let limit = match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => LimitExceeded::Fuel(limits.fuel),
         Some(Trap::StackOverflow) => LimitExceeded::Stack,
-        Some(Trap::Interrupt) => LimitExceeded::Deadline(limits.deadline_ms),
+        Some(Trap::Interrupt) => LimitExceeded::HangGuard(limits.hang_guard_ms),
         Some(Trap::UnreachableCodeReached) => {
             return CallError::Trap {
                 plugin,

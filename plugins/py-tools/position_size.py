@@ -3,7 +3,7 @@
 # colony: description = Fixed-fractional position sizing: the quantity to trade so that a stop-out
 # colony: description = loses a chosen percentage of equity, rounded down to the lot size and
 # colony: description = optionally capped by a maximum leverage.
-# colony: deadline_ms = 1000
+# colony: cpu_ms = 1000
 """position-size: a Colony tool written in Python (pure computation, no imports but log).
 
 Build it into a component of the `tool` world and register it:

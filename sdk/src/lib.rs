@@ -46,7 +46,7 @@
 //! const MANIFEST: Manifest = Manifest::agent(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
 //!     .description("Counts timer ticks.")
 //!     .capabilities(&["messaging.subscribe:demo.>"])
-//!     .deadline_ms(50);
+//!     .cpu_ms(50);
 //!
 //! colony_sdk::export_agent!(Counter, manifest = MANIFEST);
 //! # fn main() {}

@@ -66,7 +66,7 @@ impl Kind {
 /// ```
 /// use colony_sdk::Limits;
 ///
-/// let limits = Limits { deadline_ms: Some(20), ..Limits::NONE };
+/// let limits = Limits { cpu_ms: Some(20), ..Limits::NONE };
 /// assert!(!limits.is_empty());
 /// assert!(Limits::NONE.is_empty());
 /// ```
@@ -74,8 +74,10 @@ impl Kind {
 pub struct Limits {
     /// Fuel (roughly, wasm instructions) per event or call.
     pub fuel: Option<u64>,
-    /// Wall-clock deadline per event or call, in milliseconds.
-    pub deadline_ms: Option<u64>,
+    /// CPU time the plugin's own code may consume per event or call, in milliseconds,
+    /// measured on the thread that runs it (waits in host calls and time the machine spends
+    /// elsewhere do not count).
+    pub cpu_ms: Option<u64>,
     /// Maximum linear memory, in bytes.
     pub memory_bytes: Option<u64>,
     /// Maximum size of a message, result or other output, in bytes.
@@ -86,7 +88,7 @@ impl Limits {
     /// No limit requested: every limit is the operator's default.
     pub const NONE: Limits = Limits {
         fuel: None,
-        deadline_ms: None,
+        cpu_ms: None,
         memory_bytes: None,
         output_bytes: None,
     };
@@ -98,7 +100,7 @@ impl Limits {
     /// ```
     pub const fn is_empty(&self) -> bool {
         self.fuel.is_none()
-            && self.deadline_ms.is_none()
+            && self.cpu_ms.is_none()
             && self.memory_bytes.is_none()
             && self.output_bytes.is_none()
     }
@@ -116,7 +118,7 @@ impl Limits {
 /// const BUILT: Manifest = Manifest::tool("fx-rates", "1.2.0")
 ///     .description("Looks up FX rates.")
 ///     .capabilities(&["http.outbound:https://api.example.com"])
-///     .deadline_ms(1500);
+///     .cpu_ms(1500);
 ///
 /// const LITERAL: Manifest = Manifest {
 ///     schema: Manifest::SCHEMA,
@@ -125,7 +127,7 @@ impl Limits {
 ///     kind: Kind::Tool,
 ///     description: "Looks up FX rates.",
 ///     capabilities: &["http.outbound:https://api.example.com"],
-///     limits: Limits { deadline_ms: Some(1500), ..Limits::NONE },
+///     limits: Limits { cpu_ms: Some(1500), ..Limits::NONE },
 /// };
 /// assert_eq!(BUILT, LITERAL);
 /// ```
@@ -229,15 +231,21 @@ impl Manifest {
         self
     }
 
-    /// Asks for a wall-clock deadline per event or call, in milliseconds.
+    /// Asks for a CPU-time budget per event or call, in milliseconds.
     ///
     /// ```
-    /// let m = colony_sdk::Manifest::agent("a", "0.1.0").deadline_ms(50);
-    /// assert_eq!(m.limits.deadline_ms, Some(50));
+    /// let m = colony_sdk::Manifest::agent("a", "0.1.0").cpu_ms(50);
+    /// assert_eq!(m.limits.cpu_ms, Some(50));
     /// ```
-    pub const fn deadline_ms(mut self, deadline_ms: u64) -> Manifest {
-        self.limits.deadline_ms = Some(deadline_ms);
+    pub const fn cpu_ms(mut self, cpu_ms: u64) -> Manifest {
+        self.limits.cpu_ms = Some(cpu_ms);
         self
+    }
+
+    /// The old name of [`Manifest::cpu_ms`], from when the limit was a wall-clock deadline.
+    #[deprecated(note = "the limit is CPU time now: use `cpu_ms`")]
+    pub const fn deadline_ms(self, ms: u64) -> Manifest {
+        self.cpu_ms(ms)
     }
 
     /// Asks for a linear-memory cap, in bytes.
@@ -471,7 +479,7 @@ const fn write_manifest(out: &mut Out<'_>, m: &Manifest) {
         out.raw(",\"limits\":{");
         let mut first = true;
         out.limit(&mut first, "fuel", m.limits.fuel);
-        out.limit(&mut first, "deadline_ms", m.limits.deadline_ms);
+        out.limit(&mut first, "cpu_ms", m.limits.cpu_ms);
         out.limit(&mut first, "memory_bytes", m.limits.memory_bytes);
         out.limit(&mut first, "output_bytes", m.limits.output_bytes);
         out.byte(b'}');
@@ -578,7 +586,7 @@ mod tests {
             .description("Logs every event it receives and counts them in its state.")
             .capabilities(&["messaging.publish:demo.>"])
             .fuel(10_000_000)
-            .deadline_ms(50)
+            .cpu_ms(50)
             .memory_bytes(33_554_432);
         assert_eq!(
             parse(&M),
@@ -589,7 +597,7 @@ mod tests {
               "kind": "agent",
               "description": "Logs every event it receives and counts them in its state.",
               "capabilities": ["messaging.publish:demo.>"],
-              "limits": { "fuel": 10000000, "deadline_ms": 50, "memory_bytes": 33554432 }
+              "limits": { "fuel": 10000000, "cpu_ms": 50, "memory_bytes": 33554432 }
             })
         );
     }
@@ -616,10 +624,10 @@ mod tests {
             ),
             (
                 Limits {
-                    deadline_ms: Some(u64::MAX),
+                    cpu_ms: Some(u64::MAX),
                     ..Limits::NONE
                 },
-                json!({"deadline_ms": u64::MAX}),
+                json!({"cpu_ms": u64::MAX}),
             ),
             (
                 Limits {
@@ -638,11 +646,11 @@ mod tests {
             (
                 Limits {
                     fuel: Some(1),
-                    deadline_ms: Some(2),
+                    cpu_ms: Some(2),
                     memory_bytes: Some(3),
                     output_bytes: Some(4),
                 },
-                json!({"fuel": 1, "deadline_ms": 2, "memory_bytes": 3, "output_bytes": 4}),
+                json!({"fuel": 1, "cpu_ms": 2, "memory_bytes": 3, "output_bytes": 4}),
             ),
         ];
         for (limits, expected) in cases {

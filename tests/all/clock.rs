@@ -20,7 +20,7 @@ async fn clock_host(clock: Option<Clock>) -> (TestHost, StateStore) {
         }
         // The agent sleeps 20 ms of real time in one event; on a loaded CI machine that event
         // can take longer than the default 100 ms deadline, which is not what this tests.
-        c.agent_limits.deadline_ms = 5_000;
+        c.agent_limits.cpu_ms = 5_000;
     })
     .await;
     let state = StateStore::open(&t.dir.path().join("data/state.db"), Default::default())

@@ -407,7 +407,7 @@ impl Site {
         // limit), so there is no feed.
         let toml = format!(
             "plugins = \"plugins\"\ntick_ms = 0\n\
-             [limits.agent]\ndeadline_ms = 5000\n\
+             [limits.agent]\ncpu_ms = 5000\n\
              [market]\nfeed = \"none\"\n\
              [orders]\nvenue = \"okx\"\nvenue_url = \"{venue_url}\"\nokx_demo = true\nvenue_timeout_ms = 5000\n{extra}\
              [grants.{AGENT}]\ncapabilities = [\"orders.place:*\", \"orders.cancel:*\"]\n"

@@ -91,7 +91,7 @@ async fn hostile_agents_are_contained_and_name_their_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn infinite_loop_under_ample_fuel_hits_the_deadline() {
+async fn infinite_loop_under_ample_fuel_hits_the_cpu_limit() {
     let t = TestHost::start_with(
         &[
             (guests::LOOP_AGENT, "loop-agent.wasm"),
@@ -99,7 +99,7 @@ async fn infinite_loop_under_ample_fuel_hits_the_deadline() {
         ],
         |c| {
             c.agent_limits.fuel = u64::MAX / 4;
-            c.agent_limits.deadline_ms = 50;
+            c.agent_limits.cpu_ms = 50;
         },
     )
     .await;
@@ -108,10 +108,10 @@ async fn infinite_loop_under_ample_fuel_hits_the_deadline() {
         .deliver("loop-agent", TestHost::timer(1))
         .await
         .unwrap_err();
-    assert_eq!(err.limit().map(|l| l.name()), Some("deadline"), "{err}");
+    assert_eq!(err.limit().map(|l| l.name()), Some("cpu"), "{err}");
     assert_eq!(
         err.to_string(),
-        "plugin \"loop-agent\": on-timer: deadline of 50 ms exceeded"
+        "plugin \"loop-agent\": on-timer: cpu time of 50 ms exceeded"
     );
     t.host
         .deliver("good-agent", TestHost::timer(2))
@@ -121,7 +121,7 @@ async fn infinite_loop_under_ample_fuel_hits_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spinning_agents_do_not_block_other_agents() {
-    // Two agents spin for their whole deadline, as many as there are executor threads;
+    // Two agents spin for their whole CPU budget, as many as there are executor threads;
     // the good agent's events still complete meanwhile, because guests yield to the
     // executor at every epoch tick.
     let t = TestHost::start_with(
@@ -132,7 +132,7 @@ async fn spinning_agents_do_not_block_other_agents() {
         ],
         |c| {
             c.agent_limits.fuel = u64::MAX / 4;
-            c.agent_limits.deadline_ms = 2_000;
+            c.agent_limits.cpu_ms = 2_000;
         },
     )
     .await;
@@ -155,7 +155,7 @@ async fn spinning_agents_do_not_block_other_agents() {
     );
     for s in spinners {
         let err = s.await.unwrap().unwrap_err();
-        assert_eq!(err.limit().map(|l| l.name()), Some("deadline"), "{err}");
+        assert_eq!(err.limit().map(|l| l.name()), Some("cpu"), "{err}");
     }
 }
 

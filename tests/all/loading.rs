@@ -77,11 +77,8 @@ async fn manifest_is_read_from_the_component_and_sidecar_overrides_it() {
     assert_eq!(agent.capabilities, vec!["messaging.publish:demo.>"]);
     assert_eq!(agent.manifest_source, ManifestSource::EmbeddedAndSidecar);
     assert_eq!(agent.limits.fuel, 1_000_000);
-    assert_eq!(
-        agent.limits.deadline_ms, 100,
-        "a manifest cannot raise a limit"
-    );
-    assert_eq!(agent.clamped, vec!["deadline_ms 99999 > 100"]);
+    assert_eq!(agent.limits.cpu_ms, 100, "a manifest cannot raise a limit");
+    assert_eq!(agent.clamped, vec!["cpu_ms 99999 > 100"]);
     assert_eq!(
         agent.digest,
         blake3::hash(&std::fs::read(guests::GOOD_AGENT).unwrap())

@@ -12,6 +12,7 @@ mod hot_reload;
 mod http;
 mod lifecycle;
 mod limits;
+mod load;
 mod loading;
 mod market;
 mod messaging;

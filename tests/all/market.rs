@@ -255,7 +255,7 @@ async fn market_host(
         // fsync can outlast the default 100 ms event deadline, which would end the event and
         // the instance's in-memory state. What is under test here is the market data, so the
         // deadline is generous; `replay` checks that no event failed.
-        c.agent_limits.deadline_ms = 5_000;
+        c.agent_limits.cpu_ms = 5_000;
         tweak(c);
     })
     .await;

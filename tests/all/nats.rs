@@ -24,7 +24,7 @@ fn start(root: &Path, prefix: &str, agents: &[Spec<'_>]) -> Running {
     // A request waits at most until its event's deadline: 5 s, so a loaded CI machine does not
     // turn a round trip between two processes into a timeout.
     let mut toml = format!(
-        "plugins = \"plugins\"\ntick_ms = 0\n[limits.agent]\ndeadline_ms = 5000\n[bus]\nurl = \"{NATS}\"\nprefix = \"{prefix}\"\n"
+        "plugins = \"plugins\"\ntick_ms = 0\n[limits.agent]\ncpu_ms = 5000\n[bus]\nurl = \"{NATS}\"\nprefix = \"{prefix}\"\n"
     );
     for (name, config, grants) in agents {
         colony_tests::install(&plugins, guests::BUS_AGENT, &format!("{name}.wasm"));

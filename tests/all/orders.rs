@@ -731,7 +731,7 @@ fn orders_cli_lists_approves_and_kills_through_a_running_host() {
     // A 5 s event deadline: a place waits for nothing but the router, yet the CI machine is
     // shared and loaded.
     let toml = format!(
-        "plugins = \"plugins\"\ntick_ms = 0\n[limits.agent]\ndeadline_ms = 5000\n\
+        "plugins = \"plugins\"\ntick_ms = 0\n[limits.agent]\ncpu_ms = 5000\n\
          [market]\nfeed = \"replay:{}\"\n[orders]\napproval_notional = \"150\"\n\
          [grants.trader]\ncapabilities = [\"orders.place:*\", \"orders.cancel:*\"]\n",
         feed_file.display()

@@ -179,8 +179,8 @@ fn the_example_builds_into_a_tool_component_carrying_its_manifest() {
             .starts_with("Fixed-fractional position sizing"),
         "{info}"
     );
-    // The header's `deadline_ms = 1000` is in force; the rest are the tool defaults.
-    assert_eq!(info["limits"]["deadline_ms"], 1000);
+    // The header's `cpu_ms = 1000` is in force; the rest are the tool defaults.
+    assert_eq!(info["limits"]["cpu_ms"], 1000);
     assert_eq!(info["limits"]["fuel"], 200_000_000);
     // A tool that asks for no http.outbound grant is built without wasi:http.
     let imports: Vec<&str> = info["imports"]

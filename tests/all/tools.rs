@@ -418,7 +418,7 @@ async fn the_cli_registers_without_a_host_and_the_host_loads_it() {
 /// tool inside one event (validation compiles the component and makes a smoke call).
 async fn tools_agent_host(grants: &[&str]) -> (TestHost, colony_host::state_store::StateStore) {
     let t = TestHost::start_copies(guests::TOOLS_AGENT, &[("meta", "{}", grants)], |c| {
-        c.agent_limits.deadline_ms = 60_000;
+        c.agent_limits.cpu_ms = 60_000;
     })
     .await;
     let rejected = t.host.rejected().await;
@@ -597,7 +597,7 @@ async fn every_per_call_limit_holds_against_a_hostile_registered_tool() {
     hog_hits(
         |l| {
             l.fuel = 20_000_000;
-            l.deadline_ms = 10_000;
+            l.cpu_ms = 10_000;
         },
         &[
             ("burn", "fuel"),
@@ -607,13 +607,13 @@ async fn every_per_call_limit_holds_against_a_hostile_registered_tool() {
         ],
     )
     .await;
-    // With fuel to spare, the wall-clock deadline ends a call that never returns.
+    // With fuel to spare, the CPU-time limit ends a call that never returns.
     hog_hits(
         |l| {
             l.fuel = u64::MAX / 4;
-            l.deadline_ms = 300;
+            l.cpu_ms = 300;
         },
-        &[("spin", "deadline")],
+        &[("spin", "cpu")],
     )
     .await;
 }

@@ -2,7 +2,7 @@
 # colony: version = 1.0.0
 # colony: description = Test tool: GETs a URL through wasi:http and, when asked, follows redirects itself.
 # colony: capability = http.outbound:http://127.0.0.1
-# colony: deadline_ms = 2000
+# colony: cpu_ms = 2000
 """http-fetch: the Python tool of tests/all/python_tools.rs that uses wasi:http.
 
 invoke({"url": URL, "follow": N}) GETs URL synchronously (outgoing-handler.handle, then

@@ -46,11 +46,13 @@
 mod envelope;
 mod mailbox;
 pub mod nats;
+mod waits;
 
 pub use envelope::{Envelope, MARKET_DATA_PREFIX, Priority, host_id, new_id};
 
 use envelope::{new_bus_id, new_inbox_token};
 pub use mailbox::{DEFAULT_MAILBOX_CAPACITY, Mailbox, MailboxStats, PushError, Pushed};
+pub use waits::Wait;
 
 use crate::caps::{self, Subject};
 use std::collections::HashMap;
@@ -222,6 +224,8 @@ pub(crate) struct BusShared {
     idle: tokio::sync::Notify,
     /// Agent mailboxes holding or handling something.
     pub(crate) busy: std::sync::atomic::AtomicUsize,
+    /// Agents waiting for replies during a lockstep replay (`waits.rs`).
+    waits: waits::Waits,
 }
 
 impl Default for BusShared {
@@ -244,6 +248,7 @@ impl Default for BusShared {
             interest: Mutex::default(),
             idle: tokio::sync::Notify::new(),
             busy: std::sync::atomic::AtomicUsize::new(0),
+            waits: waits::Waits::default(),
         }
     }
 }
@@ -544,10 +549,25 @@ impl Bus {
         envelope: Envelope,
         timeout: Duration,
     ) -> Result<Arc<Envelope>, BusError> {
+        self.request_with(envelope, Wait::Real(timeout)).await
+    }
+
+    /// [`Bus::request`], waiting as `wait` says (in a lockstep replay: until no reply can
+    /// come, see [`Wait`]).
+    pub async fn request_with(
+        &self,
+        envelope: Envelope,
+        wait: Wait,
+    ) -> Result<Arc<Envelope>, BusError> {
         let mut exchange = self.0.start_exchange(envelope, 1)?;
-        match tokio::time::timeout(timeout, exchange.replies.recv()).await {
-            Ok(Some(reply)) => Ok(reply),
-            Ok(None) | Err(_) => Err(exchange.ended()),
+        let deadline = Instant::now() + wait.cap();
+        let ticket = self.ticket(&wait);
+        match self
+            .next_reply(&mut exchange, ticket.as_ref(), deadline)
+            .await
+        {
+            Some(reply) => Ok(reply),
+            None => Err(exchange.ended()),
         }
     }
 
@@ -559,21 +579,87 @@ impl Bus {
         quorum: usize,
         timeout: Duration,
     ) -> Result<Vec<Arc<Envelope>>, BusError> {
-        let deadline = Instant::now() + timeout;
+        self.gather_with(envelope, quorum, Wait::Real(timeout))
+            .await
+    }
+
+    /// [`Bus::gather`], waiting as `wait` says.
+    pub async fn gather_with(
+        &self,
+        envelope: Envelope,
+        quorum: usize,
+        wait: Wait,
+    ) -> Result<Vec<Arc<Envelope>>, BusError> {
+        let deadline = Instant::now() + wait.cap();
         let mut exchange = self
             .0
             .start_exchange(envelope, quorum.clamp(1, MAX_GATHER))?;
+        let ticket = self.ticket(&wait);
         let mut out = Vec::new();
         while out.len() < quorum {
-            match tokio::time::timeout_at(deadline, exchange.replies.recv()).await {
-                Ok(Some(reply)) => out.push(reply),
-                Ok(None) | Err(_) => break,
+            match self
+                .next_reply(&mut exchange, ticket.as_ref(), deadline)
+                .await
+            {
+                Some(reply) => out.push(reply),
+                None => break,
             }
         }
         if out.is_empty() && exchange.ended() == BusError::NoResponders {
             return Err(BusError::NoResponders);
         }
         Ok(out)
+    }
+
+    /// A replayed wait's place in line; none for a real-time wait, or on a bus joined to
+    /// other hosts (whose responders this bus cannot see).
+    fn ticket(&self, wait: &Wait) -> Option<waits::WaitTicket<'_>> {
+        match wait {
+            Wait::Replay {
+                agent,
+                timeout_ns,
+                counted,
+                ..
+            } if !self.is_joined() => Some(self.0.waits.register(
+                Arc::clone(agent),
+                *timeout_ns,
+                *counted,
+            )),
+            _ => None,
+        }
+    }
+
+    /// The next reply of `exchange`, or `None` when the wait is over: at `deadline`, or, for a
+    /// replayed wait, when no reply can come any more.
+    async fn next_reply(
+        &self,
+        exchange: &mut Exchange,
+        ticket: Option<&waits::WaitTicket<'_>>,
+        deadline: Instant,
+    ) -> Option<Arc<Envelope>> {
+        let Some(ticket) = ticket else {
+            return tokio::time::timeout_at(deadline, exchange.replies.recv())
+                .await
+                .ok()
+                .flatten();
+        };
+        loop {
+            let changed = self.0.waits.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Ok(reply) = exchange.replies.try_recv() {
+                return Some(reply);
+            }
+            if ticket.stalled(self.0.busy.load(Ordering::SeqCst)) {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                reply = exchange.replies.recv() => return reply,
+                _ = &mut changed => {}
+                _ = tokio::time::sleep_until(deadline) => return None,
+            }
+        }
     }
 
     /// The counters.
@@ -729,6 +815,7 @@ impl BusShared {
         if previous <= 1 {
             self.idle.notify_waiters();
         }
+        self.waits.mailbox_idle();
     }
 
     /// Removes the subscriptions `remove` selects; returns how many.

@@ -639,3 +639,108 @@ fn bus_local_subscriptions_are_never_announced_to_the_remote() {
         [("news.>".to_string(), true), ("news.>".to_string(), false)]
     );
 }
+
+fn answer(payload: &[u8]) -> Envelope {
+    Envelope::new("responder".into(), "x", payload.to_vec())
+}
+
+/// A replayed wait (`Wait::Replay`) of `agent`, counted as a busy mailbox, with `timeout_ms`.
+fn replayed(agent: &str, timeout_ms: u64) -> Wait {
+    Wait::Replay {
+        agent: agent.into(),
+        counted: true,
+        timeout_ns: timeout_ms * 1_000_000,
+        cap: Duration::from_secs(30),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_replayed_request_waits_for_a_slow_responder_however_long_it_takes() {
+    // In a replay a request's timeout is not real time: a responder that takes far longer
+    // than the timeout (a loaded machine) still gets its answer through.
+    let bus = Bus::new();
+    let asker = bus.agent_mailbox("asker", 8);
+    let slow = bus.agent_mailbox("slow", 8);
+    bus.subscribe("slow", "svc.slow", &slow).unwrap();
+    // The asker is handling an event (its mailbox busy), as in a lockstep replay.
+    asker.push(Arc::new(msg("agent.asker.inbox"))).unwrap();
+    let _event = asker.try_recv().unwrap();
+    let answering = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let req = slow.recv().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            bus.reply(&req, answer(b"late but in time")).unwrap();
+            slow.done();
+        })
+    };
+    let started = StdInstant::now();
+    let reply = bus
+        .request_with(msg("svc.slow"), replayed("asker", 10))
+        .await
+        .unwrap();
+    assert_eq!(&reply.payload[..], b"late but in time");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    answering.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_replayed_request_times_out_once_no_reply_can_come() {
+    let bus = Bus::new();
+    let asker = bus.agent_mailbox("asker", 8);
+    let mute = bus.agent_mailbox("mute", 8);
+    bus.subscribe("mute", "svc.mute", &mute).unwrap();
+    asker.push(Arc::new(msg("agent.asker.inbox"))).unwrap();
+    let _event = asker.try_recv().unwrap();
+    let handling = tokio::spawn(async move {
+        let _req = mute.recv().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Handled without an answer.
+        mute.done();
+        mute
+    });
+    let started = StdInstant::now();
+    let err = bus
+        .request_with(msg("svc.mute"), replayed("asker", 60_000))
+        .await
+        .unwrap_err();
+    assert_eq!(err, BusError::Timeout);
+    let waited = started.elapsed();
+    // Not before the responder finished, and long before the 60 s timeout or the 30 s cap.
+    assert!(
+        waited >= Duration::from_millis(100) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    let _mute = handling.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_replayed_waits_that_wait_on_each_other_end_shortest_timeout_first() {
+    // Two agents each request from the other while handling an event: neither can answer,
+    // so the one with the shorter timeout times out first, whatever the scheduling; then
+    // the other gets the first one's answer.
+    let bus = Bus::new();
+    let a = bus.agent_mailbox("a", 8);
+    let b = bus.agent_mailbox("b", 8);
+    bus.subscribe("a", "svc.a", &a).unwrap();
+    bus.subscribe("b", "svc.b", &b).unwrap();
+    a.push(Arc::new(msg("agent.a.inbox"))).unwrap();
+    b.push(Arc::new(msg("agent.b.inbox"))).unwrap();
+    let _ea = a.try_recv().unwrap();
+    let _eb = b.try_recv().unwrap();
+    let long = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.request_with(msg("svc.a"), replayed("b", 500)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let short = bus.request_with(msg("svc.b"), replayed("a", 50)).await;
+    assert_eq!(short.unwrap_err(), BusError::Timeout);
+    // a, done waiting, finishes its event, then handles b's request and answers it.
+    a.done();
+    let req = a.try_recv().unwrap();
+    assert_eq!(req.subject, "svc.a");
+    bus.reply(&req, answer(b"from a")).unwrap();
+    a.done();
+    let reply = long.await.unwrap().unwrap();
+    assert_eq!(&reply.payload[..], b"from a");
+}

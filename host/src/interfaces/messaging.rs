@@ -4,8 +4,9 @@
 //!
 //! Limits (a guest controls all of these): a payload at most the plugin's payload limit
 //! (1 MiB by default); at most [`MAX_SUBSCRIPTIONS`] subscriptions per instance; a request or
-//! gather waits at most until the event's deadline (its timeout is cut to what is left, so
-//! the guest gets `error::timeout` rather than being ended). A publish that every subscriber's
+//! gather waits for its own timeout, which costs the guest no CPU budget, and at most until
+//! the event's wall-clock hang guard (its timeout is cut to what is left, so the guest gets
+//! `error::timeout` rather than being ended). A publish that every subscriber's
 //! full mailbox refused is `error::limit-exceeded`. The host stamps `id`, `sender` and
 //! `timestamp`; replies need no grant and may only go to a pending request's `_INBOX.` subject.
 
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::refusal;
 use crate::bindings::messaging::{Host, SendOptions};
 use crate::bindings::types::{Error, Message, Priority as WitPriority};
-use crate::bus::{Bus, BusError, Envelope, INBOX_PREFIX, Mailbox, Priority, SubscriptionId};
+use crate::bus::{Bus, BusError, Envelope, INBOX_PREFIX, Mailbox, Priority, SubscriptionId, Wait};
 use crate::caps::Request;
 use crate::store::StoreState;
 
@@ -208,13 +209,32 @@ impl StoreState {
         Ok(())
     }
 
-    /// What is left of the event's deadline, less a margin so the guest sees `timeout`.
+    /// The guest's own timeout for a wait, cut to what is left of the event's wall-clock hang
+    /// guard less a margin (`Limits::wait_margin`, so the guest sees `timeout`, not the
+    /// guard). Waiting costs the guest no CPU budget.
     fn wait_budget(&self, timeout_ms: u32) -> Duration {
         let left = self
-            .deadline
+            .hang_guard_at
             .saturating_duration_since(Instant::now())
-            .saturating_sub(Duration::from_millis(2));
+            .saturating_sub(self.limits.wait_margin());
         Duration::from_millis(timeout_ms.into()).min(left)
+    }
+
+    /// How a request or gather of this agent waits: its timeout in real time, or, on a
+    /// virtual clock (a lockstep replay), until no reply can come (see [`Wait`]); either way
+    /// it ends before the event's hang guard.
+    fn wait(&self, timeout_ms: u32) -> Wait {
+        if self.clock.is_virtual() {
+            Wait::Replay {
+                agent: self.plugin.clone(),
+                // An event delivered through the mailbox keeps it busy while it is handled.
+                counted: self.bus.as_ref().is_some_and(|l| !l.mailbox.is_idle()),
+                timeout_ns: u64::from(timeout_ms) * 1_000_000,
+                cap: self.wait_budget(u32::MAX),
+            }
+        } else {
+            Wait::Real(self.wait_budget(timeout_ms))
+        }
     }
 
     /// An envelope stamped with this plugin and the host clock's time (the virtual time
@@ -330,12 +350,12 @@ impl Host for StoreState {
         payload: Vec<u8>,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Message, Error>> {
-        let wait = self.wait_budget(timeout_ms);
+        let wait = self.wait(timeout_ms);
         let (bus, env) = match self.outgoing(true, subject.clone(), payload) {
             Ok(out) => out,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(match bus.request(env, wait).await {
+        Ok(match bus.request_with(env, wait).await {
             Ok(reply) => Ok(to_wit(&reply)),
             Err(e) => Err(bus_error(e, &subject)),
         })
@@ -348,12 +368,12 @@ impl Host for StoreState {
         quorum: u32,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Vec<Message>, Error>> {
-        let wait = self.wait_budget(timeout_ms);
+        let wait = self.wait(timeout_ms);
         let (bus, env) = match self.outgoing(true, subject.clone(), payload) {
             Ok(out) => out,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(match bus.gather(env, quorum as usize, wait).await {
+        Ok(match bus.gather_with(env, quorum as usize, wait).await {
             Ok(replies) => Ok(replies.iter().map(|r| to_wit(r)).collect()),
             Err(e) => Err(bus_error(e, &subject)),
         })

@@ -5,9 +5,10 @@
 //! the agent may call and audits nothing. Everything after the grant is
 //! [`crate::tools::ToolAccess`]'s (the host's registry and plugins folder).
 //!
-//! Time spent in a tool call or a registration counts against the calling agent's deadline,
-//! like every host call: an agent that registers tools needs a `deadline_ms` that covers
-//! validation (compiling the component and a smoke call).
+//! A tool call runs under the tool's own limits; a registration's validation (compiling the
+//! component and a smoke call) runs on the host's blocking pool, off the threads that run
+//! agents, a few at a time. Neither counts against the calling agent's CPU budget: the agent
+//! waits (bounded by its wall-clock hang guard).
 
 use std::sync::Arc;
 

@@ -267,6 +267,18 @@ pub struct Host {
     timer_task: Option<tokio::task::JoinHandle<()>>,
     /// One circuit breaker per tool name, around every call made through [`Host::call_tool`].
     tool_breakers: std::sync::Mutex<HashMap<String, CircuitBreaker>>,
+    /// Times a lockstep replay went on before its agents had settled ([`Host::settle`]).
+    settle_timeouts: std::sync::atomic::AtomicU64,
+    /// This host, for work it hands to other threads.
+    this: std::sync::Weak<Host>,
+}
+
+/// Tool validations that may run at once (each compiles a component and runs two calls).
+pub const VALIDATIONS: usize = 2;
+
+fn validation_gate() -> &'static tokio::sync::Semaphore {
+    static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(VALIDATIONS);
+    &GATE
 }
 
 /// The host's tools as agents reach them: the plugins folder's and the registered ones. Holds
@@ -295,9 +307,18 @@ impl ToolAccess for HostTools {
         args_json: &'a str,
     ) -> BoxFuture<'a, Result<String, ToolCallError>> {
         Box::pin(async move {
-            match self.host() {
-                Some(host) => host.call_tool(spec, args_json).await,
-                None => Err(ToolCallError::NotFound(spec.to_string())),
+            let Some(host) = self.host() else {
+                return Err(ToolCallError::NotFound(spec.to_string()));
+            };
+            // On a task of its own: the calling agent's event waits for the tool (under the
+            // tool's own limits) without the tool's CPU time counting as the agent's.
+            let (spec_owned, args) = (spec.to_owned(), args_json.to_owned());
+            match tokio::spawn(async move { host.call_tool(&spec_owned, &args).await }).await {
+                Ok(r) => r,
+                Err(e) => Err(ToolCallError::Unavailable {
+                    tool: spec.to_owned(),
+                    reason: format!("the call's task ended: {e}"),
+                }),
             }
         })
     }
@@ -411,6 +432,8 @@ impl Host {
         let timer_task = timers.drive();
         let host = Arc::new_cyclic(|me| Host {
             tool_breakers: std::sync::Mutex::new(HashMap::new()),
+            settle_timeouts: std::sync::atomic::AtomicU64::new(0),
+            this: me.clone(),
             timers,
             timer_task,
             tool_access: Arc::new(HostTools(me.clone())),
@@ -529,18 +552,33 @@ impl Host {
     }
 
     /// Waits until every agent has handled everything the bus queued for it, including what
-    /// those messages made agents send each other ([`Bus::settle`]); gives up after 10
-    /// seconds (agents that message each other forever), with a warning.
+    /// those messages made agents send each other ([`Bus::settle`]). A busy machine only makes
+    /// this take longer: it gives up only after the agents' wall-clock hang guard (and at
+    /// least 10 s; agents that message each other forever), with a warning, and counts it
+    /// ([`Host::settle_timeouts`]): a replay that went on without its agents is not repeatable.
     pub async fn settle(&self) {
-        if !self.bus.settle(Duration::from_secs(10)).await {
-            tracing::warn!("agents did not settle within 10 s; the replay goes on");
+        let limit = Duration::from_millis(self.config.agent_limits.hang_guard_ms)
+            .max(Duration::from_secs(10));
+        if !self.bus.settle(limit).await {
+            self.settle_timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "agents did not settle within {} s; the replay goes on and is not repeatable",
+                limit.as_secs()
+            );
         }
     }
 
-    /// Waits until no agent has more than `window` bus messages waiting (gives up after 10
-    /// seconds, like [`Host::settle`]).
+    /// How many times a lockstep replay went on before its agents had settled.
+    pub fn settle_timeouts(&self) -> u64 {
+        self.settle_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// Waits until no agent has more than `window` bus messages waiting (gives up after the
+    /// same limit as [`Host::settle`]).
     pub async fn throttle(&self, window: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let limit = Duration::from_millis(self.config.agent_limits.hang_guard_ms)
+            .max(Duration::from_secs(10));
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             let fullest = {
                 let reg = self.registry.read().await;
@@ -966,7 +1004,34 @@ impl Host {
     }
 
     /// Validates and registers a tool component (see [`crate::tools`]); audited as `actor`.
+    ///
+    /// Validation compiles the component and runs its `describe` and an example call, which
+    /// can take a second of CPU: it runs on a background thread at a low CPU priority
+    /// ([`crate::engine::run_in_background`]), [`VALIDATIONS`] at a time, never on the threads
+    /// that deliver agents' events, so a registration cannot delay another agent (and costs
+    /// the registering agent, which waits, no CPU budget).
     pub async fn register_tool(
+        &self,
+        bytes: &[u8],
+        actor: &str,
+    ) -> Result<Arc<RegisteredTool>, RegistryError> {
+        let Some(host) = self.this.upgrade() else {
+            return Err(RegistryError::Storage("the host is shutting down".into()));
+        };
+        let gate = validation_gate();
+        let _permit = gate
+            .acquire()
+            .await
+            .map_err(|e| RegistryError::Storage(format!("validation: {e}")))?;
+        let (bytes, actor) = (bytes.to_vec(), actor.to_owned());
+        crate::engine::run_in_background(
+            async move { host.register_tool_here(&bytes, &actor).await },
+        )
+        .await
+        .map_err(|e| RegistryError::Storage(format!("validation: {e}")))?
+    }
+
+    async fn register_tool_here(
         &self,
         bytes: &[u8],
         actor: &str,

@@ -60,12 +60,12 @@ pub struct Header {
     pub description: Option<String>,
     /// `capability`: one requested capability string per line.
     pub capabilities: Vec<String>,
-    /// `fuel`, `deadline_ms`, `memory_bytes`, `output_bytes`.
+    /// `fuel`, `cpu_ms` (or its old name `deadline_ms`), `memory_bytes`, `output_bytes`.
     pub limits: RequestedLimits,
 }
 
 const KEYS: &str =
-    "name, version, description, capability, fuel, deadline_ms, memory_bytes, output_bytes";
+    "name, version, description, capability, fuel, cpu_ms, memory_bytes, output_bytes";
 
 /// Reads every line of the form `# colony: KEY = VALUE` (`KEY: VALUE` also works).
 /// Errors name the line.
@@ -115,7 +115,7 @@ pub fn parse_header(source: &str) -> Result<Header, String> {
             }
             "capability" => h.capabilities.push(value.to_string()),
             "fuel" => h.limits.fuel = Some(number()?),
-            "deadline_ms" => h.limits.deadline_ms = Some(number()?),
+            "cpu_ms" | "deadline_ms" => h.limits.cpu_ms = Some(number()?),
             "memory_bytes" => h.limits.memory_bytes = Some(number()?),
             "output_bytes" => h.limits.output_bytes = Some(number()?),
             other => {
@@ -591,7 +591,7 @@ mod tests {
             vec!["http.outbound:https://api.example.com"]
         );
         assert_eq!(h.limits.fuel, Some(150_000_000));
-        assert_eq!(h.limits.deadline_ms, Some(1500));
+        assert_eq!(h.limits.cpu_ms, Some(1500));
         let (m, json) = manifest_for(&h, "fetch_quote", None, Some("2.0.0")).unwrap();
         assert_eq!(
             (m.name.as_str(), m.version.as_str()),

@@ -18,6 +18,7 @@ mod messaging;
 mod nats;
 mod orders;
 mod python_tools;
+mod report;
 mod scaffold;
 mod support;
 mod tools;

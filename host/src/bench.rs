@@ -558,6 +558,9 @@ pub struct BusBench {
     pub native_task_rpc_p50_us: f64,
     /// Same, 99th percentile.
     pub native_task_rpc_p99_us: f64,
+    /// Bench agents that failed events (a limit hit on a loaded machine, say): reported with
+    /// the figures, which count the events they handled, failed ones included.
+    pub agent_failures: Vec<String>,
 }
 
 /// Fan-out from one publisher to 10 wasm subscribers (small payloads), request/reply round
@@ -585,38 +588,43 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
         SUBSCRIBERS,
     )
     .await?;
-    // The slowest subscriber: publishing waits on it so no mailbox ever fills.
+    // The slowest subscriber still on the bus: publishing waits on it so no mailbox ever
+    // fills. A failed event counts as handled; a quarantined agent is out of the race.
     let slowest = |agents: &[AgentHandle]| -> u64 {
         agents
             .iter()
-            .map(|a| a.stats().delivered.load(Ordering::Relaxed))
+            .filter(|a| !a.stats().quarantined())
+            .map(|a| handled(std::slice::from_ref(a)))
             .min()
-            .unwrap_or(0)
+            .unwrap_or(u64::MAX)
     };
     let sender: Arc<str> = Arc::from("bench");
 
     // Fan-out through the bus to wasm subscribers.
     let start = Instant::now();
     let mut sent = 0u64;
-    while sent < messages {
+    let mut progress = Progress::new(&agents);
+    'publish: while sent < messages {
         for _ in 0..CHUNK.min(messages - sent) {
             bus.publish(Envelope::new(sender.clone(), "bench.fan", &b"tick"[..]))?;
             sent += 1;
         }
         // Keep every mailbox below capacity: at most one chunk outstanding per subscriber.
-        while slowest(&agents) + CHUNK < sent {
+        while slowest(&agents).saturating_add(CHUNK) < sent {
+            if !progress.keep_waiting(&agents, "the subscribers stopped receiving")? {
+                break 'publish;
+            }
             tokio::task::yield_now().await;
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while delivered(&agents) < sent * SUBSCRIBERS as u64 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the subscribers stopped receiving"
-        );
+    while slowest(&agents) < sent {
+        if !progress.keep_waiting(&agents, "the subscribers stopped receiving")? {
+            break;
+        }
         tokio::task::yield_now().await;
     }
-    let fanout_per_sec = (sent * SUBSCRIBERS as u64) as f64 / start.elapsed().as_secs_f64();
+    let fanout_per_sec = handled(&agents) as f64 / start.elapsed().as_secs_f64();
+    let mut agent_failures = failures(&agents);
 
     // The same over native channels.
     let (txs, count) = native_sinks::<Envelope>(SUBSCRIBERS);
@@ -720,6 +728,7 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
     // Its native twin: both ends are spawned tasks, as both agents' actors are.
     let (native_task_rpc_p50_us, native_task_rpc_p99_us) =
         percentiles(tokio::spawn(native_round_trips(sender.clone(), requests)).await??);
+    agent_failures.extend(failures(std::slice::from_ref(&requester_agent)));
     for a in agents.iter().chain([&requester_agent]) {
         let _ = a.retire().await.await;
     }
@@ -734,6 +743,7 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
         wasm_rpc_p99_us,
         native_task_rpc_p50_us,
         native_task_rpc_p99_us,
+        agent_failures,
     })
 }
 
@@ -800,6 +810,9 @@ pub struct MarketBench {
     /// `MarketService::publish` with no subscriber (snapshots, candle aggregation, JSON,
     /// routing), nanoseconds per event.
     pub publish_ns: f64,
+    /// Bench agents that failed events: reported with the figures, which count the events
+    /// they handled, failed ones included.
+    pub agent_failures: Vec<String>,
 }
 
 /// Replay throughput of the shipped bars into `agents` wasm agents subscribed to them, in
@@ -858,11 +871,13 @@ pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketB
     let handles = Handles(start_agents(&bus).await?, bus.clone());
     let start = Instant::now();
     let report = feed::play(bars.clone(), &service, Speed::Max, &handles).await;
-    let lockstep = delivered(&handles.0) as f64 / start.elapsed().as_secs_f64();
+    let lockstep = handled(&handles.0) as f64 / start.elapsed().as_secs_f64();
+    let mut agent_failures = failures(&handles.0);
+    // Lost events are Colony's failure unless an agent failed (a quarantined one leaves).
     anyhow::ensure!(
-        delivered(&handles.0) == report.events * agents_n as u64,
+        handled(&handles.0) == report.events * agents_n as u64 || !agent_failures.is_empty(),
         "lockstep lost events: {} of {}",
-        delivered(&handles.0),
+        handled(&handles.0),
         report.events * agents_n as u64
     );
 
@@ -872,17 +887,24 @@ pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketB
     let fast = Handles(start_agents(&bus).await?, bus.clone());
     let start = Instant::now();
     let report = feed::play(bars.clone(), &service, Speed::Fast, &fast).await;
-    let flow = delivered(&fast.0) as f64 / start.elapsed().as_secs_f64();
+    let flow = handled(&fast.0) as f64 / start.elapsed().as_secs_f64();
     let dropped: u64 = fast
         .0
         .iter()
         .filter_map(|h| h.mailbox_stats().map(|m| m.dropped))
         .sum();
+    let fast_failures = failures(&fast.0);
     anyhow::ensure!(
-        delivered(&fast.0) == report.events * agents_n as u64 && dropped == 0,
+        (handled(&fast.0) == report.events * agents_n as u64 && dropped == 0)
+            || !fast_failures.is_empty(),
         "--speed fast lost events: {} of {} delivered, {dropped} dropped",
-        delivered(&fast.0),
+        handled(&fast.0),
         report.events * agents_n as u64
+    );
+    agent_failures.extend(
+        fast_failures
+            .into_iter()
+            .map(|f| format!("--speed fast: {f}")),
     );
 
     // Native: the same events to as many tokio tasks over bounded channels.
@@ -969,6 +991,7 @@ pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketB
         book_apply_ns,
         native_map_insert_ns,
         publish_ns,
+        agent_failures,
     })
 }
 
@@ -1001,6 +1024,9 @@ pub struct OrdersBench {
     /// `OrderService::place` with the same limits (risk, paper fill, the router's order
     /// table and the `accepted` and `filled` events published), nanoseconds per order.
     pub place_ns: f64,
+    /// The bench agent's failures, if it failed an event (then only the ticks before it are
+    /// timed, and the consistency checks are skipped): reported with the figures.
+    pub agent_failures: Vec<String>,
 }
 
 /// The symbol every orders measurement trades.
@@ -1064,12 +1090,11 @@ fn realistic_limits() -> crate::orders::risk::RiskLimits {
 /// to the router's hot path.
 pub async fn orders(component: &[u8], ticks: usize) -> anyhow::Result<OrdersBench> {
     use crate::agent::{AgentHandle, AgentSpec};
-    use crate::bus::{Bus, Envelope};
+    use crate::bus::Bus;
     use crate::market::service::{DEFAULT_STALE_AFTER, MarketService};
     use crate::orders::ExecKind;
     use crate::orders::risk::RiskLimits;
     use crate::orders::service::{OrderService, OrdersConfig, events_subject};
-    use std::sync::atomic::Ordering;
 
     const WARMUP: usize = 1_000;
     const TICK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1131,13 +1156,21 @@ pub async fn orders(component: &[u8], ticks: usize) -> anyhow::Result<OrdersBenc
     let mut colony = Vec::with_capacity(ticks);
     // Order events seen on the agent's subject: the agent handles each of them too.
     let mut order_events = 0u64;
-    for i in 0..total {
+    // Set when the agent failed an event: the ticks after it are not timed (a restarted
+    // agent starts its counts again), and the figures are of the ticks before.
+    let mut stopped: Option<String> = None;
+    let agent_failed = || !failures(std::slice::from_ref(&agent)).is_empty();
+    'ticks: for i in 0..total {
         let event = bench_book(i, clock.now_ns());
         let deadline = Instant::now() + TICK_TIMEOUT;
         let start = Instant::now();
         market.publish(event);
         let filled = loop {
             let Some(env) = fills.try_recv() else {
+                if agent_failed() {
+                    stopped = Some(format!("the orders measurement stopped at tick {i}"));
+                    break 'ticks;
+                }
                 anyhow::ensure!(
                     Instant::now() < deadline,
                     "tick {i}: no fill within {TICK_TIMEOUT:?} (agent: {:?})",
@@ -1161,8 +1194,12 @@ pub async fn orders(component: &[u8], ticks: usize) -> anyhow::Result<OrdersBenc
             colony.push(filled.as_secs_f64() * 1e6);
         }
         // The agent takes its order events before the next tick, so each tick finds it idle.
-        let handled = (i as u64 + 1) + order_events;
-        while agent.stats().delivered.load(Ordering::Relaxed) < handled {
+        let events = (i as u64 + 1) + order_events;
+        while handled(std::slice::from_ref(&agent)) < events {
+            if agent_failed() {
+                stopped = Some(format!("the orders measurement stopped at tick {i}"));
+                break 'ticks;
+            }
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "tick {i}: the agent did not finish its events"
@@ -1170,37 +1207,11 @@ pub async fn orders(component: &[u8], ticks: usize) -> anyhow::Result<OrdersBenc
             tokio::task::yield_now().await;
         }
     }
-    // Every tick made exactly one order and one fill, as the agent and the router saw them.
-    let told = bus
-        .request(
-            Envelope::new(
-                Arc::from("bench"),
-                format!("agent.{name}.inbox"),
-                &b"orders"[..],
-            ),
-            Duration::from_secs(5),
-        )
-        .await?;
-    let expected = format!("{total} {total}");
-    anyhow::ensure!(
-        told.payload.as_ref() == expected.as_bytes(),
-        "the agent placed/filled {:?}, not {expected:?}",
-        String::from_utf8_lossy(&told.payload)
-    );
-    let c = router.counters();
-    anyhow::ensure!(
-        c.placed == total as u64 && c.fills == total as u64 && c.rejected == 0,
-        "the router counted {} placed, {} fills, {} rejected for {total} ticks",
-        c.placed,
-        c.fills,
-        c.rejected
-    );
-    anyhow::ensure!(
-        router.open_orders(&name).is_empty() && router.position(&name, ORDERS_SYMBOL).qty.is_zero(),
-        "the bench agent ended with open orders or a position"
-    );
-    let failed = agent.stats().failed.load(Ordering::Relaxed);
-    anyhow::ensure!(failed == 0, "the bench agent failed {failed} events");
+    let mut agent_failures = failures(std::slice::from_ref(&agent));
+    agent_failures.extend(stopped);
+    if agent_failures.is_empty() {
+        orders_consistent(&bus, &router, &name, total).await?;
+    }
     let _ = agent.retire().await.await;
 
     let native = native_tick_to_fill(total, WARMUP, generous)?;
@@ -1231,7 +1242,48 @@ pub async fn orders(component: &[u8], ticks: usize) -> anyhow::Result<OrdersBenc
         risk_check_ns,
         risk_check_no_rate_ns,
         place_ns,
+        agent_failures,
     })
+}
+
+/// The orders measurement's checks when no agent failed: every tick made exactly one order
+/// and one fill, as the agent and the router saw them, and nothing is left open.
+async fn orders_consistent(
+    bus: &crate::bus::Bus,
+    router: &crate::orders::service::OrderService,
+    name: &str,
+    total: usize,
+) -> anyhow::Result<()> {
+    use crate::bus::Envelope;
+    let told = bus
+        .request(
+            Envelope::new(
+                Arc::from("bench"),
+                format!("agent.{name}.inbox"),
+                &b"orders"[..],
+            ),
+            Duration::from_secs(5),
+        )
+        .await?;
+    let expected = format!("{total} {total}");
+    anyhow::ensure!(
+        told.payload.as_ref() == expected.as_bytes(),
+        "the agent placed/filled {:?}, not {expected:?}",
+        String::from_utf8_lossy(&told.payload)
+    );
+    let c = router.counters();
+    anyhow::ensure!(
+        c.placed == total as u64 && c.fills == total as u64 && c.rejected == 0,
+        "the router counted {} placed, {} fills, {} rejected for {total} ticks",
+        c.placed,
+        c.fills,
+        c.rejected
+    );
+    anyhow::ensure!(
+        router.open_orders(name).is_empty() && router.position(name, ORDERS_SYMBOL).qty.is_zero(),
+        "the bench agent ended with open orders or a position"
+    );
+    Ok(())
 }
 
 /// Virtual start of the risk and place measurements: 2024-01-01 01:00 UTC, so their
@@ -1527,16 +1579,89 @@ async fn spawn_bench_agents(
     Ok(agents)
 }
 
-/// Events the agents handled successfully, in all.
-fn delivered(agents: &[crate::agent::AgentHandle]) -> u64 {
+/// Events the agents handled, in all: successfully or not (a failed event was handled too;
+/// the bench reports failures apart, see [`failures`]).
+fn handled(agents: &[crate::agent::AgentHandle]) -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
     agents
         .iter()
-        .map(|a| {
-            a.stats()
-                .delivered
-                .load(std::sync::atomic::Ordering::Relaxed)
-        })
+        .map(|a| a.stats().delivered.load(Relaxed) + a.stats().failed.load(Relaxed))
         .sum()
+}
+
+/// One line per bench agent that failed an event, restarted or was quarantined: what a
+/// loaded machine can do to an agent (a limit hit), reported rather than fatal.
+fn failures(agents: &[crate::agent::AgentHandle]) -> Vec<String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    agents
+        .iter()
+        .filter_map(|a| {
+            let st = a.stats();
+            let (failed, restarts) = (st.failed.load(Relaxed), st.restarts.load(Relaxed));
+            if failed == 0 && restarts == 0 && !st.quarantined() {
+                return None;
+            }
+            let last = st.last_error.lock().ok().and_then(|l| l.clone());
+            Some(format!(
+                "{}: {failed} events failed, {restarts} restarts{}{}",
+                a.name(),
+                if st.quarantined() {
+                    ", quarantined"
+                } else {
+                    ""
+                },
+                last.map(|e| format!(" (last: {e})")).unwrap_or_default()
+            ))
+        })
+        .collect()
+}
+
+/// Waiting on bench agents. When none of them handled anything for 30 s: if none failed, the
+/// bus or the actors stopped, which is Colony's failure (an error); if some failed (a limit hit
+/// on a loaded machine, a restart backoff, a quarantine), the wait gives up after 120 s and the
+/// caller reports the failures with what was measured.
+struct Progress {
+    last: u64,
+    since: Instant,
+}
+
+/// No bench agent handled an event for this long: stalled.
+const STALLED: Duration = Duration::from_secs(30);
+/// A stall with failed agents is waited out this long (the longest restart backoff is 30 s).
+const STALLED_WITH_FAILURES: Duration = Duration::from_secs(120);
+
+impl Progress {
+    fn new(agents: &[crate::agent::AgentHandle]) -> Progress {
+        Progress {
+            last: handled(agents),
+            since: Instant::now(),
+        }
+    }
+
+    /// Whether to keep waiting: true while the agents make progress (or have not stalled
+    /// for long); false when failed agents stalled; an error when agents stalled unfailed.
+    fn keep_waiting(
+        &mut self,
+        agents: &[crate::agent::AgentHandle],
+        what: &str,
+    ) -> anyhow::Result<bool> {
+        let now = handled(agents);
+        if now != self.last {
+            self.last = now;
+            self.since = Instant::now();
+            return Ok(true);
+        }
+        let stalled = self.since.elapsed();
+        if stalled < STALLED {
+            return Ok(true);
+        }
+        anyhow::ensure!(
+            !failures(agents).is_empty(),
+            "{what} (no event handled for {} s, and no agent failed)",
+            STALLED.as_secs()
+        );
+        Ok(stalled < STALLED_WITH_FAILURES)
+    }
 }
 
 /// `n` native tokio tasks that take `Arc<T>`s from bounded channels and count them: the

@@ -21,33 +21,103 @@
 //! The system clock leaves wasmtime-wasi's own clocks in place (real wall time; a monotonic
 //! clock counting from the store's creation), so nothing changes for a host that is not
 //! replaying. Limits (deadlines, timeouts) always run on real time.
+//!
+//! # Randomness
+//!
+//! A virtual clock also carries the run's **seed** (`colony run --seed N`, default
+//! [`DEFAULT_REPLAY_SEED`]), and [`Clock::install`] gives each instance its own repeatable
+//! WASI randomness from it: `wasi:random/random`, `wasi:random/insecure` and
+//! `wasi:random/insecure-seed` are three BLAKE3 output streams keyed by (seed, plugin name,
+//! instance number, interface). The instance number counts the instances made for that plugin
+//! name on this clock (0 for the first, 1 after the first restart, a wake or a hot swap, …),
+//! so a restarted agent does not replay its predecessor's numbers, and two runs that make the
+//! same instances in the same order read the same bytes. These bytes are predictable by anyone
+//! who knows the seed: that is the point of a replay, and the reason a replay is no place for
+//! secrets. The system clock leaves wasmtime-wasi's OS-seeded generators in place.
 
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rand_core::TryRng;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
 
-/// The host's clock: the system clock, or a virtual one (a cheap clone shares the time).
+/// The seed of a replay's WASI randomness when `colony run --seed` chooses none.
+pub const DEFAULT_REPLAY_SEED: u64 = 0;
+
+/// The host's clock: the system clock, or a virtual one (a cheap clone shares the time and
+/// the seeded randomness).
 #[derive(Clone, Default)]
 pub struct Clock {
     /// The virtual time in ns since the Unix epoch; `None`: the system clock.
     virtual_ns: Option<Arc<AtomicU64>>,
+    /// The seeded WASI randomness of a virtual clock; `None`: the OS's.
+    entropy: Option<Arc<Entropy>>,
+}
+
+/// A run's seed and how many instances each plugin name has had on it.
+struct Entropy {
+    seed: u64,
+    instances: Mutex<HashMap<String, u64>>,
+}
+
+impl Entropy {
+    fn new(seed: u64) -> Arc<Entropy> {
+        Arc::new(Entropy {
+            seed,
+            instances: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The number of the next instance of `plugin` (0 for the first).
+    fn next_instance(&self, plugin: &str) -> u64 {
+        // A counter map cannot be left torn by a panic elsewhere.
+        let mut instances = self
+            .instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let n = instances.entry(plugin.to_owned()).or_insert(0);
+        let this = *n;
+        *n += 1;
+        this
+    }
 }
 
 impl Clock {
     /// The system clock (the default).
     pub fn system() -> Clock {
-        Clock { virtual_ns: None }
+        Clock {
+            virtual_ns: None,
+            entropy: None,
+        }
     }
 
-    /// A virtual clock that reads `ns` (since the Unix epoch) until it is moved.
+    /// A virtual clock that reads `ns` (since the Unix epoch) until it is moved; its WASI
+    /// randomness is seeded with [`DEFAULT_REPLAY_SEED`] ([`Clock::with_seed`] chooses).
     pub fn virtual_at(ns: u64) -> Clock {
         Clock {
             virtual_ns: Some(Arc::new(AtomicU64::new(ns))),
+            entropy: Some(Entropy::new(DEFAULT_REPLAY_SEED)),
         }
+    }
+
+    /// This clock with its WASI randomness seeded by `seed` (instance numbers start again
+    /// from 0). The system clock stays on OS randomness: a seed only means something when
+    /// the time is virtual too.
+    pub fn with_seed(mut self, seed: u64) -> Clock {
+        if self.virtual_ns.is_some() {
+            self.entropy = Some(Entropy::new(seed));
+        }
+        self
+    }
+
+    /// The seed of the WASI randomness; `None` on the system clock (OS randomness).
+    pub fn seed(&self) -> Option<u64> {
+        self.entropy.as_ref().map(|e| e.seed)
     }
 
     /// Whether this is a virtual clock.
@@ -90,22 +160,83 @@ impl Clock {
         }
     }
 
-    /// Makes a WASI context read this clock: a virtual clock replaces the wall and the
-    /// monotonic clock (see the module doc); the system clock leaves wasmtime-wasi's own.
-    pub fn install(&self, builder: &mut WasiCtxBuilder) {
+    /// Makes a WASI context, for a new instance of `plugin`, read this clock: a virtual
+    /// clock replaces the wall and the monotonic clock and the three `wasi:random` sources
+    /// (seeded for this plugin and instance; see the module doc); the system clock leaves
+    /// wasmtime-wasi's own clocks and OS randomness.
+    pub fn install(&self, plugin: &str, builder: &mut WasiCtxBuilder) {
         if let Some(t) = &self.virtual_ns {
             builder
                 .wall_clock(VirtualWall(t.clone()))
                 .monotonic_clock(VirtualMonotonic(t.clone()));
         }
+        if let Some(e) = &self.entropy {
+            let instance = e.next_instance(plugin);
+            let stream = |name| SeededRandom::new(e.seed, plugin, instance, name);
+            let mut seed = [0u8; 16];
+            stream("wasi:random/insecure-seed").fill(&mut seed);
+            builder
+                .secure_random(stream("wasi:random/random"))
+                .insecure_random(stream("wasi:random/insecure"))
+                .insecure_random_seed(u128::from_le_bytes(seed));
+        }
+    }
+}
+
+/// One seeded WASI random source: the BLAKE3 extendable output of (seed, plugin, instance,
+/// interface) under a Colony-specific key context, so the bytes are fixed by those four and
+/// do not change with a dependency's generator.
+struct SeededRandom(blake3::OutputReader);
+
+impl SeededRandom {
+    fn new(seed: u64, plugin: &str, instance: u64, interface: &str) -> SeededRandom {
+        let mut h = blake3::Hasher::new_derive_key("colony replay wasi:random v1");
+        h.update(&seed.to_le_bytes());
+        // Lengths first, so no two (plugin, interface) pairs hash the same bytes.
+        for part in [plugin, interface] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.update(&instance.to_le_bytes());
+        SeededRandom(h.finalize_xof())
+    }
+
+    fn fill(&mut self, dst: &mut [u8]) {
+        self.0.fill(dst);
+    }
+}
+
+impl TryRng for SeededRandom {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut b = [0u8; 4];
+        self.fill(&mut b);
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut b = [0u8; 8];
+        self.fill(&mut b);
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        self.fill(dst);
+        Ok(())
     }
 }
 
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.virtual_ns {
-            Some(t) => write!(f, "Clock::virtual_at({})", t.load(Ordering::Acquire)),
-            None => f.write_str("Clock::system()"),
+        match (&self.virtual_ns, self.seed()) {
+            (Some(t), Some(seed)) if seed != DEFAULT_REPLAY_SEED => write!(
+                f,
+                "Clock::virtual_at({}).with_seed({seed})",
+                t.load(Ordering::Acquire)
+            ),
+            (Some(t), _) => write!(f, "Clock::virtual_at({})", t.load(Ordering::Acquire)),
+            (None, _) => f.write_str("Clock::system()"),
         }
     }
 }
@@ -194,6 +325,60 @@ mod tests {
         let now = c.now_ns();
         assert!(now >= before && now > T, "{now} is not the system time");
         assert!(c.advance(Duration::from_secs(3600)) < before + 3_600_000_000_000);
+    }
+
+    fn read(r: &mut SeededRandom) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        r.fill(&mut b);
+        b
+    }
+
+    #[test]
+    fn clock_seeded_random_is_fixed_by_seed_plugin_instance_and_interface() {
+        let base = read(&mut SeededRandom::new(1, "a", 0, "i"));
+        assert_eq!(base, read(&mut SeededRandom::new(1, "a", 0, "i")));
+        for other in [
+            SeededRandom::new(2, "a", 0, "i"),
+            SeededRandom::new(1, "b", 0, "i"),
+            SeededRandom::new(1, "a", 1, "i"),
+            SeededRandom::new(1, "a", 0, "j"),
+            // Concatenations that would collide without the lengths.
+            SeededRandom::new(1, "ai", 0, ""),
+        ] {
+            let mut other = other;
+            assert_ne!(base, read(&mut other));
+        }
+        // A stream goes on: the next bytes are new ones.
+        let mut r = SeededRandom::new(1, "a", 0, "i");
+        let first = read(&mut r);
+        assert_ne!(first, read(&mut r));
+    }
+
+    #[test]
+    fn clock_counts_instances_per_plugin_and_a_seed_needs_a_virtual_clock() {
+        let c = Clock::virtual_at(T);
+        assert_eq!(c.seed(), Some(DEFAULT_REPLAY_SEED));
+        let e = c.entropy.clone().unwrap_or_else(|| Entropy::new(99));
+        assert_eq!(e.next_instance("a"), 0);
+        assert_eq!(e.next_instance("a"), 1);
+        assert_eq!(e.next_instance("b"), 0);
+        // Clones share the count; a new seed starts it again.
+        let shared = c.clone();
+        assert_eq!(
+            shared.entropy.as_ref().map(|e| e.next_instance("a")),
+            Some(2)
+        );
+        let reseeded = c.with_seed(7);
+        assert_eq!(reseeded.seed(), Some(7));
+        assert_eq!(
+            reseeded.entropy.as_ref().map(|e| e.next_instance("a")),
+            Some(0)
+        );
+        assert_eq!(
+            format!("{reseeded:?}"),
+            format!("Clock::virtual_at({T}).with_seed(7)")
+        );
+        assert_eq!(Clock::system().with_seed(7).seed(), None);
     }
 
     #[test]

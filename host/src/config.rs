@@ -261,6 +261,10 @@ pub struct HostConfig {
     pub orders: crate::orders::config::OrdersSettings,
     /// The `[supervision]` section: restart backoff, quarantine, sleep after idle.
     pub supervision: crate::agent::Supervision,
+    /// The seed of a replay's WASI randomness (`colony run --seed N`, not from the file);
+    /// `None`: [`crate::clock::DEFAULT_REPLAY_SEED`]. Without a replay, agents read the OS's
+    /// randomness and this is not used.
+    pub seed: Option<u64>,
     /// Fault injection (`colony run --inject-trap AGENT:N`, not from the file): that agent's
     /// event after its N-th runs with no fuel and traps.
     pub inject_trap: Option<(String, u64)>,
@@ -328,6 +332,7 @@ impl HostConfig {
             clock: Clock::system(),
             orders: crate::orders::config::OrdersSettings::default(),
             supervision: crate::agent::Supervision::default(),
+            seed: None,
             inject_trap: None,
             trust_shipped: false,
         }

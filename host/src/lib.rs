@@ -14,6 +14,7 @@ pub mod config;
 mod db;
 pub mod embedded;
 pub mod engine;
+pub mod equity;
 pub mod grants;
 pub mod interfaces;
 pub mod limits;

@@ -173,7 +173,7 @@ pub fn new_store_with_clock(
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    clock.install(&mut builder);
+    clock.install(&plugin, &mut builder);
     let wasi_generation = policy.wasi_generation();
     grant_wasi(&mut builder, &policy);
     let wasi = builder.build();

@@ -10,6 +10,14 @@
 //! time it moves the virtual clock (so a replay at any speed fires them at the same replay
 //! times); on the system clock a task sleeps until the next due time ([`Timers::drive`]).
 //! A periodic timer that fell behind fires once and skips the periods it missed.
+//!
+//! The host-wide tick (`tick_ms`: every agent's `on-timer` every N ms) runs here too during a
+//! replay ([`Timers::set_tick`]), on the replay's clock, so it fires at the same replay times
+//! in every run; on the system clock `colony run` ticks on the wall clock instead.
+//!
+//! In a replay the order is fixed: the driver fires what is due at an event's time before it
+//! publishes the event, so a timer (or tick) due at or before an event is in the agent's
+//! mailbox ahead of it, and the tick comes after the agent's own timers due then.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -60,6 +68,8 @@ struct Inner {
     queue: BTreeSet<(u64, u64, Arc<str>, String)>,
     next_seq: u64,
     fired: u64,
+    /// The host-wide tick on this clock: (period ns, next due ns); `None`: off.
+    tick: Option<(u64, u64)>,
 }
 
 /// The host's timers.
@@ -141,6 +151,15 @@ impl Timers {
         Ok(())
     }
 
+    /// Fires every attached agent's `on-timer` every `period_ms` of this clock's time from
+    /// now (0: off). Meant for a virtual clock, where the driver's [`Timers::fire_due`] fires
+    /// it at replay times.
+    pub fn set_tick(&self, period_ms: u64) {
+        let period = period_ms.saturating_mul(NS_PER_MS);
+        let now = self.clock.now_ns();
+        self.lock().tick = (period > 0).then(|| (period, now.saturating_add(period)));
+    }
+
     /// Cancels `agent`'s timer `name`; whether it was set.
     pub fn cancel(&self, agent: &Arc<str>, name: &str) -> bool {
         let mut inner = self.lock();
@@ -210,7 +229,8 @@ impl Timers {
     /// from this period; a full mailbox refuses it (counted there).
     pub fn fire_due(&self, now: u64) -> usize {
         let mut inner = self.lock();
-        if inner.queue.first().is_none_or(|(due, ..)| *due > now) {
+        let tick_due = inner.tick.is_some_and(|(_, due)| due <= now);
+        if inner.queue.first().is_none_or(|(due, ..)| *due > now) && !tick_due {
             return 0;
         }
         let mut fired = 0;
@@ -242,24 +262,34 @@ impl Timers {
             } else {
                 continue;
             }
-            if let Some(target) = &agent_timers.target {
-                let mut env = Envelope::new(
-                    Arc::from("host"),
-                    format!("agent.{agent}.timer"),
-                    bytes::Bytes::new(),
-                );
-                env.timestamp_ns = now;
-                env.timer = Some(now);
-                match target.push(Arc::new(env)) {
-                    Ok(_) => fired += 1,
-                    Err(e) => {
-                        tracing::warn!(agent = %agent, timer = %name, error = ?e, "timer not queued")
-                    }
-                }
+            if let Some(target) = &agent_timers.target
+                && queue_timer(target, &agent, &name, now)
+            {
+                fired += 1;
             }
             if let Some(next) = again {
                 inner.next_seq += 1;
                 inner.queue.insert((next, next_seq, agent, name));
+            }
+        }
+        if let Some((period, due)) = inner.tick
+            && due <= now
+        {
+            let missed = (now - due) / period;
+            inner.tick = Some((
+                period,
+                due.saturating_add((missed + 1).saturating_mul(period)),
+            ));
+            let mut agents: Vec<(&Arc<str>, &Mailbox)> = inner
+                .agents
+                .iter()
+                .filter_map(|(name, a)| a.target.as_ref().map(|t| (name, t)))
+                .collect();
+            agents.sort_by(|a, b| a.0.cmp(b.0));
+            for (agent, target) in agents {
+                if queue_timer(target, agent, "tick", now) {
+                    fired += 1;
+                }
             }
         }
         inner.fired += fired as u64;
@@ -295,6 +325,24 @@ impl Timers {
                 }
             }
         }))
+    }
+}
+
+/// Queues an `on-timer` at `now` for `agent` in `target`; whether it was queued.
+fn queue_timer(target: &Mailbox, agent: &str, name: &str, now: u64) -> bool {
+    let mut env = Envelope::new(
+        Arc::from("host"),
+        format!("agent.{agent}.timer"),
+        bytes::Bytes::new(),
+    );
+    env.timestamp_ns = now;
+    env.timer = Some(now);
+    match target.push(Arc::new(env)) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(agent = %agent, timer = %name, error = ?e, "timer not queued");
+            false
+        }
     }
 }
 
@@ -407,6 +455,41 @@ mod tests {
         timers.attach(&agent, mailbox.clone());
         assert_eq!(timers.fire_due(1_200 * MS), 1, "still set, on schedule");
         assert_eq!(drain(&mailbox).len(), 1);
+    }
+
+    #[test]
+    fn the_tick_fires_for_every_agent_at_replay_times_after_their_due_timers() {
+        let (timers, clock, mailbox, agent) = setup();
+        let other: Arc<str> = Arc::from("b");
+        let other_box = Mailbox::detached("b#0", 64);
+        timers.attach(&other, other_box.clone());
+        timers.set_tick(1_000);
+        timers.set(&agent, "own", 1_000, 0).unwrap();
+        assert_eq!(timers.fire_due(1_999 * MS), 0);
+        clock.set(2_000 * MS);
+        assert_eq!(
+            timers.fire_due(2_000 * MS),
+            3,
+            "own timer + a tick per agent"
+        );
+        // The agent's own timer first, then the tick; both at the replay time.
+        let subjects: Vec<(String, Option<u64>)> =
+            std::iter::from_fn(|| mailbox.try_recv().map(|e| (e.subject.clone(), e.timer)))
+                .collect();
+        assert_eq!(
+            subjects,
+            [
+                ("agent.a.timer".to_string(), Some(2_000 * MS)),
+                ("agent.a.timer".to_string(), Some(2_000 * MS))
+            ]
+        );
+        assert_eq!(drain(&other_box), [2_000 * MS]);
+        // Missed ticks are skipped: one firing, then on schedule.
+        assert_eq!(timers.fire_due(5_500 * MS), 2);
+        assert_eq!(timers.fire_due(5_999 * MS), 0);
+        assert_eq!(timers.fire_due(6_000 * MS), 2);
+        timers.set_tick(0);
+        assert_eq!(timers.fire_due(60_000 * MS), 0);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The host's clock through the WASI clocks an agent reads: a virtual clock (as a replay
 //! uses) gives the guest exactly the time it was set to, for the wall and the monotonic
 //! clock, and stands still between sets, sleeps included; a host with the default system
-//! clock gives the real time.
+//! clock gives the real time. A virtual clock also seeds the WASI randomness: the same seed
+//! gives the same bytes, another seed other bytes; the system clock keeps the OS's.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -112,4 +113,89 @@ async fn by_default_agents_read_the_system_clock() {
     // A real sleep shows on the real monotonic clock.
     let slept = ask(&t, &state, "sleep:20", "slept").await;
     assert!(slept >= 20_000_000, "slept {slept} ns");
+}
+
+/// What the clock agent `name` read from the three `wasi:random` interfaces: (`random`,
+/// `insecure`, `insecure-seed`), as hex.
+async fn read_random(t: &TestHost, state: &StateStore, name: &str) -> [String; 3] {
+    t.host
+        .deliver(name, message("clock", b"random"))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: random: {e}"));
+    let mut out: [String; 3] = Default::default();
+    for (slot, key) in out.iter_mut().zip(["random", "insecure", "seed"]) {
+        let value = state
+            .get(name, key)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}: nothing stored under {key}"));
+        *slot = String::from_utf8(value).unwrap();
+    }
+    out
+}
+
+/// One run: two agents of the clock agent's build on `clock`, each asked twice.
+async fn random_run(clock: Clock) -> Vec<[String; 3]> {
+    let t = TestHost::start_with(
+        &[
+            (guests::CLOCK_AGENT, "clock-agent.wasm"),
+            (guests::CLOCK_AGENT, "clock-twin.wasm"),
+        ],
+        |c| c.clock = clock,
+    )
+    .await;
+    let state = StateStore::open(&t.dir.path().join("data/state.db"), Default::default())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for name in ["clock-agent", "clock-twin", "clock-agent", "clock-twin"] {
+        out.push(read_random(&t, &state, name).await);
+    }
+    t.host.shutdown().await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wasi_random_in_a_replay_repeats_with_the_seed_and_changes_with_another() {
+    let first = random_run(Clock::virtual_at(T).with_seed(42)).await;
+    let again = random_run(Clock::virtual_at(T).with_seed(42)).await;
+    assert_eq!(first, again, "the same seed gives the same bytes");
+    // Each agent has its own stream, and a stream goes on between calls.
+    for (i, a) in first.iter().enumerate() {
+        for b in &first[i + 1..] {
+            assert_ne!(a[0], b[0], "random repeated: {first:?}");
+            assert_ne!(a[1], b[1], "insecure repeated: {first:?}");
+        }
+    }
+    // The insecure seed is fixed for an instance, and differs between agents.
+    assert_eq!(first[0][2], first[2][2]);
+    assert_ne!(first[0][2], first[1][2]);
+
+    let other = random_run(Clock::virtual_at(T).with_seed(43)).await;
+    for (a, b) in first.iter().zip(&other) {
+        for k in 0..3 {
+            assert_ne!(a[k], b[k], "seed 43 read what seed 42 read");
+        }
+    }
+
+    // The default seed of a replay is fixed too.
+    let default = random_run(Clock::virtual_at(T)).await;
+    assert_eq!(default, random_run(Clock::virtual_at(T)).await);
+    assert_eq!(Clock::virtual_at(T).seed(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wasi_random_on_the_system_clock_is_the_os_randomness() {
+    let first = random_run(Clock::system()).await;
+    let again = random_run(Clock::system()).await;
+    for (a, b) in first.iter().zip(&again) {
+        assert_ne!(
+            a[0], b[0],
+            "two runs on the system clock read the same random bytes"
+        );
+        assert_ne!(
+            a[2], b[2],
+            "two runs on the system clock read the same insecure seed"
+        );
+    }
 }

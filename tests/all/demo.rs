@@ -53,6 +53,12 @@ fn colony_run_alone_runs_the_swarm_on_the_embedded_data_to_its_report() {
         "{text}"
     );
     assert_eq!(r["reason"], "replay finished");
+    assert_eq!(text.lines().nth(1), Some("repeatable (seed 0)"), "{text}");
+    assert_eq!(
+        r["repeatability"]["repeatable"], true,
+        "{}",
+        r["repeatability"]
+    );
     let feed = &r["feed"];
     assert_eq!(feed["finished"], true);
     assert!(feed["events"].as_u64().unwrap() >= 45_031, "{feed}");
@@ -95,7 +101,7 @@ fn colony_run_alone_runs_the_swarm_on_the_embedded_data_to_its_report() {
         "{denied:?}"
     );
     assert_eq!(
-        r["lifecycle"].as_array().unwrap().len(),
+        r["wall"]["lifecycle"].as_array().unwrap().len(),
         0,
         "no supervision events"
     );
@@ -110,6 +116,12 @@ fn a_trap_injected_into_a_demo_agent_mid_run_is_restarted_and_the_run_completes(
 
     let analyst = agent(&r, "analyst");
     assert_eq!(analyst["restarts"], 1, "{analyst}");
+    // A restart depends on timing (its backoff is wall time): the report says so at the top.
+    assert_eq!(r["repeatability"]["repeatable"], false);
+    assert!(
+        text.contains("  - analyst: restarted once after a trap or an exceeded limit"),
+        "{text}"
+    );
     assert_eq!(analyst["failed"], 1, "{analyst}");
     assert!(
         analyst["last_error"].as_str().unwrap().contains("fuel"),
@@ -120,7 +132,7 @@ fn a_trap_injected_into_a_demo_agent_mid_run_is_restarted_and_the_run_completes(
     assert!(r["trading"]["fills"].as_u64().unwrap() > 10);
 
     // The restart is in the report …
-    let lifecycle = r["lifecycle"].as_array().unwrap();
+    let lifecycle = r["wall"]["lifecycle"].as_array().unwrap();
     assert!(
         lifecycle.iter().any(|l| l["plugin"] == "analyst"
             && l["detail"].as_str().unwrap().contains("restart in 100 ms")),

@@ -19,6 +19,7 @@ mod messaging;
 mod nats;
 mod orders;
 mod python_tools;
+mod report;
 mod scaffold;
 mod support;
 mod tools;

@@ -49,6 +49,10 @@ pub struct MailboxStats {
     pub refused: u64,
     /// Envelopes whose time to live ran out before they were received.
     pub expired: u64,
+    /// Market-data envelopes routed here (queued, or dropped on arrival).
+    pub md_routed: u64,
+    /// Market-data envelopes handed to the receiver.
+    pub md_taken: u64,
 }
 
 /// One subscriber's mailbox: a cheap handle (clones share the queue). Any number of publishers
@@ -65,6 +69,8 @@ struct Shared {
     dropped: AtomicU64,
     refused: AtomicU64,
     expired: AtomicU64,
+    md_routed: AtomicU64,
+    md_taken: AtomicU64,
     /// An agent's mailbox: its receiver reports [`Mailbox::done`], and the bus counts it busy
     /// while it holds or is handling anything ([`Bus::settle`](super::Bus::settle)).
     tracked: bool,
@@ -188,6 +194,8 @@ impl Mailbox {
             dropped: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            md_routed: AtomicU64::new(0),
+            md_taken: AtomicU64::new(0),
             tracked,
             bus,
         }))
@@ -216,6 +224,8 @@ impl Mailbox {
             dropped: self.0.dropped.load(Ordering::Relaxed),
             refused: self.0.refused.load(Ordering::Relaxed),
             expired: self.0.expired.load(Ordering::Relaxed),
+            md_routed: self.0.md_routed.load(Ordering::Relaxed),
+            md_taken: self.0.md_taken.load(Ordering::Relaxed),
         }
     }
 
@@ -227,6 +237,9 @@ impl Mailbox {
         let mut q = self.lock();
         if q.closed {
             return Err(PushError::Closed);
+        }
+        if md {
+            self.0.md_routed.fetch_add(1, Ordering::Relaxed);
         }
         let mut pushed = Pushed::Queued;
         let was_idle = q.idle();
@@ -344,6 +357,9 @@ impl Mailbox {
                 if env.expires_at.is_none()
                     || !env.is_expired_at(*now.get_or_insert_with(Instant::now))
                 {
+                    if env.is_market_data() {
+                        self.0.md_taken.fetch_add(1, Ordering::Relaxed);
+                    }
                     return Pop::Item(env);
                 }
                 // Never handed to the receiver: finished here.
@@ -462,7 +478,9 @@ mod tests {
                 capacity: 2,
                 dropped: 1,
                 refused: 2,
-                expired: 0
+                expired: 0,
+                md_routed: 1,
+                md_taken: 0,
             }
         );
         assert_eq!(drain(&m), ["cmd.1", "cmd.2"]);

@@ -30,12 +30,14 @@
 //! | dead letter | a copy on `_DEAD.<subject>` with the original id, sender and payload, the `x-dead-*` headers and no expiry; counted in `dead_letters` | operators watch `_DEAD.>` |
 //! | dead letter nobody takes | counted in `dead_letters_lost` (and a full operator mailbox's `refused`), never dead-lettered again | no recursion, no unbounded work on a bad day |
 //! | closed mailbox | skipped by routing; its receiver still gets what was queued, then `None` | an agent being stopped finishes its queue |
+//! | fan-out order | one publish is pushed to every mailbox it reaches before any other publish is pushed anywhere | a subscriber that reacts at once cannot overtake the envelope it reacts to in a slower subscriber's mailbox, so what each mailbox holds does not depend on thread scheduling (a lockstep replay relies on it) |
 //!
 //! # Design
 //!
 //! Subscriptions live in a copy-on-write table (`RwLock<Arc<Table>>`) grouped by mailbox, each
 //! pattern compiled once into `caps`' token form. A publish takes the read lock only long
-//! enough to clone the `Arc`, then walks the table without any bus lock: for each mailbox it
+//! enough to clone the `Arc`, then walks the table under the short fan-out mutex only (one
+//! publish at a time, pushing, never waiting for a subscriber): for each mailbox it
 //! tests its patterns and pushes one `Arc<Envelope>` (a reference count, not a copy), under
 //! that mailbox's own short mutex. Nothing is allocated per subscriber. Subscribing and
 //! unsubscribing copy the table, which is rare. Counters are atomics, readable at any time.
@@ -226,6 +228,8 @@ pub(crate) struct BusShared {
     pub(crate) busy: std::sync::atomic::AtomicUsize,
     /// Agents waiting for replies during a lockstep replay (`waits.rs`).
     waits: waits::Waits,
+    /// Held while one publish pushes to its mailboxes (see "fan-out order" in the module doc).
+    fanout: Mutex<()>,
 }
 
 impl Default for BusShared {
@@ -249,6 +253,7 @@ impl Default for BusShared {
             idle: tokio::sync::Notify::new(),
             busy: std::sync::atomic::AtomicUsize::new(0),
             waits: waits::Waits::default(),
+            fanout: Mutex::new(()),
         }
     }
 }
@@ -850,6 +855,11 @@ impl BusShared {
 
     /// Pushes `env` to every mailbox with a covering subscription, dead-lettering refusals.
     fn route(&self, env: &Arc<Envelope>) -> PublishReport {
+        // One publish reaches all its mailboxes before the next one reaches any: a subscriber
+        // that reacts to this envelope cannot get its own message to another subscriber ahead
+        // of it. Dead letters of refusals push under this hold (through `push_all`, which
+        // does not take it).
+        let _fanout = self.fanout.lock().unwrap_or_else(PoisonError::into_inner);
         let table = self.read_table();
         self.push_all(&table, env, false, |refused_by| {
             self.dead_letter(env, DeadReason::MailboxFull, Some(refused_by.owner()));

@@ -220,7 +220,9 @@ fn bus_a_full_mailbox_does_not_stop_delivery_to_others() {
             capacity: 1,
             dropped: 10,
             refused: 9,
-            expired: 0
+            expired: 0,
+            md_routed: 10,
+            md_taken: 0,
         }
     );
     assert_eq!(bus.stats().dead_letters, 9);
@@ -539,7 +541,9 @@ async fn bus_fan_out_100k_publishes_to_10_mailboxes() {
                 capacity: N,
                 dropped: 0,
                 refused: 0,
-                expired: 0
+                expired: 0,
+                md_routed: m.stats().md_routed,
+                md_taken: m.stats().md_routed,
             }
         );
     }
@@ -743,4 +747,43 @@ async fn bus_replayed_waits_that_wait_on_each_other_end_shortest_timeout_first()
     a.done();
     let reply = long.await.unwrap().unwrap();
     assert_eq!(&reply.payload[..], b"from a");
+}
+/// Fan-out order: a subscriber that reacts to an envelope as soon as it has it cannot get its
+/// answer into a later subscriber's mailbox ahead of that envelope (a lockstep replay would
+/// otherwise deliver the two in an order that depends on thread scheduling).
+#[test]
+fn bus_one_publish_reaches_every_mailbox_before_another_publish_routes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const SUBS: usize = 5_000;
+    let bus = Bus::new();
+    let first = subscribed(&bus, "first", &["md.>"], 4);
+    let others: Vec<Mailbox> = (1..SUBS)
+        .map(|i| subscribed(&bus, &format!("s{i}"), &["md.>"], 4))
+        .collect();
+    let last = subscribed(&bus, "last", &["md.>", "reply.>"], 4);
+    // Without the fan-out hold the reactor wins some of these rounds (not every one: it needs
+    // a core while the publish walks the table).
+    for round in 0..40 {
+        let ready = Arc::new(AtomicBool::new(false));
+        let reactor = {
+            let (first, bus, ready) = (first.clone(), bus.clone(), ready.clone());
+            std::thread::spawn(move || {
+                ready.store(true, Ordering::SeqCst);
+                while first.try_recv().is_none() {
+                    std::hint::spin_loop();
+                }
+                bus.publish(msg("reply.x")).unwrap();
+            })
+        };
+        // The reactor is spinning before the publish starts.
+        while !ready.load(Ordering::SeqCst) {
+            std::hint::spin_loop();
+        }
+        bus.publish(msg("md.event")).unwrap();
+        reactor.join().unwrap();
+        assert_eq!(subjects(&last), ["md.event", "reply.x"], "round {round}");
+        for m in &others {
+            while m.try_recv().is_some() {}
+        }
+    }
 }

@@ -1,6 +1,12 @@
 //! `colony bench`: runs [`crate::bench`] on the embedded bench agent (and the embedded
 //! echo-tool) and prints the ratios; and the hidden subcommand that is the tool-call
 //! measurement's subprocess baseline.
+//!
+//! A bench agent that fails an event (a limit hit on a loaded machine, a restart, a
+//! quarantine) does not stop the bench: the measurements count what the agents handled and the
+//! failures are listed after the figures (`agent_failures` in `--json`). What still fails the
+//! bench is Colony's failure: agents that stop handling events without failing, lost events,
+//! a wrong result.
 
 use clap::Args;
 
@@ -270,5 +276,22 @@ pub async fn bench(args: BenchArgs) -> CliResult {
         demo.bare_events_per_sec,
         demo.ratio
     );
+    let failed: Vec<(&str, &String)> = [
+        ("bus", &bus.agent_failures),
+        ("market", &market.agent_failures),
+        ("orders", &orders.agent_failures),
+    ]
+    .into_iter()
+    .flat_map(|(what, lines)| lines.iter().map(move |l| (what, l)))
+    .collect();
+    if !failed.is_empty() {
+        println!(
+            "bench agents that failed events (the figures above count the events they handled; \
+             a limit hit on a loaded machine is the agent's failure, not Colony's):"
+        );
+        for (what, line) in failed {
+            println!("  {what}: {line}");
+        }
+    }
     Ok(())
 }

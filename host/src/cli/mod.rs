@@ -2,7 +2,8 @@
 //! types, logging setup and the exit codes.
 //!
 //! Exit codes: 0 success; 1 failure; 2 usage error; 3 invalid input (a plugin file, a
-//! manifest or a configuration was refused); 4 no running host where one is needed.
+//! manifest or a configuration was refused); 4 no running host where one is needed; 5 a
+//! `colony run --strict` that was not repeatable (the report says why).
 
 mod agents;
 mod audit;
@@ -34,6 +35,14 @@ impl CliError {
     pub fn invalid(error: impl Into<anyhow::Error>) -> CliError {
         CliError {
             code: 3,
+            error: error.into(),
+        }
+    }
+
+    /// A `colony run --strict` that was not repeatable (exit 5).
+    pub fn not_repeatable(error: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            code: 5,
             error: error.into(),
         }
     }

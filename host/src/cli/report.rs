@@ -1,6 +1,10 @@
-//! The report `colony run` ends with: what the run did (feed, trading, agents, supervision,
-//! denied capability attempts), as text for the terminal and as a self-contained HTML page
-//! with an equity-curve chart (`--report FILE.html`).
+//! The report `colony run` ends with: whether the run was repeatable (and if not, why), then
+//! what it did (feed, trading, agents, supervision, denied capability attempts), as text for
+//! the terminal, as a self-contained HTML page with an equity-curve chart (`--report
+//! FILE.html`) and as JSON (`--report-json FILE.json`).
+//!
+//! Everything measured on the wall clock sits in one place, [`RunReport::wall`] (`"wall"` in
+//! the JSON), so two runs of the same replay can be compared by dropping that one key.
 //!
 //! Money is carried as decimal strings (`rust_decimal` on the host), never floats; only the
 //! chart's pixel coordinates are computed in floating point.
@@ -18,22 +22,74 @@ use serde::Serialize;
 /// Everything the run report shows.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
+    /// Whether the run can be repeated exactly; first in every form of the report.
+    pub repeatability: Repeatability,
     /// Why the run stopped (`replay finished`, `interrupted`, `duration reached`, …).
     pub reason: String,
-    /// Wall-clock seconds from the host's start to the report.
-    pub wall_secs: f64,
+    /// The seed of the agents' WASI randomness in a replay; `None`: the OS's randomness.
+    pub seed: Option<u64>,
     /// The market-data feed, when the host had one.
     pub feed: Option<FeedLine>,
     /// The paper (or live) venue's figures, when the host traded.
     pub trading: Option<TradingLine>,
     /// Every plugin, by name.
     pub agents: Vec<AgentLine>,
-    /// Supervision events from the audit: restarts, quarantines, releases, sleeps, breakers.
-    pub lifecycle: Vec<LifecycleLine>,
     /// Denied capability attempts from the audit, per plugin and capability.
     pub denied: Vec<DeniedLine>,
     /// Plugin files the host refused (`file: reason`).
     pub refused: Vec<String>,
+    /// What the wall clock measured: differs between runs even when everything else repeats.
+    pub wall: WallLine,
+}
+
+/// The verdict at the top of a report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Repeatability {
+    /// Nothing that depends on the machine (its load, its clock, its randomness) reached the
+    /// agents: the same replay, plugins and seed give the same report (less `wall`).
+    pub repeatable: bool,
+    /// Why not, in agent order after the run-wide reasons; empty when repeatable.
+    pub reasons: Vec<NotRepeatable>,
+}
+
+/// One reason a run was not repeatable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotRepeatable {
+    /// The plugin concerned; `None` for the run as a whole.
+    pub agent: Option<String>,
+    /// What happened.
+    pub reason: String,
+}
+
+/// How the run was driven, as far as repeatability goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFacts {
+    /// Agents read a virtual clock driven by a replay or the synthetic feed.
+    pub replay: bool,
+    /// The feed waited for the agents after each event (a recorded replay at `--speed max`
+    /// or N).
+    pub lockstep: bool,
+    /// The bus was joined to other hosts (NATS).
+    pub remote_bus: bool,
+    /// Orders went to a live venue.
+    pub live_venue: bool,
+    /// Times the lockstep replay went on before its agents had settled (after their
+    /// wall-clock hang guard).
+    pub settle_timeouts: u64,
+}
+
+/// The wall-clock figures, apart from the rest.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WallLine {
+    /// Seconds from the host's start to the report.
+    pub secs: f64,
+    /// Feed events per wall-clock second; `None` without a feed.
+    pub events_per_sec: Option<f64>,
+    /// Milliseconds each agent spent in its handlers.
+    pub busy_ms: BTreeMap<String, f64>,
+    /// Supervision events from the audit (restarts, quarantines, releases, sleeps, breakers):
+    /// wall-clock times, and details that name waits in wall-clock ms.
+    pub lifecycle: Vec<LifecycleLine>,
 }
 
 /// The feed's figures.
@@ -51,8 +107,21 @@ pub struct FeedLine {
     pub first_ts: u64,
     /// See `first_ts`.
     pub last_ts: u64,
-    /// Events per wall-clock second over the run.
-    pub events_per_sec: f64,
+    /// Per agent that received market data, by name.
+    pub agents: Vec<FeedAgentLine>,
+}
+
+/// Market events routed to one agent and handed to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FeedAgentLine {
+    /// Plugin name.
+    pub agent: String,
+    /// Market events the bus routed to its mailbox (while it was subscribed).
+    pub published: u64,
+    /// Market events it was handed.
+    pub delivered: u64,
+    /// Market events its full mailbox dropped.
+    pub dropped: u64,
 }
 
 /// Trading figures. Decimals are strings (exact).
@@ -99,10 +168,16 @@ pub struct AgentLine {
     pub failed: u64,
     /// Restarts after a trap or an exceeded limit.
     pub restarts: u64,
+    /// Times it was put to sleep.
+    pub sleeps: u64,
+    /// Market events its full mailbox dropped.
+    pub dropped: u64,
+    /// Events its full mailbox (or command queue) refused.
+    pub refused: u64,
+    /// Messages that expired before it received them.
+    pub expired: u64,
     /// Fuel used over the run.
     pub fuel: u64,
-    /// Wall-clock milliseconds spent in the agent's handlers.
-    pub busy_ms: f64,
     /// The last failure, if any.
     pub last_error: Option<String>,
 }
@@ -112,6 +187,8 @@ pub struct AgentLine {
 pub struct LifecycleLine {
     /// Plugin name.
     pub plugin: String,
+    /// The audit kind: `lifecycle` (an agent's) or `breaker` (a tool's circuit breaker).
+    pub kind: String,
     /// What happened (`restarted after 100 ms: …`, `quarantined: …`).
     pub detail: String,
     /// Wall-clock time (ns since the epoch) of the audit record.
@@ -127,6 +204,162 @@ pub struct DeniedLine {
     pub capability: String,
     /// How many times.
     pub count: u64,
+}
+
+impl Repeatability {
+    /// The verdict on a run driven as `facts` whose figures are `r` (its feed, agents and
+    /// supervision events): repeatable only when agents read a lockstep replay and no agent
+    /// failed an event, restarted, was quarantined or slept, lost a delivery, and no circuit
+    /// breaker opened (each of these depends on timing the machine decides).
+    pub fn judge(facts: &RunFacts, r: &RunReport) -> Repeatability {
+        let mut reasons = Vec::new();
+        let mut run = |reason: String| {
+            reasons.push(NotRepeatable {
+                agent: None,
+                reason,
+            })
+        };
+        if !facts.replay {
+            run("no replay: agents read the system clock and the OS's randomness".into());
+        } else {
+            if !facts.lockstep {
+                run(
+                    "the feed did not wait for the agents (--speed fast, or the synthetic feed)"
+                        .into(),
+                );
+            }
+            if let Some(f) = &r.feed
+                && !f.finished
+            {
+                run(format!("the replay stopped before its end ({})", r.reason));
+            }
+        }
+        if facts.remote_bus {
+            run("the bus was joined to other hosts (NATS)".into());
+        }
+        if facts.live_venue {
+            run("orders went to a live venue".into());
+        }
+        if facts.settle_timeouts > 0 {
+            run(format!(
+                "the replay went on {} before its agents had settled (the wall-clock hang guard)",
+                times(facts.settle_timeouts)
+            ));
+        }
+        let mut per_agent: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for a in &r.agents {
+            let mut why = Vec::new();
+            if a.state == "quarantined" {
+                why.push("quarantined".to_string());
+            }
+            if a.restarts > 0 {
+                why.push(format!(
+                    "restarted {} after a trap or an exceeded limit",
+                    times(a.restarts)
+                ));
+            }
+            if a.state == "failed" {
+                why.push("its instance had failed and not restarted when the run ended".into());
+            }
+            if a.failed > 0 {
+                let last = a
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!(" (last: {})", truncate(e, TEXT_DETAIL_CHARS)))
+                    .unwrap_or_default();
+                why.push(format!("{} failed{last}", count(a.failed, "event")));
+            }
+            if a.sleeps > 0 {
+                why.push(format!("put to sleep {}", times(a.sleeps)));
+            }
+            if a.dropped > 0 {
+                why.push(format!(
+                    "{} dropped by its full mailbox",
+                    count(a.dropped, "market event")
+                ));
+            }
+            if a.refused > 0 {
+                why.push(format!(
+                    "{} refused by its full mailbox",
+                    count(a.refused, "event")
+                ));
+            }
+            if a.expired > 0 {
+                why.push(format!(
+                    "{} expired before delivery",
+                    count(a.expired, "message")
+                ));
+            }
+            per_agent.entry(&a.name).or_default().extend(why);
+        }
+        if let Some(f) = &r.feed {
+            for fa in &f.agents {
+                let lost = fa.published.saturating_sub(fa.delivered + fa.dropped);
+                if lost > 0 {
+                    per_agent.entry(&fa.agent).or_default().push(format!(
+                        "{lost} of {} market events routed to it were not delivered",
+                        fa.published
+                    ));
+                }
+            }
+        }
+        for l in &r.wall.lifecycle {
+            if l.kind == "breaker" {
+                per_agent.entry(&l.plugin).or_default().push(format!(
+                    "circuit breaker: {}",
+                    truncate(&l.detail, TEXT_DETAIL_CHARS)
+                ));
+            }
+        }
+        for (agent, why) in per_agent {
+            for reason in why {
+                reasons.push(NotRepeatable {
+                    agent: Some(agent.to_string()),
+                    reason,
+                });
+            }
+        }
+        Repeatability {
+            repeatable: reasons.is_empty(),
+            reasons,
+        }
+    }
+}
+
+/// `1 event`, `3 events`.
+fn count(n: u64, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    }
+}
+
+/// `once`, `twice`, `3 times`.
+fn times(n: u64) -> String {
+    match n {
+        1 => "once".into(),
+        2 => "twice".into(),
+        n => format!("{n} times"),
+    }
+}
+
+/// The verdict in one line of text (the reasons follow, one per line, in the text report).
+fn verdict_line(r: &RunReport) -> String {
+    let seed = match r.seed {
+        Some(s) => format!("seed {s}"),
+        None => "OS randomness".into(),
+    };
+    match r.repeatability.repeatable {
+        true => format!("repeatable ({seed})"),
+        false => format!("not repeatable ({seed}):"),
+    }
+}
+
+fn reason_text(n: &NotRepeatable) -> String {
+    match &n.agent {
+        Some(a) => format!("{a}: {}", n.reason),
+        None => n.reason.clone(),
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -147,22 +380,49 @@ fn write_text(out: &mut String, r: &RunReport) -> fmt::Result {
         out,
         "colony run report: {} (wall {})",
         clean(&r.reason),
-        human_secs(r.wall_secs)
+        human_secs(r.wall.secs)
     )?;
+    writeln!(out, "{}", verdict_line(r))?;
+    for n in &r.repeatability.reasons {
+        writeln!(
+            out,
+            "  - {}",
+            truncate(&clean(&reason_text(n)), TEXT_DETAIL_CHARS)
+        )?;
+    }
 
     writeln!(out)?;
     match &r.feed {
         None => writeln!(out, "feed: none")?,
-        Some(f) => writeln!(
-            out,
-            "feed {}: {} events, {} data-quality issues, {}, {:.0} events/s{}",
-            clean(&f.venue),
-            f.events,
-            f.issues,
-            span_text(f),
-            f.events_per_sec,
-            if f.finished { " (finished)" } else { "" }
-        )?,
+        Some(f) => {
+            writeln!(
+                out,
+                "feed {}: {} events, {} data-quality issues, {}, {:.0} events/s{}",
+                clean(&f.venue),
+                f.events,
+                f.issues,
+                span_text(f),
+                r.wall.events_per_sec.unwrap_or(0.0),
+                if f.finished { " (finished)" } else { "" }
+            )?;
+            if !f.agents.is_empty() {
+                writeln!(
+                    out,
+                    "  {:<24} {:>10} {:>10} {:>8}",
+                    "agent", "published", "delivered", "dropped"
+                )?;
+                for a in &f.agents {
+                    writeln!(
+                        out,
+                        "  {:<24} {:>10} {:>10} {:>8}",
+                        clean(&a.agent),
+                        a.published,
+                        a.delivered,
+                        a.dropped
+                    )?;
+                }
+            }
+        }
     }
 
     writeln!(out)?;
@@ -192,7 +452,7 @@ fn write_text(out: &mut String, r: &RunReport) -> fmt::Result {
                 a.failed,
                 a.restarts,
                 human_count(a.fuel),
-                a.busy_ms,
+                r.wall.busy_ms.get(&a.name).copied().unwrap_or(0.0),
                 a.last_error.as_deref().map_or_else(
                     || "-".to_string(),
                     |e| truncate(&clean(e), TEXT_ERROR_CHARS)
@@ -202,11 +462,11 @@ fn write_text(out: &mut String, r: &RunReport) -> fmt::Result {
     }
 
     writeln!(out)?;
-    if r.lifecycle.is_empty() {
+    if r.wall.lifecycle.is_empty() {
         writeln!(out, "supervision: none")?;
     } else {
         writeln!(out, "supervision")?;
-        for l in &r.lifecycle {
+        for l in &r.wall.lifecycle {
             writeln!(
                 out,
                 "  {}  {:<24} {}",
@@ -378,6 +638,8 @@ td.err{max-width:32rem;overflow-wrap:anywhere}\
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}\
 .pos{color:#1a7f37}.neg{color:#cf222e}.empty{color:#57606a;font-style:italic}\
 .summary{color:#57606a;margin-top:0}\
+.verdict{padding:.25rem .75rem;border-left:4px solid}.verdict.ok{border-color:#1a7f37}\
+.verdict.bad{border-color:#cf222e;background:#fff5f5}\
 svg{max-width:100%;height:auto;border:1px solid #eaeef2}\
 svg text{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:11px;fill:#57606a}\
 ";
@@ -396,11 +658,33 @@ fn write_html_page(out: &mut String, r: &RunReport) -> fmt::Result {
     )?;
     writeln!(out, "<style>{CSS}</style>\n</head>\n<body>")?;
     out.push_str("<h1>colony run report</h1>\n");
+    let class = if r.repeatability.repeatable {
+        "ok"
+    } else {
+        "bad"
+    };
+    writeln!(
+        out,
+        "<div class=\"verdict {class}\"><p><strong>{}</strong></p>",
+        escape_html(&verdict_line(r))
+    )?;
+    if !r.repeatability.reasons.is_empty() {
+        out.push_str("<ul>\n");
+        for n in &r.repeatability.reasons {
+            writeln!(
+                out,
+                "<li>{}</li>",
+                escape_html(&truncate(&reason_text(n), HTML_TEXT_CHARS))
+            )?;
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str("</div>\n");
     writeln!(
         out,
         "<p class=\"summary\">{} &middot; wall {}</p>",
         escape_html(&r.reason),
-        human_secs(r.wall_secs)
+        human_secs(r.wall.secs)
     )?;
 
     out.push_str("<h2>Feed</h2>\n");
@@ -412,9 +696,31 @@ fn write_html_page(out: &mut String, r: &RunReport) -> fmt::Result {
             kv_row(out, "events", &f.events.to_string())?;
             kv_row(out, "data-quality issues", &f.issues.to_string())?;
             kv_row(out, "span (UTC)", &escape_html(&span_text(f)))?;
-            kv_row(out, "events/s", &format!("{:.0}", f.events_per_sec))?;
+            kv_row(
+                out,
+                "events/s",
+                &format!("{:.0}", r.wall.events_per_sec.unwrap_or(0.0)),
+            )?;
             kv_row(out, "finished", if f.finished { "yes" } else { "no" })?;
             out.push_str("</table>\n");
+            if !f.agents.is_empty() {
+                out.push_str(
+                    "<table>\n<tr><th>agent</th><th class=\"num\">published</th>\
+                     <th class=\"num\">delivered</th><th class=\"num\">dropped</th></tr>\n",
+                );
+                for a in &f.agents {
+                    writeln!(
+                        out,
+                        "<tr><td class=\"mono\">{}</td><td class=\"num\">{}</td>\
+                         <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                        escape_html(&a.agent),
+                        a.published,
+                        a.delivered,
+                        a.dropped
+                    )?;
+                }
+                out.push_str("</table>\n");
+            }
         }
     }
 
@@ -449,7 +755,7 @@ fn write_html_page(out: &mut String, r: &RunReport) -> fmt::Result {
                 a.restarts,
                 a.fuel,
                 human_count(a.fuel),
-                a.busy_ms,
+                r.wall.busy_ms.get(&a.name).copied().unwrap_or(0.0),
                 a.last_error.as_deref().map_or_else(
                     || "-".to_string(),
                     |e| escape_html(&truncate(e, HTML_TEXT_CHARS))
@@ -460,13 +766,13 @@ fn write_html_page(out: &mut String, r: &RunReport) -> fmt::Result {
     }
 
     out.push_str("<h2>Supervision</h2>\n");
-    if r.lifecycle.is_empty() {
+    if r.wall.lifecycle.is_empty() {
         out.push_str(
             "<p class=\"empty\">no restarts, quarantines or other supervision events</p>\n",
         );
     } else {
         out.push_str("<table>\n<tr><th>time (UTC)</th><th>plugin</th><th>event</th></tr>\n");
-        for l in &r.lifecycle {
+        for l in &r.wall.lifecycle {
             writeln!(
                 out,
                 "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td class=\"err\">{}</td></tr>",
@@ -988,8 +1294,9 @@ mod tests {
 
     fn sample() -> RunReport {
         RunReport {
+            repeatability: Repeatability::default(),
             reason: "replay finished".into(),
-            wall_secs: 12.34,
+            seed: Some(0),
             feed: Some(FeedLine {
                 venue: "replay".into(),
                 events: 5_000,
@@ -997,7 +1304,12 @@ mod tests {
                 finished: true,
                 first_ts: T0,
                 last_ts: T0 + 86_400 * SEC,
-                events_per_sec: 405.2,
+                agents: vec![FeedAgentLine {
+                    agent: "trader".into(),
+                    published: 5_000,
+                    delivered: 4_990,
+                    dropped: 10,
+                }],
             }),
             trading: Some(TradingLine {
                 venue: "paper".into(),
@@ -1035,13 +1347,8 @@ mod tests {
                 failed: 10,
                 restarts: 1,
                 fuel: 1_234_000_000,
-                busy_ms: 812.5,
                 last_error: Some("x".repeat(200)),
-            }],
-            lifecycle: vec![LifecycleLine {
-                plugin: "trader".into(),
-                detail: "restarted after 100 ms: fuel exhausted".into(),
-                ts: T0 + 30 * SEC,
+                ..AgentLine::default()
             }],
             denied: vec![DeniedLine {
                 plugin: "snoop".into(),
@@ -1049,6 +1356,187 @@ mod tests {
                 count: 7,
             }],
             refused: vec!["bad.wasm: not a component".into()],
+            wall: WallLine {
+                secs: 12.34,
+                events_per_sec: Some(405.2),
+                busy_ms: BTreeMap::from([("trader".to_string(), 812.5)]),
+                lifecycle: vec![LifecycleLine {
+                    plugin: "trader".into(),
+                    kind: "lifecycle".into(),
+                    detail: "restarted after 100 ms: fuel exhausted".into(),
+                    ts: T0 + 30 * SEC,
+                }],
+            },
+        }
+    }
+
+    fn replay() -> RunFacts {
+        RunFacts {
+            replay: true,
+            lockstep: true,
+            ..RunFacts::default()
+        }
+    }
+
+    /// A report whose one agent and feed line are clean.
+    fn clean_run() -> RunReport {
+        let mut r = sample();
+        r.agents[0] = AgentLine {
+            name: "trader".into(),
+            kind: "agent".into(),
+            state: "idle".into(),
+            delivered: 5_000,
+            ..AgentLine::default()
+        };
+        if let Some(f) = r.feed.as_mut() {
+            f.agents[0].delivered = 5_000;
+            f.agents[0].dropped = 0;
+        }
+        r.wall.lifecycle.clear();
+        r
+    }
+
+    fn verdict(facts: &RunFacts, r: &RunReport) -> Vec<String> {
+        let v = Repeatability::judge(facts, r);
+        assert_eq!(v.repeatable, v.reasons.is_empty());
+        v.reasons.iter().map(reason_text).collect()
+    }
+
+    #[test]
+    fn a_clean_lockstep_replay_is_repeatable() {
+        let mut r = clean_run();
+        assert_eq!(verdict(&replay(), &r), Vec::<String>::new());
+        r.repeatability = Repeatability::judge(&replay(), &r);
+        let text = render_text(&r);
+        assert_eq!(text.lines().nth(1), Some("repeatable (seed 0)"), "{text}");
+        assert!(
+            render_html(&r).contains("<div class=\"verdict ok\"><p><strong>repeatable (seed 0)")
+        );
+        // A restart recorded only in the supervision history does not count twice, nor at
+        // all: the agents' counters are what the verdict reads (a breaker is a tool's).
+        r.wall.lifecycle = sample().wall.lifecycle;
+        assert!(Repeatability::judge(&replay(), &r).repeatable);
+    }
+
+    #[test]
+    fn each_machine_dependent_thing_makes_a_run_not_repeatable() {
+        type Change = fn(&mut RunReport, &mut RunFacts);
+        let cases: &[(Change, &str)] = &[
+            (
+                |_, f| f.replay = false,
+                "no replay: agents read the system clock",
+            ),
+            (|_, f| f.lockstep = false, "--speed fast"),
+            (
+                |r, _| {
+                    r.reason = "interrupted".into();
+                    if let Some(f) = r.feed.as_mut() {
+                        f.finished = false;
+                    }
+                },
+                "the replay stopped before its end (interrupted)",
+            ),
+            (|_, f| f.remote_bus = true, "joined to other hosts"),
+            (|_, f| f.live_venue = true, "live venue"),
+            (
+                |_, f| f.settle_timeouts = 2,
+                "went on twice before its agents had settled",
+            ),
+            (
+                |r, _| r.agents[0].state = "quarantined".into(),
+                "trader: quarantined",
+            ),
+            (
+                |r, _| r.agents[0].restarts = 2,
+                "trader: restarted twice after a trap",
+            ),
+            (
+                |r, _| r.agents[0].state = "failed".into(),
+                "trader: its instance had failed",
+            ),
+            (
+                |r, _| {
+                    r.agents[0].failed = 3;
+                    r.agents[0].last_error = Some("cpu time of 100 ms exceeded".into());
+                },
+                "trader: 3 events failed (last: cpu time of 100 ms exceeded)",
+            ),
+            (|r, _| r.agents[0].sleeps = 1, "trader: put to sleep once"),
+            (
+                |r, _| r.agents[0].dropped = 4,
+                "trader: 4 market events dropped",
+            ),
+            (|r, _| r.agents[0].refused = 1, "trader: 1 event refused"),
+            (|r, _| r.agents[0].expired = 2, "trader: 2 messages expired"),
+            (
+                |r, _| {
+                    if let Some(f) = r.feed.as_mut() {
+                        f.agents[0].delivered = 3_000;
+                    }
+                },
+                "trader: 2000 of 5000 market events routed to it were not delivered",
+            ),
+            (
+                |r, _| {
+                    r.wall.lifecycle.push(LifecycleLine {
+                        plugin: "echo-tool".into(),
+                        kind: "breaker".into(),
+                        detail: "closed -> open: 5 failures".into(),
+                        ts: 0,
+                    })
+                },
+                "echo-tool: circuit breaker: closed -> open",
+            ),
+        ];
+        for (change, expected) in cases {
+            let mut r = clean_run();
+            let mut facts = replay();
+            change(&mut r, &mut facts);
+            let reasons = verdict(&facts, &r);
+            assert!(
+                reasons
+                    .iter()
+                    .any(|l| l.starts_with(expected) || l.contains(expected)),
+                "{expected:?} not in {reasons:?}"
+            );
+            r.repeatability = Repeatability::judge(&facts, &r);
+            let text = render_text(&r);
+            let mut lines = text.lines().skip(1);
+            assert!(
+                lines
+                    .next()
+                    .is_some_and(|l| l.starts_with("not repeatable")),
+                "{text}"
+            );
+            assert!(lines.next().is_some_and(|l| l.contains(expected)), "{text}");
+            let html = render_html(&r);
+            assert!(
+                html.contains("<div class=\"verdict bad\"><p><strong>not repeatable"),
+                "{html}"
+            );
+            assert!(html.contains(&escape_html(expected)), "{html}");
+        }
+    }
+
+    #[test]
+    fn the_json_keeps_every_wall_clock_figure_under_wall() {
+        let r = sample();
+        let text = serde_json::to_string(&r).expect("json");
+        assert!(text.starts_with("{\"repeatability\":"), "{text}");
+        let mut json = serde_json::to_value(&r).expect("json");
+        let wall = json
+            .as_object_mut()
+            .and_then(|o| o.remove("wall"))
+            .expect("wall");
+        for key in ["secs", "events_per_sec", "busy_ms", "lifecycle"] {
+            assert!(wall.get(key).is_some(), "wall.{key} missing: {wall}");
+        }
+        let rest = json.to_string();
+        for wall_only in ["secs", "per_sec", "busy_ms", "lifecycle", "restarted after"] {
+            assert!(
+                !rest.contains(wall_only),
+                "{wall_only} outside wall: {rest}"
+            );
         }
     }
 
@@ -1151,7 +1639,7 @@ mod tests {
         let mut r = sample();
         r.agents[0].name = hostile.into();
         r.agents[0].last_error = Some("\"quoted\" & 'single'".into());
-        r.lifecycle[0].plugin = hostile.into();
+        r.wall.lifecycle[0].plugin = hostile.into();
         r.denied[0].capability = "<img src=x onerror=alert(1)>".into();
         r.refused = vec![hostile.into()];
         let html = render_html(&r);
@@ -1175,7 +1663,7 @@ mod tests {
     fn text_escapes_terminal_control_characters() {
         let mut r = sample();
         r.agents[0].name = "evil\u{1b}[2J".into();
-        r.lifecycle[0].detail = "line one\nline two".into();
+        r.wall.lifecycle[0].detail = "line one\nline two".into();
         let text = render_text(&r);
         assert!(!text.contains('\u{1b}'), "{text}");
         assert!(text.contains("evil\\u{1b}[2J"), "{text}");

@@ -6,6 +6,11 @@
 //! granted what their manifests request, the embedded real market data is replayed at max
 //! speed with a progress bar, and the run ends with the report (`--report FILE.html` also
 //! writes it as a page with the equity curve).
+//!
+//! The report starts with whether the run was repeatable ([`Repeatability::judge`]);
+//! `--strict` turns a run that was not into exit code 5. The equity curve is sampled by the
+//! replay driver at replay times ([`Host::equity_curve`]), or every 10 ms of wall time when no
+//! lockstep replay drives the clock.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Args;
 
 use super::report::{
-    AgentLine, DeniedLine, FeedLine, LifecycleLine, RunReport, TradingLine, render_text, write_html,
+    AgentLine, DeniedLine, FeedAgentLine, FeedLine, LifecycleLine, Repeatability, RunFacts,
+    RunReport, TradingLine, WallLine, render_text, write_html,
 };
 use super::{CliError, CliResult};
 use crate::agent::Event;
@@ -38,8 +44,9 @@ pub struct RunArgs {
     /// replay ends).
     #[arg(long)]
     duration: Option<f64>,
-    /// Fire every agent's on-timer every N milliseconds of wall time (0 disables; default
-    /// 1000, 0 in the demo). Agents set their own timers through the `timers` interface.
+    /// Fire every agent's on-timer every N milliseconds (0 disables; default 1000, 0 in the
+    /// demo): of replay time during a replay, else of wall time. Agents set their own timers
+    /// through the `timers` interface.
     #[arg(long)]
     tick_ms: Option<u64>,
     /// Do not use the compiled-component cache.
@@ -74,6 +81,13 @@ pub struct RunArgs {
     /// fuel and traps (once).
     #[arg(long, value_name = "AGENT:N")]
     inject_trap: Option<String>,
+    /// Seed of the agents' WASI randomness during a replay (default 0). Without a replay
+    /// agents read the OS's randomness and the seed is not used.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Exit with code 5 when the run was not repeatable (the report says why).
+    #[arg(long)]
+    strict: bool,
     /// No progress bar (it is also off when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
@@ -119,6 +133,7 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     if let Some(s) = &args.inject_trap {
         config.inject_trap = Some(parse_inject(s)?);
     }
+    config.seed = args.seed;
     match &args.feed {
         Some(f) => {
             config.feed = FeedSpec::parse(f).map_err(|e| CliError::invalid(anyhow::anyhow!(e)))?
@@ -182,7 +197,18 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
         .orders()
         .map(|o| (o.total_equity(), o.report().accounts.len()));
     let total_events = host.replay_len().await;
-    let equity = EquitySampler::start(&host);
+    // Only a recorded replay waits for the agents after each event (the synthetic generator
+    // runs free, as a load generator).
+    let lockstep = host.clock().is_virtual()
+        && matches!(
+            host.config().feed,
+            Some(FeedSpec::Embedded | FeedSpec::Files(_))
+        )
+        && host.config().speed != Speed::Fast;
+    if args.seed.is_some() && !host.clock().is_virtual() {
+        tracing::warn!("--seed has no effect without a replay: agents read the OS's randomness");
+    }
+    let equity = EquitySampler::start(&host, lockstep);
     let feed_task = host.start_feed();
     let _watcher = host.watch()?;
     let admin = crate::admin::serve(host.clone()).await?;
@@ -190,14 +216,23 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
         .then(|| Progress::start(&host, total_events))
         .flatten();
 
+    // In a replay the tick runs on the replay's clock (fired by the driver with the agents'
+    // timers); otherwise on the wall clock.
     let tick_ms = host.config().tick_ms;
+    let wall_ticks_ms = match host.clock().is_virtual() {
+        true => {
+            host.timers().set_tick(tick_ms);
+            0
+        }
+        false => tick_ms,
+    };
     let ticker = {
         let host = host.clone();
         tokio::spawn(async move {
-            if tick_ms == 0 {
+            if wall_ticks_ms == 0 {
                 return;
             }
-            let mut interval = tokio::time::interval(Duration::from_millis(tick_ms));
+            let mut interval = tokio::time::interval(Duration::from_millis(wall_ticks_ms));
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 interval.tick().await;
@@ -265,7 +300,11 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     let wall = started.elapsed().as_secs_f64();
     let mut report = RunReport {
         reason: why.to_string(),
-        wall_secs: wall,
+        seed: host.clock().seed(),
+        wall: WallLine {
+            secs: wall,
+            ..WallLine::default()
+        },
         ..RunReport::default()
     };
     if let Some(m) = host.market() {
@@ -277,11 +316,21 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
             finished: feed_finished,
             first_ts,
             last_ts: host.clock().now_ns(),
-            events_per_sec: if wall > 0.0 {
-                events as f64 / wall
-            } else {
-                0.0
-            },
+            agents: plugins
+                .iter()
+                .filter(|p| p.md_routed > 0)
+                .map(|p| FeedAgentLine {
+                    agent: p.info.name.clone(),
+                    published: p.md_routed,
+                    delivered: p.md_taken,
+                    dropped: p.bus_dropped,
+                })
+                .collect(),
+        });
+        report.wall.events_per_sec = Some(if wall > 0.0 {
+            events as f64 / wall
+        } else {
+            0.0
         });
     }
     if let Some(o) = host.orders() {
@@ -342,10 +391,18 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
             delivered: p.delivered,
             failed: p.failed,
             restarts: p.restarts,
+            sleeps: p.sleeps,
+            dropped: p.bus_dropped,
+            refused: p.refused + p.bus_refused,
+            expired: p.bus_expired,
             fuel: p.fuel_used,
-            busy_ms: p.busy_ms,
             last_error: p.last_error.clone(),
         })
+        .collect();
+    report.wall.busy_ms = plugins
+        .iter()
+        .filter(|p| p.info.kind.to_string() == "agent")
+        .map(|p| (p.info.name.clone(), p.busy_ms))
         .collect();
     report.refused = rejected
         .iter()
@@ -366,12 +423,13 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
             .await?;
         lifecycle.extend(records.into_iter().map(|e| LifecycleLine {
             plugin: e.plugin,
+            kind: kind.to_string(),
             detail: e.detail,
             ts: u64::try_from(e.ts_ns).unwrap_or(0),
         }));
     }
     lifecycle.sort_by_key(|l| l.ts);
-    report.lifecycle = lifecycle;
+    report.wall.lifecycle = lifecycle;
     let denied = audit
         .query(&AuditFilter {
             decision: Some(Decision::Deny),
@@ -399,6 +457,18 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
         })
         .collect();
 
+    let facts = RunFacts {
+        replay: host.clock().is_virtual(),
+        lockstep,
+        remote_bus: host.nats_status().is_some(),
+        live_venue: !matches!(
+            host.config().orders.venue,
+            crate::orders::config::VenueChoice::Paper | crate::orders::config::VenueChoice::None
+        ),
+        settle_timeouts: host.settle_timeouts(),
+    };
+    report.repeatability = Repeatability::judge(&facts, &report);
+
     print!("{}", render_text(&report));
     if let Some(path) = &args.report {
         write_html(&report, path)
@@ -409,19 +479,36 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
+    if args.strict && !report.repeatability.repeatable {
+        return Err(CliError::not_repeatable(anyhow::anyhow!(
+            "the run was not repeatable (--strict): {}",
+            report
+                .repeatability
+                .reasons
+                .iter()
+                .map(|n| match &n.agent {
+                    Some(a) => format!("{a}: {}", n.reason),
+                    None => n.reason.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
     Ok(())
 }
 
-/// Samples the venue's total equity against the host clock while the host runs.
+/// The venue's total equity over the run: in a lockstep replay the driver's samples, taken at
+/// replay times; otherwise sampled against the host clock every 10 ms of wall time.
 struct EquitySampler {
     samples: Arc<Mutex<Vec<(u64, rust_decimal::Decimal)>>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    lockstep: bool,
 }
 
 impl EquitySampler {
-    fn start(host: &Arc<Host>) -> EquitySampler {
+    fn start(host: &Arc<Host>, lockstep: bool) -> EquitySampler {
         let samples = Arc::new(Mutex::new(Vec::new()));
-        let task = host.orders().map(|orders| {
+        let task = host.orders().filter(|_| !lockstep).map(|orders| {
             let orders = orders.clone();
             let clock = host.clock().clone();
             let samples = samples.clone();
@@ -432,11 +519,18 @@ impl EquitySampler {
                 }
             })
         });
-        EquitySampler { samples, task }
+        EquitySampler {
+            samples,
+            task,
+            lockstep,
+        }
     }
 
     /// Stops sampling, takes a last sample, and returns the curve.
     fn stop(self, host: &Host) -> Vec<(u64, rust_decimal::Decimal)> {
+        if self.lockstep {
+            return host.equity_curve();
+        }
         if let Some(t) = &self.task {
             t.abort();
         }

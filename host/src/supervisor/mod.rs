@@ -108,6 +108,10 @@ pub struct PluginStatus {
     pub bus_refused: u64,
     /// Agents: bus messages that expired in the mailbox (sent to dead letters).
     pub bus_expired: u64,
+    /// Agents: market events the bus routed to its mailbox (queued, or dropped on arrival).
+    pub md_routed: u64,
+    /// Agents: market events its actor took from the mailbox.
+    pub md_taken: u64,
     /// Agents: events waiting.
     pub mailbox_depth: usize,
     /// Agents: quarantined.
@@ -150,10 +154,13 @@ impl Pace for HostPace<'_> {
 
     async fn settle(&self) {
         self.0.settle().await;
+        // After the agents handled the event: the report's equity at this replay time.
+        self.0.sample_equity();
     }
 
     async fn throttle(&self, window: usize) {
         self.0.throttle(window).await;
+        self.0.sample_equity();
     }
 }
 
@@ -271,6 +278,8 @@ pub struct Host {
     settle_timeouts: std::sync::atomic::AtomicU64,
     /// This host, for work it hands to other threads.
     this: std::sync::Weak<Host>,
+    /// The venue's total equity, sampled by the replay driver at replay times.
+    equity: crate::equity::EquityCurve,
 }
 
 /// Tool validations that may run at once (each compiles a component and runs two calls).
@@ -405,6 +414,7 @@ impl Host {
         };
         // A replay or the synthetic feed drives a virtual clock, which agents read through
         // WASI: it starts at the first event and the driver moves it to each event's time.
+        // It carries the run's seed, from which agents' WASI randomness comes.
         if !config.clock.is_virtual() {
             let start = match (&config.feed, &replay) {
                 (_, Some(r)) => r.events.first().map(crate::market::replay::known_at),
@@ -414,7 +424,8 @@ impl Host {
                 _ => None,
             };
             if let Some(t) = start {
-                config.clock = crate::clock::Clock::virtual_at(t);
+                config.clock = crate::clock::Clock::virtual_at(t)
+                    .with_seed(config.seed.unwrap_or(crate::clock::DEFAULT_REPLAY_SEED));
             }
         }
         let orders = start_orders(&config, &bus, market.as_ref(), &audit).await?;
@@ -434,6 +445,7 @@ impl Host {
             tool_breakers: std::sync::Mutex::new(HashMap::new()),
             settle_timeouts: std::sync::atomic::AtomicU64::new(0),
             this: me.clone(),
+            equity: crate::equity::EquityCurve::new(),
             timers,
             timer_task,
             tool_access: Arc::new(HostTools(me.clone())),
@@ -636,6 +648,24 @@ impl Host {
                 report
             }),
         })
+    }
+
+    /// Offers the venue's total equity at the host clock's time to [`Host::equity_curve`].
+    fn sample_equity(&self) {
+        if let Some(o) = &self.orders {
+            self.equity
+                .offer_with(self.config.clock.now_ns(), || o.total_equity());
+        }
+    }
+
+    /// The equity samples the replay driver took (at replay times, after each event settled)
+    /// plus one now; empty without a venue or before any account traded.
+    pub fn equity_curve(&self) -> Vec<(u64, rust_decimal::Decimal)> {
+        if let Some(o) = &self.orders {
+            self.equity
+                .finish(self.config.clock.now_ns(), o.total_equity());
+        }
+        self.equity.samples()
     }
 
     /// How many events the replay loaded at start will play (until the feed takes it).
@@ -1327,6 +1357,8 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
         bus_dropped: 0,
         bus_refused: 0,
         bus_expired: 0,
+        md_routed: 0,
+        md_taken: 0,
         mailbox_depth: 0,
         quarantined: false,
         state: "ready".into(),
@@ -1356,6 +1388,8 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
             s.bus_dropped = m.dropped;
             s.bus_refused = m.refused;
             s.bus_expired = m.expired;
+            s.md_routed = m.md_routed;
+            s.md_taken = m.md_taken;
         }
         s.last_error = st.last_error.lock().ok().and_then(|l| l.clone());
     }

@@ -3,7 +3,9 @@
 //! - `now`: stores in state `wall` the `SystemTime` in ns since the Unix epoch, and in `mono`
 //!   the ns from the `init` `Instant` to now (both as decimal text);
 //! - `sleep:MS`: sleeps MS milliseconds (`std::thread::sleep`) and stores in `slept` the ns
-//!   that `Instant` says passed.
+//!   that `Instant` says passed;
+//! - `random`: stores in `random` 16 bytes of `wasi:random/random`, in `insecure` 16 bytes of
+//!   `wasi:random/insecure`, and in `seed` the `wasi:random/insecure-seed` pair (all as hex).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,6 +14,17 @@ use colony::plugin::state;
 use exports::colony::plugin::handler::{Error, Guest, MarketEvent, Message, OrderEvent, Timestamp};
 
 wit_bindgen::generate!({ path: "../../../wit", world: "agent" });
+
+/// The WASI random interfaces, called directly (Rust's std has no stable API for them).
+mod wasi_random {
+    wit_bindgen::generate!({ path: "../../../wit/deps/random", world: "wasi:random/imports" });
+}
+
+use wasi_random::wasi::random::{insecure, insecure_seed, random};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 static STARTED: OnceLock<Instant> = OnceLock::new();
 
@@ -43,6 +56,11 @@ impl Guest for ClockAgent {
             let before = Instant::now();
             std::thread::sleep(Duration::from_millis(ms));
             store("slept", before.elapsed().as_nanos())?;
+        } else if payload == "random" {
+            state::set("random", hex(&random::get_random_bytes(16)).as_bytes())?;
+            state::set("insecure", hex(&insecure::get_insecure_random_bytes(16)).as_bytes())?;
+            let (a, b) = insecure_seed::insecure_seed();
+            state::set("seed", format!("{a:016x}{b:016x}").as_bytes())?;
         } else {
             return Err(Error::InvalidArgument(format!(
                 "unknown command {payload:?}"

@@ -19,5 +19,6 @@ mod nats;
 mod orders;
 mod python_tools;
 mod scaffold;
+mod security_local;
 mod support;
 mod tools;

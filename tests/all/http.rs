@@ -565,7 +565,7 @@ async fn other_schemes_get_colonys_audited_denial_and_upper_case_http_is_http() 
         let url = format!("{scheme}://127.0.0.1:{}/x", s.port);
         let got = call(&t, serde_json::json!({"url": url, "method": "GET"})).await;
         let error = got["error"].as_str().unwrap_or_default();
-        assert!(error.contains("HTTP-request-denied"), "{scheme}: {got}");
+        assert!(error.contains("HttpRequestDenied"), "{scheme}: {got}");
     }
     let records = http_records(&t, 3).await;
     let refused: Vec<&AuditEntry> = records

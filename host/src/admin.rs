@@ -9,9 +9,20 @@
 //! "tool-unregister" | "tool-list" | "tool-not-loaded" | "agent-sleep" | "agent-wake" |
 //! "agent-release", "name": N, "args":
 //! JSON-text, capability, payload or (`tool-register`) the path of a component file the
-//! host reads, "actor": USER}`. `subscribe` (name = pattern) answers
+//! host reads}`. `subscribe` (name = pattern) answers
 //! once, then streams one JSON line per message until the client disconnects. Responses: `{"ok": true, "result": …}` or
 //! `{"ok": false, "error": "…"}`.
+//!
+//! Who asks is taken from the socket's peer credentials (`SO_PEERCRED`): the uid, named from
+//! `/etc/passwd` (else `uid:N`), is the actor the audit records. An `actor` field a client
+//! sends (older clients did) is ignored.
+//!
+//! | limit | value | why |
+//! |---|---|---|
+//! | connections at once | [`MAX_CONNECTIONS`] | each connection holds buffers and a task; more are closed at once |
+//! | time to a first valid request | [`AUTH_TIMEOUT`] | an idle unauthenticated connection holds a slot |
+//! | one request line | [`MAX_REQUEST`] | counted per request, so a long-lived client is never cut mid-request |
+//! | accept failing (`EMFILE`, `ENFILE`, …) | back off [`ACCEPT_BACKOFF`] | retrying at once spins a core at the descriptor limit |
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +34,13 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::supervisor::Host;
 
 /// Largest request line accepted.
-const MAX_REQUEST: usize = 2 * 1024 * 1024;
+pub const MAX_REQUEST: usize = 2 * 1024 * 1024;
+/// Admin connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a connection may stay open before its first request carrying the right token.
+pub const AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Pause after a failed `accept` (out of file descriptors, …).
+pub const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A request to the admin endpoint.
 #[derive(Debug, Serialize, Deserialize)]
@@ -39,7 +56,8 @@ pub struct Request {
     /// JSON arguments as text, for `invoke`; the capability for `grant`/`revoke`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<String>,
-    /// Who asks (recorded in the audit for grant changes).
+    /// Ignored: older clients sent their `$USER` here; the host takes who asks from the
+    /// socket's peer credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
 }
@@ -86,14 +104,30 @@ pub async fn serve(host: Arc<Host>) -> anyhow::Result<tokio::task::JoinHandle<()
     let listener = UnixListener::bind(&sock)?;
     set_mode(&sock, 0o600)?;
     tracing::info!(socket = %sock.display(), "admin endpoint listening");
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors (EMFILE/ENFILE) or memory: retrying at once would spin.
+                    tracing::warn!(error = %e, "admin socket: accept failed; backing off");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    limit = MAX_CONNECTIONS,
+                    "admin socket: too many connections; closing a new one"
+                );
+                drop(stream);
                 continue;
             };
             let host = host.clone();
             let token = token.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 if let Err(e) = serve_one(stream, &host, &token).await {
                     tracing::debug!(error = %e, "admin connection ended");
                 }
@@ -102,10 +136,94 @@ pub async fn serve(host: Arc<Host>) -> anyhow::Result<tokio::task::JoinHandle<()
     }))
 }
 
+/// Who is on the other end of `stream`: `admin:NAME` from the peer's uid.
+fn peer_actor(stream: &UnixStream) -> String {
+    match stream.peer_cred() {
+        Ok(cred) => format!("admin:{}", user_name(cred.uid())),
+        Err(_) => "admin:unknown".to_string(),
+    }
+}
+
+/// The name of `uid` in `/etc/passwd`, else `uid:N`.
+pub fn user_name(uid: u32) -> String {
+    let passwd = crate::files::read_regular_text(Path::new("/etc/passwd"), 16 * 1024 * 1024).ok();
+    passwd
+        .as_deref()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let id = fields.nth(1)?.parse::<u32>().ok()?;
+                (id == uid && plain_user_name(name)).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+/// A user name safe to print and record as is (else the uid is used).
+fn plain_user_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'$'))
+}
+
+/// The user this process runs as (for records written with no host running).
+pub fn current_user() -> String {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    user_name(unsafe { libc::geteuid() })
+}
+
+/// Reads one request line of at most [`MAX_REQUEST`] bytes (without the newline); `None` at
+/// the end of the stream. The cap is per request: a client may send any number of them.
+async fn read_request(
+    read: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+) -> std::io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let n = (&mut *read)
+        .take(MAX_REQUEST as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > MAX_REQUEST {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("request over the {MAX_REQUEST}-byte limit"),
+        ));
+    }
+    String::from_utf8(line)
+        .map(Some)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "request is not UTF-8"))
+}
+
 async fn serve_one(stream: UnixStream, host: &Host, token: &str) -> std::io::Result<()> {
+    let actor = peer_actor(&stream);
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read.take(MAX_REQUEST as u64)).lines();
-    while let Some(line) = lines.next_line().await? {
+    let mut read = BufReader::new(read);
+    let mut authenticated = false;
+    // One deadline for the whole unauthenticated phase: bad requests do not extend it.
+    let auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
+    loop {
+        let line = if authenticated {
+            read_request(&mut read).await?
+        } else {
+            match tokio::time::timeout_at(auth_deadline, read_request(&mut read)).await {
+                Ok(line) => line?,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no authenticated request in time",
+                    ));
+                }
+            }
+        };
+        let Some(line) = line else {
+            return Ok(());
+        };
         let response = match serde_json::from_str::<Request>(&line) {
             Err(e) => failure(format!("malformed request: {e}")),
             Ok(req) if !constant_time_eq(req.token.as_bytes(), token.as_bytes()) => {
@@ -113,29 +231,29 @@ async fn serve_one(stream: UnixStream, host: &Host, token: &str) -> std::io::Res
             }
             Ok(req) if req.op == "subscribe" => {
                 // Streams until the operator disconnects; then the subscription ends.
-                return tail(host, req, &mut write).await;
+                return tail(host, req, &actor, &mut write).await;
             }
-            Ok(req) => handle(host, req).await,
+            Ok(req) => {
+                authenticated = true;
+                handle(host, req, &actor).await
+            }
         };
         let mut out = serde_json::to_vec(&response).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
         out.push(b'\n');
         write.write_all(&out).await?;
     }
-    Ok(())
 }
 
 /// `subscribe`: one JSON line per message on the pattern, until the client goes away.
 async fn tail(
     host: &Host,
     req: Request,
+    actor: &str,
     write: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> std::io::Result<()> {
     let pattern = req.name.unwrap_or_default();
-    let owner = format!(
-        "operator:{}#{}",
-        req.actor.as_deref().unwrap_or("unknown"),
-        crate::bus::new_id()
-    );
+    let user = actor.strip_prefix("admin:").unwrap_or(actor);
+    let owner = format!("operator:{user}#{}", crate::bus::new_id());
     let mailbox = host
         .bus()
         .mailbox(&owner, crate::bus::DEFAULT_MAILBOX_CAPACITY);
@@ -172,7 +290,8 @@ async fn tail(
     result
 }
 
-async fn handle(host: &Host, req: Request) -> Response {
+async fn handle(host: &Host, req: Request, actor: &str) -> Response {
+    let actor = actor.to_string();
     let json = |v: Result<serde_json::Value, serde_json::Error>| match v {
         Ok(result) => Response {
             ok: true,
@@ -206,8 +325,8 @@ async fn handle(host: &Host, req: Request) -> Response {
             let (Some(subject), Some(payload)) = (req.name, req.args) else {
                 return failure("publish needs a subject and a payload".into());
             };
-            let sender: std::sync::Arc<str> =
-                format!("operator:{}", req.actor.as_deref().unwrap_or("unknown")).into();
+            let user = actor.strip_prefix("admin:").unwrap_or(&actor);
+            let sender: std::sync::Arc<str> = format!("operator:{user}").into();
             let env = crate::bus::Envelope::new(sender, subject, payload.into_bytes());
             match host.bus().publish(env) {
                 Ok(r) => json(Ok(serde_json::json!({
@@ -220,10 +339,12 @@ async fn handle(host: &Host, req: Request) -> Response {
         }
         "grants" => json(serde_json::to_value(host.grants().await)),
         "grant" | "revoke" | "approve" => {
-            let actor = format!("admin:{}", req.actor.as_deref().unwrap_or("unknown"));
             let Some(plugin) = req.name else {
                 return failure(format!("{} needs a plugin name", req.op));
             };
+            if let Err(e) = crate::manifest::check_name(&plugin) {
+                return failure(format!("{}: plugin name {e}", req.op));
+            }
             let result = match (req.op.as_str(), req.args) {
                 ("grant", Some(cap)) => host
                     .grant(&plugin, &cap, &actor)
@@ -258,7 +379,6 @@ async fn handle(host: &Host, req: Request) -> Response {
             None => failure("this host has no order venue".into()),
         },
         "kill-switch" | "approve-order" | "deny-order" => {
-            let actor = format!("admin:{}", req.actor.as_deref().unwrap_or("unknown"));
             let Some(arg) = req.args else {
                 return failure(format!("{} needs an argument", req.op));
             };
@@ -278,10 +398,14 @@ async fn handle(host: &Host, req: Request) -> Response {
             }
         }
         "agent-sleep" | "agent-wake" | "agent-release" => {
-            let actor = format!("admin:{}", req.actor.as_deref().unwrap_or("unknown"));
             let Some(name) = req.name else {
                 return failure(format!("{} needs an agent name", req.op));
             };
+            if !(req.op == "agent-sleep" && name == "*")
+                && let Err(e) = crate::manifest::check_name(&name)
+            {
+                return failure(format!("{}: agent name {e}", req.op));
+            }
             let result = match req.op.as_str() {
                 "agent-sleep" if name == "*" => Ok(serde_json::json!({
                     "changed": host.sleep_all().await,
@@ -332,7 +456,6 @@ async fn handle(host: &Host, req: Request) -> Response {
                 Ok(b) => b,
                 Err(e) => return failure(e),
             };
-            let actor = format!("admin:{}", req.actor.as_deref().unwrap_or("unknown"));
             match host.register_tool(&bytes, &actor).await {
                 Ok(t) => json(Ok(serde_json::json!({
                     "name": t.name,
@@ -346,7 +469,6 @@ async fn handle(host: &Host, req: Request) -> Response {
             let Some(spec) = req.name else {
                 return failure("tool-unregister needs NAME or NAME@VERSION".into());
             };
-            let actor = format!("admin:{}", req.actor.as_deref().unwrap_or("unknown"));
             match host.unregister_tool(&spec, &actor).await {
                 Ok(removed) => json(serde_json::to_value(removed)),
                 Err(e) => failure(e.to_string()),
@@ -356,19 +478,11 @@ async fn handle(host: &Host, req: Request) -> Response {
     }
 }
 
-/// Reads a component file for `tool-register`, refusing anything over the plugin size limit
-/// before reading it.
+/// Reads a component file for `tool-register`: a regular file of at most the plugin size
+/// limit (a FIFO, a device or a symlink to one is refused without blocking).
 pub fn read_component(path: &Path) -> Result<Vec<u8>, String> {
-    let limit = crate::plugin::MAX_FILE_BYTES;
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.len() > limit {
-        return Err(format!(
-            "{}: {} bytes, more than the {limit}-byte limit",
-            path.display(),
-            meta.len()
-        ));
-    }
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+    crate::files::read_regular(path, crate::plugin::MAX_FILE_BYTES)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn failure(error: String) -> Response {
@@ -396,7 +510,7 @@ pub async fn call(
         op: op.into(),
         name,
         args,
-        actor: std::env::var("USER").ok(),
+        actor: None,
     };
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_vec(&req)?;

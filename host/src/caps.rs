@@ -25,6 +25,7 @@
 //!
 //! | part | accepted | why |
 //! |---|---|---|
+//! | the whole string | printable ASCII without spaces (`!`..=`~`), checked before anything else | a grant must read as what it is: no bidi override, zero-width space, BOM or control character can make two grants look alike in `grants list` or the audit |
 //! | subject pattern | tokens separated by `.`; each token is 1+ bytes of printable ASCII (`!`..=`~`) other than `.`, `*`, `>`, or exactly `*` (one token) or `>` (one or more tokens, last token only); at most 256 bytes and 32 tokens | NATS semantics, so the in-process bus and NATS agree; wildcards only as whole tokens so `a*` can never be read two ways; the size caps bound the cost of a check |
 //! | subject (publish, request) | a subject pattern without `*` or `>` | a message goes to one concrete subject |
 //! | subject (subscribe request) | a subject pattern | a subscription may use wildcards; it is allowed only if a grant covers *every* subject it can match (grant `md.>` covers `md.*.BTC`, grant `md.*` does not cover `md.>`) |
@@ -385,6 +386,15 @@ impl<'de> serde::Deserialize<'de> for Capability {
 fn parse(s: &str) -> Result<Capability, String> {
     if s.len() > MAX_CAPABILITY_LEN {
         return Err(format!("longer than {MAX_CAPABILITY_LEN} bytes"));
+    }
+    // One rule for every kind, before any other: what an operator reads in `grants list` and
+    // the audit is exactly what is granted (no bidi overrides, zero-width characters, BOMs,
+    // control characters or spaces that make one grant look like another or like two).
+    if let Some(c) = s.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "character {} is not allowed (capabilities are printable ASCII without spaces)",
+            c.escape_unicode()
+        ));
     }
     let (kind, arg) = match s.split_once(':') {
         Some((k, a)) => (k, Some(a)),
@@ -1422,6 +1432,24 @@ fn dir_covers(dir: &str, path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn invisible_control_and_space_characters_are_refused_in_every_kind() {
+        for bad in [
+            "env:HOME\u{202e}",
+            "env:\u{200b}HOME",
+            "\u{feff}env:HOME",
+            "log\n",
+            "fs.read:/srv/a\u{7}",
+            "fs.read:/srv/my data",
+            "fs.read:/srv/donn\u{e9}es",
+            "messaging.publish:a.\u{202d}b",
+        ] {
+            let e = bad.parse::<super::Capability>().unwrap_err().to_string();
+            assert!(e.contains("is not allowed"), "{bad:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -289,6 +289,26 @@ pub fn parse_bus(url: &str, prefix: Option<&str>) -> Result<Option<NatsConfig>, 
     if rest.is_empty() || rest.contains('/') {
         return Err(format!("bus {url:?}: expected `nats://HOST:PORT`"));
     }
+    // Checked here, so a typo is invalid input (exit 3) rather than a connection failure.
+    let (host, port) = match rest.rsplit_once(':') {
+        // `[::1]` alone has colons but no port.
+        Some((h, p)) if !p.contains(']') => (h, Some(p)),
+        _ => (rest, None),
+    };
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '@')
+    {
+        return Err(format!("bus {url:?}: expected `nats://HOST:PORT`"));
+    }
+    if let Some(p) = port
+        && !(p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok_and(|n| n > 0))
+    {
+        return Err(format!("bus {url:?}: port {p:?} is not 1-65535"));
+    }
     Ok(Some(NatsConfig {
         url: url.to_owned(),
         prefix: prefix.to_owned(),
@@ -361,7 +381,8 @@ impl HostConfig {
             path: path.to_path_buf(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let text = crate::files::read_regular_text(path, crate::files::MAX_TEXT_BYTES)
+            .map_err(|e| err(format!("cannot read: {e}")))?;
         Self::parse(&text, path.parent().unwrap_or(Path::new(".")), data_dir).map_err(err)
     }
 
@@ -467,6 +488,27 @@ impl HostConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn bus_urls_need_a_valid_port() {
+        for good in [
+            "nats://127.0.0.1:4222",
+            "nats://nats",
+            "nats://[::1]:4222",
+            "nats://[::1]",
+        ] {
+            assert!(parse_bus(good, None).is_ok(), "{good}");
+        }
+        for bad in [
+            "nats://127.0.0.1:99999",
+            "nats://127.0.0.1:0",
+            "nats://127.0.0.1:x",
+            "nats://127.0.0.1:",
+            "nats://:4222",
+        ] {
+            assert!(parse_bus(bad, None).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

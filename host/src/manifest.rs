@@ -233,6 +233,14 @@ fn field(field: &'static str, reason: String) -> ManifestError {
 
 /// A plugin name: 1–64 chars of `a-z`, `0-9`, `-`, starting with a letter.
 pub fn validate_name(name: &str) -> Result<(), ManifestError> {
+    check_name(name).map_err(|reason| field("name", reason))
+}
+
+/// The one rule for plugin and tool names, wherever a name enters (manifests, sidecars,
+/// `colony.toml`, `colony grants …`, the admin protocol): 1–64 chars of `a-z`, `0-9`, `-`,
+/// starting with a letter. Names are identity for grants, state and the audit, so nothing
+/// that reads alike (case, invisible characters) or reads as a path (`.`, `/`) is a name.
+pub fn check_name(name: &str) -> Result<(), String> {
     let ok = (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -241,9 +249,8 @@ pub fn validate_name(name: &str) -> Result<(), ManifestError> {
     if ok {
         Ok(())
     } else {
-        Err(field(
-            "name",
-            format!("{name:?} must be 1-64 chars of a-z, 0-9 and '-', starting with a letter"),
+        Err(format!(
+            "{name:?} must be 1-64 chars of a-z, 0-9 and '-', starting with a letter"
         ))
     }
 }

@@ -231,25 +231,20 @@ impl Loader {
             file: path.to_path_buf(),
             reason,
         };
-        let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(err(format!(
-                "file is {} bytes, more than the {MAX_FILE_BYTES}-byte limit",
-                meta.len()
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let bytes = crate::files::read_regular(path, MAX_FILE_BYTES)
+            .map_err(|e| err(format!("cannot read: {e}")))?;
         let sidecar_path = path.with_extension("toml");
-        let sidecar = match std::fs::read_to_string(&sidecar_path) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(err(format!(
-                    "cannot read sidecar {}: {e}",
-                    sidecar_path.display()
-                )));
-            }
-        };
+        let sidecar =
+            match crate::files::read_regular_text(&sidecar_path, crate::files::MAX_TEXT_BYTES) {
+                Ok(text) => Some(text),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => {
+                    return Err(err(format!(
+                        "cannot read sidecar {}: {e}",
+                        sidecar_path.display()
+                    )));
+                }
+            };
         self.load_bytes(&bytes, path, sidecar.as_deref())
     }
 

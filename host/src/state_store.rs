@@ -50,6 +50,9 @@ pub enum StateError {
     /// The database could not be migrated.
     #[error("state store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database file could not be created or made private.
+    #[error("state store: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// The state database, shared by every plugin's store.
@@ -63,6 +66,7 @@ pub struct StateStore {
 impl StateStore {
     /// Opens (creating and migrating) the database at `path`.
     pub async fn open(path: &Path, quota: StateQuota) -> Result<StateStore, StateError> {
+        crate::datadir::private_sqlite_file(path)?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)

@@ -552,3 +552,34 @@ async fn a_grant_change_reaches_a_registered_tool_at_once() {
     );
     assert_eq!(s.lines().len(), 2, "{:?}", s.lines());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_schemes_get_colonys_audited_denial_and_upper_case_http_is_http() {
+    // Regression: wasi-http's default refused `ftp`/`file`/`HTTP` itself, with a protocol
+    // error and no audit record. Schemes are case-insensitive (RFC 3986 §3.1): `HTTP` is
+    // `http`, under the same grant.
+    let s = Server::start().await;
+    let grant = format!("http.outbound:http://127.0.0.1:{}", s.port);
+    let t = tool_host(std::slice::from_ref(&grant)).await;
+    for scheme in ["ftp", "file", "gopher"] {
+        let url = format!("{scheme}://127.0.0.1:{}/x", s.port);
+        let got = call(&t, serde_json::json!({"url": url, "method": "GET"})).await;
+        let error = got["error"].as_str().unwrap_or_default();
+        assert!(error.contains("HttpRequestDenied"), "{scheme}: {got}");
+    }
+    let records = http_records(&t, 3).await;
+    let refused: Vec<&AuditEntry> = records
+        .iter()
+        .filter(|r| r.detail.contains("refused http.scheme"))
+        .collect();
+    assert_eq!(refused.len(), 3, "{records:?}");
+    assert!(refused.iter().all(|r| r.decision == Some(Decision::Deny)));
+
+    let got = call(
+        &t,
+        serde_json::json!({"url": format!("HTTP://127.0.0.1:{}/hello", s.port), "method": "GET"}),
+    )
+    .await;
+    assert_eq!(got, serde_json::json!({"status": 200, "len": HELLO_LEN}));
+    assert_eq!(s.lines(), vec!["GET /hello HTTP/1.1".to_string()]);
+}

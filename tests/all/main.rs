@@ -21,5 +21,6 @@ mod orders;
 mod python_tools;
 mod report;
 mod scaffold;
+mod security_local;
 mod support;
 mod tools;

@@ -1,6 +1,6 @@
 //! The verdict at the top of `colony run`'s report: a clean lockstep replay is repeatable and
 //! `--strict` exits 0; a run in which an agent was quarantined says "not repeatable" with the
-//! reason in the text, the HTML and the JSON report, and `--strict` exits 5.
+//! reason in the text, the HTML and the JSON report, and `--strict` exits 6.
 
 use std::path::Path;
 
@@ -104,7 +104,7 @@ fn a_clean_replay_is_repeatable_and_strict_exits_zero() {
 fn a_quarantined_agent_makes_the_run_not_repeatable_and_strict_fails() {
     let quick = "[supervision]\nmax_restarts = 0\n";
     let (code, text, err, r, html) = run(quick, &["--strict", "--inject-trap", "market-agent:10"]);
-    assert_eq!(code, Some(5), "{text}\n{err}");
+    assert_eq!(code, Some(6), "{text}\n{err}");
     assert!(err.contains("not repeatable"), "{err}");
 
     // Text: the verdict is the second line, the reasons follow.

@@ -105,6 +105,12 @@ impl Backend {
                 source,
             })?;
         }
+        crate::datadir::private_sqlite_file(options.get_filename()).map_err(|source| {
+            AuditError::Io {
+                path: options.get_filename().display().to_string(),
+                source,
+            }
+        })?;
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)

@@ -105,15 +105,17 @@ pub async fn audit(args: AuditArgs, data_dir: PathBuf, audit_db: Option<String>)
             .copied()
             .collect::<Vec<_>>()
             .join(" ");
+        // Every field through `printable`: a record is one line, whatever a name, an actor
+        // or a detail holds (a newline would forge a row, a bidi override reorder one).
         println!(
             "{:>7}  {:<24} {:<11} {:<20} {:<30} {:<6} {}",
             e.seq,
             format_ns(e.ts_ns),
-            e.kind.as_str(),
-            e.plugin,
-            e.capability,
+            super::printable(e.kind.as_str()),
+            super::printable(&e.plugin),
+            super::printable(&e.capability),
             e.decision.map(|d| d.as_str()).unwrap_or("-"),
-            who
+            super::printable(&who)
         );
     }
     Ok(())

@@ -65,7 +65,7 @@ pub async fn bus(cmd: BusCommand, data_dir: PathBuf) -> CliResult {
                 op: "subscribe".into(),
                 name: Some(pattern),
                 args: None,
-                actor: std::env::var("USER").ok(),
+                actor: None,
             };
             let (read, mut write) = stream.into_split();
             let mut line = serde_json::to_vec(&req)?;

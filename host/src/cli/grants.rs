@@ -1,6 +1,11 @@
 //! `colony grants list|grant|revoke|approve`: through the running host (effective at once),
 //! or with no host running, on the audit store of the data directory (effective at the next
 //! start). Either way the change is recorded in the audit chain before it counts.
+//!
+//! With no host running the command holds the data directory's lock while it writes, and a
+//! host that holds it but does not answer yet (it is starting) is waited for, so `revoked`
+//! means in force: either the running host applied it, or it is in the audit before any host
+//! reads the grants.
 
 use std::path::{Path, PathBuf};
 
@@ -49,11 +54,10 @@ pub enum GrantsCommand {
     },
 }
 
+/// Who makes an offline change: the user this process runs as (not `$USER`, which anyone
+/// can set).
 fn actor() -> String {
-    format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    )
+    format!("cli:{}", crate::admin::current_user())
 }
 
 pub async fn grants(cmd: GrantsCommand, data_dir: PathBuf, audit_db: Option<String>) -> CliResult {
@@ -70,13 +74,18 @@ pub async fn grants(cmd: GrantsCommand, data_dir: PathBuf, audit_db: Option<Stri
     if let Some(cap) = &arg {
         cap.parse::<Capability>().map_err(CliError::invalid)?;
     }
-    if let Some(resp) = crate::admin::call(&data_dir, op, name, arg).await? {
-        if !resp.ok {
+    if let Some(plugin) = &name {
+        crate::manifest::check_name(plugin)
+            .map_err(|e| CliError::invalid(anyhow::anyhow!("plugin name {e}")))?;
+    }
+    let _lock = match super::host_or_lock(&data_dir, op, name, arg).await? {
+        super::Route::Host(resp) if resp.ok => return print(&cmd, resp.result),
+        super::Route::Host(resp) => {
             return Err(anyhow::anyhow!(resp.error.unwrap_or_default()).into());
         }
-        return print(&cmd, resp.result);
-    }
-    // No host running: work on the audit store directly.
+        super::Route::Offline(lock) => lock,
+    };
+    // No host running: work on the audit store directly, holding the data directory.
     let store = open_store(&data_dir, audit_db.as_deref()).await?;
     let writer = store.writer();
     let result = match &cmd {
@@ -167,7 +176,7 @@ fn print(cmd: &GrantsCommand, result: serde_json::Value) -> CliResult {
                     .unwrap_or("-");
                 println!(
                     "{:<24} {:<10} approved {:<16}  {}",
-                    r["plugin"].as_str().unwrap_or("?"),
+                    super::printable(r["plugin"].as_str().unwrap_or("?")),
                     r["state"].as_str().unwrap_or("?"),
                     approved,
                     if caps.is_empty() {
@@ -200,7 +209,10 @@ pub(super) async fn open_store(
     audit_db: Option<&str>,
 ) -> Result<AuditStore, CliError> {
     Ok(match audit_db {
-        Some(url) => AuditStore::open(url).await?,
+        Some(url) => {
+            super::check_audit_url(url)?;
+            AuditStore::open(url).await?
+        }
         None => AuditStore::open_sqlite(&AuditStore::default_path(data_dir)).await?,
     })
 }

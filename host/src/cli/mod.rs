@@ -2,8 +2,10 @@
 //! types, logging setup and the exit codes.
 //!
 //! Exit codes: 0 success; 1 failure; 2 usage error; 3 invalid input (a plugin file, a
-//! manifest or a configuration was refused); 4 no running host where one is needed; 5 a
-//! `colony run --strict` that was not repeatable (the report says why).
+//! manifest or a configuration was refused); 4 no running host where one is needed; 5 the
+//! data directory is held by another process (a second `colony run`, or a host that holds
+//! it but does not answer on its admin socket); 6 a `colony run --strict` that was not
+//! repeatable (the report says why).
 
 mod agents;
 mod audit;
@@ -39,10 +41,10 @@ impl CliError {
         }
     }
 
-    /// A `colony run --strict` that was not repeatable (exit 5).
+    /// A `colony run --strict` that was not repeatable (exit 6).
     pub fn not_repeatable(error: impl Into<anyhow::Error>) -> CliError {
         CliError {
-            code: 5,
+            code: 6,
             error: error.into(),
         }
     }
@@ -52,6 +54,61 @@ impl CliError {
         CliError {
             code: 4,
             error: error.into(),
+        }
+    }
+
+    /// The data directory is held by another process (exit 5).
+    pub fn locked(error: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            code: 5,
+            error: error.into(),
+        }
+    }
+}
+
+/// How long a command that changes the data directory waits for a host that holds it to
+/// answer on its admin socket (a host loading many plugins takes a while to start).
+const HOST_START_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Where a command that changes the data directory runs.
+pub(crate) enum Route {
+    /// The running host answered.
+    Host(crate::admin::Response),
+    /// No host runs; the data directory is held until this is dropped.
+    Offline(crate::datadir::DataDirLock),
+}
+
+/// Sends `op` to the running host, or, when none runs, locks the data directory so that no
+/// host can start (and read the grants) while the command writes. A host that holds the
+/// directory but does not answer yet is starting: the request is retried until it answers,
+/// so a change is either applied by that host or written before it starts.
+pub(crate) async fn host_or_lock(
+    data_dir: &std::path::Path,
+    op: &str,
+    name: Option<String>,
+    args: Option<String>,
+) -> Result<Route, CliError> {
+    let deadline = std::time::Instant::now() + HOST_START_WAIT;
+    loop {
+        if let Some(resp) = crate::admin::call(data_dir, op, name.clone(), args.clone()).await? {
+            return Ok(Route::Host(resp));
+        }
+        match crate::datadir::DataDirLock::try_acquire(data_dir, crate::datadir::Role::Command)
+            .map_err(CliError::from)?
+        {
+            Some(lock) => return Ok(Route::Offline(lock)),
+            None if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            None => {
+                return Err(CliError::locked(anyhow::anyhow!(
+                    "data directory {} is held by pid {}, which does not answer on its admin \
+                     socket",
+                    data_dir.display(),
+                    crate::datadir::holder(data_dir)
+                        .map_or("(unknown)".to_string(), |(p, _)| p.to_string())
+                )));
+            }
         }
     }
 }
@@ -142,6 +199,16 @@ pub fn main() -> ExitCode {
         return bench::tool_subprocess();
     }
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        // A client writing to a closed pipe (`colony status | head`) ends quietly, as Unix
+        // tools do, instead of panicking in `println!`. The host keeps SIGPIPE ignored: its
+        // sockets report a vanished peer as an error it handles.
+        // SAFETY: setting a signal's disposition to the default has no preconditions; no
+        // other thread exists yet.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // The demo (`colony run` alone) shows its progress and report; its logs stay at warn
     // unless COLONY_LOG/RUST_LOG say otherwise.
     let demo = matches!(&cli.command, Command::Run(a) if a.is_demo());
@@ -200,6 +267,41 @@ fn init_logging(format: LogFormat, level: &str) {
     };
 }
 
+/// Refuses an audit database URL whose scheme no store reads (invalid input, exit 3), before
+/// anything is opened.
+pub(crate) fn check_audit_url(url: &str) -> Result<(), CliError> {
+    let scheme = url.split_once(':').map_or(url, |(s, _)| s);
+    if matches!(scheme, "sqlite" | "postgres" | "postgresql") {
+        return Ok(());
+    }
+    Err(CliError::invalid(crate::audit::AuditError::Url(
+        scheme.chars().take(32).collect(),
+    )))
+}
+
+/// `s` with control characters (C0, DEL, C1) and invisible formatting characters (bidi
+/// controls, zero-width characters, BOM) escaped as `\n`, `\u{202e}`…, so that what a
+/// plugin, a file or another user wrote prints as one visible line.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    }
+    if !s.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if hidden(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `$XDG_DATA_HOME/colony`, else `$HOME/.local/share/colony`, else `./.colony`.
 pub fn default_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
@@ -208,5 +310,18 @@ pub fn default_data_dir() -> PathBuf {
     match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
         Some(home) => PathBuf::from(home).join(".local/share/colony"),
         None => PathBuf::from(".colony"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_what_would_forge_or_reorder_a_line() {
+        assert_eq!(super::printable("plain text"), "plain text");
+        assert_eq!(super::printable("a\nb\r\u{1b}"), "a\\nb\\r\\u{1b}");
+        assert_eq!(
+            super::printable("x\u{202e}y\u{feff}"),
+            "x\\u{202e}y\\u{feff}"
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! writes it as a page with the equity curve).
 //!
 //! The report starts with whether the run was repeatable ([`Repeatability::judge`]);
-//! `--strict` turns a run that was not into exit code 5. The equity curve is sampled by the
+//! `--strict` turns a run that was not into exit code 6. The equity curve is sampled by the
 //! replay driver at replay times ([`Host::equity_curve`]), or every 10 ms of wall time when no
 //! lockstep replay drives the clock.
 
@@ -42,8 +42,8 @@ pub struct RunArgs {
     plugins: Option<PathBuf>,
     /// Stop after this many seconds (default: run until Ctrl-C; in the demo, until the
     /// replay ends).
-    #[arg(long)]
-    duration: Option<f64>,
+    #[arg(long, value_parser = parse_duration, value_name = "SECONDS")]
+    duration: Option<Duration>,
     /// Fire every agent's on-timer every N milliseconds (0 disables; default 1000, 0 in the
     /// demo): of replay time during a replay, else of wall time. Agents set their own timers
     /// through the `timers` interface.
@@ -99,6 +99,22 @@ impl RunArgs {
     pub fn is_demo(&self) -> bool {
         self.plugins.is_none() && self.config.is_none()
     }
+}
+
+/// `--duration`: a finite, non-negative number of seconds of at most a year (clap turns the
+/// error into a usage error, exit 2).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    const MAX_SECS: f64 = 365.0 * 86_400.0;
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !secs.is_finite() || !(0.0..=MAX_SECS).contains(&secs) {
+        return Err(format!(
+            "{s:?}: expected a number of seconds from 0 to {MAX_SECS}"
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
 fn parse_inject(s: &str) -> Result<(String, u64), CliError> {
@@ -168,6 +184,13 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     if audit_db.is_some() {
         config.audit_db = audit_db;
     }
+    if let Some(url) = &config.audit_db {
+        super::check_audit_url(url)?;
+    }
+    // Before anything touches the data directory (token, plugins, init, audit): one host
+    // per directory.
+    let _lock =
+        crate::datadir::DataDirLock::acquire_host(&config.data_dir).map_err(CliError::locked)?;
     if demo {
         let written = crate::embedded::install(&config.plugins_dir)?;
         for f in written {
@@ -180,7 +203,7 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
             config.plugins_dir.display()
         )));
     }
-    let duration = args.duration.map(Duration::from_secs_f64);
+    let duration = args.duration;
 
     if let Some(f @ FeedSpec::Files(_)) = &config.feed {
         // Checked here too, so a bad data file is an invalid-input exit naming file and line.

@@ -186,14 +186,14 @@ pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf, audit_db: Option<String
         }
         ToolsCommand::Unregister { name } => {
             let removed =
-                match crate::admin::call(&data_dir, "tool-unregister", Some(name.clone()), None)
+                match super::host_or_lock(&data_dir, "tool-unregister", Some(name.clone()), None)
                     .await?
                 {
-                    Some(resp) if resp.ok => resp.result,
-                    Some(resp) => {
+                    super::Route::Host(resp) if resp.ok => resp.result,
+                    super::Route::Host(resp) => {
                         return Err(anyhow::anyhow!(resp.error.unwrap_or_default()).into());
                     }
-                    None => {
+                    super::Route::Offline(_lock) => {
                         let (registry, store) =
                             offline_registry(&data_dir, audit_db.as_deref()).await?;
                         let removed = registry
@@ -263,7 +263,7 @@ async fn register_file(
     audit_db: Option<&str>,
 ) -> Result<serde_json::Value, CliError> {
     let file = std::path::absolute(file)?;
-    match crate::admin::call(
+    match super::host_or_lock(
         data_dir,
         "tool-register",
         None,
@@ -271,11 +271,11 @@ async fn register_file(
     )
     .await?
     {
-        Some(resp) if resp.ok => Ok(resp.result),
-        Some(resp) => Err(CliError::invalid(anyhow::anyhow!(
+        super::Route::Host(resp) if resp.ok => Ok(resp.result),
+        super::Route::Host(resp) => Err(CliError::invalid(anyhow::anyhow!(
             resp.error.unwrap_or_default()
         ))),
-        None => {
+        super::Route::Offline(_lock) => {
             let bytes = crate::admin::read_component(&file)
                 .map_err(|e| CliError::invalid(anyhow::anyhow!(e)))?;
             let (registry, store) = offline_registry(data_dir, audit_db).await?;
@@ -337,10 +337,7 @@ async fn book_grants(store: &AuditStore) -> Result<BookGrants, CliError> {
 }
 
 fn cli_actor() -> String {
-    format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    )
+    format!("cli:{}", crate::admin::current_user())
 }
 
 fn offline_tools(

@@ -69,8 +69,15 @@ impl FeedSpec {
                 };
                 let symbols = match parts.next() {
                     Some(s) => s
-                        .parse()
-                        .map_err(|_| format!("--feed synthetic: {s:?} is not a symbol count"))?,
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=super::synthetic::MAX_SYMBOLS).contains(n))
+                        .ok_or_else(|| {
+                            format!(
+                                "--feed synthetic: {s:?} is not a symbol count (1 to {})",
+                                super::synthetic::MAX_SYMBOLS
+                            )
+                        })?,
                     None => 4,
                 };
                 FeedSpec::Synthetic { seed, symbols }

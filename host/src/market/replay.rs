@@ -330,9 +330,12 @@ pub fn parse(name: &str, bytes: &[u8], options: &ReplayOptions) -> Result<Replay
 
 fn read_input(path: &Path) -> Result<Vec<u8>, ReplayError> {
     let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| ReplayError::Read {
+    let file = crate::files::open_regular(path).map_err(|e| ReplayError::Read {
         file: name.clone(),
-        source,
+        source: match e {
+            crate::files::ReadError::Io(e) => e,
+            other => std::io::Error::other(other.to_string()),
+        },
     })?;
     if name.ends_with(".gz") {
         return read_limited(&name, GzDecoder::new(file), true);

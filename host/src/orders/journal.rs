@@ -248,6 +248,11 @@ impl Journal {
                         ))
                     })?;
                 }
+                crate::datadir::private_sqlite_file(options.get_filename()).map_err(|e| {
+                    open_err(sqlx::Error::Configuration(
+                        format!("cannot create {}: {e}", options.get_filename().display()).into(),
+                    ))
+                })?;
                 let options = options
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)

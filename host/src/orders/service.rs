@@ -1601,9 +1601,9 @@ pub fn load_kill_switches(
     data_dir: &std::path::Path,
 ) -> anyhow::Result<Vec<(Option<String>, KillMode)>> {
     let path = kill_switch_path(data_dir);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::files::read_regular_text(&path, crate::files::MAX_TEXT_BYTES) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
     };
     let bad = |why: &str| anyhow::anyhow!("{}: {why}", path.display());

@@ -115,6 +115,14 @@ type SendResult = wasmtime_wasi_http::Result<(
 )>;
 
 impl WasiHttpHooks for Outbound {
+    /// Every scheme the guest can set reaches [`Self::send_request`], so that the policy
+    /// decides (and audits) it: `ftp`, `file`, … are refused as `http.scheme`, and `HTTP` is
+    /// `http` (schemes are case-insensitive, RFC 3986 §3.1). wasi-http's default would answer
+    /// a bare protocol error with no record of the attempt.
+    fn is_supported_scheme(&mut self, _scheme: &http::uri::Scheme) -> bool {
+        true
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,

@@ -349,7 +349,7 @@ impl ToolAccess for HostTools {
 impl Host {
     /// Builds the engine, opens the state store, and loads every plugin in the folder.
     pub async fn start(mut config: HostConfig) -> anyhow::Result<Arc<Host>> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        crate::datadir::prepare(&config.data_dir).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create data directory {}: {e}",
                 config.data_dir.display()
@@ -701,12 +701,15 @@ impl Host {
         };
         let mut digests = HashMap::new();
         for file in &files {
-            match std::fs::read(file) {
+            match crate::files::read_regular(file, crate::plugin::MAX_FILE_BYTES) {
                 Ok(bytes) => {
                     // The sidecar is part of what a file means: a changed sidecar reloads.
                     let mut h = blake3::Hasher::new();
                     h.update(&bytes);
-                    if let Ok(side) = std::fs::read(file.with_extension("toml")) {
+                    if let Ok(side) = crate::files::read_regular(
+                        &file.with_extension("toml"),
+                        crate::files::MAX_TEXT_BYTES,
+                    ) {
                         h.update(&side);
                     }
                     digests.insert(file.clone(), h.finalize());

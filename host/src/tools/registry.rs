@@ -237,7 +237,7 @@ impl ToolRegistry {
         for entry in &index {
             let id = format!("{}@{}", entry.name, entry.version);
             let path = dir.join(format!("{}.wasm", entry.digest));
-            let loaded = match std::fs::read(&path) {
+            let loaded = match crate::files::read_regular(&path, MAX_FILE_BYTES) {
                 Err(e) => Err(format!("cannot read {}: {e}", path.display())),
                 Ok(bytes) if blake3::hash(&bytes).to_hex().as_str() != entry.digest => {
                     Err(format!("{} does not match its digest", path.display()))
@@ -693,10 +693,10 @@ pub fn stored_digest(dir: &Path, name: &str) -> Result<Option<String>, RegistryE
 
 fn read_index(dir: &Path) -> Result<Vec<IndexEntry>, RegistryError> {
     let path = dir.join(INDEX);
-    match std::fs::read(&path) {
+    match crate::files::read_regular(&path, crate::files::MAX_TEXT_BYTES * 16) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| RegistryError::Storage(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) if e.is_not_found() => Ok(Vec::new()),
         Err(e) => Err(RegistryError::Storage(format!(
             "cannot read {}: {e}",
             path.display()

@@ -144,7 +144,12 @@ impl VenueCredentials {
                 });
             }
         }
-        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        let text = crate::files::read_regular_text(path, crate::files::MAX_TEXT_BYTES).map_err(
+            |e| match e {
+                crate::files::ReadError::Io(e) => read_error(e),
+                other => read_error(std::io::Error::other(other.to_string())),
+            },
+        )?;
         Self::from_toml_str(&text).map_err(|line| CredentialsError::Parse { path: shown, line })
     }
 

@@ -261,7 +261,8 @@ pub fn build(req: &BuildRequest) -> Result<Built, BuildError> {
             "the output would overwrite the source; give another file to -o".into(),
         ));
     }
-    let text = std::fs::read(&src).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let text = crate::files::read_regular(&src, MAX_SOURCE_BYTES)
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
     let text = String::from_utf8(text).map_err(|_| fail("is not UTF-8 text".into()))?;
     let module = src
         .file_stem()

@@ -240,7 +240,10 @@ impl FillTracker {
         };
         if matches!(
             event.status,
-            OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::Rejected | OrderStatus::Expired
+            OrderStatus::Filled
+                | OrderStatus::Cancelled
+                | OrderStatus::Rejected
+                | OrderStatus::Expired
         ) {
             self.counted.remove(&event.client_id);
         }
@@ -272,7 +275,12 @@ mod tests {
         }
     }
 
-    fn event(id: &str, status: OrderStatus, filled: &str, fill: Option<(&str, &str)>) -> OrderEvent {
+    fn event(
+        id: &str,
+        status: OrderStatus,
+        filled: &str,
+        fill: Option<(&str, &str)>,
+    ) -> OrderEvent {
         OrderEvent {
             client_id: id.into(),
             venue_order_id: None,
@@ -316,11 +324,21 @@ mod tests {
         let mut t = FillTracker::from_account(&account).unwrap();
         assert!(t.tracks("t1"));
         // A fill the read already held (0.1 → 0.4).
-        let e = event("t1", OrderStatus::PartiallyFilled, "0.4", Some(("0.3", "3")));
+        let e = event(
+            "t1",
+            OrderStatus::PartiallyFilled,
+            "0.4",
+            Some(("0.3", "3")),
+        );
         assert_eq!(t.unseen(&e).unwrap(), None);
         // One that straddles it: 0.4 → 0.6 counted as 0.2 of 0.3, with its fee cut alike.
         let mut t = FillTracker::from_account(&account).unwrap();
-        let e = event("t1", OrderStatus::PartiallyFilled, "0.6", Some(("0.3", "3")));
+        let e = event(
+            "t1",
+            OrderStatus::PartiallyFilled,
+            "0.6",
+            Some(("0.3", "3")),
+        );
         let f = t.unseen(&e).unwrap().unwrap();
         assert_eq!((f.qty, f.fee), (dec("0.2"), dec("2")));
         // The rest: all new.

@@ -17,6 +17,15 @@
 //! are cancelled, and it takes no event until an operator releases it. Every transition but
 //! `active`↔`idle` (one per event) is logged and audited (kind `lifecycle`).
 //!
+//! **Recovery:** the host takes the agent's `snapshot` after every successful `on-order`
+//! event and every [`Supervision::snapshot_every`] other events (a recovery point). The
+//! instance made after a failure gets `init`, then `restore` of the latest recovery point,
+//! then a recovery notice on `on-message` (subject `agent.<name>.recovery`, sender `host`:
+//! the restart, how many events since the recovery point it did not see the effects of and
+//! from when, the failed call), then the `on-order` event whose handler failed, once; if
+//! that fails again the event is dead-lettered (`handler-failed`). The host's own records
+//! (`orders.position`, `open-orders`) stay the truth an agent rebuilds from.
+//!
 //! A hot swap hands the old actor a `Retire` command at the back of its mailbox, so the
 //! event it is running (and any queued before the swap) finishes first; its snapshot then
 //! goes to the new instance's `restore`.
@@ -117,6 +126,10 @@ pub struct Supervision {
     pub window: Duration,
     /// Puts an agent to sleep after this long without an event (`None`: never).
     pub sleep_after_idle: Option<Duration>,
+    /// The host takes a recovery snapshot after every successful `on-order` event and after
+    /// this many other successful events (0: never), and restores the latest into the
+    /// instance it makes after a failure.
+    pub snapshot_every: u32,
 }
 
 impl Default for Supervision {
@@ -128,6 +141,7 @@ impl Default for Supervision {
             max_restarts: 5,
             window: Duration::from_secs(60),
             sleep_after_idle: None,
+            snapshot_every: 16,
         }
     }
 }
@@ -156,6 +170,8 @@ pub struct AgentServices {
     /// Fault injection: the event after this many handled ones runs with no fuel, so the
     /// guest traps for real (once per actor).
     pub inject_trap_after: Option<u64>,
+    /// Fault injection counts only events of this handler (`on-order`, …; `None`: all).
+    pub inject_trap_on: Option<String>,
 }
 
 /// A message as the host delivers it to an agent's `on-message`.
@@ -455,6 +471,12 @@ pub struct AgentStats {
     pub wakes: AtomicU64,
     /// Bytes of linear memory its instance holds (0 while it has none: asleep, failed).
     pub memory_bytes: AtomicU64,
+    /// Recovery snapshots the host took.
+    pub snapshots: AtomicU64,
+    /// Nanoseconds spent taking them (wall clock).
+    pub snapshot_ns: AtomicU64,
+    /// Order events redelivered to a new instance after their handler failed.
+    pub redelivered: AtomicU64,
     /// The lifecycle [`State`], as its `u8`.
     state: AtomicU8,
     /// The last failure, for the operator.
@@ -667,7 +689,7 @@ impl AgentHandle {
             stats: stats.clone(),
             attach: attach.clone(),
         };
-        let actor = Actor {
+        let mut actor = Actor {
             spec,
             clock,
             stats,
@@ -682,7 +704,11 @@ impl AgentHandle {
             last_event: Instant::now(),
             handled: 0,
             injected: false,
+            recovery: RecoveryPoint::default(),
+            redeliver: None,
+            last_failed_call: None,
         };
+        actor.recovery.at_ns = actor.clock.now_ns();
         tokio::spawn(actor.run(rx, handover));
         Ok(handle)
     }
@@ -828,9 +854,43 @@ struct Actor {
     /// When the failed instance is made again.
     restart_at: Option<tokio::time::Instant>,
     last_event: Instant,
-    /// Events handled (for fault injection).
+    /// Events handled, of the injection's handler if it names one (for fault injection).
     handled: u64,
     injected: bool,
+    /// The latest recovery snapshot, for the instance made after a failure.
+    recovery: RecoveryPoint,
+    /// An order event whose handler failed, for the next instance (once).
+    redeliver: Option<Arc<Envelope>>,
+    /// The handler and error of the last failure, for the recovery notice.
+    last_failed_call: Option<(&'static str, String)>,
+}
+
+/// The state the host restores into the instance it makes after a failure.
+#[derive(Default)]
+struct RecoveryPoint {
+    /// The agent's snapshot (`None`: none taken yet, the new instance starts from `init`).
+    snapshot: Option<Vec<u8>>,
+    /// Host-clock time it was taken (or the instance started, without one).
+    at_ns: u64,
+    /// Events since it whose effects it does not hold: handled after it, or failed and not
+    /// redelivered.
+    missed: u64,
+}
+
+/// How an event reaches [`Actor::handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// An event, the first time.
+    First,
+    /// An order event whose handler failed on the previous instance.
+    Redelivery,
+    /// The host's recovery notice (not counted as an event).
+    Notice,
+}
+
+/// The subject of the recovery notice an agent gets after a restart.
+pub fn recovery_subject(agent: &str) -> String {
+    format!("agent.{agent}.recovery")
 }
 
 impl Actor {
@@ -952,11 +1012,12 @@ impl Actor {
                         },
                         // Asleep: the snapshot it went to sleep with, which goes to the
                         // successor now, so the stored copy must not be restored again.
+                        // Failed, a restart pending: its latest recovery point.
                         None => {
                             if self.slept.is_some() {
                                 forget_sleep_snapshot(&self.spec).await;
                             }
-                            self.slept.take()
+                            self.slept.take().or_else(|| self.recovery.snapshot.take())
                         }
                     };
                     let _ = reply.send(snapshot);
@@ -1071,14 +1132,28 @@ impl Actor {
             }
         }
         self.ensure_instance().await?;
+        self.handle(event, Delivery::First).await
+    }
+
+    /// Runs one event on the current instance: counters, then on success maybe a recovery
+    /// snapshot, on a trap or limit the failure (and an order event kept for redelivery).
+    async fn handle(&mut self, event: &Event, how: Delivery) -> Result<(), CallError> {
         let Some(inst) = self.current.as_mut() else {
             return Err(CallError::Unavailable {
                 plugin: self.spec.name.clone(),
                 reason: "no instance".into(),
             });
         };
-        self.handled += 1;
+        let counted = match &self.spec.services.inject_trap_on {
+            Some(call) => call == event.call_name(),
+            None => true,
+        };
+        if how != Delivery::Notice && counted {
+            self.handled += 1;
+        }
         if let Some(after) = self.spec.services.inject_trap_after
+            && how != Delivery::Notice
+            && counted
             && !self.injected
             && self.handled > after
         {
@@ -1104,17 +1179,34 @@ impl Actor {
         match result {
             Ok(()) => {
                 self.stats.set_state(State::Idle);
-                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                if how != Delivery::Notice {
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.recovery.missed += 1;
+                    let every = self.spec.services.supervision.snapshot_every;
+                    let order = matches!(event, Event::Bus(env) if env.order.is_some());
+                    if every > 0 && (order || self.recovery.missed >= u64::from(every)) {
+                        self.take_recovery_point().await;
+                    }
+                }
                 Ok(())
             }
             Err(e) if e.is_fatal_to_instance() => {
                 // The instance may be mid-way through anything: never run it again. Its
                 // subscriptions stay, so what arrives meanwhile waits for the next one.
-                if let Some(mut dead) = self.current.take() {
-                    let held = dead.take_subscriptions();
-                    if self.held.is_none() {
-                        self.held = held;
+                self.drop_instance();
+                self.last_failed_call = Some((event.call_name(), e.to_string()));
+                match event {
+                    // An order event changed the host's records already: the next instance
+                    // gets it once more, then it is dead-lettered.
+                    Event::Bus(env) if env.order.is_some() && how == Delivery::First => {
+                        self.redeliver = Some(env.clone());
                     }
+                    Event::Bus(env) if env.order.is_some() => {
+                        self.dead_letter(env, crate::bus::DeadReason::HandlerFailed);
+                        self.recovery.missed += 1;
+                    }
+                    _ if how == Delivery::Notice => {}
+                    _ => self.recovery.missed += 1,
                 }
                 self.on_failure(&e).await;
                 Err(e)
@@ -1125,6 +1217,93 @@ impl Actor {
                 self.note_error(&e);
                 Err(e)
             }
+        }
+    }
+
+    /// Ends the current instance after a trap or limit, keeping its subscriptions for the
+    /// next one.
+    fn drop_instance(&mut self) {
+        if let Some(mut dead) = self.current.take() {
+            let held = dead.take_subscriptions();
+            if self.held.is_none() {
+                self.held = held;
+            }
+        }
+    }
+
+    fn dead_letter(&self, env: &Envelope, reason: crate::bus::DeadReason) {
+        tracing::warn!(plugin = %self.spec.name, subject = %env.subject, reason = reason.as_str(), "event dead-lettered");
+        if let Some(a) = &self.attach {
+            a.bus.dead_letter(env, reason, &a.owner);
+        }
+    }
+
+    /// Takes the instance's snapshot as the new recovery point. A snapshot that traps ends
+    /// the instance like a failed event.
+    async fn take_recovery_point(&mut self) {
+        let Some(inst) = self.current.as_mut() else {
+            return;
+        };
+        let t0 = Instant::now();
+        let r = inst.snapshot().await;
+        let took = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stats.snapshot_ns.fetch_add(took, Ordering::Relaxed);
+        match r {
+            Ok(bytes) => {
+                self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+                self.recovery = RecoveryPoint {
+                    snapshot: Some(bytes),
+                    at_ns: self.clock.now_ns(),
+                    missed: 0,
+                };
+            }
+            Err(e) if e.is_fatal_to_instance() => {
+                self.drop_instance();
+                self.last_failed_call = Some(("snapshot", e.to_string()));
+                self.on_failure(&e).await;
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %self.spec.name, error = %e, "recovery snapshot failed; keeping the previous one");
+            }
+        }
+    }
+
+    /// The notice a new instance gets after a restart: what it did not see.
+    fn recovery_notice(&self, restored: usize) -> Message {
+        let restarts = self.stats.restarts.load(Ordering::Relaxed);
+        let (call, error) = self
+            .last_failed_call
+            .clone()
+            .unwrap_or(("instantiate", String::new()));
+        let redelivered = self.redeliver.is_some();
+        let missed = self.recovery.missed;
+        let since = self.recovery.at_ns;
+        let headers = vec![
+            ("x-restart".to_string(), restarts.to_string()),
+            ("x-missed-events".to_string(), missed.to_string()),
+            ("x-missed-since".to_string(), since.to_string()),
+            ("x-failed-call".to_string(), call.to_string()),
+            ("x-redelivered".to_string(), redelivered.to_string()),
+            ("x-restored-bytes".to_string(), restored.to_string()),
+        ];
+        let payload = serde_json::json!({
+            "restart": restarts,
+            "missed_events": missed,
+            "missed_since": since,
+            "failed_call": call,
+            "error": error,
+            "redelivered": redelivered,
+            "restored_bytes": restored,
+        });
+        Message {
+            id: crate::bus::new_id(),
+            subject: recovery_subject(&self.spec.name),
+            sender: "host".into(),
+            correlation_id: None,
+            reply_to: None,
+            timestamp: self.clock.now_ns(),
+            headers,
+            payload: payload.to_string().into_bytes(),
         }
     }
 
@@ -1183,16 +1362,73 @@ impl Actor {
             .last_failure
             .map(|t| t.elapsed().as_millis())
             .unwrap_or(0);
-        if self.ensure_instance().await.is_ok() {
-            self.last_event = Instant::now();
-            self.transition(
-                State::Idle,
-                format!(
-                    "restarted after {waited} ms (restart {})",
-                    self.stats.restarts.load(Ordering::Relaxed)
-                ),
-            )
-            .await;
+        if self.ensure_instance().await.is_err() {
+            return;
+        }
+        // The latest recovery point, then the notice, then the failed order event.
+        let mut restored = 0;
+        if let Some(snapshot) = self.recovery.snapshot.take()
+            && let Some(inst) = self.current.as_mut()
+        {
+            if !snapshot.is_empty() {
+                match inst.restore(&snapshot).await {
+                    Ok(()) => restored = snapshot.len(),
+                    Err(e) if e.is_fatal_to_instance() => {
+                        self.recovery.snapshot = Some(snapshot);
+                        self.drop_instance();
+                        self.last_failed_call = Some(("restore", e.to_string()));
+                        self.on_failure(&e).await;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(plugin = %self.spec.name, error = %e, "restore of the recovery snapshot failed; going on from init state")
+                    }
+                }
+            }
+            self.recovery.snapshot = Some(snapshot);
+        }
+        self.last_event = Instant::now();
+        self.transition(
+            State::Idle,
+            format!(
+                "restarted after {waited} ms (restart {}); {}; {} events missed{}",
+                self.stats.restarts.load(Ordering::Relaxed),
+                match restored {
+                    0 => "no snapshot restored".to_string(),
+                    n => format!("snapshot of {n} bytes restored"),
+                },
+                self.recovery.missed,
+                match self.redeliver.is_some() {
+                    true => "; the failed order event is redelivered",
+                    false => "",
+                }
+            ),
+        )
+        .await;
+        let notice = self.recovery_notice(restored);
+        if self
+            .handle(&Event::Message(notice), Delivery::Notice)
+            .await
+            .is_err()
+            && self.current.is_none()
+        {
+            return;
+        }
+        if let Some(env) = self.redeliver.take() {
+            self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+            let _ = self.handle(&Event::Bus(env), Delivery::Redelivery).await;
+            if self.current.is_none() {
+                return;
+            }
+        }
+        // The new instance is a recovery point of its own: it has rebuilt what it needs.
+        if self.spec.services.supervision.snapshot_every > 0 {
+            self.take_recovery_point().await;
+        } else {
+            self.recovery = RecoveryPoint {
+                at_ns: self.clock.now_ns(),
+                ..RecoveryPoint::default()
+            };
         }
     }
 
@@ -1200,6 +1436,12 @@ impl Actor {
         self.restart_at = None;
         self.current = None;
         self.held = None;
+        // A released agent starts from `init`; the order event it could not handle is
+        // dead-lettered.
+        self.recovery = RecoveryPoint::default();
+        if let Some(env) = self.redeliver.take() {
+            self.dead_letter(&env, crate::bus::DeadReason::HandlerFailed);
+        }
         // A quarantined agent leaves the bus: publishers see no subscriber and requests fail
         // at once, instead of messages vanishing into it. What was waiting in its mailbox is
         // dead-lettered (market data and timers are only dropped), so nothing waits on it.
@@ -1279,6 +1521,11 @@ impl Actor {
             tracing::warn!(plugin = %self.spec.name, error = %e, "sleep snapshot kept in memory only");
         }
         let bytes = snapshot.len();
+        self.recovery = RecoveryPoint {
+            snapshot: Some(snapshot.clone()),
+            at_ns: self.clock.now_ns(),
+            missed: 0,
+        };
         self.slept = Some(snapshot);
         self.stats.sleeps.fetch_add(1, Ordering::Relaxed);
         self.transition(

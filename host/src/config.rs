@@ -45,6 +45,7 @@
 //! max_restarts = 5             # more failures than this within window_ms: quarantine
 //! window_ms = 60000
 //! sleep_after_idle_ms = 0      # put agents to sleep after this long without events (0: never)
+//! snapshot_every = 16          # recovery snapshot after N events and every on-order (0: never)
 //! ```
 
 use std::collections::BTreeMap;
@@ -148,6 +149,8 @@ struct SupervisionSection {
     window_ms: Option<u64>,
     /// 0: never.
     sleep_after_idle_ms: Option<u64>,
+    /// Recovery snapshot after every N successful events (and every `on-order`); 0: never.
+    snapshot_every: Option<u32>,
 }
 
 impl SupervisionSection {
@@ -170,6 +173,9 @@ impl SupervisionSection {
         }
         if let Some(v) = self.sleep_after_idle_ms {
             s.sleep_after_idle = (v > 0).then(|| ms(v));
+        }
+        if let Some(v) = self.snapshot_every {
+            s.snapshot_every = v;
         }
         if s.backoff_initial > s.backoff_max {
             return Err(format!(
@@ -268,6 +274,9 @@ pub struct HostConfig {
     /// Fault injection (`colony run --inject-trap AGENT:N`, not from the file): that agent's
     /// event after its N-th runs with no fuel and traps.
     pub inject_trap: Option<(String, u64)>,
+    /// With `--inject-trap AGENT:HANDLER:N`: only that handler's events are counted (and the
+    /// trap is the next one of them), for example `on-order`.
+    pub inject_trap_on: Option<String>,
     /// The demo (`colony run` with no plugins folder): the plugins shipped in the binary,
     /// byte for byte, are granted what their manifests request (audited as `shipped`).
     pub trust_shipped: bool,
@@ -354,6 +363,7 @@ impl HostConfig {
             supervision: crate::agent::Supervision::default(),
             seed: None,
             inject_trap: None,
+            inject_trap_on: None,
             trust_shipped: false,
         }
     }

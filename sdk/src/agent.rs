@@ -10,8 +10,12 @@ use crate::{Error, MarketEvent, Message, OrderEvent, Timestamp};
 ///
 /// The host instantiates the agent's component once and calls [`Agent::init`], which builds
 /// the value that every later event is delivered to (`&mut self`), so an agent keeps plain
-/// Rust fields between events. After a trap the host re-instantiates the component and calls
-/// `init` again: anything that must survive that belongs in [`state`](crate::state).
+/// Rust fields between events. After a trap the host re-instantiates the component, calls
+/// `init` again, then [`Agent::restore`] with the latest recovery snapshot it took (the host
+/// calls [`Agent::snapshot`] after every successful `on-order` event and every few other
+/// events), then sends a [`Recovery`](crate::recovery::Recovery) notice to `on_message`. What
+/// must survive anything belongs in [`state`](crate::state); positions and working orders are
+/// the host's and are rebuilt from it ([`recovery`](crate::recovery)).
 ///
 /// Every handler except `init` has a default that does nothing, so an agent implements only
 /// the events it cares about. Returning an [`Error`] is not a trap: the host logs it and keeps
@@ -70,13 +74,18 @@ pub trait Agent: Sized + 'static {
         Ok(())
     }
 
-    /// Before a hot swap: returns the state to hand to the new build (empty by default,
-    /// meaning nothing to keep).
+    /// Returns the state a later instance gets in [`Agent::restore`]: the host calls it before
+    /// a hot swap and a sleep, and after successful events as a recovery point for a restart
+    /// after a failure (empty by default, meaning nothing to keep). Keep it cheap: it runs
+    /// after every successful `on-order` event.
     fn snapshot(&mut self) -> Vec<u8> {
         Vec::new()
     }
 
-    /// After `init` on the new build during a hot swap, with the old build's snapshot.
+    /// After `init`, with a snapshot: the old build's (hot swap), the one taken when it went to
+    /// sleep (waking), or the latest recovery point (restart after a failure; events handled
+    /// after it are not replayed). Positions and orders may have moved since the snapshot:
+    /// rebuild them from the host here too ([`recovery`](crate::recovery)).
     fn restore(&mut self, snapshot: Vec<u8>) -> Result<(), Error> {
         let _ = snapshot;
         Ok(())

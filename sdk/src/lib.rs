@@ -13,7 +13,8 @@
 //!
 //! The host imports are wrapped in small modules: [`log`] (plus the [`info!`]-style macros),
 //! [`state`], [`messaging`], [`market`], [`orders`], [`tools`] and [`timers`] (agents only), and [`decimal`] (exact money
-//! values). The records they pass ([`Message`], [`MarketEvent`], [`Quote`], [`Candle`], …) are
+//! values). [`recovery`] is how an agent that trades rebuilds itself from the host's records
+//! after a restart. The records they pass ([`Message`], [`MarketEvent`], [`Quote`], [`Candle`], …) are
 //! the WIT records, re-exported at the crate root.
 //!
 //! # An agent
@@ -107,6 +108,7 @@ pub mod manifest;
 pub mod market;
 pub mod messaging;
 pub mod orders;
+pub mod recovery;
 pub mod state;
 pub mod timers;
 mod tool;

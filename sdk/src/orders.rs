@@ -13,7 +13,10 @@
 //!
 //! Off `wasm32` (native unit tests) there is no venue: [`place`] records the request and
 //! answers `submitted`, [`placed`] returns what was placed, [`cancel`] forgets a placed order,
-//! and the reads answer empty.
+//! and the reads answer empty, or what [`stub_account`] set.
+//!
+//! After a restart the host's reads are the truth to rebuild positions and working orders
+//! from: [`recovery`](crate::recovery) has the helpers.
 //!
 //! ```
 //! use colony_sdk::orders::{self, AckStatus, OrderRequest};
@@ -122,6 +125,15 @@ pub fn placed() -> Vec<OrderRequest> {
     imp::placed()
 }
 
+/// Off `wasm32`: what [`position`] and [`open_orders`] answer on this thread from now on:
+/// `(symbol, signed qty, average price)` per held position (any other symbol is flat), and
+/// the working orders. For unit tests of a restart's rebuild
+/// ([`recovery`](crate::recovery)).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn stub_account(positions: Vec<(String, Decimal, Decimal)>, open: Vec<OpenOrder>) {
+    imp::stub_account(positions, open)
+}
+
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use super::*;
@@ -149,8 +161,16 @@ mod imp {
     use super::*;
     use std::cell::RefCell;
 
+    type Held = Vec<(String, Decimal, Decimal)>;
+
     thread_local! {
         static PLACED: RefCell<Vec<OrderRequest>> = const { RefCell::new(Vec::new()) };
+        static ACCOUNT: RefCell<(Held, Vec<OpenOrder>)> =
+            const { RefCell::new((Vec::new(), Vec::new())) };
+    }
+
+    pub fn stub_account(positions: Held, open: Vec<OpenOrder>) {
+        ACCOUNT.with(|a| *a.borrow_mut() = (positions, open));
     }
 
     pub fn place(order: &OrderRequest) -> Result<OrderAck, Error> {
@@ -175,13 +195,22 @@ mod imp {
         })
     }
     pub fn open_orders() -> Vec<OpenOrder> {
-        Vec::new()
+        ACCOUNT.with(|a| a.borrow().1.clone())
     }
     pub fn position(symbol: &str) -> Result<PositionInfo, Error> {
+        let (qty, avg_price) = ACCOUNT
+            .with(|a| {
+                a.borrow()
+                    .0
+                    .iter()
+                    .find(|(s, _, _)| s == symbol)
+                    .map(|(_, q, p)| (*q, *p))
+            })
+            .unwrap_or((Decimal::ZERO, Decimal::ZERO));
         Ok(PositionInfo {
             symbol: symbol.into(),
-            qty: Decimal::ZERO,
-            avg_price: Decimal::ZERO,
+            qty,
+            avg_price,
             realised_pnl: Decimal::ZERO,
             unrealised_pnl: Decimal::ZERO,
             fees: Decimal::ZERO,

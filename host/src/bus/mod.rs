@@ -91,16 +91,21 @@ pub enum DeadReason {
     NoResponders,
     /// It was waiting in the mailbox of an agent that was quarantined.
     Quarantined,
+    /// Its handler failed (trap or limit) on the instance it was delivered to and again on
+    /// the new instance it was redelivered to (order events only; see `agent.rs`).
+    HandlerFailed,
 }
 
 impl DeadReason {
-    /// The header value: `mailbox-full`, `expired`, `no-responders`.
+    /// The header value: `mailbox-full`, `expired`, `no-responders`, `quarantined`,
+    /// `handler-failed`.
     pub fn as_str(self) -> &'static str {
         match self {
             DeadReason::MailboxFull => "mailbox-full",
             DeadReason::Expired => "expired",
             DeadReason::NoResponders => "no-responders",
             DeadReason::Quarantined => "quarantined",
+            DeadReason::HandlerFailed => "handler-failed",
         }
     }
 }

@@ -78,14 +78,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE.json")]
     report_json: Option<PathBuf>,
     /// Fault injection, to see supervision work: AGENT's event after its N-th runs with no
-    /// fuel and traps (once).
+    /// fuel and traps (once); `AGENT:HANDLER:N` counts only that handler's events (for
+    /// example `trader:on-order:2`).
     #[arg(long, value_name = "AGENT:N")]
     inject_trap: Option<String>,
     /// Seed of the agents' WASI randomness during a replay (default 0). Without a replay
     /// agents read the OS's randomness and the seed is not used.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Exit with code 5 when the run was not repeatable (the report says why).
+    /// Exit with code 6 when the run was not repeatable (the report says why).
     #[arg(long)]
     strict: bool,
     /// No progress bar (it is also off when stderr is not a terminal).
@@ -117,16 +118,25 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
-fn parse_inject(s: &str) -> Result<(String, u64), CliError> {
+/// `AGENT:N`, or `AGENT:HANDLER:N` to count only that handler's events.
+fn parse_inject(s: &str) -> Result<(String, Option<String>, u64), CliError> {
     let bad = || {
         CliError::invalid(anyhow::anyhow!(
-            "--inject-trap {s:?}: expected AGENT:N (N events before the trap)"
+            "--inject-trap {s:?}: expected AGENT:N (N events before the trap) or AGENT:HANDLER:N \
+             (HANDLER on-message, on-market, on-order or on-timer)"
         ))
     };
     let (agent, n) = s.rsplit_once(':').ok_or_else(bad)?;
+    let (agent, call) = match agent.split_once(':') {
+        Some((a, call)) if ["on-message", "on-market", "on-order", "on-timer"].contains(&call) => {
+            (a, Some(call.to_string()))
+        }
+        Some(_) => return Err(bad()),
+        None => (agent, None),
+    };
     crate::manifest::validate_name(agent)
         .map_err(|e| CliError::invalid(anyhow::anyhow!("--inject-trap: {e}")))?;
-    Ok((agent.to_string(), n.parse().map_err(|_| bad())?))
+    Ok((agent.to_string(), call, n.parse().map_err(|_| bad())?))
 }
 
 pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> CliResult {
@@ -147,7 +157,9 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     config.compile_cache = !args.no_cache;
     config.trust_on_first_use = args.trust_on_first_use;
     if let Some(s) = &args.inject_trap {
-        config.inject_trap = Some(parse_inject(s)?);
+        let (agent, call, n) = parse_inject(s)?;
+        config.inject_trap = Some((agent, n));
+        config.inject_trap_on = call;
     }
     config.seed = args.seed;
     match &args.feed {

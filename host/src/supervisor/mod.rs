@@ -129,6 +129,12 @@ pub struct PluginStatus {
     pub wakes: u64,
     /// Agents: bytes of linear memory the instance holds (0 asleep).
     pub memory_bytes: u64,
+    /// Agents: recovery snapshots the host took (docs/lifecycle.md).
+    pub snapshots: u64,
+    /// Agents: wall-clock milliseconds spent taking them.
+    pub snapshot_ms: f64,
+    /// Agents: order events redelivered to a new instance after their handler failed.
+    pub redelivered: u64,
     /// Agents: last failure.
     pub last_error: Option<String>,
 }
@@ -913,6 +919,12 @@ impl Host {
                             .as_ref()
                             .filter(|(agent, _)| *agent == info.name)
                             .map(|(_, n)| *n),
+                        inject_trap_on: self
+                            .config
+                            .inject_trap
+                            .as_ref()
+                            .filter(|(agent, _)| *agent == info.name)
+                            .and(self.config.inject_trap_on.clone()),
                     },
                 };
                 let clock = self.config.clock.clone();
@@ -1370,6 +1382,9 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
         sleeps: 0,
         wakes: 0,
         memory_bytes: 0,
+        snapshots: 0,
+        snapshot_ms: 0.0,
+        redelivered: 0,
         last_error: None,
     };
     if let Some((st, h)) = agent {
@@ -1385,6 +1400,9 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
         s.sleeps = st.sleeps.load(Ordering::Relaxed);
         s.wakes = st.wakes.load(Ordering::Relaxed);
         s.memory_bytes = st.memory_bytes.load(Ordering::Relaxed);
+        s.snapshots = st.snapshots.load(Ordering::Relaxed);
+        s.snapshot_ms = st.snapshot_ns.load(Ordering::Relaxed) as f64 / 1e6;
+        s.redelivered = st.redelivered.load(Ordering::Relaxed);
         s.mailbox_depth = h.mailbox_depth();
         if let Some(m) = h.mailbox_stats() {
             s.mailbox_depth += m.depth;

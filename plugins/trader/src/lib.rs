@@ -21,14 +21,22 @@
 //! Its position view is built from its own fills (`on-order`): signed quantity, average entry,
 //! fees, realised PnL. When a round trip closes it publishes an [`Outcome`] on
 //! `swarm.outcomes` (PnL net of the entry's and the exit's fees). The view is kept in state
-//! (key `book`) after every fill and travels in the snapshot; at `init` it is checked against
-//! the host's `orders.position`, which wins (the paper exchange starts empty at every host
-//! start). Counters are in state (key `stats`).
+//! (key `book`) after every fill and travels in the snapshot. Counters are in state (key
+//! `stats`).
+//!
+//! **After any (re)start** (`init`, and `restore` after a restart, a wake or a hot swap) the
+//! host's records win: the position and the working orders are read from the host
+//! (`colony_sdk::recovery::Account`), the view takes the host's quantity and average, keeps
+//! as in flight only the orders the host still works, and from then on counts only fills the
+//! host's view did not hold yet (`FillTracker`): the order events queued before a restart,
+//! and the one the host redelivers, are already in the host's position and are not counted
+//! twice. So a restart never leaves it believing it holds the other side.
 
 use std::collections::BTreeMap;
 
 use colony_sdk::market::{self, Kinds};
 use colony_sdk::orders::{self, AckStatus, OrderRequest};
+use colony_sdk::recovery::{Account, FillTracker, Recovery};
 use colony_sdk::{
     Agent, Error, Manifest, MarketEvent, Message, OrderEvent, OrderStatus, messaging, state,
 };
@@ -325,6 +333,8 @@ struct Trader {
     book: Book,
     stats: Stats,
     venue: PlaceFn,
+    /// Which fills the host's view (read at the last rebuild) does not hold yet.
+    fills: FillTracker,
 }
 
 /// What travels in the snapshot.
@@ -363,6 +373,7 @@ impl Trader {
                 (code, size_limit)
             }
             Ok(ack) => {
+                self.fills.placed(&client_id);
                 self.book.pending.insert(
                     client_id.clone(),
                     Pending {
@@ -526,15 +537,11 @@ impl Trader {
         let purpose = self.book.pending.get(&e.client_id).map(|p| p.purpose);
         let mut changed = false;
         if let Some(fill) = &e.last_fill {
-            let qty = Decimal::try_from(fill.qty)?;
-            let price = Decimal::try_from(fill.price)?;
-            let fee = Decimal::try_from(fill.fee)?;
-            if !qty_ok(qty) || !price_ok(price) || fee.abs() > price * qty {
-                return Err(Error::InvalidArgument(format!(
-                    "order {}: fill out of range: {qty} @ {price} fee {fee}",
-                    e.client_id
-                )));
-            }
+            Self::check_fill(&e.client_id, fill)?;
+        }
+        // Only what the host's view at the last rebuild did not hold.
+        if let Some(fill) = self.fills.unseen(e)? {
+            let (qty, price, fee) = Self::check_fill(&e.client_id, &fill)?;
             self.stats.fills += 1;
             changed = true;
             if let Some(outcome) = self
@@ -565,6 +572,80 @@ impl Trader {
             state::set_json(BOOK, &self.book)?;
             state::set_json(STATS, &self.stats)?;
         }
+        Ok(())
+    }
+
+    /// A fill's quantity, price and fee, checked against the protocol's bounds.
+    fn check_fill(
+        client_id: &str,
+        fill: &colony_sdk::Fill,
+    ) -> Result<(Decimal, Decimal, Decimal), Error> {
+        let qty = Decimal::try_from(fill.qty)?;
+        let price = Decimal::try_from(fill.price)?;
+        let fee = Decimal::try_from(fill.fee)?;
+        if !qty_ok(qty) || !price_ok(price) || fee.abs() > price * qty {
+            return Err(Error::InvalidArgument(format!(
+                "order {client_id}: fill out of range: {qty} @ {price} fee {fee}"
+            )));
+        }
+        Ok((qty, price, fee))
+    }
+
+    /// Rebuilds the view from the host's records (at `init` and after `restore`): the host's
+    /// position and working orders win over what the view held.
+    fn rebuild(&mut self) -> Result<(), Error> {
+        let account = Account::read(&[SYMBOL])?;
+        let qty = account.position_qty(SYMBOL)?;
+        let avg = match account.position(SYMBOL) {
+            Some(p) => Decimal::try_from(p.avg_price)?,
+            None => Decimal::ZERO,
+        };
+        if qty.abs() > MAX_QTY || (!qty.is_zero() && !price_ok(avg)) {
+            return Err(Error::InvalidArgument(format!(
+                "host position out of range: {qty} @ {avg}"
+            )));
+        }
+        if qty != self.book.qty {
+            colony_sdk::info!(
+                "position view {} differs from the host's {qty}: taking the host's",
+                self.book.qty
+            );
+            self.book.qty = qty;
+            self.book.trip = None;
+            self.book.open_fees = Decimal::ZERO;
+        }
+        self.book.avg = if qty.is_zero() { Decimal::ZERO } else { avg };
+        // In flight: exactly the orders the host still works.
+        let working: BTreeMap<&str, &orders::OpenOrder> = account
+            .open_in(SYMBOL)
+            .map(|o| (o.client_id.as_str(), o))
+            .collect();
+        self.book.pending.retain(|id, _| {
+            let live = working.contains_key(id.as_str());
+            if !live {
+                colony_sdk::info!("order {id} is not working on the host: no longer in flight");
+            }
+            live
+        });
+        for (id, o) in working {
+            let reduces = self.book.side().is_some_and(|s| s != o.side.into());
+            let purpose = match reduces {
+                true => Purpose::Exit {
+                    reason: ExitReason::Unknown,
+                },
+                false => Purpose::Entry {
+                    confidence: self.book.confidence,
+                },
+            };
+            self.book
+                .pending
+                .entry(id.to_string())
+                .or_insert(Pending {
+                    purpose,
+                    placed: o.created,
+                });
+        }
+        self.fills = FillTracker::from_account(&account)?;
         Ok(())
     }
 
@@ -624,32 +705,18 @@ fn ask_risk_manager(p: &Proposal, timeout_ms: u32) -> Option<Decision> {
 impl Agent for Trader {
     fn init(config: &str) -> Result<Self, Error> {
         let config = Config::parse(config)?;
-        let mut book: Book = state::get_json(BOOK)?.unwrap_or_default();
+        let book: Book = state::get_json(BOOK)?.unwrap_or_default();
         let stats: Stats = state::get_json(STATS)?.unwrap_or_default();
-        // The host's position wins over the stored view (the paper exchange starts empty).
-        match orders::position(SYMBOL) {
-            Ok(p) => {
-                let qty = Decimal::try_from(p.qty)?;
-                let avg = Decimal::try_from(p.avg_price)?;
-                if qty.abs() > MAX_QTY || (!qty.is_zero() && !price_ok(avg)) {
-                    return Err(Error::InvalidArgument(format!(
-                        "host position out of range: {qty} @ {avg}"
-                    )));
-                }
-                if qty != book.qty {
-                    colony_sdk::info!(
-                        "position view {} differs from the host's {qty}: taking the host's",
-                        book.qty
-                    );
-                    book = Book {
-                        qty,
-                        avg,
-                        ..Book::default()
-                    };
-                }
-            }
-            Err(e) => colony_sdk::warn!("cannot read the position ({e:?}); using the stored view"),
-        }
+        let mut trader = Trader {
+            config,
+            book,
+            stats,
+            venue: orders::place,
+            fills: FillTracker::default(),
+        };
+        // The host's records win over the stored view (the paper exchange starts empty).
+        trader.rebuild()?;
+        let (config, book, stats) = (&trader.config, &trader.book, &trader.stats);
         market::subscribe(SYMBOL, Kinds::CANDLE)?;
         messaging::subscribe(SIGNALS)?;
         colony_sdk::info!(
@@ -661,12 +728,7 @@ impl Agent for Trader {
             stats.orders,
             stats.outcomes
         );
-        Ok(Trader {
-            config,
-            book,
-            stats,
-            venue: orders::place,
-        })
+        Ok(trader)
     }
 
     fn on_market(&mut self, event: MarketEvent) -> Result<(), Error> {
@@ -684,6 +746,19 @@ impl Agent for Trader {
     }
 
     fn on_message(&mut self, msg: Message) -> Result<(), Error> {
+        if let Some(r) = Recovery::from_message(&msg) {
+            // `init` and `restore` rebuilt the view from the host already.
+            colony_sdk::warn!(
+                "restart {} after {} failed: {} events since {} not seen{}; position {} as the host has it",
+                r.restart,
+                r.failed_call,
+                r.missed_events,
+                r.missed_since,
+                if r.redelivered { "; the failed order event follows" } else { "" },
+                self.book.qty
+            );
+            return Ok(());
+        }
         if msg.subject != SIGNALS {
             return Ok(());
         }
@@ -712,7 +787,8 @@ impl Agent for Trader {
         if let Some(s) = swarm_protocol::snapshot::<Snapshot>("trader", &snapshot)? {
             self.book = s.book;
         }
-        Ok(())
+        // The snapshot may be older than the host's records (a restart's recovery point).
+        self.rebuild()
     }
 }
 
@@ -1086,13 +1162,98 @@ mod tests {
         // The native stand-in's position is flat, like a freshly started paper exchange.
         let mut t = Trader::init("{}").unwrap();
         assert_eq!(t.book.qty, Decimal::ZERO);
-        // A snapshot (sleep, hot swap) carries the view as it was.
+        // A snapshot (sleep, hot swap) carries the view as it was, where the host agrees.
         t.book = stored.clone();
         let snap = t.snapshot();
+        orders::stub_account(vec![(SYMBOL.into(), wire("0.25"), wire("40000"))], Vec::new());
         let mut u = Trader::init("{}").unwrap();
         u.restore(snap).unwrap();
         assert_eq!(u.book, stored);
         assert!(u.restore(b"[1]".to_vec()).is_err());
+    }
+
+    /// The demo's failure: long 0.25, a reverse signal sent the exit (t2) and the short entry
+    /// (t3), both filled at once, and the instance trapped before it saw either fill. The new
+    /// instance restores a snapshot from before; the two fill events are still queued.
+    #[test]
+    fn after_a_restart_queued_fills_already_on_the_host_are_not_counted_twice() {
+        let before = Book {
+            qty: d("0.25"),
+            avg: d("40000"),
+            confidence: d("0.7"),
+            pending: BTreeMap::from([(
+                "t2".to_string(),
+                Pending {
+                    purpose: Purpose::Exit {
+                        reason: ExitReason::Reverse,
+                    },
+                    placed: 0,
+                },
+            )]),
+            ..Book::default()
+        };
+        state::set_json(BOOK, &before).unwrap();
+        // The host: short 0.25 at 39,800, nothing working.
+        orders::stub_account(vec![(SYMBOL.into(), wire("-0.25"), wire("39800"))], Vec::new());
+        let mut t = Trader::init("{}").unwrap();
+        t.restore(serde_json::to_vec(&Snapshot { book: before }).unwrap())
+            .unwrap();
+        assert_eq!((t.book.qty, t.book.avg), (d("-0.25"), d("39800")));
+        assert!(t.book.pending.is_empty(), "t2 is final on the host");
+        // The queued events: in the host's position already.
+        t.on_order(filled("t2", Side::Sell, "0.25", "39800", "0"))
+            .unwrap();
+        t.on_order(filled("t3", Side::Sell, "0.25", "39800", "0"))
+            .unwrap();
+        assert_eq!(t.book.qty, d("-0.25"), "the host's position, not -0.5");
+        assert_eq!(t.stats.fills, 0);
+        // A stop-loss on the short buys back 0.25, reduce-only: the right side and size.
+        bar(&mut t, 1, "40500");
+        let exit = orders::placed().pop().unwrap();
+        assert_eq!(
+            (exit.side, exit.qty, exit.reduce_only),
+            (Side::Buy, wire("0.25"), true)
+        );
+        // Its own orders' fills count again.
+        t.on_order(filled(&exit.client_id, Side::Buy, "0.25", "40500", "0"))
+            .unwrap();
+        assert_eq!(t.book.qty, Decimal::ZERO);
+    }
+
+    #[test]
+    fn a_rebuild_keeps_in_flight_exactly_the_orders_the_host_works() {
+        let open = |id: &str, side: Side, filled: &str| orders::OpenOrder {
+            client_id: id.into(),
+            venue_order_id: None,
+            symbol: SYMBOL.into(),
+            side,
+            order_type: orders::OrderType::Market,
+            price: None,
+            qty: wire("0.25"),
+            filled_qty: wire(filled),
+            status: OrderStatus::PartiallyFilled,
+            created: 7,
+        };
+        orders::stub_account(
+            vec![(SYMBOL.into(), wire("0.1"), wire("40000"))],
+            vec![open("t5", Side::Sell, "0.15")],
+        );
+        let mut t = Trader::init("{}").unwrap();
+        assert_eq!(
+            t.book.pending.get("t5"),
+            Some(&Pending {
+                purpose: Purpose::Exit {
+                    reason: ExitReason::Unknown
+                },
+                placed: 7
+            })
+        );
+        // The rest of t5 fills: only the part beyond the 0.15 the host showed counts.
+        let mut e = filled("t5", Side::Sell, "0.1", "40000", "0");
+        e.filled_qty = wire("0.25");
+        t.on_order(e).unwrap();
+        assert_eq!(t.book.qty, Decimal::ZERO);
+        assert!(t.book.pending.is_empty());
     }
 
     #[test]

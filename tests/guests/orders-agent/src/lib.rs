@@ -12,6 +12,11 @@
 //! `CID STATUS FILLED AVG FILL REASON` (`FILL` is `QTY@PRICE/FEE` or `-`; `AVG`, `REASON` `-`
 //! when absent). Config `{"market": "SYMBOL"}` subscribes to the symbol's candles and, with
 //! `"buy_on_candle": "QTY"`, places a market buy of QTY on every candle (ids `c1`, `c2`, …).
+//!
+//! For the recovery tests: with `"trap_on_order": "CID"` the first `on-order` event of CID
+//! traps (state `trapped.CID` marks it, so the next instance handles it); with
+//! `"always_trap_on_order": "CID"` every one does. The host's recovery notice
+//! (`agent.NAME.recovery`) is stored as state `recovery`, its headers `name=value` a line.
 
 use std::cell::RefCell;
 
@@ -31,6 +36,8 @@ struct Memory {
     buy_on_candle: Option<Decimal>,
     market: String,
     candles: u64,
+    trap_on: Option<String>,
+    always_trap_on: Option<String>,
 }
 
 thread_local! {
@@ -212,6 +219,10 @@ fn string(config: &str, key: &str) -> Option<String> {
 
 impl Guest for Agent {
     fn init(config: String) -> Result<(), Error> {
+        MEMORY.with_borrow_mut(|m| {
+            m.trap_on = string(&config, "trap_on_order");
+            m.always_trap_on = string(&config, "always_trap_on_order");
+        });
         if let Some(symbol) = string(&config, "market") {
             market_data::subscribe(&symbol, Kinds::CANDLE)?;
             MEMORY.with_borrow_mut(|m| {
@@ -223,6 +234,10 @@ impl Guest for Agent {
     }
 
     fn on_message(msg: Message) -> Result<(), Error> {
+        if msg.sender == "host" && msg.subject.ends_with(".recovery") {
+            let lines: Vec<String> = msg.headers.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            return state::set("recovery", lines.join("\n").as_bytes());
+        }
         command(&String::from_utf8_lossy(&msg.payload))
     }
 
@@ -249,6 +264,17 @@ impl Guest for Agent {
     }
 
     fn on_order(event: OrderEvent) -> Result<(), Error> {
+        let (once, always) = MEMORY.with_borrow(|m| (m.trap_on.clone(), m.always_trap_on.clone()));
+        if always.as_deref() == Some(event.client_id.as_str()) {
+            unreachable!("always traps on {}", event.client_id);
+        }
+        if once.as_deref() == Some(event.client_id.as_str()) {
+            let mark = format!("trapped.{}", event.client_id);
+            if state::get(&mark)?.is_none() {
+                state::set(&mark, b"1")?;
+                unreachable!("traps once on {}", event.client_id);
+            }
+        }
         let fill = match &event.last_fill {
             Some(f) => format!("{}@{}/{}", show(&f.qty), show(&f.price), show(&f.fee)),
             None => "-".into(),

@@ -398,10 +398,12 @@ impl AgentInstance {
     }
 
     fn guest_result(&self, call: &'static str, r: Result<(), wit::Error>) -> Result<(), CallError> {
+        // The guest's text goes to the log, the status and the audit: capped and with its
+        // control characters escaped.
         r.map_err(|e| CallError::Guest {
             plugin: self.store.data().plugin.clone(),
             call,
-            message: describe_error(&e),
+            message: crate::guest_text::sanitize_owned(describe_error(&e)),
         })
     }
 }

@@ -15,6 +15,7 @@ mod db;
 pub mod embedded;
 pub mod engine;
 pub mod grants;
+pub mod guest_text;
 pub mod interfaces;
 pub mod limits;
 pub mod manifest;

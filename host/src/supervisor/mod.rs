@@ -330,6 +330,10 @@ impl Host {
                 .agent_limits
                 .memory_bytes
                 .max(config.tool_limits.memory_bytes),
+            max_table_elements: config
+                .agent_limits
+                .table_elements
+                .max(config.tool_limits.table_elements),
             max_instances: config.max_instances,
             ..EngineSettings::default()
         };

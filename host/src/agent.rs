@@ -310,6 +310,16 @@ impl AgentInstance {
             }
             Event::Bus(env) => {
                 let msg = crate::interfaces::messaging::to_wit(env);
+                // A request delivered to its addressee may be answered by this instance; one
+                // seen on another agent's inbox may not (`interfaces::messaging`'s `reply`).
+                if let Some(reply_to) = &env.reply_to {
+                    let data = self.store.data_mut();
+                    if crate::bus::may_answer(&data.plugin, &env.subject)
+                        && let Some(link) = data.bus.as_mut()
+                    {
+                        link.note_request(reply_to);
+                    }
+                }
                 guarded(&mut self.store, call, async |s| {
                     h.call_on_message(s, &msg).await
                 })

@@ -108,6 +108,9 @@ pub struct PluginStatus {
     pub bus_refused: u64,
     /// Agents: bus messages that expired in the mailbox (sent to dead letters).
     pub bus_expired: u64,
+    /// Agents: messages the agent published that some mailbox refused (it was told
+    /// `limit-exceeded`).
+    pub bus_sent_refused: u64,
     /// Agents: events waiting.
     pub mailbox_depth: usize,
     /// Agents: quarantined.
@@ -1266,6 +1269,7 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
         bus_dropped: 0,
         bus_refused: 0,
         bus_expired: 0,
+        bus_sent_refused: 0,
         mailbox_depth: 0,
         quarantined: false,
         state: "ready".into(),
@@ -1295,6 +1299,7 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
             s.bus_dropped = m.dropped;
             s.bus_refused = m.refused;
             s.bus_expired = m.expired;
+            s.bus_sent_refused = m.sent_refused;
         }
         s.last_error = st.last_error.lock().ok().and_then(|l| l.clone());
     }

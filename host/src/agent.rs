@@ -326,6 +326,16 @@ impl AgentInstance {
             }
             Event::Bus(env) => {
                 let msg = crate::interfaces::messaging::to_wit(env);
+                // A request delivered to its addressee may be answered by this instance; one
+                // seen on another agent's inbox may not (`interfaces::messaging`'s `reply`).
+                if let Some(reply_to) = &env.reply_to {
+                    let data = self.store.data_mut();
+                    if crate::bus::may_answer(&data.plugin, &env.subject)
+                        && let Some(link) = data.bus.as_mut()
+                    {
+                        link.note_request(reply_to);
+                    }
+                }
                 guarded(&mut self.store, call, async |s| {
                     h.call_on_message(s, &msg).await
                 })
@@ -414,10 +424,12 @@ impl AgentInstance {
     }
 
     fn guest_result(&self, call: &'static str, r: Result<(), wit::Error>) -> Result<(), CallError> {
+        // The guest's text goes to the log, the status and the audit: capped and with its
+        // control characters escaped.
         r.map_err(|e| CallError::Guest {
             plugin: self.store.data().plugin.clone(),
             call,
-            message: describe_error(&e),
+            message: crate::guest_text::sanitize_owned(describe_error(&e)),
         })
     }
 }

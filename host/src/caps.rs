@@ -48,6 +48,11 @@
 //! `orders.place:BTC-USDT`, or for a limit `orders.place:BTC-USDT max_qty 0.5 < 2`). A malformed
 //! request is [`Decision::Invalid`] rather than denied, because no grant could allow it.
 //!
+//! An agent's private subjects (`agent.<name>.…`: its inbox, its order events) are
+//! subscribed to only under a grant that names that agent: a subscribe request for
+//! `agent.pong.inbox` is covered by `agent.pong.inbox` or `agent.pong.>`, never by
+//! `agent.*.inbox` or `>`, so reading another agent's inbox is always an explicit decision.
+//!
 //! Several grants may cover one request; it is allowed if any one of them allows it. For
 //! `orders.place` that means one grant must cover the symbol *and* allow the quantity and
 //! notional; its per-minute and open-order limits, which need state this module does not keep,
@@ -57,6 +62,11 @@ use rust_decimal::Decimal;
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+
+/// Subjects starting with this are private to one agent (`agent.<name>.…`): only a
+/// subscription whose pattern names that agent sees them, and only a subscribe grant that
+/// names it allows such a subscription ([`GrantSet::check`]).
+pub const AGENT_PREFIX: &str = "agent.";
 
 /// Longest subject pattern, in bytes.
 pub const MAX_SUBJECT_LEN: usize = 256;
@@ -1062,6 +1072,11 @@ impl Subject {
         )
     }
 
+    /// Whether the pattern names one agent: `agent.<literal name>` and possibly more tokens.
+    pub(crate) fn names_agent(&self) -> bool {
+        matches!(&self.0[..], [Token::Literal(a), Token::Literal(_), ..] if &**a == "agent")
+    }
+
     /// Whether this pattern matches every subject that `request` (a valid subject or subject
     /// pattern) matches. For a concrete subject that is ordinary matching.
     pub(crate) fn covers(&self, request: &str) -> bool {
@@ -1087,6 +1102,14 @@ impl Subject {
         }
         next_token(req, &mut pos).is_none()
     }
+}
+
+/// Whether a (valid) subject or pattern names one agent: `agent.<name>…` with a literal name.
+fn names_agent(subject: &str) -> bool {
+    subject
+        .strip_prefix(AGENT_PREFIX)
+        .and_then(|rest| rest.split('.').next())
+        .is_some_and(|name| name != "*" && name != ">")
 }
 
 /// A compiled `*` glob: the literal pieces between the stars.
@@ -1326,7 +1349,12 @@ impl GrantSet {
         }
         let allowed = match *req {
             Request::Publish { subject } => self.publish.iter().any(|g| g.covers(subject)),
-            Request::Subscribe { subject } => self.subscribe.iter().any(|g| g.covers(subject)),
+            Request::Subscribe { subject } => {
+                let private = names_agent(subject);
+                self.subscribe
+                    .iter()
+                    .any(|g| (!private || g.names_agent()) && g.covers(subject))
+            }
             Request::Request { subject } => self.request.iter().any(|g| g.covers(subject)),
             Request::MarketRead { symbol } => self.market_read.iter().any(|g| g.matches(symbol)),
             Request::CancelOrder { symbol } => self.orders_cancel.iter().any(|g| g.matches(symbol)),
@@ -1877,6 +1905,20 @@ mod tests {
             ("*", Sub, ">", false),
             ("*", Sub, "*", true),
             ("*.*", Sub, "*.>", false),
+            // Another agent's private subjects need a grant that names the agent.
+            ("agent.pong.inbox", Sub, "agent.pong.inbox", true),
+            ("agent.pong.>", Sub, "agent.pong.inbox", true),
+            ("agent.pong.>", Sub, "agent.pong.*", true),
+            ("agent.*.inbox", Sub, "agent.pong.inbox", false),
+            ("agent.>", Sub, "agent.pong.inbox", false),
+            (">", Sub, "agent.pong.inbox", false),
+            (">", Sub, "agent.pong.orders", false),
+            ("agent.*.>", Sub, "agent.pong.>", false),
+            // A wildcard where the name goes is grantable but never sees a private subject.
+            ("agent.*.inbox", Sub, "agent.*.inbox", true),
+            // Publishing to an inbox stays an ordinary grant.
+            ("agent.*.inbox", Pub, "agent.pong.inbox", true),
+            (">", Req, "agent.pong.inbox", true),
         ];
         for &(grant, kind, subject, want) in cases {
             let (g, req) = match kind {

@@ -26,6 +26,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 pub struct EngineSettings {
     /// Largest memory any plugin may have (the pool's slot size).
     pub max_memory_bytes: u64,
+    /// Largest table limit of any plugin (the pool's elements per table), so the limiter,
+    /// which names the limit, is what stops a table grow, not the pool.
+    pub max_table_elements: u64,
     /// Instances that may exist at once (agents plus concurrent tool calls).
     pub max_instances: u32,
     /// Use the pooling allocator (falls back to on-demand if the pool cannot be reserved).
@@ -38,6 +41,9 @@ impl Default for EngineSettings {
             max_memory_bytes: Limits::agent_default()
                 .memory_bytes
                 .max(Limits::tool_default().memory_bytes),
+            max_table_elements: Limits::agent_default()
+                .table_elements
+                .max(Limits::tool_default().table_elements),
             max_instances: 1_000,
             pooling: true,
         }
@@ -254,6 +260,7 @@ fn config(settings: &EngineSettings, pooling: bool) -> Config {
             .total_tables(settings.max_instances.saturating_mul(4))
             .total_stacks(settings.max_instances)
             .max_memory_size(slot)
+            .table_elements(usize::try_from(settings.max_table_elements).unwrap_or(usize::MAX))
             // A freed slot's first 64 KiB of linear memory and of each table are reset with
             // memset instead of madvise (they stay resident, so reuse does not fault them in
             // again), and decommits of the rest are batched 32 slots at a time (one flush and

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod equity;
 pub mod files;
 pub mod grants;
+pub mod guest_text;
 pub mod interfaces;
 pub mod limits;
 pub mod manifest;

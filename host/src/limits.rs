@@ -220,7 +220,7 @@ impl wasmtime::ResourceLimiter for GuestLimiter {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let delta = (desired as u64).saturating_sub(current as u64);
         let total = self.memory_used.saturating_add(delta);
@@ -230,6 +230,11 @@ impl wasmtime::ResourceLimiter for GuestLimiter {
                 asked: total,
             }));
         }
+        // Past the memory's own declared maximum the grow fails as wasm says (-1), and
+        // nothing was taken, so nothing is counted.
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
+        }
         self.memory_used = total;
         Ok(true)
     }
@@ -238,12 +243,17 @@ impl wasmtime::ResourceLimiter for GuestLimiter {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let delta = (desired as u64).saturating_sub(current as u64);
         let total = self.table_used.saturating_add(delta);
         if total > self.table_limit {
             return Err(wasmtime::Error::new(LimitExceeded::Table(self.table_limit)));
+        }
+        // As for memory: the table's declared maximum fails the grow, uncounted. (The pool's
+        // per-table size is the table limit, `engine::config`, so it never fails it first.)
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
         }
         self.table_used = total;
         Ok(true)
@@ -260,6 +270,61 @@ impl wasmtime::ResourceLimiter for GuestLimiter {
 
     fn memories(&self) -> usize {
         8
+    }
+}
+
+/// The largest initial linear memory (bytes) and table (elements) that any core module of a
+/// component declares: what an instance needs before its first instruction runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InitialSizes {
+    /// Largest initial memory, in bytes.
+    pub memory_bytes: u64,
+    /// Largest initial table, in elements.
+    pub table_elements: u64,
+}
+
+impl InitialSizes {
+    /// Reads them from a component's (or module's) bytes, nested modules included, without
+    /// compiling. A malformed binary yields what was read before the fault (compiling it
+    /// reports the fault).
+    pub fn of(bytes: &[u8]) -> InitialSizes {
+        use wasmtime::wasmparser::{Parser, Payload};
+        let mut sizes = InitialSizes::default();
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload {
+                Ok(Payload::MemorySection(reader)) => {
+                    for memory in reader.into_iter().flatten() {
+                        let page = 1u64 << memory.page_size_log2.unwrap_or(16).min(16);
+                        let bytes = memory.initial.saturating_mul(page);
+                        sizes.memory_bytes = sizes.memory_bytes.max(bytes);
+                    }
+                }
+                Ok(Payload::TableSection(reader)) => {
+                    for table in reader.into_iter().flatten() {
+                        sizes.table_elements = sizes.table_elements.max(table.ty.initial);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        sizes
+    }
+
+    /// Whether they fit `limits`: the limit they break otherwise, so a plugin that could never
+    /// start is refused at load naming Colony's limit (rather than the allocator's "does not
+    /// fit in pooling allocator requirements").
+    pub fn check(&self, limits: &Limits) -> Result<(), LimitExceeded> {
+        if self.memory_bytes > limits.memory_bytes {
+            return Err(LimitExceeded::Memory {
+                limit: limits.memory_bytes,
+                asked: self.memory_bytes,
+            });
+        }
+        if self.table_elements > limits.table_elements {
+            return Err(LimitExceeded::Table(limits.table_elements));
+        }
+        Ok(())
     }
 }
 

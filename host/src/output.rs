@@ -1,7 +1,9 @@
 //! Guest stdout/stderr: forwarded line by line to `tracing` under the plugin's name, with a
 //! byte cap per event or call. A write past the cap traps the guest with
 //! [`LimitExceeded::Output`], so a flooding plugin ends its own event instead of filling the
-//! host's log or memory.
+//! host's log or memory. Lines are split at `\n` only; every other control character of a
+//! line (carriage return, NUL, escape, …) is escaped as for `log`
+//! ([`crate::guest_text::escape_controls`]), so a guest line cannot pass for a host line.
 
 use std::sync::{Arc, Mutex};
 
@@ -102,7 +104,8 @@ impl OutputBudget {
 
 fn emit(plugin: &str, stream: Stream, line: &[u8]) {
     let line = &line[..line.len().min(MAX_LINE)];
-    let text = String::from_utf8_lossy(line);
+    let lossy = String::from_utf8_lossy(line);
+    let text = crate::guest_text::escape_controls(&lossy);
     match stream {
         Stream::Stdout => {
             tracing::info!(target: "colony::guest", plugin, stream = "stdout", "{text}")

@@ -284,6 +284,26 @@ impl Loader {
             reason,
         };
         let embedded = read_header_and_manifest(bytes).map_err(err)?;
+        // What an instance needs at once, checked before compiling: past the largest limits
+        // (the pool's slot sizes) the compiler would refuse it in the allocator's words. The
+        // plugin's own limits are checked once its kind and manifest are known.
+        let sizes = crate::limits::InitialSizes::of(bytes);
+        let widest = Limits {
+            memory_bytes: self
+                .agent_limits
+                .memory_bytes
+                .max(self.tool_limits.memory_bytes),
+            table_elements: self
+                .agent_limits
+                .table_elements
+                .max(self.tool_limits.table_elements),
+            ..self.agent_limits
+        };
+        sizes.check(&widest).map_err(|e| {
+            err(format!(
+                "cannot start within its limits: initial {e} (the largest limit of agents and tools)"
+            ))
+        })?;
         let digest = blake3::hash(bytes);
         let compiled = self
             .runtime
@@ -323,6 +343,9 @@ impl Loader {
         if !clamped.is_empty() {
             tracing::warn!(plugin = %manifest.name, clamped = ?clamped, "plugin asked for more than the operator allows; lowered");
         }
+        sizes
+            .check(&limits)
+            .map_err(|e| err(format!("cannot start within its limits: initial {e}")))?;
 
         let linked = match world {
             Kind::Agent => {

@@ -1,6 +1,8 @@
 //! Tools: a fresh instance for every call, so a tool keeps nothing between calls and a call
 //! that traps leaves nothing behind. Arguments must be JSON, and arguments and result are
-//! capped at the payload limit (1 MiB by default); the call runs under the tool's fuel,
+//! capped at the payload limit (1 MiB by default); an `invoke` error and the `describe` name
+//! and description are capped at 64 KiB with a marker ([`crate::guest_text`]), the error's
+//! control characters escaped, and a schema must fit the payload limit; the call runs under the tool's fuel,
 //! deadline (host calls included), memory and output limits. A tool may send HTTP requests
 //! through `wasi:http/outgoing-handler`, each checked against its `http.outbound` grants,
 //! capped by [`HttpLimits`] and ended before the call's deadline (`store::http`).
@@ -86,6 +88,25 @@ impl ToolRunner {
             call: "describe",
             message: format!("{what} is not JSON: {e}"),
         };
+        // What a tool says about itself reaches operators and callers: bounded like any other
+        // guest text, and schemas (which cannot be cut) within the payload limit.
+        for (what, text) in [
+            ("input-schema", Some(&spec.input_schema)),
+            ("output-schema", spec.output_schema.as_ref()),
+        ] {
+            if let Some(text) = text {
+                self.check_payload_for("describe", text.len())
+                    .map_err(|_| CallError::Guest {
+                        plugin: self.name.clone(),
+                        call: "describe",
+                        message: format!(
+                            "{what} of {} bytes exceeds the payload limit of {}",
+                            text.len(),
+                            crate::limits::human_bytes(self.limits.payload_bytes)
+                        ),
+                    })?;
+            }
+        }
         let input_schema =
             serde_json::from_str(&spec.input_schema).map_err(|e| bad("input-schema", e))?;
         let output_schema = match spec.output_schema.as_deref() {
@@ -93,8 +114,8 @@ impl ToolRunner {
             None => None,
         };
         Ok(ToolSpec {
-            name: spec.name,
-            description: spec.description,
+            name: cap_owned(spec.name),
+            description: cap_owned(spec.description),
             input_schema,
             output_schema,
         })
@@ -124,10 +145,12 @@ impl ToolRunner {
                 self.check_payload(out.len())?;
                 Ok(out)
             }
+            // The error text leaves the sandbox (the caller, the CLI, the log): capped and
+            // with its control characters escaped.
             Err(message) => Err(CallError::Guest {
                 plugin: self.name.clone(),
                 call: "invoke",
-                message,
+                message: crate::guest_text::sanitize_owned(message),
             }),
         }
     }
@@ -149,11 +172,15 @@ impl ToolRunner {
     }
 
     fn check_payload(&self, size: usize) -> Result<(), CallError> {
+        self.check_payload_for("invoke", size)
+    }
+
+    fn check_payload_for(&self, call: &'static str, size: usize) -> Result<(), CallError> {
         let limit = self.limits.payload_bytes;
         if size as u64 > limit {
             return Err(CallError::Limit {
                 plugin: self.name.clone(),
-                call: "invoke",
+                call,
                 limit: LimitExceeded::Payload {
                     limit,
                     size: size as u64,
@@ -161,5 +188,13 @@ impl ToolRunner {
             });
         }
         Ok(())
+    }
+}
+
+/// A `describe` field cut to [`crate::guest_text::MAX_GUEST_TEXT`] with a marker.
+fn cap_owned(text: String) -> String {
+    match crate::guest_text::cap(&text, crate::guest_text::MAX_GUEST_TEXT) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(cut) => cut,
     }
 }

@@ -305,3 +305,125 @@ async fn a_log_flood_is_capped_per_event_and_counted() {
         u64::from(1_000 - LINES_PER_CALL)
     );
 }
+
+/// A component whose one core module declares an initial table of `elements`.
+fn big_table_component(elements: u32) -> Vec<u8> {
+    wat::parse_str(format!(
+        "(component (core module $m (table {elements} funcref)) (core instance (instantiate $m)))"
+    ))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_initial_memory_or_table_is_refused_naming_the_limit() {
+    // 200 MiB of initial memory, 200,000 initial table elements: more than any plugin's
+    // limits, which the pooling allocator used to refuse at compile time as "does not fit in
+    // pooling allocator requirements".
+    let t = TestHost::start(&[
+        (guests::BIGMEM_AGENT, "bigmem-agent.wasm"),
+        (guests::GOOD_AGENT, "good-agent.wasm"),
+    ])
+    .await;
+    std::fs::write(
+        t.plugins_dir().join("bigtable.wasm"),
+        big_table_component(200_000),
+    )
+    .unwrap();
+    t.host.sync().await;
+    let mut rejected = t.host.rejected().await;
+    rejected.sort_by(|a, b| a.file.cmp(&b.file));
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    // 200 MiB of static data plus the guest's stack: 205,888 KiB.
+    assert_eq!(
+        rejected[0].reason,
+        "cannot start within its limits: initial memory limit of 128 MiB exceeded (asked for \
+         205888 KiB) (the largest limit of agents and tools)"
+    );
+    assert_eq!(
+        rejected[1].reason,
+        "cannot start within its limits: initial table limit of 100000 elements exceeded (the \
+         largest limit of agents and tools)"
+    );
+    t.host
+        .deliver("good-agent", TestHost::timer(1))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn initial_sizes_are_read_before_compiling_and_checked_per_kind() {
+    use colony_host::limits::{InitialSizes, LimitExceeded, Limits};
+    // 1,281 pages: 80 MiB and 64 KiB, over the agent limit, within the tool limit.
+    let bytes = wat::parse_str(
+        "(component (core module $m (memory 1281) (table 10 funcref)) \
+         (core instance (instantiate $m)))",
+    )
+    .unwrap();
+    let sizes = InitialSizes::of(&bytes);
+    assert_eq!(
+        sizes,
+        InitialSizes {
+            memory_bytes: 1281 * 64 * 1024,
+            table_elements: 10
+        }
+    );
+    assert_eq!(
+        sizes.check(&Limits::agent_default()),
+        Err(LimitExceeded::Memory {
+            limit: 64 << 20,
+            asked: 1281 * 64 * 1024
+        })
+    );
+    assert_eq!(sizes.check(&Limits::tool_default()), Ok(()));
+    assert_eq!(
+        InitialSizes::of(&big_table_component(200_000)).check(&Limits::tool_default()),
+        Err(LimitExceeded::Table(100_000))
+    );
+}
+
+/// A core module whose `grow(n)` grows its table by `n` and returns what `table.grow` did.
+const TABLE_GROWER: &str = r#"
+    (module
+      (table $t 1 funcref)
+      (func (export "grow") (param i32) (result i32)
+        (table.grow $t (ref.null func) (local.get 0))))
+"#;
+
+/// Grows a fresh instance's table by `n` under the host's engine (pooling allocator) and a
+/// limiter for `limits`: what `table.grow` answered, or the error that ended the call.
+async fn grow_table(limits: &colony_host::limits::Limits, n: i32) -> Result<i32, String> {
+    use colony_host::engine::{EngineSettings, Runtime};
+    use colony_host::limits::GuestLimiter;
+    let runtime = Runtime::new(&EngineSettings::default(), None).unwrap();
+    let engine = runtime.engine();
+    let module = wasmtime::Module::new(engine, TABLE_GROWER).unwrap();
+    let mut store = wasmtime::Store::new(engine, GuestLimiter::new(limits));
+    store.limiter(|l| l);
+    store.set_fuel(u64::MAX).unwrap();
+    store.set_epoch_deadline(u64::MAX / 2);
+    let instance = wasmtime::Instance::new_async(&mut store, &module, &[])
+        .await
+        .unwrap();
+    let grow = instance
+        .get_typed_func::<i32, i32>(&mut store, "grow")
+        .unwrap();
+    grow.call_async(&mut store, n).await.map_err(|e| {
+        match e.downcast_ref::<colony_host::limits::LimitExceeded>() {
+            Some(l) => l.to_string(),
+            None => format!("{e:?}"),
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_grow_past_the_limit_names_the_limit() {
+    let limits = colony_host::limits::Limits::agent_default();
+    // Within the table limit (100,000 elements): the grow succeeds, though it is more than
+    // the pooling allocator's default table size (20,000), which used to answer -1 silently.
+    assert_eq!(grow_table(&limits, 50_000).await, Ok(1));
+    // Past it: the call ends with the limit named, not a silent -1.
+    assert_eq!(
+        grow_table(&limits, 150_000).await,
+        Err("table limit of 100000 elements exceeded".to_string())
+    );
+}

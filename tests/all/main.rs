@@ -7,6 +7,7 @@ mod clock;
 mod crash;
 mod demo;
 mod grants;
+mod guest_text;
 mod guests;
 mod hot_reload;
 mod http;

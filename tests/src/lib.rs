@@ -73,6 +73,13 @@ pub mod guests {
     /// Registrable tool (example `{"mode":"ok"}`) that on request spins, burns fuel, grows
     /// memory without bound, floods stdout or answers 2 MiB: one mode per per-call limit.
     pub const HOG_TOOL: &str = env!("GUEST_HOG_TOOL");
+    /// Agent whose `log` lines, stdout and error messages carry newlines, CR, NUL and escapes
+    /// followed by text shaped like a host log line (`FORGED-HOST-LINE …`).
+    pub const FORGE_AGENT: &str = env!("GUEST_FORGE_AGENT");
+    /// Agent whose initial linear memory (a 200 MiB static) exceeds every memory limit.
+    pub const BIGMEM_AGENT: &str = env!("GUEST_BIGMEM_AGENT");
+    /// Tool whose `invoke` fails with a 4 MiB error and whose description is 200 KiB.
+    pub const ERRBOMB_TOOL: &str = env!("GUEST_ERRBOMB_TOOL");
 
     /// Every guest as (crate name, path), for tests that go over all of them.
     pub const ALL: &[(&str, &str)] = &[
@@ -101,6 +108,9 @@ pub mod guests {
         ("http-agent", HTTP_AGENT),
         ("tools-agent", TOOLS_AGENT),
         ("hog-tool", HOG_TOOL),
+        ("forge-agent", FORGE_AGENT),
+        ("bigmem-agent", BIGMEM_AGENT),
+        ("errbomb-tool", ERRBOMB_TOOL),
     ];
 }
 

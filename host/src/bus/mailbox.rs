@@ -1,9 +1,14 @@
 //! [`Mailbox`]: one subscriber's bounded queue of envelopes, in three priority lanes, with
 //! drop-oldest for market data and refusal for everything else (see the table in [`super`]).
+//!
+//! Fairness: one sender may hold at most [`SENDER_SHARE`] of a mailbox's capacity in
+//! messages other than market data and the host's own events, so a flooding publisher
+//! cannot take the room other senders' requests need; and a message other than market data
+//! that finds the mailbox full evicts the oldest market data before it is refused.
 
 use super::envelope::Envelope;
 use super::{BusShared, DeadReason};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -12,6 +17,15 @@ use tokio::time::Instant;
 
 /// Default mailbox capacity, in envelopes.
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
+
+/// The part of a mailbox one sender may fill: 1/`SENDER_SHARE` of its capacity (256 of the
+/// default 1,024), but at least [`MIN_SENDER_SHARE`] (the whole of a smaller mailbox),
+/// counting the messages that are neither market data nor the host's own events (order
+/// events, timers).
+pub const SENDER_SHARE: usize = 4;
+
+/// The smallest per-sender share: a small mailbox (an operator's, a test's) is not split.
+pub const MIN_SENDER_SHARE: usize = 64;
 
 /// What [`Mailbox::push`] did with an envelope it accepted or dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +45,9 @@ pub enum PushError {
     /// The mailbox is full and the envelope is not market data (counted in `refused`).
     #[error("mailbox full")]
     MailboxFull,
+    /// The mailbox already holds its sender's share ([`SENDER_SHARE`]) (counted in `refused`).
+    #[error("mailbox holds the sender's share")]
+    SenderShare,
     /// The mailbox was closed; its subscriber is going away.
     #[error("mailbox closed")]
     Closed,
@@ -53,6 +70,8 @@ pub struct MailboxStats {
     pub md_routed: u64,
     /// Market-data envelopes handed to the receiver.
     pub md_taken: u64,
+    /// Messages the owner published that some mailbox refused ([`Mailbox::note_sent_refused`]).
+    pub sent_refused: u64,
 }
 
 /// One subscriber's mailbox: a cheap handle (clones share the queue). Any number of publishers
@@ -71,6 +90,7 @@ struct Shared {
     expired: AtomicU64,
     md_routed: AtomicU64,
     md_taken: AtomicU64,
+    sent_refused: AtomicU64,
     /// An agent's mailbox: its receiver reports [`Mailbox::done`], and the bus counts it busy
     /// while it holds or is handling anything ([`Bus::settle`](super::Bus::settle)).
     tracked: bool,
@@ -86,6 +106,8 @@ struct Queue {
     lanes: [[Fifo; 2]; 3],
     seq: u64,
     len: usize,
+    /// Queued envelopes per sender, of those a share limits ([`shared`]).
+    per_sender: HashMap<Arc<str>, usize>,
     closed: bool,
     /// Envelopes handed out.
     taken: u64,
@@ -106,11 +128,37 @@ type Fifo = VecDeque<(u64, Arc<Envelope>)>;
 const OTHER: usize = 0;
 const MD: usize = 1;
 
+/// Whether `env` counts against its sender's share: anything but market data and the
+/// host's own typed events (order events, timers), which have no guest sender to limit.
+fn shared(env: &Envelope) -> bool {
+    !env.is_market_data() && env.order.is_none() && env.timer.is_none()
+}
+
 impl Queue {
     fn push(&mut self, env: Arc<Envelope>, md: bool) {
         self.seq += 1;
         self.len += 1;
+        if shared(&env) {
+            *self.per_sender.entry(Arc::clone(&env.sender)).or_insert(0) += 1;
+        }
         self.lanes[env.priority.lane()][usize::from(md)].push_back((self.seq, env));
+    }
+
+    /// How many shared envelopes of `sender` are queued.
+    fn queued_from(&self, sender: &str) -> usize {
+        self.per_sender.get(sender).copied().unwrap_or(0)
+    }
+
+    /// Forgets one shared envelope of `env`'s sender (it left the queue).
+    fn left(&mut self, env: &Envelope) {
+        if shared(env)
+            && let Some(n) = self.per_sender.get_mut(&*env.sender)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.per_sender.remove(&*env.sender);
+            }
+        }
     }
 
     /// The next envelope in delivery order: highest lane first, then arrival order.
@@ -125,7 +173,11 @@ impl Queue {
                 (Some(o), Some(m)) => usize::from(m < o),
             };
             self.len -= 1;
-            return lane[from].pop_front().map(|(_, e)| e);
+            let env = lane[from].pop_front().map(|(_, e)| e);
+            if let Some(e) = &env {
+                self.left(e);
+            }
+            return env;
         }
         None
     }
@@ -196,6 +248,7 @@ impl Mailbox {
             expired: AtomicU64::new(0),
             md_routed: AtomicU64::new(0),
             md_taken: AtomicU64::new(0),
+            sent_refused: AtomicU64::new(0),
             tracked,
             bus,
         }))
@@ -209,6 +262,13 @@ impl Mailbox {
     /// Most envelopes it holds.
     pub fn capacity(&self) -> usize {
         self.0.capacity
+    }
+
+    /// Most shared envelopes one sender may have queued here ([`SENDER_SHARE`]).
+    pub fn sender_share(&self) -> usize {
+        (self.0.capacity / SENDER_SHARE)
+            .max(MIN_SENDER_SHARE)
+            .min(self.0.capacity)
     }
 
     /// Envelopes waiting now.
@@ -226,7 +286,14 @@ impl Mailbox {
             expired: self.0.expired.load(Ordering::Relaxed),
             md_routed: self.0.md_routed.load(Ordering::Relaxed),
             md_taken: self.0.md_taken.load(Ordering::Relaxed),
+            sent_refused: self.0.sent_refused.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts `n` messages its owner published that some mailbox refused (the owner was
+    /// told `limit-exceeded`).
+    pub fn note_sent_refused(&self, n: u64) {
+        self.0.sent_refused.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Queues `env` without waiting. When the mailbox is full, market data (`md.…`) evicts the
@@ -243,16 +310,26 @@ impl Mailbox {
         }
         let mut pushed = Pushed::Queued;
         let was_idle = q.idle();
+        let share = self.sender_share();
+        // A mailbox not split (share = capacity) says "full" below instead.
+        if share < self.0.capacity && shared(&env) && q.queued_from(&env.sender) >= share {
+            drop(q);
+            self.0.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(PushError::SenderShare);
+        }
         if q.len >= self.0.capacity {
-            if !md {
-                drop(q);
-                self.0.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(PushError::MailboxFull);
-            }
-            self.0.dropped.fetch_add(1, Ordering::Relaxed);
+            // Market data is the one kind that may be lost under pressure: a command takes
+            // the room of the oldest price before it is refused.
             if !q.evict_oldest_md() {
+                if !md {
+                    drop(q);
+                    self.0.refused.fetch_add(1, Ordering::Relaxed);
+                    return Err(PushError::MailboxFull);
+                }
+                self.0.dropped.fetch_add(1, Ordering::Relaxed);
                 return Ok(Pushed::Dropped);
             }
+            self.0.dropped.fetch_add(1, Ordering::Relaxed);
             pushed = Pushed::Evicted;
         }
         q.push(env, md);
@@ -481,6 +558,7 @@ mod tests {
                 expired: 0,
                 md_routed: 1,
                 md_taken: 0,
+                sent_refused: 0,
             }
         );
         assert_eq!(drain(&m), ["cmd.1", "cmd.2"]);
@@ -499,6 +577,41 @@ mod tests {
         assert_eq!(drain(&m), ["cmd.fresh"]);
         assert_eq!(m.stats().expired, 1);
         assert_eq!(m.depth(), 0);
+    }
+
+    #[test]
+    fn bus_mailbox_a_command_evicts_market_data_before_it_is_refused() {
+        let m = Mailbox::detached("a", 3);
+        m.push(env("md.a", Priority::Normal)).unwrap();
+        m.push(env("cmd.b", Priority::Normal)).unwrap();
+        m.push(env("md.c", Priority::Normal)).unwrap();
+        assert_eq!(m.push(env("cmd.d", Priority::Low)), Ok(Pushed::Evicted));
+        assert_eq!(m.push(env("cmd.e", Priority::Low)), Ok(Pushed::Evicted));
+        assert_eq!(
+            m.push(env("cmd.f", Priority::Low)),
+            Err(PushError::MailboxFull)
+        );
+        assert_eq!(m.stats().dropped, 2);
+        assert_eq!(drain(&m), ["cmd.b", "cmd.d", "cmd.e"]);
+    }
+
+    #[test]
+    fn bus_mailbox_share_counts_senders_apart_and_spares_host_events() {
+        let m = Mailbox::detached("a", 400);
+        assert_eq!(m.sender_share(), 100);
+        let from = |sender: &str| Arc::new(Envelope::new(sender.into(), "cmd.x", Vec::new()));
+        for _ in 0..100 {
+            m.push(from("flood")).unwrap();
+        }
+        assert_eq!(m.push(from("flood")), Err(PushError::SenderShare));
+        assert_eq!(m.push(from("other")), Ok(Pushed::Queued));
+        // The host's timer events have no share to exceed.
+        let mut timer = Envelope::new("flood".into(), "agent.a.timer", Vec::new());
+        timer.timer = Some(1);
+        assert_eq!(m.push(Arc::new(timer)), Ok(Pushed::Queued));
+        // Small mailboxes are not split.
+        assert_eq!(Mailbox::detached("b", 16).sender_share(), 16);
+        assert_eq!(Mailbox::detached("c", 100).sender_share(), 64);
     }
 
     #[test]

@@ -17,10 +17,12 @@
 //! | subscribe to `_INBOX.…` | [`BusError::Reserved`] | replies belong to the one request that waits for them |
 //! | publish to `_INBOX.…` | goes only to the request waiting on that inbox, never to subscriptions; if none waits (timed out, or already answered) it is dropped and counted in `late_replies` | a late reply must not surprise anyone, and a requester must not be answered twice |
 //! | routing | every subscription whose pattern covers the subject; a mailbox with several matching subscriptions gets one copy | a subscriber asked to see the message, not to see it once per pattern |
+//! | `agent.<name>.…` and wildcards | an agent's private subjects reach only patterns that name it (`agent.<name>.…` with the name literal); `>`, `agent.>`, `agent.*.inbox` never match them | another agent's inbox and order events are read only by an explicit decision, never by a catch-all |
 //! | `_DEAD.…` and wildcards | dead letters reach only patterns whose first token is `_DEAD` (`_DEAD.>`); `>` or `*.…` never match them | as MQTT's `$SYS`: a catch-all subscriber that falls behind would otherwise be fed the dead letters of its own refusals |
 //! | priority | a mailbox hands out every `High` envelope before any `Normal`, every `Normal` before any `Low`; FIFO within a priority | commands and risk messages overtake market data |
 //! | full mailbox, market data (`md.…`) | the oldest market-data envelope in the mailbox (any priority) is evicted to make room; if it holds none, the new one is dropped; either way counted in the mailbox's `dropped` and the publish's `dropped` | a newer price supersedes an older one; a feed must never stall or be refused |
-//! | full mailbox, anything else | refused: counted in the mailbox's `refused` and the publish's `refused`, and dead-lettered with `x-dead-reason: mailbox-full` and `x-dead-subscriber: OWNER`; other mailboxes still get their copy | a command is never lost silently nor queued without bound; the publisher learns (the interface reports `limit-exceeded`), the operator sees who is behind |
+//! | one sender's share | a mailbox takes at most [`SENDER_SHARE`]'s part of its capacity (at least 64) from one sender, counting what is neither market data nor an order or timer event; past it the envelope is refused as below, dead-lettered `x-dead-reason: sender-share` | one flooding publisher cannot take the room other senders' requests need |
+//! | full mailbox, anything else | the oldest market-data envelope is evicted for it if there is one; else refused: counted in the mailbox's `refused` and the publish's `refused`, and dead-lettered with `x-dead-reason: mailbox-full` and `x-dead-subscriber: OWNER`; other mailboxes still get their copy | a command is never lost silently nor queued without bound; the publisher learns (the interface reports `limit-exceeded`), the operator sees who is behind |
 //! | expiry (`expires_at`) | checked when the subscriber receives; an expired envelope is skipped, counted in `expired`, and dead-lettered with `x-dead-reason: expired` | checking at receive time catches every envelope that waited too long, and costs publishing nothing |
 //! | request, gather | the envelope gets `reply_to: _INBOX.<token>`, a fresh 128-bit token no one can predict, and its own id as `correlation_id` unless it has one; a reply without a correlation id is given the request's | replying needs no grant, so an inbox must not be guessable or an agent could forge another's replies (a gather's votes) |
 //! | request with no matching subscription | [`BusError::NoResponders`] at once, and dead-lettered with `x-dead-reason: no-responders` | no reason to wait for the timeout |
@@ -53,9 +55,12 @@ mod waits;
 pub use envelope::{Envelope, MARKET_DATA_PREFIX, Priority, host_id, new_id};
 
 use envelope::{new_bus_id, new_inbox_token};
-pub use mailbox::{DEFAULT_MAILBOX_CAPACITY, Mailbox, MailboxStats, PushError, Pushed};
+pub use mailbox::{
+    DEFAULT_MAILBOX_CAPACITY, Mailbox, MailboxStats, PushError, Pushed, SENDER_SHARE,
+};
 pub use waits::Wait;
 
+pub use crate::caps::AGENT_PREFIX;
 use crate::caps::{self, Subject};
 use std::collections::HashMap;
 use std::fmt;
@@ -80,6 +85,57 @@ pub const DEAD_SUBSCRIBER_HEADER: &str = "x-dead-subscriber";
 /// counted late.
 pub const MAX_GATHER: usize = 4096;
 
+/// Header-name prefixes only the host writes (compared without regard to case): `x-dead-`
+/// (dead letters), `x-colony-` (kept for the host's future headers) and `colony-` (the NATS
+/// link's envelope fields). A guest's `publish-with` may not use them, so a reader can trust
+/// what it finds there.
+pub const RESERVED_HEADER_PREFIXES: [&str; 3] = ["x-dead-", "x-colony-", "colony-"];
+
+/// Whether a header called `name` is the host's to write ([`RESERVED_HEADER_PREFIXES`]).
+pub fn is_reserved_header(name: &str) -> bool {
+    RESERVED_HEADER_PREFIXES.iter().any(|p| {
+        name.len() >= p.len()
+            && name.is_char_boundary(p.len())
+            && name[..p.len()].eq_ignore_ascii_case(p)
+    })
+}
+
+/// Why a guest may not send on `subject` (publish, request or gather), or `None` if it may.
+/// These subjects carry what only the host produces, whatever grants say:
+///
+/// | subject | carries |
+/// |---|---|
+/// | first token starting with `_` (`_DEAD.…`, `_INBOX.…`, …) | dead letters; replies, which go through `reply` only |
+/// | `md.…` | market data, from the host's feed only |
+/// | `agent.<name>.…` other than `agent.<name>.inbox` | the agent's host events (`.orders`, `.timer`, …) |
+pub fn reserved_for_host(subject: &str) -> Option<&'static str> {
+    if subject.starts_with('_') {
+        return Some("subjects starting with _ are the host's (replies go through reply)");
+    }
+    if subject.starts_with(MARKET_DATA_PREFIX) {
+        return Some("market data comes only from the host's feed");
+    }
+    if let Some(rest) = subject.strip_prefix(AGENT_PREFIX) {
+        let open = rest
+            .split_once('.')
+            .is_some_and(|(name, tail)| !name.is_empty() && tail == "inbox");
+        if !open {
+            return Some("under agent.<name>. only the inbox is open to agents");
+        }
+    }
+    None
+}
+
+/// Whether `agent` may answer a request that reached it on `subject`: a request on another
+/// agent's private subject (`agent.<other>.…`, seen through a subscription that names it)
+/// is that agent's to answer, not an observer's.
+pub fn may_answer(agent: &str, subject: &str) -> bool {
+    match subject.strip_prefix(AGENT_PREFIX) {
+        Some(rest) => rest.split('.').next() == Some(agent),
+        None => true,
+    }
+}
+
 /// Why a message was dead-lettered (the `x-dead-reason` header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadReason {
@@ -94,6 +150,8 @@ pub enum DeadReason {
     /// Its handler failed (trap or limit) on the instance it was delivered to and again on
     /// the new instance it was redelivered to (order events only; see `agent.rs`).
     HandlerFailed,
+    /// The subscriber's mailbox already held its sender's share ([`SENDER_SHARE`]).
+    SenderShare,
 }
 
 impl DeadReason {
@@ -106,6 +164,7 @@ impl DeadReason {
             DeadReason::NoResponders => "no-responders",
             DeadReason::Quarantined => "quarantined",
             DeadReason::HandlerFailed => "handler-failed",
+            DeadReason::SenderShare => "sender-share",
         }
     }
 }
@@ -299,6 +358,9 @@ struct Sub {
     dead: bool,
     /// Host-local ([`Bus::subscribe_local`]): never announced to the remote link.
     local: bool,
+    /// The pattern names one agent (`agent.<name>.…`): only such a pattern sees that agent's
+    /// private subjects.
+    names_agent: bool,
 }
 
 impl Table {
@@ -393,11 +455,13 @@ impl Bus {
         let compiled = caps::subject_pattern(pattern).map_err(BusError::InvalidSubject)?;
         let id = self.0.next_subscription.fetch_add(1, Ordering::Relaxed) + 1;
         let dead = pattern.starts_with(DEAD_PREFIX);
+        let pattern_compiled = Subject::compile(&compiled);
         let sub = Sub {
             id,
             owner: owner.into(),
             raw: pattern.into(),
-            pattern: Subject::compile(&compiled),
+            names_agent: pattern_compiled.names_agent(),
+            pattern: pattern_compiled,
             dead,
             local,
         };
@@ -866,8 +930,8 @@ impl BusShared {
         // does not take it).
         let _fanout = self.fanout.lock().unwrap_or_else(PoisonError::into_inner);
         let table = self.read_table();
-        self.push_all(&table, env, false, |refused_by| {
-            self.dead_letter(env, DeadReason::MailboxFull, Some(refused_by.owner()));
+        self.push_all(&table, env, false, |refused_by, reason| {
+            self.dead_letter(env, reason, Some(refused_by.owner()));
         })
     }
 
@@ -878,7 +942,7 @@ impl BusShared {
         table: &Table,
         env: &Arc<Envelope>,
         dead: bool,
-        mut on_refused: impl FnMut(&Mailbox),
+        mut on_refused: impl FnMut(&Mailbox, DeadReason),
     ) -> PublishReport {
         let mut report = PublishReport::default();
         for t in &table.targets {
@@ -894,7 +958,11 @@ impl BusShared {
                 Ok(Pushed::Dropped) => report.dropped += 1,
                 Err(PushError::MailboxFull) => {
                     report.refused += 1;
-                    on_refused(&t.mailbox);
+                    on_refused(&t.mailbox, DeadReason::MailboxFull);
+                }
+                Err(PushError::SenderShare) => {
+                    report.refused += 1;
+                    on_refused(&t.mailbox, DeadReason::SenderShare);
                 }
                 Err(PushError::Closed) => {}
             }
@@ -1019,7 +1087,7 @@ impl BusShared {
             dead.headers
                 .push((DEAD_SUBSCRIBER_HEADER.to_owned(), s.to_owned()));
         }
-        let report = self.push_all(&table, &Arc::new(dead), true, |_| {});
+        let report = self.push_all(&table, &Arc::new(dead), true, |_, _| {});
         if report.delivered == 0 {
             self.dead_letters_lost.fetch_add(1, Ordering::Relaxed);
         }
@@ -1029,9 +1097,10 @@ impl BusShared {
 impl Target {
     #[inline]
     fn covers(&self, subject: &str, dead: bool) -> bool {
+        let private = subject.starts_with(AGENT_PREFIX);
         self.subs
             .iter()
-            .any(|s| s.dead == dead && s.pattern.covers(subject))
+            .any(|s| s.dead == dead && (!private || s.names_agent) && s.pattern.covers(subject))
     }
 }
 

@@ -223,6 +223,7 @@ fn bus_a_full_mailbox_does_not_stop_delivery_to_others() {
             expired: 0,
             md_routed: 10,
             md_taken: 0,
+            sent_refused: 0,
         }
     );
     assert_eq!(bus.stats().dead_letters, 9);
@@ -483,10 +484,12 @@ async fn bus_fan_out_100k_publishes_to_10_mailboxes() {
     let boxes: Vec<Mailbox> = (0..SUBS)
         .map(|i| subscribed(&bus, &format!("agent-{i}"), &["bench.>"], N))
         .collect();
-    let sender: Arc<str> = "bench".into();
+    // Ten publishers, so that none passes its share of a mailbox (`SENDER_SHARE`).
+    let senders: Vec<Arc<str>> = (0..10).map(|i| format!("bench-{i}").into()).collect();
     let publish_all = |bus: &Bus| {
         for i in 0..N as u64 {
-            let env = Envelope::new(sender.clone(), "bench.tick", i.to_le_bytes().to_vec());
+            let sender = senders[i as usize % senders.len()].clone();
+            let env = Envelope::new(sender, "bench.tick", i.to_le_bytes().to_vec());
             let report = bus.publish(env).unwrap();
             assert_eq!(report.delivered, SUBS);
         }
@@ -544,6 +547,7 @@ async fn bus_fan_out_100k_publishes_to_10_mailboxes() {
                 expired: 0,
                 md_routed: m.stats().md_routed,
                 md_taken: m.stats().md_routed,
+                sent_refused: 0,
             }
         );
     }
@@ -786,4 +790,104 @@ fn bus_one_publish_reaches_every_mailbox_before_another_publish_routes() {
             while m.try_recv().is_some() {}
         }
     }
+}
+#[test]
+fn bus_agent_subjects_reach_only_patterns_that_name_the_agent() {
+    let bus = Bus::new();
+    let wide = subscribed(&bus, "wide", &[">"], 16);
+    let star = subscribed(&bus, "star", &["agent.*.inbox", "*.pong.inbox"], 16);
+    let agents = subscribed(&bus, "agents", &["agent.>"], 16);
+    let named = subscribed(&bus, "named", &["agent.pong.inbox"], 16);
+    let pong_all = subscribed(&bus, "pong-all", &["agent.pong.>"], 16);
+    let other = subscribed(&bus, "other", &["agent.ping.>"], 16);
+    for s in ["agent.pong.inbox", "agent.pong.orders", "news.x"] {
+        bus.publish(msg(s)).unwrap();
+    }
+    assert_eq!(subjects(&wide), ["news.x"]);
+    assert!(subjects(&star).is_empty());
+    assert!(subjects(&agents).is_empty());
+    assert_eq!(subjects(&named), ["agent.pong.inbox"]);
+    assert_eq!(
+        subjects(&pong_all),
+        ["agent.pong.inbox", "agent.pong.orders"]
+    );
+    assert!(subjects(&other).is_empty());
+}
+
+#[test]
+fn bus_host_subjects_headers_and_addressees() {
+    for (subject, reserved) in [
+        ("md.okx.BTC", true),
+        ("_INBOX.a.b", true),
+        ("_DEAD.x", true),
+        ("_anything", true),
+        ("agent.pong.timer", true),
+        ("agent.pong.orders", true),
+        ("agent.pong", true),
+        ("agent.pong.inbox.x", true),
+        ("agent..inbox", true),
+        ("agent.pong.inbox", false),
+        ("mdx.y", false),
+        ("agents.x", false),
+        ("news.md.x", false),
+    ] {
+        assert_eq!(reserved_for_host(subject).is_some(), reserved, "{subject}");
+    }
+    for (name, reserved) in [
+        ("x-dead-reason", true),
+        ("X-DEAD-SUBSCRIBER", true),
+        ("colony-sender", true),
+        ("Colony-Id", true),
+        ("x-colony-", true),
+        ("x-dead", false),
+        ("trace-id", false),
+        ("x-deadline", false),
+        ("é", false),
+    ] {
+        assert_eq!(is_reserved_header(name), reserved, "{name}");
+    }
+    for (agent, subject, answers) in [
+        ("pong", "agent.pong.inbox", true),
+        ("spy", "agent.pong.inbox", false),
+        ("spy", "agent.pongx.inbox", false),
+        ("spy", "risk.vote", true),
+    ] {
+        assert_eq!(may_answer(agent, subject), answers, "{agent} {subject}");
+    }
+}
+
+#[test]
+fn bus_a_flooding_sender_is_refused_at_its_share_and_others_still_get_in() {
+    let bus = Bus::new();
+    let m = subscribed(&bus, "svc", &["svc.>"], DEFAULT_MAILBOX_CAPACITY);
+    let share = m.sender_share();
+    assert_eq!(share, DEFAULT_MAILBOX_CAPACITY / SENDER_SHARE);
+    let mut refused = 0;
+    for _ in 0..DEFAULT_MAILBOX_CAPACITY {
+        refused += bus.publish(msg("svc.work")).unwrap().refused;
+    }
+    assert_eq!(refused, DEFAULT_MAILBOX_CAPACITY - share);
+    assert_eq!(m.depth(), share);
+    // Another sender still gets in.
+    let probe = Envelope::new("probe".into(), "svc.ask", Bytes::new());
+    assert_eq!(bus.publish(probe).unwrap().delivered, 1);
+    assert_eq!(m.stats().refused as usize, DEFAULT_MAILBOX_CAPACITY - share);
+    // The flooder's messages leave its share as they are received.
+    for _ in 0..10 {
+        m.try_recv().unwrap();
+    }
+    assert_eq!(bus.publish(msg("svc.work")).unwrap().delivered, 1);
+}
+
+#[test]
+fn bus_sender_share_refusals_are_dead_lettered_with_their_reason() {
+    let bus = Bus::new();
+    let _m = subscribed(&bus, "svc", &["svc.>"], DEFAULT_MAILBOX_CAPACITY);
+    let dead = subscribed(&bus, "ops", &["_DEAD.>"], 4096);
+    for _ in 0..DEFAULT_MAILBOX_CAPACITY / SENDER_SHARE + 1 {
+        bus.publish(msg("svc.work")).unwrap();
+    }
+    let letter = dead.try_recv().unwrap();
+    assert_eq!(letter.header(DEAD_REASON_HEADER), Some("sender-share"));
+    assert_eq!(letter.header(DEAD_SUBSCRIBER_HEADER), Some("svc"));
 }

@@ -3,6 +3,10 @@
 //! Limits (a guest controls both): a line is cut at 8 KiB, and at most
 //! [`LINES_PER_CALL`] lines per event or call are written; the rest are dropped, counted,
 //! and reported once at the end of the event. Never an error, never a trap.
+//!
+//! Every control character of a line (newline, carriage return, NUL, escape, …) is escaped
+//! ([`crate::guest_text::escape_controls`]), so one guest line stays one log line and cannot
+//! pass for a line of the host's.
 
 use crate::bindings::log::{Host, Level};
 use crate::output::MAX_LINE;
@@ -55,7 +59,7 @@ impl Host for StoreState {
         while !message.is_char_boundary(end) {
             end -= 1;
         }
-        let text = &message[..end];
+        let text = crate::guest_text::escape_controls(&message[..end]);
         let plugin = &*self.plugin;
         match level {
             Level::Trace => tracing::trace!(target: "colony::guest", plugin, "{text}"),

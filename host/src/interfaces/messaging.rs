@@ -2,26 +2,48 @@
 //! host's bus (`crate::bus::Bus`), each checked against the agent's `messaging.*` grants
 //! before anything is sent (a denial is audited and returned as `error::denied`).
 //!
-//! Limits (a guest controls all of these): a payload at most the plugin's payload limit
-//! (1 MiB by default); at most [`MAX_SUBSCRIPTIONS`] subscriptions per instance; a request or
-//! gather waits for its own timeout, which costs the guest no CPU budget, and at most until
-//! the event's wall-clock hang guard (its timeout is cut to what is left, so the guest gets
-//! `error::timeout` rather than being ended). A publish that every subscriber's
-//! full mailbox refused is `error::limit-exceeded`. The host stamps `id`, `sender` and
-//! `timestamp`; replies need no grant and may only go to a pending request's `_INBOX.` subject.
+//! Limits (a guest controls all of these): a message's payload and headers together at most
+//! the plugin's payload limit (1 MiB by default); at most [`MAX_HEADERS`] headers of at most
+//! [`MAX_HEADER_BYTES`] (names and values together), names of 1 to [`MAX_HEADER_NAME`] bytes of
+//! printable ASCII without `:`, none with a host-reserved prefix
+//! ([`crate::bus::RESERVED_HEADER_PREFIXES`]); at most [`MAX_SUBSCRIPTIONS`] subscriptions per
+//! instance; a request or gather waits for its own timeout, which costs the guest no CPU
+//! budget, and at most until the event's wall-clock hang guard (its timeout is cut to what is
+//! left, so the guest gets `error::timeout` rather than being ended). A publish
+//! that any subscriber's mailbox refused (full, or already holding this sender's share) is
+//! `error::limit-exceeded`, and counted in the agent's `bus_sent_refused`.
+//!
+//! The host stamps `id`, `sender` and `timestamp`. Subjects the host gives meaning to
+//! ([`crate::bus::reserved_for_host`]: `_…`, `md.…`, `agent.<name>.…` but the inbox) cannot be
+//! sent on, whatever the grants say. A `reply` needs no grant, and goes only to the reply-to of
+//! a request this instance received as its addressee ([`crate::bus::may_answer`]), once.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::refusal;
 use crate::bindings::messaging::{Host, SendOptions};
 use crate::bindings::types::{Error, Message, Priority as WitPriority};
-use crate::bus::{Bus, BusError, Envelope, INBOX_PREFIX, Mailbox, Priority, SubscriptionId, Wait};
+use crate::bus::{
+    Bus, BusError, Envelope, INBOX_PREFIX, Mailbox, Priority, PublishReport, SubscriptionId, Wait,
+};
 use crate::caps::Request;
 use crate::store::StoreState;
 
 /// Most subscriptions one agent instance may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 64;
+
+/// Most headers on one message.
+pub const MAX_HEADERS: usize = 32;
+/// Most bytes of header names and values together on one message.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Longest header name, in bytes.
+pub const MAX_HEADER_NAME: usize = 128;
+
+/// Most requests an instance remembers having received, for `reply`; the oldest is forgotten
+/// first (by then its requester has long timed out).
+pub const MAX_ANSWERABLE: usize = 1024;
 
 /// One agent instance's link to the bus: its actor's mailbox and its own subscriptions,
 /// which end with the instance (a re-instantiated agent subscribes again in `init`).
@@ -37,6 +59,9 @@ pub struct BusLink {
     subscriptions: Vec<(SubscriptionId, String)>,
     /// A predecessor's subscriptions, waiting to be asked for again.
     held: Vec<(SubscriptionId, String)>,
+    /// The reply-to subjects of requests delivered to this instance as their addressee, not
+    /// yet answered (at most [`MAX_ANSWERABLE`], oldest first).
+    answerable: VecDeque<String>,
 }
 
 /// Subscriptions an actor keeps between instances ([`BusLink::take_subscriptions`]); ended on
@@ -76,6 +101,27 @@ impl BusLink {
             owner,
             subscriptions: Vec::new(),
             held: Vec::new(),
+            answerable: VecDeque::new(),
+        }
+    }
+
+    /// Notes that a request with reply-to `reply_to` was delivered to this instance as its
+    /// addressee, so it may `reply` to it (once).
+    pub fn note_request(&mut self, reply_to: &str) {
+        if self.answerable.len() >= MAX_ANSWERABLE {
+            self.answerable.pop_front();
+        }
+        self.answerable.push_back(reply_to.to_owned());
+    }
+
+    /// Takes `reply_to` from the requests this instance may answer; false if it holds none.
+    fn take_answerable(&mut self, reply_to: &str) -> bool {
+        match self.answerable.iter().rposition(|r| r == reply_to) {
+            Some(i) => {
+                self.answerable.remove(i);
+                true
+            }
+            None => false,
         }
     }
 
@@ -209,6 +255,50 @@ impl StoreState {
         Ok(())
     }
 
+    /// Checks a message's headers and, with them, its size: returns nothing, or why not.
+    fn check_headers(&self, headers: &[(String, String)], payload: usize) -> Result<(), Error> {
+        if headers.len() > MAX_HEADERS {
+            return Err(Error::LimitExceeded(format!(
+                "header limit of {MAX_HEADERS} headers exceeded ({} given)",
+                headers.len()
+            )));
+        }
+        let bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if bytes > MAX_HEADER_BYTES {
+            return Err(Error::LimitExceeded(format!(
+                "header limit of {MAX_HEADER_BYTES} bytes exceeded ({bytes} given)"
+            )));
+        }
+        // Headers travel with the payload: together they are one message's size.
+        let limit = self.limits.payload_bytes;
+        let total = payload.saturating_add(bytes);
+        if total as u64 > limit {
+            return Err(Error::LimitExceeded(format!(
+                "payload limit of {limit} bytes exceeded ({total} given, headers included)"
+            )));
+        }
+        for (name, _) in headers {
+            if name.is_empty()
+                || name.len() > MAX_HEADER_NAME
+                || !name
+                    .bytes()
+                    .all(|b| (b'!'..=b'~').contains(&b) && b != b':')
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "header name {:?} is not 1 to {MAX_HEADER_NAME} bytes of printable ASCII without ':'",
+                    crate::guest_text::cap(name, 64)
+                )));
+            }
+            if crate::bus::is_reserved_header(name) {
+                return Err(Error::InvalidArgument(format!(
+                    "header {name:?} is reserved for the host (names starting with {})",
+                    crate::bus::RESERVED_HEADER_PREFIXES.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The guest's own timeout for a wait, cut to what is left of the event's wall-clock hang
     /// guard less a margin (`Limits::wait_margin`, so the guest sees `timeout`, not the
     /// guard). Waiting costs the guest no CPU budget.
@@ -255,9 +345,19 @@ impl StoreState {
         request: bool,
         subject: String,
         payload: Vec<u8>,
+        headers: &[(String, String)],
     ) -> Result<(Bus, Envelope), Error> {
         let bus = self.link()?.bus.clone();
         self.check_payload(payload.len())?;
+        self.check_headers(headers, payload.len())?;
+        // No grant makes a host subject sendable: checked before the grants, so a broad
+        // grant such as `messaging.publish:>` cannot reach them either.
+        if let Some(why) = crate::bus::reserved_for_host(&subject) {
+            return Err(Error::InvalidArgument(format!(
+                "subject {:?} is reserved for the host: {why}",
+                crate::guest_text::cap(&subject, 256)
+            )));
+        }
         let req = match request {
             true => Request::Request { subject: &subject },
             false => Request::Publish { subject: &subject },
@@ -272,7 +372,9 @@ impl StoreState {
         payload: Vec<u8>,
         options: Option<SendOptions>,
     ) -> Result<(), Error> {
-        let (bus, mut env) = self.outgoing(false, subject, payload)?;
+        let no_headers = Vec::new();
+        let headers = options.as_ref().map_or(&no_headers, |o| &o.headers);
+        let (bus, mut env) = self.outgoing(false, subject, payload, headers)?;
         if let Some(o) = options {
             env = env.with_priority(match o.priority {
                 WitPriority::Low => Priority::Low,
@@ -288,12 +390,23 @@ impl StoreState {
         }
         let subject = env.subject.clone();
         match bus.publish(env) {
-            Ok(r) if r.delivered == 0 && r.refused > 0 => Err(Error::LimitExceeded(format!(
-                "every subscriber's mailbox is full for {subject}"
-            ))),
+            Ok(r) if r.refused > 0 => Err(self.refused(&r, &subject)),
             Ok(_) => Ok(()),
             Err(e) => Err(bus_error(e, &subject)),
         }
+    }
+
+    /// The publisher's answer when some mailbox refused its message, counted for the operator.
+    fn refused(&self, r: &PublishReport, subject: &str) -> Error {
+        if let Some(link) = &self.bus {
+            link.mailbox.note_sent_refused(r.refused as u64);
+        }
+        Error::LimitExceeded(format!(
+            "{} of {} subscribers' mailboxes refused the message on {subject} (full, or holding \
+             this sender's share); it is dead-lettered there",
+            r.refused,
+            r.refused + r.delivered
+        ))
     }
 }
 
@@ -351,7 +464,7 @@ impl Host for StoreState {
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Message, Error>> {
         let wait = self.wait(timeout_ms);
-        let (bus, env) = match self.outgoing(true, subject.clone(), payload) {
+        let (bus, env) = match self.outgoing(true, subject.clone(), payload, &[]) {
             Ok(out) => out,
             Err(e) => return Ok(Err(e)),
         };
@@ -369,7 +482,7 @@ impl Host for StoreState {
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Vec<Message>, Error>> {
         let wait = self.wait(timeout_ms);
-        let (bus, env) = match self.outgoing(true, subject.clone(), payload) {
+        let (bus, env) = match self.outgoing(true, subject.clone(), payload, &[]) {
             Ok(out) => out,
             Err(e) => return Ok(Err(e)),
         };
@@ -389,7 +502,21 @@ impl Host for StoreState {
         }
         if !reply_to.starts_with(INBOX_PREFIX) {
             return Ok(Err(Error::InvalidArgument(format!(
-                "{reply_to:?} is not a reply-to subject (replies go to {INBOX_PREFIX}…)"
+                "{:?} is not a reply-to subject (replies go to {INBOX_PREFIX}…)",
+                crate::guest_text::cap(&reply_to, 256)
+            ))));
+        }
+        // Only the addressee of a request it received may answer it, once: seeing a request
+        // (through a subscription to another agent's inbox) is not being asked.
+        let answerable = self
+            .bus
+            .as_mut()
+            .is_some_and(|link| link.take_answerable(&reply_to));
+        if !answerable {
+            return Ok(Err(Error::InvalidArgument(format!(
+                "{:?} is not the reply-to of a request delivered to this agent as its \
+                 addressee (or it was answered already)",
+                crate::guest_text::cap(&reply_to, 256)
             ))));
         }
         let env = self.envelope(reply_to.clone(), payload);

@@ -112,6 +112,9 @@ pub struct PluginStatus {
     pub md_routed: u64,
     /// Agents: market events its actor took from the mailbox.
     pub md_taken: u64,
+    /// Agents: messages the agent published that some mailbox refused (it was told
+    /// `limit-exceeded`).
+    pub bus_sent_refused: u64,
     /// Agents: events waiting.
     pub mailbox_depth: usize,
     /// Agents: quarantined.
@@ -366,6 +369,10 @@ impl Host {
                 .agent_limits
                 .memory_bytes
                 .max(config.tool_limits.memory_bytes),
+            max_table_elements: config
+                .agent_limits
+                .table_elements
+                .max(config.tool_limits.table_elements),
             max_instances: config.max_instances,
             ..EngineSettings::default()
         };
@@ -1374,6 +1381,7 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
         bus_expired: 0,
         md_routed: 0,
         md_taken: 0,
+        bus_sent_refused: 0,
         mailbox_depth: 0,
         quarantined: false,
         state: "ready".into(),
@@ -1411,6 +1419,7 @@ fn status_of(info: PluginInfo, agent: Option<(&AgentStats, &AgentHandle)>) -> Pl
             s.bus_expired = m.expired;
             s.md_routed = m.md_routed;
             s.md_taken = m.md_taken;
+            s.bus_sent_refused = m.sent_refused;
         }
         s.last_error = st.last_error.lock().ok().and_then(|l| l.clone());
     }

@@ -11,6 +11,11 @@
 //!   `reply`; `gather:SUBJECT:QUORUM:TIMEOUT_MS` stores the reply count and payloads in
 //!   `gathered`.
 //!
+//! - `req:SUBJECT:TIMEOUT_MS:BODY` is `req` with the payload `BODY` (`ask` without it);
+//! - `pubh:SUBJECT:COUNT:VALUE_BYTES:NAME:PAYLOAD_BYTES` publishes with COUNT headers (named
+//!   NAME, or NAME-0… when COUNT > 1) of VALUE_BYTES bytes each and a payload of PAYLOAD_BYTES,
+//!   storing `ok` or the error in state `pubh`; `sub:PATTERN` subscribes, storing `ok` or the
+//!   error in state `sub`;
 //! - `timer:NAME:AFTER_MS:PERIOD_MS` sets a timer (`timers::set`), `untimer:NAME` cancels it;
 //!   each `on-timer` appends its `now` to state `timers`, one per line;
 //! - `ping` (a request) is answered `pong:N`, N counting pings in memory: the count survives a
@@ -18,6 +23,11 @@
 //!
 //! Any other message is appended to state `received` as a line `subject|sender|payload`, and
 //! answered with the configured `answer` when it carries a `reply-to`.
+//!
+//! With `"hijack": true` in its configuration it is a hostile observer: every message with a
+//! `reply-to`, whatever its subject (another agent's inbox included), is appended to state
+//! `seen` as `subject|sender` and answered `forged`, the reply's outcome appended to state
+//! `hijack` (`ok` or the error).
 
 use std::cell::RefCell;
 
@@ -38,6 +48,8 @@ struct Config {
     quiet: bool,
     /// Busy iterations per received message (a slow subscriber).
     spin: u64,
+    /// Answer every request it sees, whoever it was meant for.
+    hijack: bool,
 }
 
 thread_local! {
@@ -90,7 +102,52 @@ fn describe(e: &Error) -> String {
     }
 }
 
+fn outcome(r: Result<(), Error>) -> String {
+    match r {
+        Ok(()) => "ok".into(),
+        Err(e) => describe(&e),
+    }
+}
+
+fn publish_with_headers(rest: &str) -> Result<(), Error> {
+    let parts: Vec<&str> = rest.split(':').collect();
+    let [subject, count, value_bytes, name, payload_bytes] = parts.as_slice() else {
+        return Err(Error::InvalidArgument(format!("bad pubh {rest:?}")));
+    };
+    let count: usize = count.parse().unwrap_or(0);
+    let value = "v".repeat(value_bytes.parse().unwrap_or(0));
+    let headers = (0..count)
+        .map(|i| match count {
+            1 => (name.to_string(), value.clone()),
+            _ => (format!("{name}-{i}"), value.clone()),
+        })
+        .collect();
+    let payload = vec![b'p'; payload_bytes.parse().unwrap_or(0)];
+    let options = messaging::SendOptions {
+        priority: colony::plugin::types::Priority::Normal,
+        headers,
+        ttl_ms: 0,
+    };
+    let r = messaging::publish_with(subject, &payload, &options);
+    state::set("pubh", outcome(r).as_bytes())
+}
+
+fn request(subject: &str, timeout: &str, body: &str) -> Result<(), Error> {
+    let outcome = match messaging::request(subject, body.as_bytes(), timeout.parse().unwrap_or(100)) {
+        Ok(m) => format!("ok:{}:{}", m.sender, String::from_utf8_lossy(&m.payload)),
+        Err(e) => format!("err:{}", describe(&e)),
+    };
+    state::set("reply", outcome.as_bytes())
+}
+
 fn command(text: &str) -> Result<(), Error> {
+    if let Some(rest) = text.strip_prefix("pubh:") {
+        return publish_with_headers(rest);
+    }
+    if let Some(pattern) = text.strip_prefix("sub:") {
+        let r = messaging::subscribe(pattern).map(|_| ());
+        return state::set("sub", outcome(r).as_bytes());
+    }
     let parts: Vec<&str> = text.splitn(4, ':').collect();
     match parts.as_slice() {
         ["pub", subject, body] => messaging::publish(subject, body.as_bytes()),
@@ -104,13 +161,8 @@ fn command(text: &str) -> Result<(), Error> {
             }
             state::set("refused", refused.to_string().as_bytes())
         }
-        ["req", subject, timeout] => {
-            let outcome = match messaging::request(subject, b"ask", timeout.parse().unwrap_or(100)) {
-                Ok(m) => format!("ok:{}:{}", m.sender, String::from_utf8_lossy(&m.payload)),
-                Err(e) => format!("err:{}", describe(&e)),
-            };
-            state::set("reply", outcome.as_bytes())
-        }
+        ["req", subject, timeout] => request(subject, timeout, "ask"),
+        ["req", subject, timeout, body] => request(subject, timeout, body),
         ["gather", subject, quorum, timeout] => {
             let outcome = match messaging::gather(
                 subject,
@@ -152,6 +204,7 @@ impl Guest for Agent {
             c.answer = string(&config, "answer");
             c.trap_on_message = config.contains("\"trap_on_message\":true");
             c.quiet = config.contains("\"quiet\":true");
+            c.hijack = config.contains("\"hijack\":true");
             c.spin = string(&format!("{config}"), "spin")
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
@@ -162,6 +215,11 @@ impl Guest for Agent {
     fn on_message(msg: Message) -> Result<(), Error> {
         if CONFIG.with_borrow(|c| c.trap_on_message) {
             panic!("bus-agent traps on every message, on purpose");
+        }
+        if let (true, Some(reply_to)) = (CONFIG.with_borrow(|c| c.hijack), &msg.reply_to) {
+            append("seen", &format!("{}|{}", msg.subject, msg.sender))?;
+            let r = messaging::reply(reply_to, b"forged");
+            return append("hijack", &outcome(r));
         }
         if msg.subject.starts_with("agent.") && msg.subject.ends_with(".inbox") {
             let text = String::from_utf8_lossy(&msg.payload).into_owned();

@@ -6,6 +6,7 @@ mod cli;
 mod clock;
 mod crash;
 mod demo;
+mod denials;
 mod grants;
 mod guests;
 mod hot_reload;

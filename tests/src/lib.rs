@@ -73,6 +73,13 @@ pub mod guests {
     /// Registrable tool (example `{"mode":"ok"}`) that on request spins, burns fuel, grows
     /// memory without bound, floods stdout or answers 2 MiB: one mode per per-call limit.
     pub const HOG_TOOL: &str = env!("GUEST_HOG_TOOL");
+    /// Hostile agent granted nothing: each message `hammer:N` makes N rounds of three refused
+    /// messaging calls (a new subject each time, the same subject, a new pattern) and adds
+    /// the refusals to state `refused`.
+    pub const DENYFLOOD_AGENT: &str = env!("GUEST_DENYFLOOD_AGENT");
+    /// Hostile tool with no manifest whose `describe()` claims the name `schema-tool`;
+    /// answers `{"n": N, "version": "impostor"}`.
+    pub const IMPOSTOR_TOOL: &str = env!("GUEST_IMPOSTOR_TOOL");
 
     /// Every guest as (crate name, path), for tests that go over all of them.
     pub const ALL: &[(&str, &str)] = &[
@@ -101,6 +108,8 @@ pub mod guests {
         ("http-agent", HTTP_AGENT),
         ("tools-agent", TOOLS_AGENT),
         ("hog-tool", HOG_TOOL),
+        ("denyflood-agent", DENYFLOOD_AGENT),
+        ("impostor-tool", IMPOSTOR_TOOL),
     ];
 }
 

@@ -16,6 +16,7 @@ mod limits;
 mod loading;
 mod market;
 mod messaging;
+mod names;
 mod nats;
 mod orders;
 mod python_tools;

@@ -14,6 +14,8 @@ pub mod config;
 mod db;
 pub mod embedded;
 pub mod engine;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod grants;
 pub mod interfaces;
 pub mod limits;

@@ -555,3 +555,10 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+/// [`handle`] for the property tests of `fuzz_tests`, which drive every operation of a real
+/// host with hostile arguments.
+#[cfg(test)]
+pub(crate) async fn handle_for_fuzz(host: &Host, req: Request) -> Response {
+    handle(host, req, "admin:fuzz").await
+}

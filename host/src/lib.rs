@@ -17,6 +17,8 @@ pub mod embedded;
 pub mod engine;
 pub mod equity;
 pub mod files;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod grants;
 pub mod guest_text;
 pub mod interfaces;

@@ -403,6 +403,17 @@ impl Loader {
     }
 }
 
+/// The name `bytes` (with `sidecar`) would load under, without compiling: the sidecar's or
+/// the embedded manifest's name, else the file stem. `None` when the file or its manifest is
+/// unreadable (loading it is refused anyway, so it claims no name).
+pub fn declared_name(bytes: &[u8], sidecar: Option<&str>, stem: &str) -> Option<String> {
+    let embedded = read_header_and_manifest(bytes).ok()?;
+    // The world only matters for a manifest-less file's kind, not its name.
+    resolve_manifest(embedded.as_deref(), sidecar, stem, Kind::Agent)
+        .ok()
+        .map(|(m, _)| m.name)
+}
+
 fn first_line(e: &wasmtime::Error) -> String {
     // `{:#}` includes the cause chain on one line; keep it to one line for the operator.
     format!("{e:#}")

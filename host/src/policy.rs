@@ -2,9 +2,11 @@
 //! capability use, with the decision audited.
 //!
 //! Host interfaces call [`Policy::check`] with a [`Request`]; a deny becomes
-//! `error::denied("needs CAP")` for the guest and is always audited; allows are audited
-//! always for orders, tool calls and registration, HTTP and the filesystem, and 1 in
-//! `sample_allows` for the rest. WASI capabilities (`fs.*`, `env:*`) are decided when an
+//! `error::denied("needs CAP")` for the guest and is always audited, aggregated: the first
+//! refusal of each capability of a build is recorded in full, later ones are counted into
+//! one `deny-summary` per capability name and window ([`AuditWriter::record_denial`]), so a
+//! guest with no grants cannot fill the disk; allows are audited always for orders, tool
+//! calls and registration, HTTP and the filesystem, and 1 in `sample_allows` for the rest. WASI capabilities (`fs.*`, `env:*`) are decided when an
 //! instance is created, because WASI resolves paths and reads the environment inside the
 //! guest: a granted directory becomes a cap-std preopen, a granted variable is copied into
 //! the instance's environment, and a revocation ends the instance (see
@@ -138,15 +140,33 @@ impl Policy {
         }
     }
 
-    /// Records a decision made outside [`Policy::check`] (instance creation, load).
+    /// Records a decision made outside [`Policy::check`] (instance creation, an HTTP
+    /// exchange); a deny is aggregated like those of [`Policy::check`].
     pub fn record(&self, capability: &str, decision: AuditDecision, detail: &str) {
         if let Some(audit) = &self.audit {
-            let rec = AuditRecord::decision(&self.plugin, &self.digest, capability, decision);
-            audit.record(if detail.is_empty() {
-                rec
-            } else {
-                rec.with_detail(detail)
-            });
+            audit.record_denial(self.decision_record(capability, decision, detail));
+        }
+    }
+
+    /// Records a decision one by one, never aggregated: for what the host decides once per
+    /// load (a requested capability that is not granted), which a guest cannot repeat.
+    pub fn record_in_full(&self, capability: &str, decision: AuditDecision, detail: &str) {
+        if let Some(audit) = &self.audit {
+            audit.record(self.decision_record(capability, decision, detail));
+        }
+    }
+
+    fn decision_record(
+        &self,
+        capability: &str,
+        decision: AuditDecision,
+        detail: &str,
+    ) -> AuditRecord {
+        let rec = AuditRecord::decision(&self.plugin, &self.digest, capability, decision);
+        if detail.is_empty() {
+            rec
+        } else {
+            rec.with_detail(detail)
         }
     }
 

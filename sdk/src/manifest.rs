@@ -782,4 +782,38 @@ mod tests {
             assert!(msg.contains(needle), "{msg:?} should mention {needle:?}");
         }
     }
+
+    fn leak(s: String) -> &'static str {
+        Box::leak(s.into_boxed_str())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever text a plugin author puts in the description and capabilities (quotes,
+        /// backslashes, control and invisible characters, any Unicode), the encoder writes
+        /// valid JSON that reads back as exactly that text, at exactly `encoded_len` bytes.
+        #[test]
+        fn fuzz_encoder_writes_json_that_reads_back(
+            description in proptest::prelude::any::<String>(),
+            capabilities in proptest::collection::vec(proptest::prelude::any::<String>(), 0..4),
+            fuel in proptest::option::of(proptest::prelude::any::<u64>()),
+            memory in proptest::option::of(proptest::prelude::any::<u64>()),
+        ) {
+            let caps: Vec<&'static str> = capabilities.iter().cloned().map(leak).collect();
+            let m = Manifest::agent("a", "0.1.0")
+                .description(leak(description.clone()))
+                .capabilities(Box::leak(caps.into_boxed_slice()))
+                .limits(Limits { fuel, memory_bytes: memory, ..Limits::NONE });
+            let v = parse(&m);
+            proptest::prop_assert_eq!(v["description"].as_str(), Some(description.as_str()));
+            let back: Vec<&str> = v["capabilities"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            proptest::prop_assert_eq!(back, capabilities.iter().map(String::as_str).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(v["limits"]["fuel"].as_u64(), fuel);
+            proptest::prop_assert_eq!(v["limits"]["memory_bytes"].as_u64(), memory);
+        }
+    }
 }

@@ -143,9 +143,14 @@ async fn sidecar_mistakes_and_name_clashes_are_refused() {
         find("loop-agent.wasm").contains("sidecar manifest is malformed"),
         "{rejected:?}"
     );
-    // The files are visited in name order: good-agent.wasm first, so the copy is refused.
+    // The name belongs to the file named after it, so the copy is refused.
     assert!(
-        find("second-copy.wasm").contains("plugin name \"good-agent\" is already used by"),
+        find("second-copy.wasm")
+            .contains("its manifest claims the plugin name \"good-agent\", which belongs to"),
+        "{rejected:?}"
+    );
+    assert!(
+        find("second-copy.wasm").contains("good-agent.wasm (the file named after it)"),
         "{rejected:?}"
     );
     assert_eq!(t.host.plugins().await.len(), 1);

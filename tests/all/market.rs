@@ -322,8 +322,9 @@ async fn summary(
         .collect()
 }
 
-/// Deny records of `plugin` for exactly `capability`.
-async fn denies(t: &TestHost, plugin: &str, capability: &str) -> usize {
+/// Refusals of `plugin` for exactly `capability`: its deny records, with the counts of the
+/// `deny-summary` records that stand for repeats.
+async fn denies(t: &TestHost, plugin: &str, capability: &str) -> u64 {
     t.host.audit().writer().flush().await.unwrap();
     t.host
         .audit()
@@ -335,7 +336,9 @@ async fn denies(t: &TestHost, plugin: &str, capability: &str) -> usize {
         })
         .await
         .unwrap()
-        .len()
+        .iter()
+        .map(colony_host::audit::AuditEntry::refusals)
+        .sum()
 }
 
 const BTC_CANDLES: &str = r#"{"symbol":"BTC-PERP","kinds":"candle"}"#;

@@ -80,6 +80,13 @@ pub mod guests {
     pub const BIGMEM_AGENT: &str = env!("GUEST_BIGMEM_AGENT");
     /// Tool whose `invoke` fails with a 4 MiB error and whose description is 200 KiB.
     pub const ERRBOMB_TOOL: &str = env!("GUEST_ERRBOMB_TOOL");
+    /// Hostile agent granted nothing: each message `hammer:N` makes N rounds of three refused
+    /// messaging calls (a new subject each time, the same subject, a new pattern) and adds
+    /// the refusals to state `refused`.
+    pub const DENYFLOOD_AGENT: &str = env!("GUEST_DENYFLOOD_AGENT");
+    /// Hostile tool with no manifest whose `describe()` claims the name `schema-tool`;
+    /// answers `{"n": N, "version": "impostor"}`.
+    pub const IMPOSTOR_TOOL: &str = env!("GUEST_IMPOSTOR_TOOL");
 
     /// Every guest as (crate name, path), for tests that go over all of them.
     pub const ALL: &[(&str, &str)] = &[
@@ -111,6 +118,8 @@ pub mod guests {
         ("forge-agent", FORGE_AGENT),
         ("bigmem-agent", BIGMEM_AGENT),
         ("errbomb-tool", ERRBOMB_TOOL),
+        ("denyflood-agent", DENYFLOOD_AGENT),
+        ("impostor-tool", IMPOSTOR_TOOL),
     ];
 }
 

@@ -25,6 +25,7 @@
 //! ([`MAX_FIELD_BYTES`], [`MAX_DETAIL_BYTES`]) because guests control some of them.
 
 pub mod chain;
+mod denials;
 mod store;
 #[doc(hidden)]
 pub mod testing;
@@ -36,6 +37,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+pub use denials::{DENY_FIRST_IN_FULL, DENY_WINDOW};
 use store::Backend;
 pub use writer::{AuditWriter, MAX_BATCH, QUEUE_CAPACITY};
 
@@ -97,6 +99,9 @@ pub enum AuditKind {
     Approve,
     /// A plugin build was loaded; `detail` is its version. Also upserts `plugins_seen`.
     PluginSeen,
+    /// Refusals counted instead of recorded one by one (see [`AuditWriter::record_denial`]):
+    /// decision `deny`, `detail` starts with their count ([`summary_count`]).
+    DenySummary,
     /// A kind this host does not know (written by a newer one); kept verbatim.
     Other(String),
 }
@@ -110,6 +115,7 @@ impl AuditKind {
             AuditKind::Revoke => "revoke",
             AuditKind::Approve => "approve",
             AuditKind::PluginSeen => "plugin-seen",
+            AuditKind::DenySummary => "deny-summary",
             AuditKind::Other(s) => s,
         }
     }
@@ -122,6 +128,7 @@ impl AuditKind {
             "revoke" => AuditKind::Revoke,
             "approve" => AuditKind::Approve,
             "plugin-seen" => AuditKind::PluginSeen,
+            "deny-summary" => AuditKind::DenySummary,
             other => AuditKind::Other(other.to_string()),
         }
     }
@@ -329,6 +336,12 @@ fn clean(s: &mut String, max: usize) {
     }
 }
 
+/// The number of refusals a `deny-summary` record's `detail` stands for (`None` if the
+/// detail does not start with a count).
+pub fn summary_count(detail: &str) -> Option<u64> {
+    detail.split(' ').next()?.parse().ok()
+}
+
 /// One stored record, as returned by [`AuditStore::query`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
@@ -352,6 +365,18 @@ pub struct AuditEntry {
     pub detail: String,
     /// The record's chain hash, lowercase hex.
     pub hash: String,
+}
+
+impl AuditEntry {
+    /// How many refusals this record stands for: 1 for a `decision` `deny`, the count of a
+    /// `deny-summary`, 0 for anything else.
+    pub fn refusals(&self) -> u64 {
+        match (&self.kind, self.decision) {
+            (AuditKind::Decision, Some(Decision::Deny)) => 1,
+            (AuditKind::DenySummary, _) => summary_count(&self.detail).unwrap_or(0),
+            _ => 0,
+        }
+    }
 }
 
 /// How [`AuditFilter::capability`] matches.
@@ -599,6 +624,7 @@ mod tests {
             AuditKind::Revoke,
             AuditKind::Approve,
             AuditKind::PluginSeen,
+            AuditKind::DenySummary,
             AuditKind::Other("order".into()),
         ] {
             assert_eq!(AuditKind::parse(k.as_str()), k);

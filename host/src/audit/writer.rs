@@ -1,18 +1,25 @@
 //! The group-commit writer: one tokio task takes every record queued (up to [`MAX_BATCH`]),
 //! appends them to the chain in one transaction, commits, and only then acknowledges them.
 //!
+//! Refusals go through [`AuditWriter::record_denial`], which records the first of each
+//! capability in full and counts the rest ([`super::denials`]); the task writes the counts as
+//! `deny-summary` records when a window ends, when flushed, and when the last writer goes.
+//!
 //! The chain head is read inside each batch transaction (locked on PostgreSQL, under
 //! `BEGIN IMMEDIATE` on SQLite), so a failed transaction leaves the head where it was and
 //! the next batch reuses the same seqs; it also keeps the chain whole if several hosts
 //! write to one PostgreSQL database.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
 
+use super::denials::{Admit, DENY_WINDOW, Denials};
 use super::store::Backend;
-use super::{AuditError, AuditRecord};
+use super::{AuditError, AuditRecord, Decision, now_ns};
 
 /// Most records written in one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -33,14 +40,63 @@ enum Msg {
 pub struct AuditWriter {
     tx: mpsc::Sender<Msg>,
     dropped: Arc<AtomicU64>,
+    denials: Arc<Shared>,
+}
+
+/// The denial bookkeeping, shared by every clone and the task.
+struct Shared {
+    book: Mutex<Denials>,
+    /// A window opened: the task must look at its deadline.
+    opened: Notify,
+}
+
+impl Shared {
+    fn book(&self) -> MutexGuard<'_, Denials> {
+        self.book
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl AuditWriter {
     pub(super) fn start(backend: Backend) -> AuditWriter {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(backend, rx, dropped.clone()));
-        AuditWriter { tx, dropped }
+        let denials = Arc::new(Shared {
+            book: Mutex::new(Denials::new(DENY_WINDOW)),
+            opened: Notify::new(),
+        });
+        tokio::spawn(run(backend, rx, dropped.clone(), denials.clone()));
+        AuditWriter {
+            tx,
+            dropped,
+            denials,
+        }
+    }
+
+    /// Records a refusal (a `decision` with `deny`; anything else goes to
+    /// [`AuditWriter::record`] unchanged): the first refusal of each capability of a plugin
+    /// build in full, later ones counted and written as one `deny-summary` per capability
+    /// name and window ([`super::DENY_WINDOW`]), so a guest cannot fill the disk by being
+    /// refused. Fire-and-forget like [`AuditWriter::record`].
+    pub fn record_denial(&self, mut rec: AuditRecord) {
+        if rec.decision != Some(Decision::Deny) {
+            return self.record(rec);
+        }
+        rec.sanitize();
+        let admit = self.denials.book().admit(&rec, Instant::now());
+        match admit {
+            Admit::InFull => self.record(rec),
+            Admit::Counted { opened: true } => self.denials.opened.notify_one(),
+            Admit::Counted { opened: false } => {}
+        }
+    }
+
+    /// Sets how long a window of counted refusals lasts (default [`super::DENY_WINDOW`]);
+    /// windows already open keep their start.
+    pub fn set_deny_window(&self, window: Duration) {
+        self.denials.book().set_window(window);
+        self.denials.opened.notify_one();
     }
 
     /// Appends `rec` and returns its seq once the batch holding it has committed: an
@@ -85,8 +141,9 @@ impl AuditWriter {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Waits until every record queued before this call is committed (or its batch failed:
-    /// then that batch's error is returned).
+    /// Waits until every record queued before this call is committed, with the summaries of
+    /// every open window of counted refusals (or its batch failed: then that batch's error is
+    /// returned).
     pub async fn flush(&self) -> Result<(), AuditError> {
         let (ack, rx) = oneshot::channel();
         self.tx
@@ -97,12 +154,27 @@ impl AuditWriter {
     }
 }
 
-async fn run(backend: Backend, mut rx: mpsc::Receiver<Msg>, dropped: Arc<AtomicU64>) {
+async fn run(
+    backend: Backend,
+    mut rx: mpsc::Receiver<Msg>,
+    dropped: Arc<AtomicU64>,
+    denials: Arc<Shared>,
+) {
     let mut msgs = Vec::with_capacity(MAX_BATCH);
     let mut recs = Vec::with_capacity(MAX_BATCH);
     let mut acks: Vec<Option<Ack>> = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
-    while rx.recv_many(&mut msgs, MAX_BATCH).await > 0 {
+    let mut open = true;
+    while open {
+        let due = denials.book().next_due();
+        let closed = tokio::select! {
+            biased;
+            n = rx.recv_many(&mut msgs, MAX_BATCH) => n == 0,
+            () = denials.opened.notified() => continue,
+            () = sleep_until(due), if due.is_some() => false,
+        };
+        // The last writer is gone: what was counted is written before the task ends.
+        open = !closed;
         for m in msgs.drain(..) {
             match m {
                 Msg::Append { rec, ack } => {
@@ -111,6 +183,11 @@ async fn run(backend: Backend, mut rx: mpsc::Receiver<Msg>, dropped: Arc<AtomicU
                 }
                 Msg::Flush(ack) => flushes.push(ack),
             }
+        }
+        let all = !open || !flushes.is_empty();
+        for summary in denials.book().take(Instant::now(), now_ns(), all) {
+            recs.push(summary);
+            acks.push(None);
         }
         let result = if recs.is_empty() {
             Ok(0)
@@ -146,5 +223,12 @@ async fn run(backend: Backend, mut rx: mpsc::Receiver<Msg>, dropped: Arc<AtomicU
             }
         }
         recs.clear();
+    }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

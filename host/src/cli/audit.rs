@@ -95,7 +95,7 @@ pub async fn audit(args: AuditArgs, data_dir: PathBuf, audit_db: Option<String>)
         return Ok(());
     }
     println!(
-        "{:>7}  {:<24} {:<11} {:<20} {:<30} {:<6} actor / detail",
+        "{:>7}  {:<24} {:<12} {:<20} {:<30} {:<6} actor / detail",
         "seq", "time (UTC)", "kind", "plugin", "capability", "dec"
     );
     for e in entries {
@@ -108,7 +108,7 @@ pub async fn audit(args: AuditArgs, data_dir: PathBuf, audit_db: Option<String>)
         // Every field through `printable`: a record is one line, whatever a name, an actor
         // or a detail holds (a newline would forge a row, a bidi override reorder one).
         println!(
-            "{:>7}  {:<24} {:<11} {:<20} {:<30} {:<6} {}",
+            "{:>7}  {:<24} {:<12} {:<20} {:<30} {:<6} {}",
             e.seq,
             format_ns(e.ts_ns),
             super::printable(e.kind.as_str()),

@@ -361,7 +361,7 @@ impl Host {
         let granted = policy.grants();
         for requested in &info.capabilities {
             let Ok(cap) = requested.parse::<Capability>() else {
-                policy.record(
+                policy.record_in_full(
                     requested,
                     AuditDecision::Deny,
                     "requested capability is malformed",
@@ -369,7 +369,7 @@ impl Host {
                 continue;
             };
             if !granted.capabilities().contains(&cap) && !cap.is_always_granted() {
-                policy.record(requested, AuditDecision::Deny, "requested, not granted");
+                policy.record_in_full(requested, AuditDecision::Deny, "requested, not granted");
             }
         }
         Arc::new(policy)

@@ -20,6 +20,7 @@ use serde::Serialize;
 use tokio::sync::{Mutex, RwLock};
 
 mod grants;
+mod names;
 pub use grants::{GrantError, GrantListing, load_book as load_grant_book};
 
 use crate::agent::{AgentHandle, AgentServices, AgentSpec, AgentStats, Event};
@@ -71,6 +72,9 @@ struct Rejected {
     /// Load key (file plus sidecar) of the refused content; the same content is not retried.
     key: blake3::Hash,
     reason: String,
+    /// Refused for claiming another file's name: decided again at every pass, since the
+    /// owner may go away.
+    impostor: bool,
 }
 
 /// What one pass over the plugins folder changed.
@@ -713,19 +717,32 @@ impl Host {
             }
         };
         let mut digests = HashMap::new();
+        let mut claims = Vec::new();
         for file in &files {
             match crate::files::read_regular(file, crate::plugin::MAX_FILE_BYTES) {
                 Ok(bytes) => {
                     // The sidecar is part of what a file means: a changed sidecar reloads.
                     let mut h = blake3::Hasher::new();
                     h.update(&bytes);
-                    if let Ok(side) = crate::files::read_regular(
+                    let side = crate::files::read_regular(
                         &file.with_extension("toml"),
                         crate::files::MAX_TEXT_BYTES,
-                    ) {
-                        h.update(&side);
+                    )
+                    .ok();
+                    if let Some(side) = &side {
+                        h.update(side);
                     }
                     digests.insert(file.clone(), h.finalize());
+                    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                    let side = side.and_then(|b| String::from_utf8(b).ok());
+                    if let Some(name) = crate::plugin::declared_name(&bytes, side.as_deref(), stem)
+                    {
+                        claims.push(names::Claim {
+                            file: file.clone(),
+                            name,
+                            digest: blake3::hash(&bytes).to_hex().to_string(),
+                        });
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(file = %file.display(), error = %e, "cannot read plugin file")
@@ -752,10 +769,59 @@ impl Host {
             }
         }
 
+        // Names: a file claiming a name that belongs to another is refused, and stopped if it
+        // was running under it, before the owner loads.
+        let impostors = self.impostors(&claims).await;
+        for (file, reason) in &impostors {
+            let Some(&key) = digests.get(file) else {
+                continue;
+            };
+            let (stopped, again) = {
+                let mut reg = self.registry.write().await;
+                let name = reg
+                    .by_name
+                    .iter()
+                    .find(|(_, e)| &e.info.file == file)
+                    .map(|(n, _)| n.clone());
+                let entry = name.and_then(|n| reg.by_name.remove(&n));
+                let again = reg
+                    .rejected
+                    .get(file)
+                    .is_some_and(|r| r.key == key && &r.reason == reason);
+                reg.rejected.insert(
+                    file.clone(),
+                    Rejected {
+                        key,
+                        reason: reason.clone(),
+                        impostor: true,
+                    },
+                );
+                (entry, again)
+            };
+            if again && stopped.is_none() {
+                continue;
+            }
+            if let Some(entry) = stopped {
+                let name = entry.info.name.clone();
+                stop(entry).await;
+                self.timers.remove_agent(&name);
+                report.unloaded.push(name);
+            }
+            let e = LoadError {
+                file: file.clone(),
+                reason: reason.clone(),
+            };
+            tracing::error!("plugin refused: {e}");
+            report.rejected.push(e.to_string());
+        }
+
         for file in files {
             let Some(&key) = digests.get(&file) else {
                 continue;
             };
+            if impostors.contains_key(&file) {
+                continue;
+            }
             let owner = {
                 let mut reg = self.registry.write().await;
                 let running = reg
@@ -768,7 +834,11 @@ impl Host {
                     reg.rejected.remove(&file);
                     continue;
                 }
-                if reg.rejected.get(&file).is_some_and(|r| r.key == key) {
+                if reg
+                    .rejected
+                    .get(&file)
+                    .is_some_and(|r| r.key == key && !r.impostor)
+                {
                     continue;
                 }
                 running.map(|(n, _)| n)
@@ -790,12 +860,61 @@ impl Host {
                         Rejected {
                             key,
                             reason: e.reason.clone(),
+                            impostor: false,
                         },
                     );
                 }
             }
         }
         report
+    }
+
+    /// The impostors among `claims` ([`names`]), judged against the grant book, the running
+    /// set and the registered tools.
+    async fn impostors(&self, claims: &[names::Claim]) -> HashMap<PathBuf, String> {
+        struct Known {
+            approved: HashMap<String, String>,
+            running: HashMap<String, PathBuf>,
+            registered: std::collections::HashSet<String>,
+        }
+        impl names::Owners for Known {
+            fn approved(&self, name: &str) -> Option<String> {
+                self.approved.get(name).cloned()
+            }
+            fn running(&self, name: &str) -> Option<PathBuf> {
+                self.running.get(name).cloned()
+            }
+            fn registered(&self, name: &str) -> bool {
+                self.registered.contains(name)
+            }
+        }
+        let approved = {
+            let book = self.book.lock().await;
+            claims
+                .iter()
+                .filter_map(|c| {
+                    let d = book.get(&c.name)?.approved_digest.clone()?;
+                    Some((c.name.clone(), d))
+                })
+                .collect()
+        };
+        let running = self
+            .registry
+            .read()
+            .await
+            .by_name
+            .iter()
+            .map(|(n, e)| (n.clone(), e.info.file.clone()))
+            .collect();
+        let registered = self.tools.list().into_iter().map(|l| l.name).collect();
+        names::impostors(
+            claims,
+            &Known {
+                approved,
+                running,
+                registered,
+            },
+        )
     }
 
     /// Loads `file`, starts it, and puts it in the registry (replacing `previous`, the name
@@ -850,6 +969,31 @@ impl Host {
             .start_plugin(key, plugin, handover_rx)
             .await
             .map_err(|e| err(e.to_string()))?;
+        // A tool is called by its plugin name; what its describe() says is not identity.
+        if let Running::Tool(_, spec) = &running.running
+            && spec.name != name
+        {
+            let claimed = spec.name.clone();
+            let held_by = {
+                let reg = self.registry.read().await;
+                let named_after = self.config.plugins_dir.join(format!("{claimed}.wasm"));
+                match reg.by_name.get(&claimed) {
+                    Some(e) => format!(", which is the name of {}", e.info.file.display()),
+                    None if named_after.is_file() => {
+                        format!(", which is the name of {}", named_after.display())
+                    }
+                    None if self.tools.get(&claimed).is_some() => {
+                        format!(", which is the name of the registered tool {claimed}")
+                    }
+                    None => String::new(),
+                }
+            };
+            stop(running).await;
+            return Err(err(format!(
+                "its describe() names the tool \"{claimed}\"{held_by}, but its plugin name is \"{name}\" \
+                 (a tool is called by its plugin name: its manifest's, else its file name)"
+            )));
+        }
         let replaced = {
             let mut reg = self.registry.write().await;
             let replaced = previous.and_then(|p| reg.by_name.remove(p));

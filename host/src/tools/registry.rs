@@ -345,6 +345,15 @@ impl ToolRegistry {
                 return Err(e.into());
             }
         };
+        // A name is the first registration's: a build with no manifest, named only by what
+        // its describe() says, cannot become a new version of it.
+        if !v.named_by_manifest && self.read_tools().contains_key(&v.name) {
+            return Err(RegistryError::Duplicate(format!(
+                "the tool {:?} is registered; this build has no manifest and only its describe() \
+                 claims that name (a new version must embed a manifest naming it)",
+                v.name
+            )));
+        }
         let tool = RegisteredTool::from_validated(v);
         if reserved.contains(&tool.name) {
             return Err(RegistryError::Duplicate(format!(

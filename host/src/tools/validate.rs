@@ -88,6 +88,8 @@ pub struct Schemas {
 pub struct Validated {
     /// Name callers use (from `describe()`).
     pub name: String,
+    /// Whether an embedded manifest gives that name (else only `describe()` does).
+    pub named_by_manifest: bool,
     /// Version: the embedded manifest's, else the first 12 hex digits of the digest.
     pub version: String,
     /// blake3 of the bytes.
@@ -181,6 +183,7 @@ pub async fn validate(
 
     Ok(Validated {
         name: spec.name.clone(),
+        named_by_manifest: named.is_some(),
         version,
         digest,
         spec,

@@ -124,8 +124,17 @@ async fn serve(mut sock: tokio::net::TcpStream, seen: Arc<Mutex<Vec<String>>>) {
 
 /// A host running `http-tool` from the plugins folder with `grants` (approved for its build).
 async fn tool_host(grants: &[String]) -> TestHost {
+    tool_host_with(grants, |_| {}).await
+}
+
+/// [`tool_host`] after `tweak` has adjusted the configuration.
+async fn tool_host_with(
+    grants: &[String],
+    tweak: impl FnOnce(&mut colony_host::config::HostConfig),
+) -> TestHost {
     let grants = grants.to_vec();
     TestHost::start_with(&[(guests::HTTP_TOOL, "http-tool.wasm")], move |c| {
+        tweak(c);
         if !grants.is_empty() {
             c.grants.insert(
                 "http-tool".into(),
@@ -426,9 +435,17 @@ async fn bodies_over_the_caps_fail_the_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_server_times_out_before_the_call_deadline() {
+async fn a_slow_server_times_out_before_the_call_hang_guard() {
     let s = Server::start().await;
-    let t = tool_host(&[format!("http.outbound:http://127.0.0.1:{}", s.port)]).await;
+    // A 3 s hang guard: waiting for the server costs the tool no CPU budget, so only its own
+    // timeouts and the guard (less a tenth of it) end the wait.
+    let t = tool_host_with(
+        &[format!("http.outbound:http://127.0.0.1:{}", s.port)],
+        |c| {
+            c.tool_limits.hang_guard_ms = 3_000;
+        },
+    )
+    .await;
 
     // The guest's own first-byte timeout.
     let start = Instant::now();
@@ -444,8 +461,8 @@ async fn a_slow_server_times_out_before_the_call_deadline() {
     );
     assert!(took < Duration::from_millis(1500), "{took:?}");
 
-    // None: the host ends the request just before the tool's 2 s call deadline, so the tool
-    // gets an error it can answer with instead of being ended by the deadline.
+    // None: the host ends the request a tenth of the guard before the tool's 3 s hang guard,
+    // so the tool gets an error it can answer with instead of being ended by the guard.
     let start = Instant::now();
     let got = call(
         &t,
@@ -458,7 +475,7 @@ async fn a_slow_server_times_out_before_the_call_deadline() {
         serde_json::json!({"error": "ErrorCode::ConnectionReadTimeout"})
     );
     assert!(
-        took >= Duration::from_millis(1500) && took < Duration::from_secs(2),
+        took >= Duration::from_millis(2_500) && took < Duration::from_secs(3),
         "{took:?}"
     );
 
@@ -567,13 +584,17 @@ async fn other_schemes_get_colonys_audited_denial_and_upper_case_http_is_http() 
         let error = got["error"].as_str().unwrap_or_default();
         assert!(error.contains("HttpRequestDenied"), "{scheme}: {got}");
     }
-    let records = http_records(&t, 3).await;
-    let refused: Vec<&AuditEntry> = records
-        .iter()
-        .filter(|r| r.detail.contains("refused http.scheme"))
-        .collect();
-    assert_eq!(refused.len(), 3, "{records:?}");
-    assert!(refused.iter().all(|r| r.decision == Some(Decision::Deny)));
+    // The first refusal is recorded in full, the next ones counted in a summary
+    // (`docs/capabilities.md`): three in all.
+    let records = http_records(&t, 2).await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r.detail.contains("refused http.scheme") && r.decision == Some(Decision::Deny)),
+        "{records:?}"
+    );
+    let refused: u64 = records.iter().map(AuditEntry::refusals).sum();
+    assert_eq!(refused, 3, "{records:?}");
 
     let got = call(
         &t,

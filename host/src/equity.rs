@@ -45,7 +45,7 @@ impl EquityCurve {
         let stride = inner.stride.max(1);
         let n = inner.offered;
         inner.offered += 1;
-        if n % stride != 0 {
+        if !n.is_multiple_of(stride) {
             return;
         }
         inner.record(ts, equity());

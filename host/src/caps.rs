@@ -1612,19 +1612,16 @@ mod tests {
         ("messaging.publish:a b", "character \\u{20} is not allowed"),
         (
             "messaging.publish:a.\u{e9}",
-            "invalid character '\u{e9}' at byte 2",
+            "character \\u{e9} is not allowed",
         ),
-        (
-            "messaging.publish:a\tb",
-            "invalid character '\\t' at byte 1",
-        ),
+        ("messaging.publish:a\tb", "character \\u{9} is not allowed"),
         ("market.read:", "symbol pattern is empty"),
         (
             "market.read:btc",
             "symbol pattern \"btc\": invalid character 'b' at byte 0 (expected A-Z, 0-9, '-', '_', '/' or '*')",
         ),
         ("market.read:BTC-**", "repeated '*' at byte 4"),
-        ("market.read:BTC USDT", "invalid character ' ' at byte 3"),
+        ("market.read:BTC USDT", "character \\u{20} is not allowed"),
         ("orders.place:BTC;max_qty=0", "max_qty must be positive"),
         ("orders.place:BTC;max_qty=0.000", "max_qty must be positive"),
         (
@@ -1739,10 +1736,7 @@ mod tests {
         ("fs.read:/data/../etc", "component 2 is \"..\""),
         ("fs.write:/data/./x", "component 2 is \".\""),
         ("fs.read:/a//b", "component 2 is empty ('//')"),
-        (
-            "fs.read:/a b",
-            "whitespace or control character ' ' at byte 2",
-        ),
+        ("fs.read:/a b", "character \\u{20} is not allowed"),
         ("env:", "variable name is empty"),
         ("env:path", "invalid character 'p' at byte 0"),
         ("env:1A", "invalid character '1' at byte 0"),

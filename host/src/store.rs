@@ -65,8 +65,6 @@ pub struct StoreState {
     pub log: LogBudget,
     /// The plugin's persistent state (agents only).
     pub state: Option<StateStore>,
-    /// When the current event or call began (wall clock).
-    pub started: Instant,
     /// When the current event or call's wall-clock hang guard fires: every wait in a host
     /// call ends before it.
     pub hang_guard_at: Instant,
@@ -195,7 +193,6 @@ pub fn new_store_with_clock(
         limiter: GuestLimiter::new(&limits),
         output,
         state,
-        started: Instant::now(),
         hang_guard_at: Instant::now(),
         cpu: Arc::new(CpuMeter::default()),
         wasi,
@@ -330,7 +327,6 @@ pub async fn guarded<R>(
     let start = Instant::now();
     let meter = {
         let data = store.data_mut();
-        data.started = start;
         data.hang_guard_at = start + limits.hang_guard();
         data.output.reset();
         data.log.reset();

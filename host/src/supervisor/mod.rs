@@ -586,8 +586,7 @@ impl Host {
     /// least 10 s; agents that message each other forever), with a warning, and counts it
     /// ([`Host::settle_timeouts`]): a replay that went on without its agents is not repeatable.
     pub async fn settle(&self) {
-        let limit = Duration::from_millis(self.config.agent_limits.hang_guard_ms)
-            .max(Duration::from_secs(10));
+        let limit = self.settle_limit();
         if !self.bus.settle(limit).await {
             self.settle_timeouts.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
@@ -595,6 +594,12 @@ impl Host {
                 limit.as_secs()
             );
         }
+    }
+
+    /// How long [`Host::settle`] and [`Host::throttle`] wait for the agents: their wall-clock
+    /// hang guard, at least 10 s.
+    fn settle_limit(&self) -> Duration {
+        Duration::from_millis(self.config.agent_limits.hang_guard_ms).max(Duration::from_secs(10))
     }
 
     /// How many times a lockstep replay went on before its agents had settled.
@@ -605,9 +610,7 @@ impl Host {
     /// Waits until no agent has more than `window` bus messages waiting (gives up after the
     /// same limit as [`Host::settle`]).
     pub async fn throttle(&self, window: usize) {
-        let limit = Duration::from_millis(self.config.agent_limits.hang_guard_ms)
-            .max(Duration::from_secs(10));
-        let deadline = tokio::time::Instant::now() + limit;
+        let deadline = tokio::time::Instant::now() + self.settle_limit();
         loop {
             let fullest = {
                 let reg = self.registry.read().await;

@@ -62,11 +62,11 @@ const NANOS_PER_MILLI: u64 = 1_000_000;
 // Data shipped in the binary
 
 const BARS_NAME: &str = "btc-perp-2022-01-1m.csv";
-const BARS_GZ: &[u8] = include_bytes!("../../data/btc-perp-2022-01-1m.csv.gz");
+const BARS_GZ: &[u8] = include_bytes!("../../../data/btc-perp-2022-01-1m.csv.gz");
 const DEPTH_SNAP_NAME: &str = "binance-btcusdt-depth-snap.csv";
-const DEPTH_SNAP: &[u8] = include_bytes!("../../data/binance-btcusdt-depth-snap.csv");
+const DEPTH_SNAP: &[u8] = include_bytes!("../../../data/binance-btcusdt-depth-snap.csv");
 const DEPTH_UPDATE_NAME: &str = "binance-btcusdt-depth-update.csv";
-const DEPTH_UPDATE: &[u8] = include_bytes!("../../data/binance-btcusdt-depth-update.csv");
+const DEPTH_UPDATE: &[u8] = include_bytes!("../../../data/binance-btcusdt-depth-update.csv");
 
 /// The symbol of the shipped 1 m bars (the file has no symbol column; this is its instrument's
 /// name at the venue it was recorded from).

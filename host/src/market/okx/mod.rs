@@ -1378,11 +1378,11 @@ mod tests {
     use serde_json::{Value, json};
     use tokio::net::TcpListener;
 
-    const TICKERS: &str = include_str!("okx_samples/ws_tickers.json");
-    const TRADES: &str = include_str!("okx_samples/ws_trades.json");
-    const BOOKS_SNAPSHOT: &str = include_str!("okx_samples/ws_books_snapshot.json");
-    const BOOKS_UPDATE: &str = include_str!("okx_samples/ws_books_update.json");
-    const BBO_TBT: &str = include_str!("okx_samples/ws_bbo_tbt.json");
+    const TICKERS: &str = include_str!("../okx_samples/ws_tickers.json");
+    const TRADES: &str = include_str!("../okx_samples/ws_trades.json");
+    const BOOKS_SNAPSHOT: &str = include_str!("../okx_samples/ws_books_snapshot.json");
+    const BOOKS_UPDATE: &str = include_str!("../okx_samples/ws_books_update.json");
+    const BBO_TBT: &str = include_str!("../okx_samples/ws_bbo_tbt.json");
 
     /// 1597026383085 ms, the samples' time.
     const SAMPLE_TS: Timestamp = 1_597_026_383_085_000_000;

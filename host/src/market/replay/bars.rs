@@ -21,7 +21,7 @@ const BAR_COLUMNS: [&str; 7] = [
     "volume",
 ];
 
-fn default_symbol(file: &str) -> String {
+pub(super) fn default_symbol(file: &str) -> String {
     let name = Path::new(file)
         .file_name()
         .and_then(|n| n.to_str())

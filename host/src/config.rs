@@ -215,6 +215,18 @@ struct RawConfig {
     supervision: SupervisionSection,
 }
 
+/// What a configuration file chose itself, of the settings `colony run` has a default of its
+/// own for (without a plugins folder it runs the demo; without a feed it replays the shipped
+/// data). Kept beside the [`HostConfig`], not in it: the host does not care where a setting
+/// came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileChoices {
+    /// The file named the plugins folder.
+    pub plugins: bool,
+    /// The file chose the market-data feed (`market.feed`).
+    pub feed: bool,
+}
+
 /// The resolved configuration a host runs with.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
@@ -222,8 +234,6 @@ pub struct HostConfig {
     pub data_dir: PathBuf,
     /// The plugins folder.
     pub plugins_dir: PathBuf,
-    /// Whether the configuration file named the plugins folder (otherwise it is the default).
-    pub plugins_configured: bool,
     /// How often agents' timers fire, in milliseconds (0: never).
     pub tick_ms: u64,
     /// Limits for agents (per event).
@@ -249,9 +259,6 @@ pub struct HostConfig {
     pub nats: Option<NatsConfig>,
     /// The market-data feed; `None`: no feed (agents' `market-data` calls are `unavailable`).
     pub feed: Option<FeedSpec>,
-    /// Whether the configuration file chose the feed (otherwise `colony run` picks the
-    /// shipped replay).
-    pub feed_configured: bool,
     /// How fast a replay or the synthetic feed runs.
     pub speed: Speed,
     /// A symbol with no data for this long is flagged stale.
@@ -339,7 +346,6 @@ impl HostConfig {
     pub fn new(data_dir: PathBuf) -> HostConfig {
         HostConfig {
             plugins_dir: data_dir.join("plugins"),
-            plugins_configured: false,
             data_dir,
             tick_ms: 1000,
             agent_limits: Limits::agent_default(),
@@ -353,7 +359,6 @@ impl HostConfig {
             trust_on_first_use: false,
             nats: None,
             feed: None,
-            feed_configured: false,
             speed: Speed::Max,
             stale_after: crate::market::service::DEFAULT_STALE_AFTER,
             book_depth: 20,
@@ -385,25 +390,37 @@ impl HostConfig {
             .or(Some(rust_decimal::Decimal::from(2_000)));
     }
 
-    /// Reads `colony.toml` on top of the defaults.
-    pub fn load(path: &Path, data_dir: PathBuf) -> Result<HostConfig, ConfigError> {
+    /// Reads `colony.toml` on top of the defaults, and says what it chose of what a command
+    /// has its own default for.
+    pub fn load(path: &Path, data_dir: PathBuf) -> Result<(HostConfig, FileChoices), ConfigError> {
         let err = |reason: String| ConfigError {
             path: path.to_path_buf(),
             reason,
         };
         let text = crate::files::read_regular_text(path, crate::files::MAX_TEXT_BYTES)
             .map_err(|e| err(format!("cannot read: {e}")))?;
-        Self::parse(&text, path.parent().unwrap_or(Path::new(".")), data_dir).map_err(err)
+        Self::parse_choices(&text, path.parent().unwrap_or(Path::new(".")), data_dir).map_err(err)
     }
 
     /// Parses configuration text; relative paths are taken from `base`.
     pub fn parse(text: &str, base: &Path, data_dir: PathBuf) -> Result<HostConfig, String> {
+        Self::parse_choices(text, base, data_dir).map(|(config, _)| config)
+    }
+
+    /// [`HostConfig::parse`], and what the text chose of what a command has its own default
+    /// for.
+    pub fn parse_choices(
+        text: &str,
+        base: &Path,
+        data_dir: PathBuf,
+    ) -> Result<(HostConfig, FileChoices), String> {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))?;
         let mut config = HostConfig::new(data_dir);
+        let mut chosen = FileChoices::default();
         if let Some(p) = raw.plugins {
             config.plugins_dir = base.join(p);
-            config.plugins_configured = true;
+            chosen.plugins = true;
         }
         if let Some(t) = raw.tick_ms {
             config.tick_ms = t;
@@ -451,7 +468,7 @@ impl HostConfig {
                 )),
                 other => other,
             };
-            config.feed_configured = true;
+            chosen.feed = true;
         }
         if let Some(sp) = &raw.market.speed {
             config.speed = Speed::parse(sp).map_err(|e| format!("market.speed: {e}"))?;
@@ -492,7 +509,7 @@ impl HostConfig {
             let json = serde_json::to_string(&table).map_err(|e| format!("agents.{name}: {e}"))?;
             config.agent_config.insert(name, json);
         }
-        Ok(config)
+        Ok((config, chosen))
     }
 }
 

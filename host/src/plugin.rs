@@ -197,19 +197,14 @@ impl Loader {
         let engine = runtime.engine();
         let mut agent_linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut agent_linker)?;
-        agent::Agent::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
-            &mut agent_linker,
-            |s| s,
-        )?;
+        crate::store::add_agent_interfaces(&mut agent_linker)?;
         // The tool world maps its WASI packages onto wasmtime-wasi(-http)'s bindings, so its
         // interfaces are linked one by one: WASI, `types` and `log` (the agent world's
         // implementation), and `wasi:http` (only here: agents never get it). Every request a
         // tool sends goes through `StoreState`'s `WasiHttpHooks::send_request` (store::http).
         let mut tool_linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut tool_linker)?;
-        type Me = wasmtime::component::HasSelf<StoreState>;
-        agent::colony::plugin::types::add_to_linker::<StoreState, Me>(&mut tool_linker, |s| s)?;
-        agent::colony::plugin::log::add_to_linker::<StoreState, Me>(&mut tool_linker, |s| s)?;
+        crate::store::add_tool_interfaces(&mut tool_linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut tool_linker)?;
         Ok(Loader {
             runtime,

@@ -47,8 +47,10 @@ use crate::output::{OutputBudget, Stream};
 use crate::policy::{CheckCache, Policy, Refusal};
 use crate::state_store::StateStore;
 
+mod contexts;
 pub mod http;
 
+pub use contexts::{add_agent_interfaces, add_tool_interfaces};
 pub use http::HttpState;
 
 /// Everything the host keeps per store (one store per agent instance or tool call).

@@ -8,9 +8,10 @@
 //! ([`crate::guest_text::escape_controls`]), so one guest line stays one log line and cannot
 //! pass for a line of the host's.
 
-use crate::bindings::log::{Host, Level};
+use wasmtime::component::{HasData, Linker};
+
+use crate::bindings::log::{self, Host, Level};
 use crate::output::MAX_LINE;
-use crate::store::StoreState;
 
 /// Most log lines a plugin may write in one event or call.
 pub const LINES_PER_CALL: u32 = 256;
@@ -48,19 +49,41 @@ impl LogBudget {
     }
 }
 
-impl Host for StoreState {
+/// What the `log` interface works on: the plugin's name and its per-event budget.
+pub struct LogCtx<'a> {
+    /// The plugin, tagging every line.
+    pub plugin: &'a str,
+    /// The current event's line counts.
+    pub budget: &'a mut LogBudget,
+}
+
+struct HasLog;
+
+impl HasData for HasLog {
+    type Data<'a> = LogCtx<'a>;
+}
+
+/// Links `colony:plugin/log`; `ctx` hands out the store's [`LogCtx`].
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    ctx: fn(&mut T) -> LogCtx<'_>,
+) -> wasmtime::Result<()> {
+    log::add_to_linker::<T, HasLog>(linker, ctx)
+}
+
+impl Host for LogCtx<'_> {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        if self.log.written >= LINES_PER_CALL {
-            self.log.dropped = self.log.dropped.saturating_add(1);
+        if self.budget.written >= LINES_PER_CALL {
+            self.budget.dropped = self.budget.dropped.saturating_add(1);
             return Ok(());
         }
-        self.log.written += 1;
+        self.budget.written += 1;
         let mut end = message.len().min(MAX_LINE);
         while !message.is_char_boundary(end) {
             end -= 1;
         }
         let text = crate::guest_text::escape_controls(&message[..end]);
-        let plugin = &*self.plugin;
+        let plugin = self.plugin;
         match level {
             Level::Trace => tracing::trace!(target: "colony::guest", plugin, "{text}"),
             Level::Debug => tracing::debug!(target: "colony::guest", plugin, "{text}"),
@@ -69,5 +92,26 @@ impl Host for StoreState {
             Level::Error => tracing::error!(target: "colony::guest", plugin, "{text}"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_past_the_budget_are_dropped_and_counted_until_the_next_event() {
+        let mut budget = LogBudget::default();
+        let mut ctx = LogCtx {
+            plugin: "p",
+            budget: &mut budget,
+        };
+        for _ in 0..LINES_PER_CALL + 3 {
+            ctx.log(Level::Info, "line\nwith a newline".into()).unwrap();
+        }
+        assert_eq!(budget.written, LINES_PER_CALL);
+        assert_eq!(budget.dropped(), 3);
+        budget.reset();
+        assert_eq!(budget.dropped(), 0);
     }
 }

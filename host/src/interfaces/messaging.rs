@@ -22,14 +22,17 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::refusal;
-use crate::bindings::messaging::{Host, SendOptions};
+use wasmtime::component::{HasData, Linker};
+
+use super::{Fault, Gate, HostResult, answer};
+use crate::bindings::messaging::{self, Host, SendOptions};
 use crate::bindings::types::{Error, Message, Priority as WitPriority};
 use crate::bus::{
     Bus, BusError, Envelope, INBOX_PREFIX, Mailbox, Priority, PublishReport, SubscriptionId, Wait,
 };
 use crate::caps::Request;
-use crate::store::StoreState;
+use crate::clock::Clock;
+use crate::limits::Limits;
 
 /// Most subscriptions one agent instance may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 64;
@@ -238,11 +241,44 @@ fn bus_error(e: BusError, subject: &str) -> Error {
     }
 }
 
-impl StoreState {
-    fn link(&self) -> Result<&BusLink, Error> {
-        self.bus
-            .as_ref()
-            .ok_or_else(|| Error::Unavailable("messaging is not available to this plugin".into()))
+/// What the `messaging` interface works on: the agent's name, grants, limits and clock, the
+/// current event's hang guard, and its link to the bus, if it has one.
+pub struct MessagingCtx<'a> {
+    /// The agent, the sender of what it sends.
+    pub plugin: &'a Arc<str>,
+    /// The agent's grant checks.
+    pub gate: Gate<'a>,
+    /// The agent's limits (payload size, wait margin).
+    pub limits: &'a Limits,
+    /// When the current event's wall-clock hang guard fires: every wait ends before it.
+    pub hang_guard_at: Instant,
+    /// The clock envelopes are stamped with (virtual during a replay).
+    pub clock: &'a Clock,
+    /// The instance's link to the bus.
+    pub link: Option<&'a mut BusLink>,
+}
+
+struct HasMessaging;
+
+impl HasData for HasMessaging {
+    type Data<'a> = MessagingCtx<'a>;
+}
+
+/// Links `colony:plugin/messaging`; `ctx` hands out the store's [`MessagingCtx`].
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    ctx: fn(&mut T) -> MessagingCtx<'_>,
+) -> wasmtime::Result<()> {
+    messaging::add_to_linker::<T, HasMessaging>(linker, ctx)
+}
+
+const NO_BUS: &str = "messaging is not available to this plugin";
+
+impl MessagingCtx<'_> {
+    fn link(&mut self) -> HostResult<&mut BusLink> {
+        self.link
+            .as_deref_mut()
+            .ok_or_else(|| Fault::unavailable(NO_BUS))
     }
 
     fn check_payload(&self, len: usize) -> Result<(), Error> {
@@ -318,7 +354,7 @@ impl StoreState {
             Wait::Replay {
                 agent: self.plugin.clone(),
                 // An event delivered through the mailbox keeps it busy while it is handled.
-                counted: self.bus.as_ref().is_some_and(|l| !l.mailbox.is_idle()),
+                counted: self.link.as_ref().is_some_and(|l| !l.mailbox.is_idle()),
                 timeout_ns: u64::from(timeout_ms) * 1_000_000,
                 cap: self.wait_budget(u32::MAX),
             }
@@ -346,7 +382,7 @@ impl StoreState {
         subject: String,
         payload: Vec<u8>,
         headers: &[(String, String)],
-    ) -> Result<(Bus, Envelope), Error> {
+    ) -> HostResult<(Bus, Envelope)> {
         let bus = self.link()?.bus.clone();
         self.check_payload(payload.len())?;
         self.check_headers(headers, payload.len())?;
@@ -356,13 +392,14 @@ impl StoreState {
             return Err(Error::InvalidArgument(format!(
                 "subject {:?} is reserved for the host: {why}",
                 crate::guest_text::cap(&subject, 256)
-            )));
+            ))
+            .into());
         }
         let req = match request {
             true => Request::Request { subject: &subject },
             false => Request::Publish { subject: &subject },
         };
-        self.check(&req).map_err(refusal)?;
+        self.gate.check(&req)?;
         Ok((bus, self.envelope(subject, payload)))
     }
 
@@ -371,7 +408,7 @@ impl StoreState {
         subject: String,
         payload: Vec<u8>,
         options: Option<SendOptions>,
-    ) -> Result<(), Error> {
+    ) -> HostResult<()> {
         let no_headers = Vec::new();
         let headers = options.as_ref().map_or(&no_headers, |o| &o.headers);
         let (bus, mut env) = self.outgoing(false, subject, payload, headers)?;
@@ -390,15 +427,15 @@ impl StoreState {
         }
         let subject = env.subject.clone();
         match bus.publish(env) {
-            Ok(r) if r.refused > 0 => Err(self.refused(&r, &subject)),
+            Ok(r) if r.refused > 0 => Err(self.refused(&r, &subject).into()),
             Ok(_) => Ok(()),
-            Err(e) => Err(bus_error(e, &subject)),
+            Err(e) => Err(bus_error(e, &subject).into()),
         }
     }
 
     /// The publisher's answer when some mailbox refused its message, counted for the operator.
     fn refused(&self, r: &PublishReport, subject: &str) -> Error {
-        if let Some(link) = &self.bus {
+        if let Some(link) = &self.link {
             link.mailbox.note_sent_refused(r.refused as u64);
         }
         Error::LimitExceeded(format!(
@@ -408,15 +445,88 @@ impl StoreState {
             r.refused + r.delivered
         ))
     }
+
+    fn subscribe_to(&mut self, pattern: &str) -> HostResult<u64> {
+        self.link()?;
+        self.gate.check(&Request::Subscribe { subject: pattern })?;
+        Ok(self.link()?.subscribe_pattern(pattern)?.get())
+    }
+
+    fn unsubscribe_from(&mut self, id: u64) -> HostResult<()> {
+        let link = self.link()?;
+        let id = SubscriptionId::from_raw(id);
+        if !link.unsubscribe_for_host(id) {
+            return Err(Error::NotFound(format!("no subscription {}", id.get())).into());
+        }
+        Ok(())
+    }
+
+    async fn request_reply(
+        &mut self,
+        subject: String,
+        payload: Vec<u8>,
+        timeout_ms: u32,
+    ) -> HostResult<Message> {
+        let wait = self.wait(timeout_ms);
+        let (bus, env) = self.outgoing(true, subject.clone(), payload, &[])?;
+        match bus.request_with(env, wait).await {
+            Ok(reply) => Ok(to_wit(&reply)),
+            Err(e) => Err(bus_error(e, &subject).into()),
+        }
+    }
+
+    async fn gather_replies(
+        &mut self,
+        subject: String,
+        payload: Vec<u8>,
+        quorum: u32,
+        timeout_ms: u32,
+    ) -> HostResult<Vec<Message>> {
+        let wait = self.wait(timeout_ms);
+        let (bus, env) = self.outgoing(true, subject.clone(), payload, &[])?;
+        match bus.gather_with(env, quorum as usize, wait).await {
+            Ok(replies) => Ok(replies.iter().map(|r| to_wit(r)).collect()),
+            Err(e) => Err(bus_error(e, &subject).into()),
+        }
+    }
+
+    fn reply_to(&mut self, reply_to: String, payload: Vec<u8>) -> HostResult<()> {
+        self.link()?;
+        self.check_payload(payload.len())?;
+        if !reply_to.starts_with(INBOX_PREFIX) {
+            return Err(Error::InvalidArgument(format!(
+                "{:?} is not a reply-to subject (replies go to {INBOX_PREFIX}…)",
+                crate::guest_text::cap(&reply_to, 256)
+            ))
+            .into());
+        }
+        // Only the addressee of a request it received may answer it, once: seeing a request
+        // (through a subscription to another agent's inbox) is not being asked.
+        if !self.link()?.take_answerable(&reply_to) {
+            return Err(Error::InvalidArgument(format!(
+                "{:?} is not the reply-to of a request delivered to this agent as its \
+                 addressee (or it was answered already)",
+                crate::guest_text::cap(&reply_to, 256)
+            ))
+            .into());
+        }
+        let env = self.envelope(reply_to.clone(), payload);
+        // A reply to a request that already timed out is dropped and counted by the bus.
+        self.link()?
+            .bus
+            .publish(env)
+            .map(|_| ())
+            .map_err(|e| bus_error(e, &reply_to).into())
+    }
 }
 
-impl Host for StoreState {
+impl Host for MessagingCtx<'_> {
     async fn publish(
         &mut self,
         subject: String,
         payload: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        Ok(self.send(subject, payload, None))
+        answer(self.send(subject, payload, None))
     }
 
     async fn publish_with(
@@ -425,36 +535,15 @@ impl Host for StoreState {
         payload: Vec<u8>,
         options: SendOptions,
     ) -> wasmtime::Result<Result<(), Error>> {
-        Ok(self.send(subject, payload, Some(options)))
+        answer(self.send(subject, payload, Some(options)))
     }
 
     async fn subscribe(&mut self, pattern: String) -> wasmtime::Result<Result<u64, Error>> {
-        if let Err(e) = self.link() {
-            return Ok(Err(e));
-        }
-        if let Err(r) = self.check(&Request::Subscribe { subject: &pattern }) {
-            return Ok(Err(refusal(r)));
-        }
-        let Some(link) = self.bus.as_mut() else {
-            return Ok(Err(Error::Unavailable(
-                "messaging is not available to this plugin".into(),
-            )));
-        };
-        Ok(link.subscribe_pattern(&pattern).map(|id| id.get()))
+        answer(self.subscribe_to(&pattern))
     }
 
     async fn unsubscribe(&mut self, id: u64) -> wasmtime::Result<Result<(), Error>> {
-        let Some(link) = self.bus.as_mut() else {
-            return Ok(Err(Error::Unavailable(
-                "messaging is not available to this plugin".into(),
-            )));
-        };
-        let id = SubscriptionId::from_raw(id);
-        Ok(if link.unsubscribe_for_host(id) {
-            Ok(())
-        } else {
-            Err(Error::NotFound(format!("no subscription {}", id.get())))
-        })
+        answer(self.unsubscribe_from(id))
     }
 
     async fn request(
@@ -463,15 +552,7 @@ impl Host for StoreState {
         payload: Vec<u8>,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Message, Error>> {
-        let wait = self.wait(timeout_ms);
-        let (bus, env) = match self.outgoing(true, subject.clone(), payload, &[]) {
-            Ok(out) => out,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(match bus.request_with(env, wait).await {
-            Ok(reply) => Ok(to_wit(&reply)),
-            Err(e) => Err(bus_error(e, &subject)),
-        })
+        answer(self.request_reply(subject, payload, timeout_ms).await)
     }
 
     async fn gather(
@@ -481,15 +562,10 @@ impl Host for StoreState {
         quorum: u32,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Vec<Message>, Error>> {
-        let wait = self.wait(timeout_ms);
-        let (bus, env) = match self.outgoing(true, subject.clone(), payload, &[]) {
-            Ok(out) => out,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(match bus.gather_with(env, quorum as usize, wait).await {
-            Ok(replies) => Ok(replies.iter().map(|r| to_wit(r)).collect()),
-            Err(e) => Err(bus_error(e, &subject)),
-        })
+        answer(
+            self.gather_replies(subject, payload, quorum, timeout_ms)
+                .await,
+        )
     }
 
     async fn reply(
@@ -497,37 +573,156 @@ impl Host for StoreState {
         reply_to: String,
         payload: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        if let Err(e) = self.link().and_then(|_| self.check_payload(payload.len())) {
-            return Ok(Err(e));
+        answer(self.reply_to(reply_to, payload))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Decision;
+    use crate::interfaces::testing::{audit_store, decisions, policy};
+    use crate::policy::{CheckCache, Policy};
+
+    struct Fixture {
+        plugin: Arc<str>,
+        policy: Policy,
+        checks: CheckCache,
+        limits: Limits,
+        clock: Clock,
+        bus: Bus,
+        link: Option<BusLink>,
+    }
+
+    impl Fixture {
+        fn new(policy: Policy, linked: bool) -> Fixture {
+            let bus = Bus::new();
+            let link = linked.then(|| BusLink::new(bus.clone(), bus.mailbox("p", 16), "p".into()));
+            Fixture {
+                plugin: "p".into(),
+                policy,
+                checks: CheckCache::default(),
+                limits: Limits::agent_default(),
+                clock: Clock::system(),
+                bus,
+                link,
+            }
         }
-        if !reply_to.starts_with(INBOX_PREFIX) {
-            return Ok(Err(Error::InvalidArgument(format!(
-                "{:?} is not a reply-to subject (replies go to {INBOX_PREFIX}…)",
-                crate::guest_text::cap(&reply_to, 256)
-            ))));
+
+        fn ctx(&mut self) -> MessagingCtx<'_> {
+            MessagingCtx {
+                plugin: &self.plugin,
+                gate: Gate {
+                    policy: &self.policy,
+                    checks: &mut self.checks,
+                },
+                limits: &self.limits,
+                hang_guard_at: Instant::now() + Duration::from_secs(10),
+                clock: &self.clock,
+                link: self.link.as_mut(),
+            }
         }
-        // Only the addressee of a request it received may answer it, once: seeing a request
-        // (through a subscription to another agent's inbox) is not being asked.
-        let answerable = self
-            .bus
-            .as_mut()
-            .is_some_and(|link| link.take_answerable(&reply_to));
-        if !answerable {
-            return Ok(Err(Error::InvalidArgument(format!(
-                "{:?} is not the reply-to of a request delivered to this agent as its \
-                 addressee (or it was answered already)",
-                crate::guest_text::cap(&reply_to, 256)
-            ))));
+
+        /// A mailbox of another agent subscribed to `pattern`.
+        fn listener(&self, pattern: &str) -> Mailbox {
+            let mailbox = self.bus.mailbox("other", 16);
+            self.bus.subscribe("other", pattern, &mailbox).unwrap();
+            mailbox
         }
-        let env = self.envelope(reply_to.clone(), payload);
-        Ok(match self.link() {
-            // A reply to a request that already timed out is dropped and counted by the bus.
-            Ok(link) => link
-                .bus
-                .publish(env)
-                .map(|_| ())
-                .map_err(|e| bus_error(e, &reply_to)),
-            Err(e) => Err(e),
-        })
+    }
+
+    #[tokio::test]
+    async fn a_publish_without_a_grant_is_denied_audited_and_not_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = audit_store(dir.path()).await;
+        let mut f = Fixture::new(policy(&["messaging.publish:other.>"], Some(&audit)), true);
+        let inbox = f.listener("news.>");
+        let got = f
+            .ctx()
+            .publish("news.a".into(), b"x".to_vec())
+            .await
+            .unwrap();
+        match got {
+            Err(Error::Denied(m)) => assert_eq!(m, "needs messaging.publish:news.a"),
+            other => panic!("expected denied, got {other:?}"),
+        }
+        assert!(inbox.try_recv().is_none(), "the message was sent");
+        let recs = decisions(&audit, "messaging.publish").await;
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        assert_eq!(recs[0].decision, Some(Decision::Deny));
+    }
+
+    #[tokio::test]
+    async fn a_granted_publish_is_delivered_stamped_with_the_sender() {
+        let mut f = Fixture::new(policy(&["messaging.publish:news.>"], None), true);
+        let inbox = f.listener("news.>");
+        let got = f
+            .ctx()
+            .publish("news.a".into(), b"x".to_vec())
+            .await
+            .unwrap();
+        assert!(got.is_ok(), "{got:?}");
+        let env = inbox.try_recv().expect("delivered");
+        assert_eq!(env.subject, "news.a");
+        assert_eq!(&*env.sender, "p");
+        assert_eq!(&env.payload[..], b"x");
+    }
+
+    #[tokio::test]
+    async fn subscribe_needs_its_grant_and_counts_against_the_instance() {
+        let mut f = Fixture::new(policy(&["messaging.subscribe:news.>"], None), true);
+        let mut ctx = f.ctx();
+        let denied = ctx.subscribe("other.>".into()).await.unwrap();
+        assert!(matches!(denied, Err(Error::Denied(_))), "{denied:?}");
+        let id = ctx.subscribe("news.>".into()).await.unwrap().unwrap();
+        assert!(ctx.unsubscribe(id).await.unwrap().is_ok());
+        let again = ctx.unsubscribe(id).await.unwrap();
+        assert!(matches!(again, Err(Error::NotFound(_))), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn host_subjects_stay_closed_whatever_the_grants_say() {
+        let mut f = Fixture::new(policy(&["messaging.publish:>"], None), true);
+        let got = f
+            .ctx()
+            .publish("md.x.BTC-USDT.quote".into(), Vec::new())
+            .await
+            .unwrap();
+        match got {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("reserved for the host"), "{m}"),
+            other => panic!("expected invalid-argument, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_bus_every_call_is_unavailable() {
+        let mut f = Fixture::new(policy(&["messaging.publish:>"], None), false);
+        let mut ctx = f.ctx();
+        let unavailable = |e: &Error| matches!(e, Error::Unavailable(m) if m == "messaging is not available to this plugin");
+        let published = ctx.publish("news.a".into(), Vec::new()).await.unwrap();
+        assert!(published.as_ref().is_err_and(unavailable), "{published:?}");
+        let subscribed = ctx.subscribe("news.>".into()).await.unwrap();
+        assert!(
+            subscribed.as_ref().is_err_and(unavailable),
+            "{subscribed:?}"
+        );
+        let replied = ctx.reply("_INBOX.x".into(), Vec::new()).await.unwrap();
+        assert!(replied.as_ref().is_err_and(unavailable), "{replied:?}");
+    }
+
+    #[tokio::test]
+    async fn a_reply_goes_only_to_a_request_this_instance_received() {
+        let mut f = Fixture::new(policy(&[], None), true);
+        let inbox = format!("{INBOX_PREFIX}somebody.1");
+        let refused = f.ctx().reply(inbox.clone(), Vec::new()).await.unwrap();
+        assert!(
+            matches!(refused, Err(Error::InvalidArgument(_))),
+            "{refused:?}"
+        );
+        f.link.as_mut().unwrap().note_request(&inbox);
+        let answered = f.ctx().reply(inbox.clone(), Vec::new()).await.unwrap();
+        assert!(answered.is_ok(), "{answered:?}");
+        let twice = f.ctx().reply(inbox, Vec::new()).await.unwrap();
+        assert!(matches!(twice, Err(Error::InvalidArgument(_))), "{twice:?}");
     }
 }

@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod paper;
 pub mod risk;
 pub mod service;
+pub mod venue;
 
 use std::sync::Arc;
 

@@ -186,6 +186,7 @@ async fn start_orders(
     audit: &AuditStore,
 ) -> anyhow::Result<Option<Arc<OrderService>>> {
     use crate::orders::config::VenueChoice;
+    use crate::orders::venue::{PaperVenue, Venue};
     use crate::venues::credentials::VenueCredentials;
     use crate::venues::live::LiveVenue;
     let settings = &config.orders;
@@ -193,9 +194,9 @@ async fn start_orders(
         Some(path) => VenueCredentials::from_file(path),
         None => VenueCredentials::from_env(),
     };
-    let live = match &settings.venue {
+    let venue: Arc<dyn Venue> = match &settings.venue {
         VenueChoice::None => return Ok(None),
-        VenueChoice::Paper => None,
+        VenueChoice::Paper => Arc::new(PaperVenue::new(settings.router.paper.clone())),
         VenueChoice::Okx { url, demo } => {
             let creds = credentials()?.okx.ok_or_else(|| {
                 anyhow::anyhow!(
@@ -204,10 +205,10 @@ async fn start_orders(
                      orders.credentials file"
                 )
             })?;
-            Some(Arc::new(
+            Arc::new(
                 LiveVenue::okx(creds, *demo, url, settings.venue_timeout)?
                     .with_audit(audit.writer()),
-            ))
+            )
         }
         VenueChoice::Alpaca { url } => {
             let creds = credentials()?.alpaca.ok_or_else(|| {
@@ -221,10 +222,10 @@ async fn start_orders(
             } else {
                 crate::venues::alpaca::AlpacaEnv::Live
             };
-            Some(Arc::new(
+            Arc::new(
                 LiveVenue::alpaca(creds, env, url, settings.venue_timeout)?
                     .with_audit(audit.writer()),
-            ))
+            )
         }
     };
     let url = match &settings.journal {
@@ -232,7 +233,7 @@ async fn start_orders(
         None => format!("sqlite://{}", config.data_dir.join("orders.db").display()),
     };
     let journal = crate::orders::journal::Journal::open(&url).await?;
-    let orders = OrderService::with_journal(bus.clone(), settings.router.clone(), live, journal);
+    let orders = OrderService::with_journal(bus.clone(), settings.router.clone(), venue, journal);
     if let Some(m) = market {
         m.set_observer(orders.clone());
     }

@@ -1676,3 +1676,7 @@ pub fn load_kill_switches(
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "router_tests.rs"]
+mod tests;

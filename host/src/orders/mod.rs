@@ -4,15 +4,17 @@
 //! back as [`ExecReport`]s, the one shape the router, the journal, the risk engine and the
 //! `on-order` events share.
 //!
-//! **Architecture Invariant:** [`risk`], [`paper`] and the types here are pure: no I/O, no
-//! wasmtime, no clock of their own (the caller passes `now`, the virtual clock during a
+//! **Architecture Invariant:** [`risk`], [`paper`], [`ledger`] and the types here are pure: no
+//! I/O, no wasmtime, no clock of their own (the caller passes `now`, the virtual clock during a
 //! replay). Money is [`Decimal`], never a float.
 
 pub mod config;
 pub mod journal;
+pub mod ledger;
 pub mod paper;
 pub mod risk;
 pub mod service;
+pub mod venue;
 
 use std::sync::Arc;
 

@@ -71,7 +71,7 @@
 //! Derivatives-style: each agent's account holds the quote currency only, starting at
 //! `initial_balance`; positions per symbol are signed (shorts allowed) and cost nothing to open.
 //! Cash = initial + realised PnL − fees; equity = cash + unrealised PnL at the marks. Positions
-//! use average-price accounting like [`super::risk`]: adding moves the average, reducing realises
+//! are [`Ledger`]s, as the risk engine's are: adding moves the average, reducing realises
 //! (price − average) × quantity on the closed part, flipping realises the closed part and opens
 //! the rest at the fill price. The position keeps its cost basis (Σ quantity × price of the open
 //! part) rather than a rounded average, and the cost of a partly closed part is rounded to at
@@ -84,6 +84,7 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
+use super::ledger::Ledger;
 use super::{
     ExecKind, ExecReport, FillReport, Liquidity, OrderKind, OrderRequest, OrderState, TimeInForce,
 };
@@ -92,9 +93,6 @@ use crate::market::types::{BookLevel, MarketEvent, Quote, Side, Timestamp};
 
 /// Basis points in one.
 const BPS_PER_UNIT: Decimal = Decimal::from_parts(10_000, 0, 0, false, 0);
-
-/// Fewest decimals the cost of a partly closed position is rounded to.
-const COST_DP: u32 = 12;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
@@ -254,24 +252,6 @@ struct Resting {
     price: Decimal,
 }
 
-/// One agent's position in one symbol.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Ledger {
-    /// Signed quantity.
-    qty: Decimal,
-    /// Cost basis of the open quantity, signed like it: Σ signed qty × price.
-    cost: Decimal,
-    realised: Decimal,
-    fees: Decimal,
-}
-
-fn signed(side: Side, qty: Decimal) -> Decimal {
-    match side {
-        Side::Buy => qty,
-        Side::Sell => -qty,
-    }
-}
-
 fn opposite(side: Side) -> Side {
     match side {
         Side::Buy => Side::Sell,
@@ -292,71 +272,6 @@ fn fee(bps: Decimal, qty: Decimal, price: Decimal) -> Option<Decimal> {
     qty.checked_mul(price)?
         .checked_mul(bps)?
         .checked_div(BPS_PER_UNIT)
-}
-
-impl Ledger {
-    /// The ledger after a fill; `None` on overflow.
-    fn apply(self, side: Side, qty: Decimal, price: Decimal, fee: Decimal) -> Option<Ledger> {
-        let fees = self.fees.checked_add(fee)?;
-        let new_qty = self.qty.checked_add(signed(side, qty))?;
-        let increasing = self.qty.is_zero() || (self.qty > Decimal::ZERO) == (side == Side::Buy);
-        if increasing {
-            return Some(Ledger {
-                qty: new_qty,
-                cost: self
-                    .cost
-                    .checked_add(signed(side, qty).checked_mul(price)?)?,
-                realised: self.realised,
-                fees,
-            });
-        }
-        let held = self.qty.abs();
-        let closed = qty.min(held);
-        // The share of the cost basis the closed part takes with it. Rounding it once, and
-        // deriving both the realised PnL and the new basis from the same number, keeps
-        // realised + unrealised exactly equal to the cash flows.
-        let removed = if closed == held {
-            self.cost
-        } else {
-            self.cost
-                .checked_mul(closed)?
-                .checked_div(held)?
-                .round_dp(self.cost.scale().max(COST_DP))
-        };
-        let realised = (-signed(side, closed))
-            .checked_mul(price)?
-            .checked_sub(removed)?;
-        let opened = qty.checked_sub(closed)?;
-        let cost = if opened.is_zero() {
-            self.cost.checked_sub(removed)?
-        } else {
-            // Flipped through flat: the rest is opened at this fill's price.
-            signed(side, opened).checked_mul(price)?
-        };
-        Some(Ledger {
-            qty: new_qty,
-            cost,
-            realised: self.realised.checked_add(realised)?,
-            fees,
-        })
-    }
-
-    fn avg_price(&self) -> Decimal {
-        if self.qty.is_zero() {
-            Decimal::ZERO
-        } else {
-            self.cost.checked_div(self.qty).unwrap_or(Decimal::ZERO)
-        }
-    }
-
-    fn unrealised(&self, mark: Option<Decimal>) -> Decimal {
-        match mark {
-            Some(mark) if !self.qty.is_zero() => {
-                self.qty.saturating_mul(mark).saturating_sub(self.cost)
-            }
-            _ => Decimal::ZERO,
-        }
-    }
 }
 
 /// A walk over a single level (a quote's side, or the last price with `size` = the order's).
@@ -1012,6 +927,7 @@ mod tests {
     use super::*;
     use crate::market::types::{Book, Candle, Trade};
     use crate::orders::OrderStatus;
+    use crate::orders::ledger::signed;
     use proptest::prelude::*;
     use std::str::FromStr;
 

@@ -50,6 +50,7 @@
 //! The day rolls over at midnight UTC of `now` as seen by `check`: the realised PnL of every
 //! agent restarts at zero and client ids may be reused; positions and open orders carry over.
 
+use super::ledger::Ledger;
 use crate::market::types::{Quote, Side, Timestamp};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -502,56 +503,17 @@ pub struct Position {
     /// Signed quantity; negative is short.
     pub qty: Decimal,
     /// Average entry price of the open quantity; zero when flat. Rounded to `Decimal`'s 28
-    /// significant digits when the division is inexact.
+    /// significant digits when the division is inexact (the engine keeps the cost basis: see
+    /// [`Ledger`]).
     pub avg_price: Decimal,
 }
 
-impl Position {
-    /// The position after a fill, and the PnL it realised (before fees); `None` on overflow.
-    fn apply(self, side: Side, qty: Decimal, price: Decimal) -> Option<(Position, Decimal)> {
-        let signed = match side {
-            Side::Buy => qty,
-            Side::Sell => -qty,
-        };
-        let new_qty = self.qty.checked_add(signed)?;
-        let increasing = self.qty.is_zero() || (self.qty > Decimal::ZERO) == (side == Side::Buy);
-        if increasing {
-            let cost = self
-                .qty
-                .abs()
-                .checked_mul(self.avg_price)?
-                .checked_add(qty.checked_mul(price)?)?;
-            let avg_price = cost.checked_div(new_qty.abs())?;
-            return Some((
-                Position {
-                    qty: new_qty,
-                    avg_price,
-                },
-                Decimal::ZERO,
-            ));
+impl From<Ledger> for Position {
+    fn from(l: Ledger) -> Position {
+        Position {
+            qty: l.qty,
+            avg_price: l.avg_price(),
         }
-        let closed = qty.min(self.qty.abs());
-        let per_unit = if self.qty > Decimal::ZERO {
-            price.checked_sub(self.avg_price)?
-        } else {
-            self.avg_price.checked_sub(price)?
-        };
-        let realised = closed.checked_mul(per_unit)?;
-        let avg_price = if new_qty.is_zero() {
-            Decimal::ZERO
-        } else if (new_qty > Decimal::ZERO) == (self.qty > Decimal::ZERO) {
-            self.avg_price
-        } else {
-            // Flipped through flat: the remainder was opened at this fill's price.
-            price
-        };
-        Some((
-            Position {
-                qty: new_qty,
-                avg_price,
-            },
-            realised,
-        ))
     }
 }
 
@@ -573,7 +535,7 @@ struct OpenOrder {
 /// What the engine knows about one agent.
 #[derive(Debug, Clone, Default)]
 struct AgentState {
-    positions: HashMap<Arc<str>, Position>,
+    positions: HashMap<Arc<str>, Ledger>,
     open: HashMap<String, OpenOrder>,
     open_notional: Decimal,
     order_times: VecDeque<Timestamp>,
@@ -585,7 +547,7 @@ struct AgentState {
 }
 
 impl AgentState {
-    fn position(&self, symbol: &str) -> Position {
+    fn position(&self, symbol: &str) -> Ledger {
         self.positions.get(symbol).copied().unwrap_or_default()
     }
 
@@ -830,13 +792,14 @@ impl RiskEngine {
             symbol: fill.symbol.clone(),
         };
         let a = self.agent_entry(&fill.agent);
-        let (position, realised) = a
-            .position(&fill.symbol)
-            .apply(fill.side, fill.qty, fill.price)
+        let before = a.position(&fill.symbol);
+        let position = before
+            .apply(fill.side, fill.qty, fill.price, fill.fee)
             .ok_or_else(overflow)?;
-        let pnl = a
-            .realised_pnl
-            .checked_add(realised)
+        let pnl = position
+            .realised
+            .checked_sub(before.realised)
+            .and_then(|realised| a.realised_pnl.checked_add(realised))
             .and_then(|p| p.checked_sub(fill.fee))
             .ok_or_else(overflow)?;
         a.positions.insert(fill.symbol.clone(), position);
@@ -871,7 +834,7 @@ impl RiskEngine {
         self.state
             .agents
             .get(agent)
-            .map(|a| a.position(symbol))
+            .map(|a| Position::from(a.position(symbol)))
             .unwrap_or_default()
     }
 

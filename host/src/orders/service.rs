@@ -4,11 +4,11 @@
 //! agent ─place─► grant check (interfaces/orders.rs) ─► OrderService::place
 //!                   ├─ risk engine (reserve or reject with a reason code)
 //!                   ├─ approval threshold? ─► approval queue (operator, or N-of-M risk agents)
-//!                   ├─ journal (intent; durable before a live venue sees it)
-//!                   └─ venue: paper exchange (in-process, synchronous) | live (OKX, Alpaca)
+//!                   ├─ journal (intent; durable before a remote venue sees it)
+//!                   └─ Venue::place: answered at once (paper exchange) or later (OKX, Alpaca)
 //! venue reports ─► OrderState ─► risk (accepted, fills, closed) ─► journal ─► agent's
 //!                   `agent.<name>.orders` subject ─► handler.on-order
-//! market feed ─► on_market: reference prices for risk, resting paper orders fill
+//! market feed ─► on_market: reference prices for risk, Venue::on_market (resting paper fills)
 //! ```
 //!
 //! **Architecture Invariant:** nothing reaches a venue without passing [`RiskEngine::check`]
@@ -16,10 +16,13 @@
 //! [`OrderService::apply`], which keeps the risk engine, the order table, the journal and the
 //! agent's events in the same order.
 //!
-//! With the paper exchange the whole path is synchronous under one mutex (tick → fill is a few
-//! microseconds) and the journal is written behind it by a task: the paper venue lives and dies
-//! with the host, so there is nothing outside the process to send twice. With a live venue the
-//! intent is written and synced before the request leaves (see `docs/orders.md`).
+//! The router holds one [`Venue`] and has one path for every order: risk, approval and the
+//! venue under one lock; what the venue answers at once is applied at once, what it answers
+//! later is awaited by a task. With the paper exchange the whole path is synchronous under that
+//! one lock (tick → fill is a few microseconds) and the journal is written behind it by a task:
+//! the paper venue lives and dies with the host ([`VenueKind::InProcess`]), so there is nothing
+//! outside the process to send twice. With a remote venue the intent is written and synced
+//! before the request leaves (see `docs/orders.md`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,13 +33,13 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::journal::{Journal, JournalError, OrderFilter};
-use super::paper::{PaperConfig, PaperExchange};
+use super::paper::{Balance, PaperConfig, PaperPosition};
 use super::risk::{self, RiskEngine, RiskLimits, Scope, TradingState};
+use super::venue::{Answer, PaperVenue, Pending, Venue, VenueKind, VenueOrder};
 use super::{ExecKind, ExecReport, OrderKind, OrderRequest, OrderState, OrderStatus};
 use crate::bus::{Bus, Envelope, Priority};
 use crate::market::replay;
 use crate::market::types::{MarketEvent, Quote, Side, Timestamp};
-use crate::venues::live::{LiveVenue, VenueOrder};
 
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 /// Most journaled orders read back at start (today's client ids and every working order).
@@ -446,11 +449,13 @@ struct Waiting {
     via: &'static str,
 }
 
+/// An order's key in the router's table: (agent, client id).
+type OrderKey = (Arc<str>, String);
+
 struct Core {
     risk: RiskEngine,
-    paper: PaperExchange,
     /// Working orders by (agent, client id).
-    orders: HashMap<(Arc<str>, String), OrderState>,
+    orders: HashMap<OrderKey, OrderState>,
     recent: VecDeque<OrderState>,
     fills: VecDeque<(ExecReport, super::FillReport)>,
     /// Reference prices for risk: the latest quote, top of book, trade or bar close.
@@ -460,29 +465,50 @@ struct Core {
     kill: KillMode,
     agent_kill: HashMap<Arc<str>, KillMode>,
     scratch: Vec<ExecReport>,
-    /// The day (since the epoch) of the last order: when it changes, the paper exchange
-    /// forgets the closed orders of earlier days, as the risk engine frees their client ids.
+    /// The day (since the epoch) of the last order: when it changes, the venue is told
+    /// ([`Venue::new_day`]: the paper exchange forgets the closed orders of earlier days, as
+    /// the risk engine frees their client ids).
     day: u64,
+}
+
+/// How the router journals, decided once from the venue's kind.
+enum Journaling {
+    /// No journal (benchmarks, tests of the router alone).
+    Off,
+    /// Written behind an in-process venue by a task: its orders die with the process, so
+    /// there is nothing outside it to send twice.
+    Behind(JournalSink),
+    /// Awaited: an order's intent is durable before the venue sees it, and a report is
+    /// written before it is applied.
+    Ahead(Journal),
+}
+
+/// Where an order that passed risk goes next.
+enum Route {
+    /// Answered: refused, waiting for approval, or sent.
+    Done(Ack),
+    /// Its intent must be durable in the journal before it is sent.
+    Journal(OrderRequest),
 }
 
 /// The order router. Shared (`Arc`) by every agent's store and the market feed.
 pub struct OrderService {
     core: Mutex<Core>,
     bus: Bus,
-    venue: Arc<str>,
-    /// The venue as the journal names it: the live venue's name, or `paper@<start ns>` for
-    /// the paper exchange, whose book lives and dies with one run (so a replay run again
-    /// with the same client ids is a new set of orders, not duplicates of the last run's).
+    /// The one venue every order goes to.
+    venue: Arc<dyn Venue>,
+    /// Its name (`paper`, `okx`, …).
+    name: Arc<str>,
+    /// The venue as the journal names it: a remote venue's name, or `<name>@<start ns>` for an
+    /// in-process venue (`paper@…`), whose book lives and dies with one run (so a replay run
+    /// again with the same client ids is a new set of orders, not duplicates of the last run's).
     journal_venue: Arc<str>,
-    /// A live venue (OKX, Alpaca); `None`: the paper exchange.
-    live: Option<Arc<LiveVenue>>,
-    /// The order journal: awaited before a live venue sees an order, written behind the
-    /// paper exchange (through `sink`).
+    /// The order journal (recovery reads it); how it is written is `journaling`.
     journal: Option<Journal>,
-    sink: Option<JournalSink>,
+    journaling: Journaling,
     journal_errors: AtomicU64,
     unresolved: AtomicU64,
-    /// Held while a live venue's answer is compared with the router's state and recorded, so
+    /// Held while a venue's later answer is compared with the router's state and recorded, so
     /// two answers about one order (a poll and a cancel's confirmation, two lookups) never
     /// record the same change twice.
     reconciling: tokio::sync::Mutex<()>,
@@ -551,46 +577,50 @@ impl OrderService {
     /// A router for the paper exchange, publishing order events on `bus`, without a journal
     /// (benchmarks and tests of the router alone).
     pub fn paper(bus: Bus, config: OrdersConfig) -> Arc<OrderService> {
-        Self::build(bus, config, None, None)
+        let venue = Arc::new(PaperVenue::new(config.paper.clone()));
+        Self::new(bus, config, venue, None)
     }
 
-    /// A router for `live` (or the paper exchange when `None`) that journals every order in
-    /// `journal`: awaited before a live venue sees an order, written behind the paper
-    /// exchange by a task (needs a tokio runtime).
+    /// A router for `venue` that journals every order in `journal`: awaited before a remote
+    /// venue sees an order, written behind an in-process one by a task (needs a tokio
+    /// runtime).
     pub fn with_journal(
         bus: Bus,
         config: OrdersConfig,
-        live: Option<Arc<LiveVenue>>,
+        venue: Arc<dyn Venue>,
         journal: Journal,
     ) -> Arc<OrderService> {
-        Self::build(bus, config, live, Some(journal))
+        Self::new(bus, config, venue, Some(journal))
     }
 
-    fn build(
+    /// A router for `venue`, with or without a journal.
+    pub fn new(
         bus: Bus,
         config: OrdersConfig,
-        live: Option<Arc<LiveVenue>>,
+        venue: Arc<dyn Venue>,
         journal: Option<Journal>,
     ) -> Arc<OrderService> {
         let mut risk = RiskEngine::new(config.risk.clone());
         risk.set_trading_state(Scope::Global, TradingState::Active);
-        let venue: Arc<str> = match &live {
-            Some(l) => l.name().into(),
-            None => "paper".into(),
+        let name: Arc<str> = venue.name().into();
+        let kind = venue.kind();
+        let journal_venue: Arc<str> = match kind {
+            VenueKind::Remote => name.clone(),
+            VenueKind::InProcess => {
+                format!("{name}@{}", crate::clock::Clock::system().now_ns()).into()
+            }
         };
-        let journal_venue: Arc<str> = match &live {
-            Some(l) => l.name().into(),
-            None => format!("paper@{}", crate::clock::Clock::system().now_ns()).into(),
-        };
-        let sink = match (&live, &journal) {
-            (None, Some(j)) => Some(JournalSink::start(j.clone(), journal_venue.clone())),
-            _ => None,
+        let journaling = match (&journal, kind) {
+            (None, _) => Journaling::Off,
+            (Some(j), VenueKind::InProcess) => {
+                Journaling::Behind(JournalSink::start(j.clone(), journal_venue.clone()))
+            }
+            (Some(j), VenueKind::Remote) => Journaling::Ahead(j.clone()),
         };
         Arc::new_cyclic(|me| OrderService {
             me: me.clone(),
             core: Mutex::new(Core {
                 risk,
-                paper: PaperExchange::new(config.paper.clone()),
                 orders: HashMap::new(),
                 recent: VecDeque::new(),
                 fills: VecDeque::new(),
@@ -604,10 +634,10 @@ impl OrderService {
             }),
             bus,
             venue,
+            name,
             journal_venue,
-            live,
             journal,
-            sink,
+            journaling,
             journal_errors: AtomicU64::new(0),
             unresolved: AtomicU64::new(0),
             reconciling: tokio::sync::Mutex::new(()),
@@ -627,7 +657,7 @@ impl OrderService {
 
     /// The venue's name (`paper`, `okx`, `alpaca`).
     pub fn venue(&self) -> &str {
-        &self.venue
+        &self.name
     }
 
     /// Sets an agent's own limits (from its `orders.place` grants); the stricter of them and
@@ -644,64 +674,64 @@ impl OrderService {
         })
     }
 
-    /// Feeds one market event: reference prices for risk, and resting paper orders that the
-    /// new prices cross fill.
+    /// Feeds one market event: reference prices for risk, and the venue's matching (resting
+    /// paper orders that the new prices cross fill).
     pub fn on_market(&self, event: &MarketEvent) {
         let mut core = self.lock();
         if let Some(q) = reference(event) {
             core.refs.insert(q.symbol.clone(), q);
         }
         let mut out = std::mem::take(&mut core.scratch);
-        core.paper.on_market(event, &mut out);
-        for r in out.drain(..) {
-            self.apply(&mut core, r);
-        }
+        self.venue.on_market(event, &mut out);
+        self.apply_all(&mut core, &mut out);
         core.scratch = out;
     }
 
-    /// Places an order for `agent` (its grant was checked by the caller) at time `now`. With
-    /// the paper exchange everything happens before this returns; with a live venue the intent
-    /// is journaled and the order sent by a task (use [`place_async`](Self::place_async) to
-    /// wait for the journal).
+    /// Places an order for `agent` (its grant was checked by the caller) at time `now`. What
+    /// the venue answers at once (the paper exchange: everything) is applied before this
+    /// returns; an order whose intent must be durable first is journaled and sent by a task
+    /// (use [`place_async`](Self::place_async) to wait for the journal).
     pub fn place(self: &Arc<Self>, req: OrderRequest, now: Timestamp) -> Ack {
-        match self.admit(req, now) {
-            Err(ack) => ack,
-            Ok(req) if self.live.is_some() => {
-                let svc = Arc::clone(self);
-                spawn(async move {
-                    svc.go_live(req, now).await;
-                });
-                Ack::Submitted
-            }
-            Ok(req) => {
-                let mut core = self.lock();
-                self.submit(&mut core, req, now);
+        match self.route(req, now) {
+            Route::Done(ack) => ack,
+            Route::Journal(req) => {
+                self.spawn_journaled(req, now);
                 Ack::Submitted
             }
         }
     }
 
-    /// [`place`](Self::place), but with a live venue it returns only once the intent is
-    /// durable in the journal, so `submitted` means the order will not be lost.
+    /// [`place`](Self::place), but when the intent must be durable first it returns only once
+    /// it is in the journal, so `submitted` means the order will not be lost.
     pub async fn place_async(self: &Arc<Self>, req: OrderRequest, now: Timestamp) -> Ack {
-        if self.live.is_none() {
-            return self.place(req, now);
+        match self.route(req, now) {
+            Route::Done(ack) => ack,
+            Route::Journal(req) => self.journal_then_send(req, now).await,
         }
-        match self.admit(req, now) {
-            Err(ack) => ack,
-            Ok(req) => self.go_live(req, now).await,
+    }
+
+    /// The one path of every order, under one lock: risk and the approval threshold, then the
+    /// venue (or the journal first).
+    fn route(self: &Arc<Self>, req: OrderRequest, now: Timestamp) -> Route {
+        self.placed.fetch_add(1, Ordering::Relaxed);
+        let mut core = self.lock();
+        match self.admit(&mut core, req, now) {
+            Err(ack) => Route::Done(ack),
+            Ok(req) => self.dispatch(&mut core, req, now),
         }
     }
 
     /// Risk and the approval threshold: `Ok` when the order may go to the venue now (it is
     /// reserved in the risk engine), else the ack to give.
-    fn admit(self: &Arc<Self>, req: OrderRequest, now: Timestamp) -> Result<OrderRequest, Ack> {
-        self.placed.fetch_add(1, Ordering::Relaxed);
-        let mut core = self.lock();
+    fn admit(
+        self: &Arc<Self>,
+        core: &mut Core,
+        req: OrderRequest,
+        now: Timestamp,
+    ) -> Result<OrderRequest, Ack> {
         let reference = core.refs.get(&req.symbol).cloned();
         if let Err(rej) = core.risk.check(&req, reference.as_ref(), now) {
-            drop(core);
-            return Err(self.refuse(&req, rej.code.as_str(), rej.detail, now));
+            return Err(self.refuse(core, &req, rej.code.as_str(), rej.detail, now));
         }
         let notional = match (req.kind, req.price, &reference) {
             (OrderKind::Limit, Some(p), _) => p.saturating_mul(req.qty),
@@ -730,56 +760,132 @@ impl OrderService {
                     via,
                 },
             );
-            drop(core);
             self.spawn_approval(id, req, notional);
             return Err(Ack::PendingApproval { id });
         }
         Ok(req)
     }
 
-    /// Journals the intent (durably), then hands the order to a task that sends it. A journal
-    /// that cannot be written refuses the order (`host.journal`): nothing unjournaled is sent.
-    async fn go_live(self: &Arc<Self>, req: OrderRequest, now: Timestamp) -> Ack {
+    /// An order that passed risk (and approval) goes on: to the venue now, or, when its intent
+    /// must be durable first, back to the caller to journal it outside the lock.
+    fn dispatch(&self, core: &mut Core, req: OrderRequest, now: Timestamp) -> Route {
         self.submitted.fetch_add(1, Ordering::Relaxed);
-        if let Some(j) = &self.journal
+        if let Journaling::Ahead(_) = self.journaling {
+            return Route::Journal(req);
+        }
+        self.open(core, &req, now);
+        if let Some(answer) = self.send(core, &req, now) {
+            self.spawn_placed(req, now, answer);
+        }
+        Route::Done(Ack::Submitted)
+    }
+
+    /// Puts an order in the router's table (and its intent in the write-behind journal).
+    fn open(&self, core: &mut Core, req: &OrderRequest, now: Timestamp) {
+        let day = now / NANOS_PER_DAY;
+        if day > core.day {
+            core.day = day;
+            self.venue.new_day(day * NANOS_PER_DAY);
+        }
+        let key = (req.agent.clone(), req.client_id.clone());
+        core.orders.insert(key, OrderState::new(req.clone(), now));
+        if let Journaling::Behind(sink) = &self.journaling {
+            sink.send(JournalOp::Intent(req.clone(), now));
+        }
+    }
+
+    /// Hands an open order to the venue: applies what it answers at once, and returns the
+    /// answer that comes later.
+    fn send(
+        &self,
+        core: &mut Core,
+        req: &OrderRequest,
+        now: Timestamp,
+    ) -> Option<Pending<ExecReport>> {
+        let mut out = std::mem::take(&mut core.scratch);
+        let answer = Arc::clone(&self.venue).place(req, now, &mut out);
+        self.apply_all(core, &mut out);
+        core.scratch = out;
+        match answer {
+            Answer::Now => None,
+            Answer::Later(f) => Some(f),
+        }
+    }
+
+    /// Applies a batch of reports a venue answered at once, in order.
+    fn apply_all(&self, core: &mut Core, out: &mut Vec<ExecReport>) {
+        for r in out.drain(..) {
+            self.apply(core, r);
+        }
+    }
+
+    /// [`journal_then_send`](Self::journal_then_send) from a task.
+    fn spawn_journaled(&self, req: OrderRequest, now: Timestamp) {
+        if let Some(svc) = self.me.upgrade() {
+            spawn(async move {
+                svc.journal_then_send(req, now).await;
+            });
+        }
+    }
+
+    /// Journals the intent (durably), opens the order and hands it to a task that sends it. A
+    /// journal that cannot be written refuses the order (`host.journal`): nothing unjournaled
+    /// is sent.
+    async fn journal_then_send(self: &Arc<Self>, req: OrderRequest, now: Timestamp) -> Ack {
+        if let Journaling::Ahead(j) = &self.journaling
             && let Err(e) = j.record_intent(&self.journal_venue, &req, now).await
         {
             self.journal_errors.fetch_add(1, Ordering::Relaxed);
-            self.lock().risk.on_closed(&req.agent, &req.client_id);
+            let mut core = self.lock();
+            core.risk.on_closed(&req.agent, &req.client_id);
             return self.refuse(
+                &mut core,
                 &req,
                 "host.journal",
                 format!("intent not journaled: {e}"),
                 now,
             );
         }
-        let key = (req.agent.clone(), req.client_id.clone());
-        self.lock()
-            .orders
-            .insert(key, OrderState::new(req.clone(), now));
+        self.open(&mut self.lock(), &req, now);
         let svc = Arc::clone(self);
         spawn(async move {
-            svc.send_live(req, now, true).await;
+            failpoint("order.after-intent").await;
+            svc.send_journaled(req, now).await;
         });
         Ack::Submitted
     }
 
-    /// Sends a journaled order to the live venue and records the answer. An unknown outcome
-    /// (timeout, venue down) leaves the order pending and reconciles it by client id.
-    async fn send_live(self: Arc<Self>, req: OrderRequest, now: Timestamp, first: bool) {
-        let Some(live) = self.live.clone() else {
-            return;
-        };
-        if first {
-            failpoint("order.after-intent").await;
-        }
-        if let Some(j) = &self.journal
+    /// Sends a journaled order: marks it sent in the journal, hands it to the venue, and
+    /// records the answer.
+    async fn send_journaled(self: Arc<Self>, req: OrderRequest, now: Timestamp) {
+        if let Journaling::Ahead(j) = &self.journaling
             && let Err(e) = j.mark_sent(&req.agent, &req.client_id, now).await
         {
             self.journal_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, client_id = %req.client_id, "cannot journal the send");
         }
-        match live.place(&req, now).await {
+        let answer = self.send(&mut self.lock(), &req, now);
+        if let Some(answer) = answer {
+            self.placed(req, now, answer).await;
+        }
+    }
+
+    /// [`placed`](Self::placed) from a task.
+    fn spawn_placed(&self, req: OrderRequest, now: Timestamp, answer: Pending<ExecReport>) {
+        if let Some(svc) = self.me.upgrade() {
+            spawn(svc.placed(req, now, answer));
+        }
+    }
+
+    /// Waits for the venue's later answer to a place and records it. An unknown outcome
+    /// (timeout, venue down) leaves the order pending and reconciles it by client id.
+    async fn placed(
+        self: Arc<Self>,
+        req: OrderRequest,
+        now: Timestamp,
+        answer: Pending<ExecReport>,
+    ) {
+        match answer.await {
             Ok(report) => {
                 failpoint("order.after-send").await;
                 self.record(report).await;
@@ -801,10 +907,10 @@ impl OrderService {
         }
     }
 
-    /// Journals a live venue's report, then applies it (so an event an agent saw is never
-    /// missing from the journal).
+    /// Journals a venue's later report when the journal is written ahead, then applies it (so
+    /// an event an agent saw is never missing from the journal).
     async fn record(&self, report: ExecReport) {
-        if let Some(j) = &self.journal
+        if let Journaling::Ahead(j) = &self.journaling
             && let Err(e) = j.record(&report).await
         {
             self.journal_errors.fetch_add(1, Ordering::Relaxed);
@@ -834,17 +940,14 @@ impl OrderService {
         });
     }
 
-    /// Queries one pending or working order at the live venue and records the difference.
+    /// Queries one pending or working order at the venue and records the difference.
     /// Returns whether the venue answered.
     async fn reconcile_one(self: &Arc<Self>, req: &OrderRequest) -> bool {
-        let Some(live) = self.live.clone() else {
-            return true;
-        };
         let key = (req.agent.clone(), req.client_id.clone());
         let Some(state) = self.lock().orders.get(&key).cloned() else {
             return true;
         };
-        match live.query(req).await {
+        match Arc::clone(&self.venue).query(req).await {
             Ok(Some(v)) => {
                 let _one_at_a_time = self.reconciling.lock().await;
                 // The state now, not before the query: a cancel's confirmation or another
@@ -861,7 +964,7 @@ impl OrderService {
             Ok(None) if state.status == OrderStatus::Pending => {
                 // The venue never got it: sending it now (same client id) sends it once.
                 tracing::info!(client_id = %req.client_id, "venue does not know the order; sending it");
-                Box::pin(Arc::clone(self).send_live(req.clone(), state.created, false)).await;
+                Box::pin(Arc::clone(self).send_journaled(req.clone(), state.created)).await;
                 true
             }
             Ok(None) => {
@@ -879,14 +982,15 @@ impl OrderService {
     }
 
     /// Start-up recovery from the journal: every order of today keeps its client id taken,
-    /// working orders are reconciled with the live venue by client id (sent now if the venue
-    /// never got them), and orders left working on the paper exchange, which did not survive
-    /// the restart, are expired.
+    /// working orders are reconciled with a remote venue by client id (sent now if the venue
+    /// never got them), and orders left working on an in-process venue (the paper exchange),
+    /// which did not survive the restart, are expired.
     pub async fn recover(self: &Arc<Self>, now: Timestamp) -> Result<RecoveryReport, JournalError> {
         let mut report = RecoveryReport::default();
         let Some(j) = self.journal.clone() else {
             return Ok(report);
         };
+        let in_process = self.venue.kind() == VenueKind::InProcess;
         let today = now / NANOS_PER_DAY;
         let orders = j
             .orders(&OrderFilter {
@@ -899,10 +1003,10 @@ impl OrderService {
             let mut core = self.lock();
             for o in &orders {
                 let working = !o.state.status.is_closed();
-                if self.live.is_none() {
-                    // The paper exchange starts afresh every run: a working paper order of an
+                if in_process {
+                    // An in-process venue starts afresh every run: a working order of an
                     // earlier run lost its book; its client id belongs to that run.
-                    if working && o.venue.starts_with("paper") {
+                    if working && o.venue.starts_with(&*self.name) {
                         open.push(o.state.request.clone());
                         report.known += 1;
                     }
@@ -930,8 +1034,8 @@ impl OrderService {
         }
         for req in open {
             report.open += 1;
-            if self.live.is_none() {
-                // The paper exchange lost its book with the old process.
+            if in_process {
+                // The in-process venue lost its book with the old process.
                 let expired = ExecReport::new(&req, None, ExecKind::Expired, now);
                 if let Err(e) = j.record(&expired).await {
                     tracing::error!(error = %e, client_id = %req.client_id, "cannot expire an order");
@@ -945,16 +1049,16 @@ impl OrderService {
             }
         }
         tracing::info!(known = report.known, open = report.open, reconciled = report.reconciled,
-            expired = report.expired, unresolved = report.unresolved, venue = %self.venue,
+            expired = report.expired, unresolved = report.unresolved, venue = %self.name,
             "order journal recovered");
         Ok(report)
     }
 
-    /// With a live venue, asks the venue every `every` about each working order by client id
-    /// and records what changed (fills, cancels, expiry): a live venue tells the router about
+    /// With a remote venue, asks the venue every `every` about each working order by client id
+    /// and records what changed (fills, cancels, expiry): a remote venue tells the router about
     /// fills only when asked (no private order stream yet). The task ends with the service.
     pub fn start_polling(self: &Arc<Self>, every: Duration) {
-        if self.live.is_none() || every.is_zero() {
+        if self.venue.kind() == VenueKind::InProcess || every.is_zero() {
             return;
         }
         let me = Arc::downgrade(self);
@@ -978,38 +1082,24 @@ impl OrderService {
         });
     }
 
-    /// Waits (up to `limit`) until the journal has every report written behind the paper
-    /// exchange; returns whether it has.
+    /// Waits (up to `limit`) until the journal has every report written behind an in-process
+    /// venue; returns whether it has.
     pub async fn flush_journal(&self, limit: Duration) -> bool {
-        match &self.sink {
-            Some(sink) => sink.flush(limit).await,
-            None => true,
+        match &self.journaling {
+            Journaling::Behind(sink) => sink.flush(limit).await,
+            Journaling::Off | Journaling::Ahead(_) => true,
         }
     }
 
-    /// Sends a reserved order to the venue and applies what it answers.
-    fn submit(&self, core: &mut Core, req: OrderRequest, now: Timestamp) {
-        self.submitted.fetch_add(1, Ordering::Relaxed);
-        let day = now / NANOS_PER_DAY;
-        if day > core.day {
-            core.day = day;
-            core.paper.forget_closed(day * NANOS_PER_DAY);
-        }
-        let key = (req.agent.clone(), req.client_id.clone());
-        core.orders.insert(key, OrderState::new(req.clone(), now));
-        if let Some(sink) = &self.sink {
-            sink.send(JournalOp::Intent(req.clone(), now));
-        }
-        let mut out = std::mem::take(&mut core.scratch);
-        core.paper.place(&req, now, &mut out);
-        for r in out.drain(..) {
-            self.apply(core, r);
-        }
-        core.scratch = out;
-    }
-
-    /// A refusal before the venue: counted, and delivered as a `rejected` event too.
-    fn refuse(&self, req: &OrderRequest, code: &str, detail: String, now: Timestamp) -> Ack {
+    /// A refusal before the venue: counted, remembered, and delivered as a `rejected` event.
+    fn refuse(
+        &self,
+        core: &mut Core,
+        req: &OrderRequest,
+        code: &str,
+        detail: String,
+        now: Timestamp,
+    ) -> Ack {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         let kind = ExecKind::Rejected {
             code: code.to_string(),
@@ -1024,7 +1114,6 @@ impl OrderService {
             filled_qty: Decimal::ZERO,
             avg_price: None,
         });
-        let mut core = self.lock();
         remember(&mut core.recent, state);
         Ack::Rejected {
             code: code.to_string(),
@@ -1042,7 +1131,7 @@ impl OrderService {
         };
         let status = state.apply(&report);
         let (filled_qty, avg_price) = (state.filled_qty, state.avg_price());
-        if let Some(sink) = &self.sink {
+        if let Journaling::Behind(sink) = &self.journaling {
             sink.send(JournalOp::Report(report.clone()));
         }
         match &report.kind {
@@ -1088,7 +1177,7 @@ impl OrderService {
     /// Publishes an update to the placing agent's order subject.
     fn deliver(&self, update: OrderUpdate) {
         let agent = update.report.agent.clone();
-        let mut env = Envelope::new(self.venue.clone(), events_subject(&agent), Vec::new());
+        let mut env = Envelope::new(self.name.clone(), events_subject(&agent), Vec::new());
         env.priority = Priority::High;
         env.timestamp_ns = update.report.ts;
         env.order = Some(Arc::new(update));
@@ -1116,37 +1205,59 @@ impl OrderService {
             .check_cancel(agent, now)
             .map_err(|r| CancelError::Rate(r.to_string()))?;
         self.cancels.fetch_add(1, Ordering::Relaxed);
-        if self.live.is_some() {
-            if let Some(o) = core.orders.get(&key) {
-                self.cancel_live(o.request.clone(), o.venue_order_id.clone(), now);
-            }
-            return Ok(());
-        }
         let mut out = std::mem::take(&mut core.scratch);
-        core.paper.cancel(agent, client_id, now, &mut out);
-        for r in out.drain(..) {
-            self.apply(&mut core, r);
-        }
+        let answer = match core.orders.get(&key) {
+            Some(o) => Arc::clone(&self.venue).cancel(o, now, &mut out),
+            None => Answer::Now,
+        };
+        self.apply_all(&mut core, &mut out);
         core.scratch = out;
+        if let Answer::Later(answer) = answer {
+            self.confirm_cancel(key, answer);
+        }
         Ok(())
     }
 
-    /// Sends a cancel to the live venue from a task; the `cancelled` report is recorded when
-    /// the venue confirms.
-    fn cancel_live(&self, req: OrderRequest, venue_order_id: Option<String>, now: Timestamp) {
-        let Some(live) = self.live.clone() else {
-            return;
+    /// Cancels the working orders of `agent` (`None`: of every agent) and returns how many
+    /// were cancelled or asked to be.
+    fn cancel_working(&self, core: &mut Core, agent: Option<&str>, now: Timestamp) -> usize {
+        let mut out = std::mem::take(&mut core.scratch);
+        let later: Vec<(OrderKey, Pending<ExecReport>)> = {
+            let working: Vec<&OrderState> = core
+                .orders
+                .values()
+                .filter(|o| agent.is_none_or(|a| *o.request.agent == *a))
+                .collect();
+            Arc::clone(&self.venue)
+                .cancel_all(agent, &working, now, &mut out)
+                .into_iter()
+                .map(|(o, f)| ((o.request.agent.clone(), o.request.client_id.clone()), f))
+                .collect()
         };
-        let journal = self.journal.clone();
-        let me = self.self_ref();
+        let cancelled = out.iter().filter(|r| r.kind == ExecKind::Cancelled).count() + later.len();
+        self.apply_all(core, &mut out);
+        core.scratch = out;
+        for (key, answer) in later {
+            self.confirm_cancel(key, answer);
+        }
+        cancelled
+    }
+
+    /// Waits, in a task, for the venue's confirmation of a cancel; the `cancelled` report is
+    /// recorded when it comes (unless the order closed meanwhile).
+    fn confirm_cancel(&self, key: OrderKey, answer: Pending<ExecReport>) {
+        let journal = match &self.journaling {
+            Journaling::Ahead(j) => Some(j.clone()),
+            Journaling::Off | Journaling::Behind(_) => None,
+        };
+        let me = self.me.clone();
         spawn(async move {
-            match live.cancel(&req, venue_order_id.as_deref(), now).await {
+            match answer.await {
                 Ok(report) => {
-                    if let Some(svc) = me.and_then(|w| w.upgrade()) {
+                    if let Some(svc) = me.upgrade() {
                         let _one_at_a_time = svc.reconciling.lock().await;
                         // A poll may have seen the order cancelled (or filled) and recorded
                         // it first.
-                        let key = (req.agent.clone(), req.client_id.clone());
                         let working = svc.lock().orders.contains_key(&key);
                         if working {
                             svc.record(report).await;
@@ -1156,14 +1267,10 @@ impl OrderService {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, client_id = %req.client_id, "cancel not confirmed by the venue");
+                    tracing::warn!(error = %e, client_id = %key.1, "cancel not confirmed by the venue");
                 }
             }
         });
-    }
-
-    fn self_ref(&self) -> Option<std::sync::Weak<OrderService>> {
-        Some(self.me.clone())
     }
 
     /// The symbol of a working order (for the `orders.cancel` grant check).
@@ -1187,15 +1294,15 @@ impl OrderService {
         v
     }
 
-    /// The agent's position in `symbol`.
-    /// With a live venue this is the risk engine's view, from the fills the router has seen
+    /// The agent's position in `symbol`: the venue's, or, from a venue that does not report
+    /// positions (a live one), the risk engine's view from the fills the router has seen
     /// (realised PnL net of fees, of the day; fees not split out), valued at the reference
     /// price.
-    pub fn position(&self, agent: &str, symbol: &str) -> super::paper::PaperPosition {
-        let core = self.lock();
-        if self.live.is_none() {
-            return core.paper.position(agent, symbol);
+    pub fn position(&self, agent: &str, symbol: &str) -> PaperPosition {
+        if let Some(p) = self.venue.position(agent, symbol) {
+            return p;
         }
+        let core = self.lock();
         let p = core.risk.position(agent, symbol);
         let mark = core
             .refs
@@ -1205,7 +1312,7 @@ impl OrderService {
             .and_then(|m| m.checked_sub(p.avg_price))
             .and_then(|d| d.checked_mul(p.qty))
             .unwrap_or(Decimal::ZERO);
-        super::paper::PaperPosition {
+        PaperPosition {
             symbol: symbol.into(),
             qty: p.qty,
             avg_price: p.avg_price,
@@ -1216,13 +1323,10 @@ impl OrderService {
         }
     }
 
-    /// The agent's balances: its paper account, or with a live venue none (the venue's
-    /// account balance is not queried; see `docs/orders.md`).
-    pub fn balances(&self, agent: &str) -> Vec<super::paper::Balance> {
-        if self.live.is_some() {
-            return Vec::new();
-        }
-        self.lock().paper.balances(agent)
+    /// The agent's balances as the venue reports them: its paper account, or with a live
+    /// venue none (the venue's account balance is not queried; see `docs/orders.md`).
+    pub fn balances(&self, agent: &str) -> Vec<Balance> {
+        self.venue.balances(agent)
     }
 
     /// Sets the kill switch globally (`agent` `None`) or for one agent: `On` and `Reducing`
@@ -1249,25 +1353,8 @@ impl OrderService {
             None => core.kill = mode,
         }
         let mut cancelled = 0;
-        if matches!(mode, KillMode::On | KillMode::Reducing) && self.live.is_some() {
-            let working: Vec<(OrderRequest, Option<String>)> = core
-                .orders
-                .values()
-                .filter(|o| agent.is_none_or(|a| *o.request.agent == *a))
-                .map(|o| (o.request.clone(), o.venue_order_id.clone()))
-                .collect();
-            cancelled = working.len();
-            for (req, vid) in working {
-                self.cancel_live(req, vid, now);
-            }
-        } else if matches!(mode, KillMode::On | KillMode::Reducing) {
-            let mut out = std::mem::take(&mut core.scratch);
-            core.paper.cancel_all(agent, now, &mut out);
-            cancelled = out.iter().filter(|r| r.kind == ExecKind::Cancelled).count();
-            for r in out.drain(..) {
-                self.apply(&mut core, r);
-            }
-            core.scratch = out;
+        if matches!(mode, KillMode::On | KillMode::Reducing) {
+            cancelled = self.cancel_working(&mut core, agent, now);
         }
         tracing::warn!(agent = agent.unwrap_or("*"), mode = ?mode, cancelled, "kill switch set");
         cancelled
@@ -1277,28 +1364,7 @@ impl OrderService {
     /// setting a kill switch; returns how many were cancelled or asked to be.
     pub fn cancel_all_for(&self, agent: &str, now: Timestamp) -> usize {
         let mut core = self.lock();
-        let cancelled;
-        if self.live.is_some() {
-            let working: Vec<(OrderRequest, Option<String>)> = core
-                .orders
-                .values()
-                .filter(|o| *o.request.agent == *agent)
-                .map(|o| (o.request.clone(), o.venue_order_id.clone()))
-                .collect();
-            cancelled = working.len();
-            for (req, vid) in working {
-                self.cancel_live(req, vid, now);
-            }
-        } else {
-            let mut out = std::mem::take(&mut core.scratch);
-            core.paper.cancel_all(Some(agent), now, &mut out);
-            cancelled = out.iter().filter(|r| r.kind == ExecKind::Cancelled).count();
-            for r in out.drain(..) {
-                self.apply(&mut core, r);
-            }
-            core.scratch = out;
-        }
-        cancelled
+        self.cancel_working(&mut core, Some(agent), now)
     }
 
     /// The router's configuration (risk limits, paper fees and starting balance).
@@ -1306,14 +1372,10 @@ impl OrderService {
         &self.config
     }
 
-    /// Total equity of every paper account (cash plus positions at their marks).
+    /// Total equity of every account the venue keeps (paper: cash plus positions at their
+    /// marks).
     pub fn total_equity(&self) -> Decimal {
-        let core = self.lock();
-        core.paper
-            .agents()
-            .into_iter()
-            .map(|a| core.paper.equity(&a))
-            .sum()
+        self.venue.accounts().iter().map(|a| a.equity).sum()
     }
 
     /// The kill switches that are not off: global first (`None`), then per agent.
@@ -1340,19 +1402,15 @@ impl OrderService {
         let Some(w) = core.waiting.remove(&id) else {
             return false;
         };
-        if approve && self.live.is_some() {
-            drop(core);
-            if let Some(svc) = self.self_ref().and_then(|w| w.upgrade()) {
-                spawn(async move {
-                    svc.go_live(w.request, now).await;
-                });
+        if approve {
+            if let Route::Journal(req) = self.dispatch(&mut core, w.request, now) {
+                drop(core);
+                self.spawn_journaled(req, now);
             }
-        } else if approve {
-            self.submit(&mut core, w.request, now);
         } else {
             core.risk.on_closed(&w.request.agent, &w.request.client_id);
-            drop(core);
             self.refuse(
+                &mut core,
                 &w.request,
                 code,
                 format!("order {} not approved", w.request.client_id),
@@ -1401,7 +1459,7 @@ impl OrderService {
             "notional": notional.normalize().to_string(),
         })
         .to_string();
-        let env = Envelope::new(self.venue.clone(), c.subject.clone(), payload.into_bytes());
+        let env = Envelope::new(self.name.clone(), c.subject.clone(), payload.into_bytes());
         let votes = match self.bus.gather(env, c.voters as usize, c.timeout).await {
             Ok(v) => v,
             Err(e) => {
@@ -1458,7 +1516,7 @@ impl OrderService {
             (core.orders.len(), core.waiting.len())
         };
         OrdersStatus {
-            venue: self.venue.to_string(),
+            venue: self.name.to_string(),
             journal_venue: self.journal_venue.to_string(),
             counters: self.counters(),
             kill_switches: self
@@ -1466,7 +1524,7 @@ impl OrderService {
                 .into_iter()
                 .map(|(a, m)| (a.unwrap_or_else(|| "*".into()), m))
                 .collect(),
-            breaker: self.live.as_ref().map(|l| l.breaker_status()),
+            breaker: self.venue.breaker(),
             journal_errors: self.journal_errors.load(Ordering::Relaxed),
             unresolved: self.unresolved.load(Ordering::Relaxed),
             open_orders,
@@ -1519,8 +1577,9 @@ impl OrderService {
             .collect();
         let mut positions = Vec::new();
         let mut accounts = Vec::new();
-        for agent in core.paper.agents() {
-            for p in core.paper.positions(&agent) {
+        for account in self.venue.accounts() {
+            let agent = &account.agent;
+            for p in &account.positions {
                 positions.push(PositionRow {
                     agent: agent.to_string(),
                     symbol: p.symbol.to_string(),
@@ -1531,24 +1590,17 @@ impl OrderService {
                     fees: p.fees.normalize().to_string(),
                 });
             }
-            let cash = core
-                .paper
-                .balances(&agent)
-                .into_iter()
-                .find(|b| b.currency == self.config.paper.quote_currency)
-                .map_or(Decimal::ZERO, |b| b.total);
-            let equity = core.paper.equity(&agent);
             accounts.push(AccountRow {
                 agent: agent.to_string(),
-                cash: cash.normalize().to_string(),
-                equity: equity.normalize().to_string(),
-                pnl: (equity - self.config.paper.initial_balance)
+                cash: account.cash.normalize().to_string(),
+                equity: account.equity.normalize().to_string(),
+                pnl: (account.equity - self.config.paper.initial_balance)
                     .normalize()
                     .to_string(),
             });
         }
         OrdersReport {
-            venue: self.venue.to_string(),
+            venue: self.name.to_string(),
             kill_switch: core.kill,
             open,
             recent,
@@ -1624,3 +1676,7 @@ pub fn load_kill_switches(
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "router_tests.rs"]
+mod tests;

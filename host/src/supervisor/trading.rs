@@ -45,6 +45,7 @@ pub(super) async fn start_orders(
     audit: &AuditStore,
 ) -> anyhow::Result<Option<Arc<OrderService>>> {
     use crate::orders::config::VenueChoice;
+    use crate::orders::venue::{PaperVenue, Venue};
     use crate::venues::credentials::VenueCredentials;
     use crate::venues::live::LiveVenue;
     let settings = &config.orders;
@@ -52,9 +53,9 @@ pub(super) async fn start_orders(
         Some(path) => VenueCredentials::from_file(path),
         None => VenueCredentials::from_env(),
     };
-    let live = match &settings.venue {
+    let venue: Arc<dyn Venue> = match &settings.venue {
         VenueChoice::None => return Ok(None),
-        VenueChoice::Paper => None,
+        VenueChoice::Paper => Arc::new(PaperVenue::new(settings.router.paper.clone())),
         VenueChoice::Okx { url, demo } => {
             let creds = credentials()?.okx.ok_or_else(|| {
                 anyhow::anyhow!(
@@ -63,10 +64,10 @@ pub(super) async fn start_orders(
                      orders.credentials file"
                 )
             })?;
-            Some(Arc::new(
+            Arc::new(
                 LiveVenue::okx(creds, *demo, url, settings.venue_timeout)?
                     .with_audit(audit.writer()),
-            ))
+            )
         }
         VenueChoice::Alpaca { url } => {
             let creds = credentials()?.alpaca.ok_or_else(|| {
@@ -80,10 +81,10 @@ pub(super) async fn start_orders(
             } else {
                 crate::venues::alpaca::AlpacaEnv::Live
             };
-            Some(Arc::new(
+            Arc::new(
                 LiveVenue::alpaca(creds, env, url, settings.venue_timeout)?
                     .with_audit(audit.writer()),
-            ))
+            )
         }
     };
     let url = match &settings.journal {
@@ -91,7 +92,7 @@ pub(super) async fn start_orders(
         None => format!("sqlite://{}", config.data_dir.join("orders.db").display()),
     };
     let journal = crate::orders::journal::Journal::open(&url).await?;
-    let orders = OrderService::with_journal(bus.clone(), settings.router.clone(), live, journal);
+    let orders = OrderService::with_journal(bus.clone(), settings.router.clone(), venue, journal);
     if let Some(m) = market {
         m.set_observer(orders.clone());
     }

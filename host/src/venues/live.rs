@@ -38,7 +38,10 @@ use super::http::{ConfigError, HttpResponse, HttpSender, SendError};
 use super::okx::{self, OkxClient, OkxOrder, OkxTimestamp, OrdType, OrderRef, TgtCcy, TradeMode};
 use super::{OrderError, OrderOutcome, ResponseError, Side, SignedRequest};
 use crate::market::types::{self, Timestamp};
-use crate::orders::{ExecKind, ExecReport, OrderKind, OrderRequest, OrderStatus, TimeInForce};
+use crate::orders::venue::{Answer, Pending, Venue, VenueKind};
+use crate::orders::{
+    ExecKind, ExecReport, OrderKind, OrderRequest, OrderState, OrderStatus, TimeInForce,
+};
 
 /// Reject code of an order the venue refused; the message is the venue's code and text.
 pub const REJECTED: &str = "venue.rejected";
@@ -47,45 +50,11 @@ pub const UNSUPPORTED: &str = "venue.unsupported";
 /// Reject code of an order the venue's rules refuse (an OKX `clOrdId` with a dash, …); not sent.
 pub const INVALID_ORDER: &str = "venue.invalid-order";
 
-/// Why a venue call has no known outcome, or why a cancel or query did not work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VenueError {
-    /// No answer within the timeout; the request may have reached the venue.
-    #[error("no answer within {0:?}; the order's state at the venue is unknown")]
-    Timeout(Duration),
-    /// The connection failed or the venue said it could not process the request (5xx, OKX
-    /// system codes); the request may have reached the venue.
-    #[error("venue unavailable: {0}")]
-    Unavailable(String),
-    /// The breaker is open after repeated failures; nothing was sent.
-    #[error(
-        "circuit open after repeated venue failures, nothing sent; retry after {retry_after:?}"
-    )]
-    CircuitOpen { retry_after: Duration },
-    /// An answer that is not what the venue documents; the request may have taken effect.
-    #[error("unexpected venue answer (HTTP {status}): {reason}")]
-    BadResponse { status: u16, reason: String },
-    /// The venue refused a cancel or a query (order already closed, bad key, …), with its code.
-    #[error("venue refused: {code} {message}")]
-    Refused { code: String, message: String },
-    /// The request could not be built or put on the wire; nothing was sent.
-    #[error("request not sent: {0}")]
-    NotSent(String),
-}
+pub use crate::orders::venue::{VenueError, VenueOrder};
 
-impl VenueError {
-    /// Whether the request may have reached the venue, so that the order's state is unknown.
-    pub fn outcome_unknown(&self) -> bool {
-        matches!(
-            self,
-            VenueError::Timeout(_) | VenueError::Unavailable(_) | VenueError::BadResponse { .. }
-        )
-    }
-
-    /// Whether this says the venue is not working (and counts against the breaker).
-    fn is_venue_failure(&self) -> bool {
-        self.outcome_unknown()
-    }
+/// Whether `error` says the venue is not working (and counts against the breaker).
+fn is_venue_failure(error: &VenueError) -> bool {
+    error.outcome_unknown()
 }
 
 impl From<SendError> for VenueError {
@@ -103,20 +72,6 @@ impl From<SendError> for VenueError {
             SendError::InvalidRequest(reason) => VenueError::NotSent(reason),
         }
     }
-}
-
-/// An order as the venue reports it, found by client id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VenueOrder {
-    pub venue_order_id: String,
-    /// The client id the venue holds for it.
-    pub client_id: String,
-    pub status: OrderStatus,
-    pub filled_qty: Decimal,
-    /// `None` until something filled.
-    pub avg_price: Option<Decimal>,
-    /// The venue's own word for the state (`live`, `partially_filled`, `pending_cancel`, …).
-    pub venue_state: String,
 }
 
 /// Which venue, with the request builder for its API.
@@ -406,7 +361,7 @@ impl LiveVenue {
         };
         let mut breaker = self.breaker();
         match &result {
-            Err(error) if error.is_venue_failure() => {
+            Err(error) if is_venue_failure(error) => {
                 let was = breaker.state();
                 breaker.on_failure(permit, Instant::now());
                 if breaker.state() == BreakerState::Open && was != BreakerState::Open {
@@ -436,6 +391,50 @@ impl LiveVenue {
         // The breaker is plain data updated in single steps; a panic elsewhere cannot leave it
         // half-changed.
         self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A live account as the router's [`Venue`]: every answer comes later, from the network.
+impl Venue for LiveVenue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> VenueKind {
+        VenueKind::Remote
+    }
+
+    fn place(
+        self: Arc<Self>,
+        order: &OrderRequest,
+        now: Timestamp,
+        _out: &mut Vec<ExecReport>,
+    ) -> Answer {
+        let order = order.clone();
+        Answer::Later(Box::pin(async move {
+            LiveVenue::place(&self, &order, now).await
+        }))
+    }
+
+    fn cancel(
+        self: Arc<Self>,
+        order: &OrderState,
+        now: Timestamp,
+        _out: &mut Vec<ExecReport>,
+    ) -> Answer {
+        let (request, venue_order_id) = (order.request.clone(), order.venue_order_id.clone());
+        Answer::Later(Box::pin(async move {
+            LiveVenue::cancel(&self, &request, venue_order_id.as_deref(), now).await
+        }))
+    }
+
+    fn query(self: Arc<Self>, order: &OrderRequest) -> Pending<Option<VenueOrder>> {
+        let order = order.clone();
+        Box::pin(async move { LiveVenue::query(&self, &order).await })
+    }
+
+    fn breaker(&self) -> Option<BreakerStatus> {
+        Some(self.breaker_status())
     }
 }
 

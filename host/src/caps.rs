@@ -58,6 +58,8 @@
 //! notional; its per-minute and open-order limits, which need state this module does not keep,
 //! are returned by [`GrantSet::order_limits`] for the caller to enforce.
 
+use colony_model::glob::Glob;
+use colony_model::symbol::is_symbol_char;
 use rust_decimal::Decimal;
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -73,7 +75,7 @@ pub const MAX_SUBJECT_LEN: usize = 256;
 /// Most tokens in a subject pattern.
 pub const MAX_SUBJECT_TOKENS: usize = 32;
 /// Longest symbol or symbol pattern, in bytes.
-pub const MAX_SYMBOL_LEN: usize = 64;
+pub use colony_model::symbol::MAX_SYMBOL_LEN;
 /// Longest tool name or name pattern, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 /// Longest fs dir or requested path, in bytes.
@@ -600,13 +602,12 @@ fn check_glob(
 }
 
 fn check_symbol(s: &str, glob: bool) -> Result<(), String> {
-    let ok = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '/');
     check_glob(
         s,
         glob,
         "symbol",
         MAX_SYMBOL_LEN,
-        ok,
+        is_symbol_char,
         "A-Z, 0-9, '-', '_', '/'",
     )
 }
@@ -1110,63 +1111,6 @@ fn names_agent(subject: &str) -> bool {
         .strip_prefix(AGENT_PREFIX)
         .and_then(|rest| rest.split('.').next())
         .is_some_and(|name| name != "*" && name != ">")
-}
-
-/// A compiled `*` glob: the literal pieces between the stars.
-#[derive(Debug, Clone)]
-struct Glob {
-    prefix: Box<str>,
-    middle: Box<[Box<str>]>,
-    suffix: Box<str>,
-    /// `false`: the pattern has no `*` and `prefix` is the whole of it.
-    star: bool,
-}
-
-impl Glob {
-    fn compile(p: &str) -> Self {
-        let parts: Vec<&str> = p.split('*').collect();
-        match parts.as_slice() {
-            [only] => Glob {
-                prefix: (*only).into(),
-                middle: Box::new([]),
-                suffix: "".into(),
-                star: false,
-            },
-            [first, middle @ .., last] => Glob {
-                prefix: (*first).into(),
-                middle: middle.iter().map(|m| (*m).into()).collect(),
-                suffix: (*last).into(),
-                star: true,
-            },
-            [] => Glob {
-                prefix: "".into(),
-                middle: Box::new([]),
-                suffix: "".into(),
-                star: false,
-            },
-        }
-    }
-
-    fn matches(&self, s: &str) -> bool {
-        if !self.star {
-            return *self.prefix == *s;
-        }
-        if s.len() < self.prefix.len() + self.suffix.len()
-            || !s.starts_with(&*self.prefix)
-            || !s.ends_with(&*self.suffix)
-        {
-            return false;
-        }
-        // Leftmost matching of each middle piece is optimal for a glob whose only wildcard is `*`.
-        let mut rest = &s[self.prefix.len()..s.len() - self.suffix.len()];
-        for m in self.middle.iter() {
-            match rest.find(&**m) {
-                Some(i) => rest = &rest[i + m.len()..],
-                None => return false,
-            }
-        }
-        true
-    }
 }
 
 /// The capabilities granted to one plugin, compiled for [`GrantSet::check`]. `state` and `log`

@@ -322,7 +322,7 @@ fn check_replay(name: &str, bytes: &[u8], depth: usize, interval: u32) {
     let t = text(bytes);
     let _ = replay::parse_decimal(&t);
     let _ = replay::parse_utc(&t);
-    let _ = replay::check_symbol(&t);
+    let _ = colony_model::symbol::check_symbol(&t);
 }
 
 #[test]

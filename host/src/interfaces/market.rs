@@ -11,10 +11,10 @@ use super::{decimal, refusal};
 use crate::bindings::market_data::{Host, Kinds, SymbolStatus};
 use crate::bindings::types::{self as wit, Error};
 use crate::caps::Request;
-use crate::market::replay::check_symbol;
 use crate::market::service::MarketService;
 use crate::market::types::{self as md, MarketEvent};
 use crate::store::StoreState;
+use colony_model::symbol::check_symbol;
 
 /// Most candles one `candles` call returns.
 pub const MAX_CANDLES: u32 = 1_000;
@@ -82,7 +82,7 @@ pub fn to_wit(event: &MarketEvent) -> wit::MarketEvent {
 impl StoreState {
     /// The symbol is well formed and granted, and there is a feed.
     fn readable(&mut self, symbol: &str) -> Result<std::sync::Arc<MarketService>, Error> {
-        check_symbol(symbol).map_err(Error::InvalidArgument)?;
+        check_symbol(symbol).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         self.check(&Request::MarketRead { symbol })
             .map_err(refusal)?;
         self.market

@@ -15,11 +15,11 @@ use crate::bindings::orders::{
 };
 use crate::bindings::types::{self as wit, Error, OrderStatus as WitStatus};
 use crate::caps::Request;
-use crate::market::replay::check_symbol;
 use crate::market::types::Side;
 use crate::orders::service::{Ack, CancelError, OrderService, OrderUpdate};
-use crate::orders::{ExecKind, OrderKind, OrderRequest, OrderStatus, risk};
+use crate::orders::{ExecKind, OrderKind, OrderRequest, OrderStatus};
 use crate::store::StoreState;
+use colony_model::symbol::check_symbol;
 
 /// Longest client order id: what OKX (`clOrdId`) and Alpaca accept alike.
 pub const MAX_CLIENT_ID: usize = 32;
@@ -107,7 +107,7 @@ impl StoreState {
         o: crate::bindings::orders::OrderRequest,
     ) -> Result<OrderRequest, Error> {
         check_client_id(&o.client_id)?;
-        check_symbol(&o.symbol).map_err(Error::InvalidArgument)?;
+        check_symbol(&o.symbol).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let price = o.price.map(|p| from_wit(p, "price")).transpose()?;
         let qty = from_wit(o.qty, "qty")?;
         Ok(OrderRequest {
@@ -122,9 +122,9 @@ impl StoreState {
             price,
             qty,
             tif: match o.time_in_force {
-                TimeInForce::Gtc => risk::TimeInForce::Gtc,
-                TimeInForce::Ioc => risk::TimeInForce::Ioc,
-                TimeInForce::Fok => risk::TimeInForce::Fok,
+                TimeInForce::Gtc => crate::orders::TimeInForce::Gtc,
+                TimeInForce::Ioc => crate::orders::TimeInForce::Ioc,
+                TimeInForce::Fok => crate::orders::TimeInForce::Fok,
             },
             post_only: o.post_only,
             reduce_only: o.reduce_only,
@@ -235,7 +235,7 @@ impl Host for StoreState {
 
     async fn position(&mut self, symbol: String) -> wasmtime::Result<Result<PositionInfo, Error>> {
         if let Err(e) = check_symbol(&symbol) {
-            return Ok(Err(Error::InvalidArgument(e)));
+            return Ok(Err(Error::InvalidArgument(e.to_string())));
         }
         let router = match self.router() {
             Ok(r) => r,

@@ -1,4 +1,4 @@
-//! Market data: the records ([`types`]), L2 order books ([`book`]), candle aggregation
+//! Market data: the records ([`types`], `colony_model::market` re-exported), L2 order books ([`book`]), candle aggregation
 //! ([`candles`]), recorded-data replay ([`replay`]), the seeded synthetic generator
 //! ([`synthetic`]) and the live OKX v5 public feed ([`okx`]).
 //!
@@ -13,7 +13,7 @@ pub mod okx;
 pub mod replay;
 pub mod service;
 pub mod synthetic;
-pub mod types;
+pub use colony_model::market as types;
 
 pub use types::{
     Book, BookLevel, Candle, Kind, MarketEvent, QualityIssue, Quote, Side, Timestamp, Trade,

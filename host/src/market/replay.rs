@@ -33,6 +33,7 @@ use super::book::L2Book;
 use super::types::{
     Book, BookLevel, Candle, MarketEvent, QualityIssue, Quote, Side, Timestamp, Trade,
 };
+use colony_model::symbol::check_symbol;
 use flate2::read::GzDecoder;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
@@ -51,9 +52,6 @@ pub const DEFAULT_BOOK_DEPTH: usize = 20;
 
 /// Most book levels per side a Book event carries.
 pub const MAX_BOOK_DEPTH: usize = 1_000;
-
-/// Longest symbol, in bytes (as in capability symbol patterns).
-pub const MAX_SYMBOL_LEN: usize = 64;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 const NANOS_PER_MILLI: u64 = 1_000_000;
@@ -604,23 +602,6 @@ fn parse_int<T: std::str::FromStr>(text: &str) -> Result<T, String> {
     text.parse().map_err(|_| format!("{text} is out of range"))
 }
 
-/// Checks a symbol: 1–64 bytes of `A-Z 0-9 - _ /`, the alphabet of capability symbol patterns
-/// (so an operator can grant `market.read` for it).
-pub fn check_symbol(text: &str) -> Result<(), String> {
-    let ok = !text.is_empty()
-        && text.len() <= MAX_SYMBOL_LEN
-        && text.bytes().all(|b| {
-            b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'/')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{text:?} is not a symbol (1 to {MAX_SYMBOL_LEN} of A-Z 0-9 - _ /)"
-        ))
-    }
-}
-
 /// Keeps one `Arc<str>` per symbol, so a million rows share a handful of strings.
 #[derive(Default)]
 struct Symbols(HashMap<String, Arc<str>>);
@@ -630,7 +611,7 @@ impl Symbols {
         if let Some(symbol) = self.0.get(text) {
             return Ok(symbol.clone());
         }
-        check_symbol(text)?;
+        check_symbol(text).map_err(|e| e.to_string())?;
         let symbol: Arc<str> = Arc::from(text);
         self.0.insert(text.to_string(), symbol.clone());
         Ok(symbol)

@@ -825,11 +825,11 @@ pub struct MarketBench {
 pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketBench> {
     use crate::agent::AgentHandle;
     use crate::bus::Bus;
-    use crate::market::book::L2Book;
     use crate::market::feed::{self, Pace, Speed};
     use crate::market::replay;
     use crate::market::service::{DEFAULT_STALE_AFTER, MarketService};
     use crate::market::types::{BookLevel, MarketEvent, Side};
+    use colony_risk::book::L2Book;
     use rust_decimal::Decimal;
     use std::sync::atomic::Ordering;
 

@@ -78,8 +78,8 @@
 //! replays OKX-format frames. Counters are in [`FeedStats`] (atomics, readable at any time) and
 //! in `tracing` (target `colony_host::market::okx`).
 
-use super::book::L2Book;
 use super::types::{Book, BookLevel, MarketEvent, QualityIssue, Quote, Side, Timestamp, Trade};
+use colony_risk::book::L2Book;
 use futures_util::{SinkExt, StreamExt};
 use rust_decimal::Decimal;
 use serde::Deserialize;

@@ -29,11 +29,11 @@
 //! at most [`MAX_BOOK_DEPTH`] levels per side. The whole replay is parsed up front, so a bad line
 //! anywhere is found before the first event is published.
 
-use super::book::L2Book;
 use super::types::{
     Book, BookLevel, Candle, MarketEvent, QualityIssue, Quote, Side, Timestamp, Trade,
 };
 use colony_model::symbol::check_symbol;
+use colony_risk::book::L2Book;
 use flate2::read::GzDecoder;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};

@@ -9,9 +9,9 @@
 
 pub mod config;
 pub mod journal;
-pub mod paper;
-pub mod risk;
 pub mod service;
+
+pub use colony_risk::{paper, risk};
 
 pub use colony_model::order::{
     ExecKind, ExecReport, FillReport, Liquidity, OrderKind, OrderRequest, OrderState, OrderStatus,

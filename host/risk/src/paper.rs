@@ -71,7 +71,7 @@
 //! Derivatives-style: each agent's account holds the quote currency only, starting at
 //! `initial_balance`; positions per symbol are signed (shorts allowed) and cost nothing to open.
 //! Cash = initial + realised PnL − fees; equity = cash + unrealised PnL at the marks. Positions
-//! use average-price accounting like [`super::risk`]: adding moves the average, reducing realises
+//! use average-price accounting like [`crate::risk`]: adding moves the average, reducing realises
 //! (price − average) × quantity on the closed part, flipping realises the closed part and opens
 //! the rest at the fill price. The position keeps its cost basis (Σ quantity × price of the open
 //! part) rather than a rounded average, and the cost of a partly closed part is rounded to at
@@ -84,11 +84,11 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
-use super::{
+use crate::book::{L2Book, Walk};
+use colony_model::market::{BookLevel, MarketEvent, Quote, Side, Timestamp};
+use colony_model::order::{
     ExecKind, ExecReport, FillReport, Liquidity, OrderKind, OrderRequest, OrderState, TimeInForce,
 };
-use crate::market::book::{L2Book, Walk};
-use crate::market::types::{BookLevel, MarketEvent, Quote, Side, Timestamp};
 
 /// Basis points in one.
 const BPS_PER_UNIT: Decimal = Decimal::from_parts(10_000, 0, 0, false, 0);
@@ -1010,8 +1010,8 @@ fn side_name(side: Side) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::types::{Book, Candle, Trade};
-    use crate::orders::OrderStatus;
+    use colony_model::market::{Book, Candle, Trade};
+    use colony_model::order::OrderStatus;
     use proptest::prelude::*;
     use std::str::FromStr;
 
@@ -1536,7 +1536,7 @@ mod tests {
 
     #[test]
     fn agrees_with_the_risk_engine_positions() {
-        use crate::orders::risk::{Fill, RiskEngine};
+        use crate::risk::{Fill, RiskEngine};
         let mut x = exchange();
         let mut risk = RiskEngine::default();
         let steps = [

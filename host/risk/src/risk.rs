@@ -50,8 +50,8 @@
 //! The day rolls over at midnight UTC of `now` as seen by `check`: the realised PnL of every
 //! agent restarts at zero and client ids may be reused; positions and open orders carry over.
 
-use crate::market::types::{Quote, Side, Timestamp};
 use colony_model::glob::Glob;
+use colony_model::market::{Quote, Side, Timestamp};
 use colony_model::order::{OrderKind, OrderRequest, TimeInForce};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -493,7 +493,7 @@ impl AgentState {
 /// Everything the checks read that is not a limit: positions, open orders, recent order and
 /// cancel times, client ids seen today, realised PnL of the day, kill switches, trading states.
 #[derive(Debug, Clone, Default)]
-pub struct RiskState {
+pub(crate) struct RiskState {
     /// Day number (days since the epoch, UTC) the daily figures belong to; `None` until the
     /// first check, so fills before it count towards that check's day.
     day: Option<u64>,

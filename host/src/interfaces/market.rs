@@ -10,10 +10,10 @@
 use super::{decimal, refusal};
 use crate::bindings::market_data::{Host, Kinds, SymbolStatus};
 use crate::bindings::types::{self as wit, Error};
-use crate::caps::Request;
 use crate::market::service::MarketService;
 use crate::market::types::{self as md, MarketEvent};
 use crate::store::StoreState;
+use colony_caps::Request;
 use colony_model::symbol::check_symbol;
 
 /// Most candles one `candles` call returns.
@@ -215,7 +215,7 @@ impl Host for StoreState {
             .filter(|s| {
                 matches!(
                     grants.check(&Request::MarketRead { symbol: s }),
-                    crate::caps::Decision::Allowed
+                    colony_caps::Decision::Allowed
                 )
             })
             .map(|s| s.to_string())

@@ -14,11 +14,11 @@ use crate::bindings::orders::{
     AckStatus, Balance, Host, OpenOrder, OrderAck, OrderType, PositionInfo, TimeInForce,
 };
 use crate::bindings::types::{self as wit, Error, OrderStatus as WitStatus};
-use crate::caps::Request;
 use crate::market::types::Side;
 use crate::orders::service::{Ack, CancelError, OrderService, OrderUpdate};
 use crate::orders::{ExecKind, OrderKind, OrderRequest, OrderStatus};
 use crate::store::StoreState;
+use colony_caps::Request;
 use colony_model::symbol::check_symbol;
 
 /// Longest client order id: what OKX (`clOrdId`) and Alpaca accept alike.

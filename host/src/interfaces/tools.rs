@@ -13,10 +13,10 @@
 use std::sync::Arc;
 
 use crate::bindings::tools::{Host, Rejection, ToolError, ToolInfo};
-use crate::caps::Request;
 use crate::policy::Refusal;
 use crate::store::StoreState;
 use crate::tools::{CallableTool, RegistryError, ToolAccess, ToolCallError};
+use colony_caps::Request;
 
 fn denied(r: Refusal) -> ToolError {
     match r {

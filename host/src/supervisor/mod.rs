@@ -27,12 +27,9 @@ use crate::agent::{AgentHandle, AgentServices, AgentSpec, AgentStats, Event};
 use crate::audit::AuditStore;
 use crate::bus::Bus;
 use crate::bus::nats::{self, NatsLink, NatsStatus};
-use crate::caps::Request;
 use crate::clock::Clock;
 use crate::config::HostConfig;
 use crate::engine::{EngineSettings, Runtime};
-use crate::grants::GrantBook;
-use crate::manifest::Kind;
 use crate::market::feed::{self, FeedReport, FeedSpec, Pace};
 use crate::market::service::MarketService;
 use crate::orders::service::{KillMode, OrderService};
@@ -46,6 +43,9 @@ use crate::tools::{
     ToolCallError, ToolRegistry,
 };
 use crate::venues::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+use colony_caps::Request;
+use colony_caps::grants::GrantBook;
+use colony_caps::manifest::Kind;
 
 enum Running {
     Agent(AgentHandle),
@@ -540,7 +540,7 @@ impl Host {
             anyhow::anyhow!("kill-switch {mode:?}: expected on, off, reducing or halt")
         })?;
         if let Some(a) = agent {
-            crate::manifest::validate_name(a)?;
+            colony_caps::manifest::validate_name(a)?;
         }
         let cancelled = orders.kill_switch(agent, m, self.config.clock.now_ns());
         crate::orders::service::save_kill_switches(&self.config.data_dir, &orders.kill_switches())?;

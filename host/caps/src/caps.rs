@@ -456,7 +456,9 @@ fn parse(s: &str) -> Result<Capability, String> {
     })
 }
 
-pub(crate) fn subject_pattern(s: &str) -> Result<SubjectPattern, String> {
+/// Parses a subject pattern (wildcards allowed), as in a `messaging.*` grant or a subscription;
+/// the error says what is wrong with it.
+pub fn subject_pattern(s: &str) -> Result<SubjectPattern, String> {
     check_subject(s, true)?;
     Ok(SubjectPattern(s.to_owned()))
 }
@@ -509,7 +511,9 @@ fn subject_is_valid(s: &str, wildcards: bool) -> bool {
     true
 }
 
-pub(crate) fn check_subject(s: &str, wildcards: bool) -> Result<(), String> {
+/// Checks a subject (`wildcards == false`) or a subject pattern; the error says what is wrong
+/// with it. Allocates only on error.
+pub fn check_subject(s: &str, wildcards: bool) -> Result<(), String> {
     if subject_is_valid(s, wildcards) {
         return Ok(());
     }
@@ -1057,11 +1061,14 @@ enum Token {
     Tail,
 }
 
+/// A subject pattern compiled into tokens once, so matching does not allocate (the bus's
+/// subscription table and every `messaging.*` check use it).
 #[derive(Debug, Clone)]
-pub(crate) struct Subject(Box<[Token]>);
+pub struct Subject(Box<[Token]>);
 
 impl Subject {
-    pub(crate) fn compile(p: &SubjectPattern) -> Self {
+    /// Compiles a validated pattern.
+    pub fn compile(p: &SubjectPattern) -> Self {
         Subject(
             p.0.split('.')
                 .map(|t| match t {
@@ -1074,13 +1081,13 @@ impl Subject {
     }
 
     /// Whether the pattern names one agent: `agent.<literal name>` and possibly more tokens.
-    pub(crate) fn names_agent(&self) -> bool {
+    pub fn names_agent(&self) -> bool {
         matches!(&self.0[..], [Token::Literal(a), Token::Literal(_), ..] if &**a == "agent")
     }
 
     /// Whether this pattern matches every subject that `request` (a valid subject or subject
     /// pattern) matches. For a concrete subject that is ordinary matching.
-    pub(crate) fn covers(&self, request: &str) -> bool {
+    pub fn covers(&self, request: &str) -> bool {
         let req = request.as_bytes();
         let mut pos = 0;
         for g in self.0.iter() {

@@ -71,19 +71,19 @@ use std::str::FromStr;
 pub const AGENT_PREFIX: &str = "agent.";
 
 /// Longest subject pattern, in bytes.
-pub const MAX_SUBJECT_LEN: usize = 256;
+pub(crate) const MAX_SUBJECT_LEN: usize = 256;
 /// Most tokens in a subject pattern.
-pub const MAX_SUBJECT_TOKENS: usize = 32;
+pub(crate) const MAX_SUBJECT_TOKENS: usize = 32;
 /// Longest symbol or symbol pattern, in bytes.
-pub use colony_model::symbol::MAX_SYMBOL_LEN;
+pub(crate) use colony_model::symbol::MAX_SYMBOL_LEN;
 /// Longest tool name or name pattern, in bytes.
-pub const MAX_NAME_LEN: usize = 64;
+pub(crate) const MAX_NAME_LEN: usize = 64;
 /// Longest fs dir or requested path, in bytes.
-pub const MAX_PATH_LEN: usize = 1024;
+pub(crate) const MAX_PATH_LEN: usize = 1024;
 /// Longest environment variable name, in bytes.
-pub const MAX_ENV_LEN: usize = 128;
+pub(crate) const MAX_ENV_LEN: usize = 128;
 /// Longest capability string the parser looks at, in bytes.
-pub const MAX_CAPABILITY_LEN: usize = 2048;
+pub(crate) const MAX_CAPABILITY_LEN: usize = 2048;
 
 /// Longest decimal literal in an order limit (28 significant digits, a point, some zeros).
 const MAX_DECIMAL_LEN: usize = 40;

@@ -4,10 +4,17 @@
 demo:
     cargo run --release -- run
 
-# Run the whole test suite.
+# Run the whole test suite, then build the book.
 test:
     cargo test --workspace
     cargo test --manifest-path plugins/Cargo.toml --target-dir target/plugins
+    { mdbook --version 2>/dev/null | grep -qx 'mdbook v0.5.4' || cargo install mdbook --locked --version 0.5.4 --no-default-features --features search; }
+    mdbook build docs -d target/book
+
+# Build the book (docs/) into target/book, installing the pinned mdbook first if needed.
+book:
+    { mdbook --version 2>/dev/null | grep -qx 'mdbook v0.5.4' || cargo install mdbook --locked --version 0.5.4 --no-default-features --features search; }
+    mdbook build docs -d target/book
 
 # Measure Colony against raw wasmtime and print the ratios.
 bench:

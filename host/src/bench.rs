@@ -7,7 +7,9 @@
 //! store state (limiter, output budget, deny-by-default WASI), fuel and deadline reset,
 //! output flush and failure classification; and for `log`, its line cap and level dispatch.
 //! Rounds of Colony and raw alternate and the median round is reported, since these machines
-//! are shared and noisy.
+//! are shared and noisy. Those rounds are timed by the bench thread's CPU clock ([`Lap`]), not
+//! the wall clock, so that a loaded machine (the thread descheduled mid-round) does not skew
+//! one side of a ratio; the throughput and latency measurements further down are wall time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -295,6 +297,24 @@ fn message(payload: &[u8]) -> Message {
     }
 }
 
+/// A lap timed by the calling thread's CPU clock: what the thread itself ran, so a round in
+/// which the bench thread was descheduled (a loaded machine) is not longer for it. The
+/// micro-measurements (instantiate, event delivery, host calls, grant checks) run on the
+/// thread that polls them from start to end, so this counts all their work and nothing
+/// else; Colony's and raw wasmtime's rounds are timed alike.
+struct Lap(u64);
+
+impl Lap {
+    fn start() -> Lap {
+        Lap(crate::store::thread_cpu_ns())
+    }
+
+    /// CPU nanoseconds per operation since the start.
+    fn per_op(&self, ops: u64) -> f64 {
+        crate::store::thread_cpu_ns().saturating_sub(self.0) as f64 / ops.max(1) as f64
+    }
+}
+
 fn per_op(elapsed: Duration, ops: u64) -> f64 {
     elapsed.as_nanos() as f64 / ops.max(1) as f64
 }
@@ -333,7 +353,7 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
     // 1. Instantiate.
     let (mut c, mut r) = (Vec::new(), Vec::new());
     for _ in 0..opts.rounds {
-        let t = Instant::now();
+        let t = Lap::start();
         for _ in 0..n {
             let mut store = new_store(
                 engine,
@@ -350,13 +370,13 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
-        c.push(per_op(t.elapsed(), n.into()));
-        let t = Instant::now();
+        c.push(t.per_op(n.into()));
+        let t = Lap::start();
         for _ in 0..n {
             let mut store = raw_store(engine);
             raw_pre.instantiate_async(&mut store).await?;
         }
-        r.push(per_op(t.elapsed(), n.into()));
+        r.push(t.per_op(n.into()));
     }
     out.push(measurement("instantiate", c, r, 1.5));
 
@@ -379,21 +399,21 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
         .await??;
     let (mut c, mut r) = (Vec::new(), Vec::new());
     for _ in 0..opts.rounds {
-        let t = Instant::now();
+        let t = Lap::start();
         for i in 0..n {
             colony
                 .deliver(&Event::Timer(i.into()))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
-        c.push(per_op(t.elapsed(), n.into()));
-        let t = Instant::now();
+        c.push(t.per_op(n.into()));
+        let t = Lap::start();
         for i in 0..n {
             raw.colony_plugin_handler()
                 .call_on_timer(&mut raw_store, i.into())
                 .await??;
         }
-        r.push(per_op(t.elapsed(), n.into()));
+        r.push(t.per_op(n.into()));
     }
     out.push(measurement("event delivery (host→guest)", c, r, 1.5));
 
@@ -415,21 +435,21 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
     let events = (n / 100).max(5);
     let (mut c, mut r) = (Vec::new(), Vec::new());
     for _ in 0..opts.rounds {
-        let t = Instant::now();
+        let t = Lap::start();
         for _ in 0..events {
             colony
                 .deliver(&colony_msg)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
-        c.push(per_op(t.elapsed(), u64::from(events) * u64::from(k)));
-        let t = Instant::now();
+        c.push(t.per_op(u64::from(events) * u64::from(k)));
+        let t = Lap::start();
         for _ in 0..events {
             raw.colony_plugin_handler()
                 .call_on_message(&mut raw_store, &raw_msg)
                 .await??;
         }
-        r.push(per_op(t.elapsed(), u64::from(events) * u64::from(k)));
+        r.push(t.per_op(u64::from(events) * u64::from(k)));
     }
     let host_call = measurement("host call (guest→host log)", c, r, 1.3);
     let host_call_ns = host_call.colony_ns;
@@ -466,11 +486,11 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
     let time_checks = |check: &mut dyn FnMut() -> bool| -> anyhow::Result<f64> {
         let mut c = Vec::new();
         for _ in 0..opts.rounds {
-            let t = Instant::now();
+            let t = Lap::start();
             for _ in 0..checks {
                 anyhow::ensure!(check(), "the bench grant set denies its own request");
             }
-            c.push(per_op(t.elapsed(), checks));
+            c.push(t.per_op(checks));
         }
         Ok(median(c))
     };

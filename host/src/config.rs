@@ -500,6 +500,23 @@ impl HostConfig {
 
 #[cfg(test)]
 mod tests {
+    /// The configuration reference (`docs/configuration.md`) shows every key in one
+    /// `colony.toml`: that file must parse, or the reference is wrong.
+    #[test]
+    fn the_configuration_reference_parses() {
+        let page = include_str!("../../docs/configuration.md");
+        let Some((_, rest)) = page.split_once("```toml\n") else {
+            panic!("docs/configuration.md has no toml block");
+        };
+        let Some((toml_text, _)) = rest.split_once("```") else {
+            panic!("docs/configuration.md's toml block is not closed");
+        };
+        let dir = std::path::Path::new("/nonexistent-colony-test");
+        if let Err(e) = super::HostConfig::parse(toml_text, dir, dir.to_path_buf()) {
+            panic!("docs/configuration.md's colony.toml does not parse: {e}");
+        }
+    }
+
     #[test]
     fn bus_urls_need_a_valid_port() {
         for good in [

@@ -266,7 +266,7 @@ fn config(settings: &EngineSettings, pooling: bool) -> Config {
             // again), and decommits of the rest are batched 32 slots at a time (one flush and
             // TLB shootdown per batch instead of per instance). Measured with `colony bench`'s
             // tool call, a fresh instance per call: p50 35.5 µs before, 24.3 µs with both
-            // (README, "Benchmark results").
+            // (`docs/benchmarks.md`, "Results").
             .linear_memory_keep_resident(64 * 1024)
             .table_keep_resident(64 * 1024)
             .decommit_batch_size(32);

@@ -51,20 +51,16 @@ impl OutputBudget {
         }
     }
 
-    /// Starts a new event: the full budget is available again.
-    pub fn reset(&self) {
+    /// Ends an event or call: logs any partial line left (as the stream that wrote last
+    /// would; both streams share the line buffer, as before, and it is logged as stdout) and
+    /// makes the full budget available to the next one. One lock, on every event's path.
+    pub fn end_call(&self) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.used = 0;
-        }
-    }
-
-    /// Logs any partial line left at the end of an event.
-    pub fn flush(&self, stream: Stream) {
-        if let Ok(mut inner) = self.inner.lock()
-            && !inner.line.is_empty()
-        {
-            let line = std::mem::take(&mut inner.line);
-            emit(&self.plugin, stream, &line);
+            if !inner.line.is_empty() {
+                let line = std::mem::take(&mut inner.line);
+                emit(&self.plugin, Stream::Stdout, &line);
+            }
         }
     }
 
@@ -202,7 +198,7 @@ mod tests {
             budget.write(Stream::Stdout, b"x"),
             Err(LimitExceeded::Output(10))
         );
-        budget.reset();
+        budget.end_call();
         assert!(budget.write(Stream::Stdout, b"0123456789").is_ok());
     }
 }

@@ -323,52 +323,48 @@ pub async fn guarded<R>(
     f: impl AsyncFnOnce(&mut Store<StoreState>) -> wasmtime::Result<R>,
 ) -> Result<R, CallError> {
     let limits = store.data().limits;
-    let plugin = store.data().plugin.clone();
-    let start = Instant::now();
+    let hang_guard_at = Instant::now() + limits.hang_guard();
     let meter = {
         let data = store.data_mut();
-        data.hang_guard_at = start + limits.hang_guard();
-        data.output.reset();
+        data.hang_guard_at = hang_guard_at;
         data.log.reset();
         data.cpu.reset();
         data.cpu.clone()
     };
-    let internal = |message: String| CallError::Trap {
-        plugin: plugin.clone(),
-        call,
-        message,
-    };
-    store
-        .set_fuel(limits.fuel)
-        .map_err(|e| internal(e.to_string()))?;
+    if let Err(e) = store.set_fuel(limits.fuel) {
+        return Err(CallError::Trap {
+            plugin: store.data().plugin.clone(),
+            call,
+            message: e.to_string(),
+        });
+    }
     store.set_epoch_deadline(1);
-    // The epoch callback stops guest code past its CPU budget or the hang guard; this
-    // timeout is the hang guard for time spent waiting inside host calls (which the epoch
-    // cannot interrupt; each wait also has its own, shorter timeout).
+    // The epoch callback stops guest code past its CPU budget or the hang guard; the
+    // `Metered` future's timer is the hang guard for time spent waiting inside host calls
+    // (which the epoch cannot interrupt; each wait also has its own, shorter timeout).
     let outcome = {
         let guest = std::pin::pin!(f(store));
-        tokio::time::timeout(
-            limits.hang_guard(),
-            Metered {
-                inner: guest,
-                meter: &meter,
-                polls: 0,
-            },
-        )
+        Metered {
+            inner: guest,
+            meter: &meter,
+            polls: 0,
+            hang_guard_at,
+            hang_timer: None,
+        }
         .await
     };
     let data = store.data();
-    data.output.flush(Stream::Stdout);
-    data.output.flush(Stream::Stderr);
-    data.log.report_dropped(&plugin, call);
+    // Forwards a partial last line and restores the output budget for the next call.
+    data.output.end_call();
+    data.log.report_dropped(&data.plugin, call);
     match outcome {
-        Ok(Ok(r)) => Ok(r),
-        Err(_elapsed) => Err(CallError::Limit {
-            plugin,
+        Some(Ok(r)) => Ok(r),
+        None => Err(CallError::Limit {
+            plugin: data.plugin.clone(),
             call,
             limit: LimitExceeded::HangGuard(limits.hang_guard_ms),
         }),
-        Ok(Err(e)) => Err(classify(e, plugin, call, &limits)),
+        Some(Err(e)) => Err(classify(e, data.plugin.clone(), call, &limits)),
     }
 }
 
@@ -450,17 +446,21 @@ fn thread_token() -> u64 {
 }
 
 /// The future of one call into the guest, with its CPU time metered per poll (see the
-/// module doc).
+/// module doc) and the hang guard as a timer for the time it spends waiting: `None` when the
+/// guard fired. The timer is armed only when the guest first waits (returns `Pending`), so an
+/// event that runs to its end in one poll, the hot path, never touches the timer wheel.
 struct Metered<'a, F> {
     inner: Pin<&'a mut F>,
     meter: &'a CpuMeter,
     polls: u64,
+    hang_guard_at: Instant,
+    hang_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<F: Future> Future for Metered<'_, F> {
-    type Output = F::Output;
+    type Output = Option<F::Output>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         if this.polls > 0 {
             this.meter.poll_started();
@@ -468,7 +468,17 @@ impl<F: Future> Future for Metered<'_, F> {
         this.polls += 1;
         let out = this.inner.as_mut().poll(cx);
         this.meter.poll_ended();
-        out
+        if let Poll::Ready(out) = out {
+            return Poll::Ready(Some(out));
+        }
+        let at = this.hang_guard_at;
+        let timer = this
+            .hang_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

@@ -342,7 +342,7 @@ async fn handle(host: &Host, req: Request, actor: &str) -> Response {
             let Some(plugin) = req.name else {
                 return failure(format!("{} needs a plugin name", req.op));
             };
-            if let Err(e) = crate::manifest::check_name(&plugin) {
+            if let Err(e) = colony_caps::manifest::check_name(&plugin) {
                 return failure(format!("{}: plugin name {e}", req.op));
             }
             let result = match (req.op.as_str(), req.args) {
@@ -402,7 +402,7 @@ async fn handle(host: &Host, req: Request, actor: &str) -> Response {
                 return failure(format!("{} needs an agent name", req.op));
             };
             if !(req.op == "agent-sleep" && name == "*")
-                && let Err(e) = crate::manifest::check_name(&name)
+                && let Err(e) = colony_caps::manifest::check_name(&name)
             {
                 return failure(format!("{}: agent name {e}", req.op));
             }

@@ -462,7 +462,7 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
     // to the host call measured above.
     let dir = tempfile_dir()?;
     let store = crate::audit::AuditStore::open_sqlite(&dir.join("audit.db")).await?;
-    let grants = crate::caps::GrantSet::new(
+    let grants = colony_caps::GrantSet::new(
         [
             "messaging.publish:md.>",
             "messaging.publish:agent.*.inbox",
@@ -478,7 +478,7 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
         Some(store.writer()),
         100,
     );
-    let req = crate::caps::Request::Publish {
+    let req = colony_caps::Request::Publish {
         subject: "md.okx.BTC-USDT.quote",
     };
     let checks = u64::from(n) * 50;
@@ -712,8 +712,8 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
         policy: Arc::new(Policy::new(
             requester.clone(),
             String::new(),
-            crate::caps::GrantSet::new([
-                "messaging.request:bench.>".parse::<crate::caps::Capability>()?
+            colony_caps::GrantSet::new([
+                "messaging.request:bench.>".parse::<colony_caps::Capability>()?
             ]),
             None,
             0,
@@ -845,11 +845,11 @@ pub struct MarketBench {
 pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketBench> {
     use crate::agent::AgentHandle;
     use crate::bus::Bus;
-    use crate::market::book::L2Book;
     use crate::market::feed::{self, Pace, Speed};
     use crate::market::replay;
     use crate::market::service::{DEFAULT_STALE_AFTER, MarketService};
     use crate::market::types::{BookLevel, MarketEvent, Side};
+    use colony_risk::book::L2Book;
     use rust_decimal::Decimal;
     use std::sync::atomic::Ordering;
 
@@ -1149,10 +1149,10 @@ pub async fn orders(component: &[u8], ticks: usize) -> anyhow::Result<OrdersBenc
         "the bench market service already has an observer"
     );
     let name: Arc<str> = Arc::from("bench-trader");
-    let grants = crate::caps::GrantSet::new(
+    let grants = colony_caps::GrantSet::new(
         ["market.read:*", "orders.place:*", "orders.cancel:*"]
             .iter()
-            .map(|c| c.parse::<crate::caps::Capability>())
+            .map(|c| c.parse::<colony_caps::Capability>())
             .collect::<Result<Vec<_>, _>>()?,
     );
     let agent = AgentHandle::spawn(
@@ -1577,7 +1577,7 @@ async fn spawn_bench_agents(
     prefix: &str,
     n: usize,
 ) -> anyhow::Result<Vec<crate::agent::AgentHandle>> {
-    let grants = crate::caps::GrantSet::new([grant.parse::<crate::caps::Capability>()?]);
+    let grants = colony_caps::GrantSet::new([grant.parse::<colony_caps::Capability>()?]);
     let mut agents = Vec::with_capacity(n);
     for i in 0..n {
         let name: Arc<str> = format!("{prefix}-{i}").into();
@@ -1826,8 +1826,8 @@ impl crate::tools::GrantSource for NoGrants {
         Arc::new(Policy::deny_all(Arc::from(name)))
     }
 
-    fn granted(&self, _name: &str) -> crate::caps::GrantSet {
-        crate::caps::GrantSet::default()
+    fn granted(&self, _name: &str) -> colony_caps::GrantSet {
+        colony_caps::GrantSet::default()
     }
 }
 
@@ -1858,8 +1858,8 @@ impl ToolUnderTest {
         let caller = Policy::new(
             Arc::from("bench-caller"),
             String::new(),
-            crate::caps::GrantSet::new([
-                format!("tools.call:{name}").parse::<crate::caps::Capability>()?
+            colony_caps::GrantSet::new([
+                format!("tools.call:{name}").parse::<colony_caps::Capability>()?
             ]),
             None,
             0,
@@ -2116,7 +2116,7 @@ pub async fn demo() -> anyhow::Result<DemoBench> {
         let plugins = host.shutdown().await;
         let agents = plugins
             .iter()
-            .filter(|p| p.info.kind == crate::manifest::Kind::Agent)
+            .filter(|p| p.info.kind == colony_caps::manifest::Kind::Agent)
             .count();
         let deliveries = plugins.iter().map(|p| p.delivered).sum();
         let _ = std::fs::remove_dir_all(&dir);

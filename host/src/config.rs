@@ -293,7 +293,7 @@ pub struct HostConfig {
 /// NATS under `prefix` (default `colony`, which must be a concrete subject).
 pub fn parse_bus(url: &str, prefix: Option<&str>) -> Result<Option<NatsConfig>, String> {
     let prefix = prefix.unwrap_or(DEFAULT_PREFIX);
-    crate::caps::check_subject(prefix, false).map_err(|e| format!("bus prefix {prefix:?}: {e}"))?;
+    colony_caps::check_subject(prefix, false).map_err(|e| format!("bus prefix {prefix:?}: {e}"))?;
     if url == "local" {
         return Ok(None);
     }
@@ -490,9 +490,10 @@ impl HostConfig {
         }
         config.orders = raw.orders.resolve_in(base)?;
         for (name, grant) in raw.grants {
-            crate::manifest::validate_name(&name).map_err(|e| format!("grants.{name}: {e}"))?;
+            colony_caps::manifest::validate_name(&name)
+                .map_err(|e| format!("grants.{name}: {e}"))?;
             for cap in &grant.capabilities {
-                cap.parse::<crate::caps::Capability>()
+                cap.parse::<colony_caps::Capability>()
                     .map_err(|e| format!("grants.{name}: {e}"))?;
             }
             if let Some(d) = &grant.digest
@@ -505,7 +506,8 @@ impl HostConfig {
             config.grants.insert(name, grant);
         }
         for (name, table) in raw.agents {
-            crate::manifest::validate_name(&name).map_err(|e| format!("agents.{name}: {e}"))?;
+            colony_caps::manifest::validate_name(&name)
+                .map_err(|e| format!("agents.{name}: {e}"))?;
             let json = serde_json::to_string(&table).map_err(|e| format!("agents.{name}: {e}"))?;
             config.agent_config.insert(name, json);
         }

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 
-use crate::caps::{Capability, GrantSet, Request};
 use crate::config::HostConfig;
-use crate::manifest::Manifest;
 use crate::market::replay::{self, ReplayOptions};
+use colony_caps::manifest::Manifest;
+use colony_caps::{Capability, GrantSet, Request};
 
 /// The committed inputs of one target.
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -204,7 +204,7 @@ fn check_manifest_json(bytes: &[u8]) {
 
 fn check_sidecar(text: &str) {
     if let Ok(side) = Manifest::parse_sidecar(text) {
-        let base = Manifest::fallback("base", crate::manifest::Kind::Agent);
+        let base = Manifest::fallback("base", colony_caps::manifest::Kind::Agent);
         if let Ok(m) = base.with_sidecar(side) {
             assert!(m.validate().is_ok(), "accepted but invalid: {m:?}");
         }
@@ -322,7 +322,7 @@ fn check_replay(name: &str, bytes: &[u8], depth: usize, interval: u32) {
     let t = text(bytes);
     let _ = replay::parse_decimal(&t);
     let _ = replay::parse_utc(&t);
-    let _ = replay::check_symbol(&t);
+    let _ = colony_model::symbol::check_symbol(&t);
 }
 
 #[test]

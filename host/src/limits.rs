@@ -2,7 +2,7 @@
 //! for, the [`GuestLimiter`] that wasmtime consults when a guest grows memory or tables, and
 //! [`LimitExceeded`], the error that names the limit which ended an event or call.
 
-use crate::manifest::{Kind, RequestedLimits};
+use colony_caps::manifest::{Kind, RequestedLimits};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;

@@ -14,8 +14,8 @@ use wasmtime::wasmparser::{Parser, Payload};
 use crate::bindings::{agent, tool};
 use crate::engine::{CompileSource, Runtime};
 use crate::limits::Limits;
-use crate::manifest::{self, Kind, Manifest, RequestedLimits};
 use crate::store::StoreState;
+use colony_caps::manifest::{self, Kind, Manifest, RequestedLimits};
 
 /// Largest plugin file the host reads.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::audit::{AuditRecord, AuditWriter, Decision as AuditDecision};
-use crate::caps::{Decision, GrantSet, Request};
+use colony_caps::{Decision, GrantSet, Request};
 
 /// Why a capability use was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

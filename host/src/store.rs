@@ -38,7 +38,6 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
-use crate::caps::Request;
 use crate::clock::Clock;
 use crate::interfaces::log::LogBudget;
 use crate::interfaces::messaging::BusLink;
@@ -46,6 +45,7 @@ use crate::limits::{GuestLimiter, LimitExceeded, Limits};
 use crate::output::{OutputBudget, Stream};
 use crate::policy::{CheckCache, Policy, Refusal};
 use crate::state_store::StateStore;
+use colony_caps::Request;
 
 mod contexts;
 pub mod http;

@@ -1,7 +1,7 @@
 //! Loading the plugins folder: bad files are refused with a reason naming the file and what
 //! is wrong, and never stop the good ones; manifests, sidecars and the compile cache.
 
-use colony_host::manifest::Kind;
+use colony_caps::manifest::Kind;
 use colony_host::plugin::ManifestSource;
 use colony_tests::{
     TestHost, core_module_bytes, guests, install, random_bytes, test_config, truncated_bytes,

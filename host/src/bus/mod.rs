@@ -60,8 +60,8 @@ pub use mailbox::{
 };
 pub use waits::Wait;
 
-pub use crate::caps::AGENT_PREFIX;
-use crate::caps::{self, Subject};
+pub use colony_caps::AGENT_PREFIX;
+use colony_caps::{self as caps, Subject};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

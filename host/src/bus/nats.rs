@@ -204,7 +204,7 @@ pub enum NatsError {
 /// Fails if the first connection cannot be made within 5 seconds; after that, lost
 /// connections are retried forever.
 pub async fn connect(bus: &Bus, config: NatsConfig) -> Result<Arc<NatsLink>, NatsError> {
-    crate::caps::check_subject(&config.prefix, false).map_err(|reason| NatsError::Prefix {
+    colony_caps::check_subject(&config.prefix, false).map_err(|reason| NatsError::Prefix {
         prefix: config.prefix.clone(),
         reason,
     })?;

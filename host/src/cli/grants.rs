@@ -13,7 +13,7 @@ use clap::Subcommand;
 
 use super::{CliError, CliResult};
 use crate::audit::{AuditRecord, AuditStore};
-use crate::caps::Capability;
+use colony_caps::Capability;
 
 #[derive(Debug, Subcommand)]
 pub enum GrantsCommand {
@@ -75,7 +75,7 @@ pub async fn grants(cmd: GrantsCommand, data_dir: PathBuf, audit_db: Option<Stri
         cap.parse::<Capability>().map_err(CliError::invalid)?;
     }
     if let Some(plugin) = &name {
-        crate::manifest::check_name(plugin)
+        colony_caps::manifest::check_name(plugin)
             .map_err(|e| CliError::invalid(anyhow::anyhow!("plugin name {e}")))?;
     }
     let _lock = match super::host_or_lock(&data_dir, op, name, arg).await? {

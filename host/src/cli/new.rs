@@ -72,7 +72,7 @@ pub fn new(cmd: NewCommand) -> CliResult {
         NewCommand::Agent(a) => (AGENT, a, "agent"),
         NewCommand::Tool(a) => (TOOL, a, "tool"),
     };
-    crate::manifest::validate_name(&args.name).map_err(CliError::invalid)?;
+    colony_caps::manifest::validate_name(&args.name).map_err(CliError::invalid)?;
     let dir = args.path.unwrap_or_else(|| PathBuf::from(&args.name));
     if dir.exists()
         && std::fs::read_dir(&dir)

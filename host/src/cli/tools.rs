@@ -13,11 +13,11 @@ use clap::Subcommand;
 
 use super::{CliError, CliResult};
 use crate::audit::AuditStore;
-use crate::manifest::Kind;
 use crate::plugin::Linked;
 use crate::policy::Policy;
 use crate::tool::{ToolRunner, ToolSpec};
 use crate::tools::{BookGrants, RegistryError, ToolCallError, ToolRegistry};
+use colony_caps::manifest::Kind;
 use std::path::Path;
 use std::sync::Arc;
 

@@ -13,10 +13,10 @@ use super::{Fault, Gate, HostResult, answer, decimal};
 use crate::bindings::market_data::{self, Host, Kinds, SymbolStatus};
 use crate::bindings::types::{self as wit, Error};
 use crate::bus::SubscriptionId;
-use crate::caps::Request;
 use crate::market::replay::check_symbol;
 use crate::market::service::MarketService;
 use crate::market::types::{self as md, MarketEvent};
+use colony_caps::Request;
 
 /// Most candles one `candles` call returns.
 pub const MAX_CANDLES: u32 = 1_000;
@@ -266,7 +266,7 @@ impl Host for MarketCtx<'_> {
             .filter(|s| {
                 matches!(
                     grants.check(&Request::MarketRead { symbol: s }),
-                    crate::caps::Decision::Allowed
+                    colony_caps::Decision::Allowed
                 )
             })
             .map(|s| s.to_string())

@@ -30,9 +30,9 @@ use crate::bindings::types::{Error, Message, Priority as WitPriority};
 use crate::bus::{
     Bus, BusError, Envelope, INBOX_PREFIX, Mailbox, Priority, PublishReport, SubscriptionId, Wait,
 };
-use crate::caps::Request;
 use crate::clock::Clock;
 use crate::limits::Limits;
+use colony_caps::Request;
 
 /// Most subscriptions one agent instance may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 64;

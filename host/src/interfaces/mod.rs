@@ -26,8 +26,8 @@ mod testing;
 use wasmtime::component::{HasData, Linker};
 
 use crate::bindings::types;
-use crate::caps::Request;
 use crate::policy::{CheckCache, Policy, Refusal};
+use colony_caps::Request;
 
 /// The grant checks of one store: every capability use of an interface is checked here
 /// before any I/O, and the policy audits the decision.

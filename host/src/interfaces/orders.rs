@@ -16,12 +16,12 @@ use crate::bindings::orders::{
     TimeInForce,
 };
 use crate::bindings::types::{self as wit, Error, OrderStatus as WitStatus};
-use crate::caps::Request;
 use crate::clock::Clock;
 use crate::market::replay::check_symbol;
 use crate::market::types::Side;
 use crate::orders::service::{Ack, CancelError, OrderService, OrderUpdate};
-use crate::orders::{ExecKind, OrderKind, OrderRequest, OrderStatus, risk};
+use crate::orders::{ExecKind, OrderKind, OrderRequest, OrderStatus};
+use colony_caps::Request;
 
 /// What the `orders` interface works on: the agent's name, grants and clock, and the host's
 /// order router, if it trades.
@@ -132,7 +132,7 @@ impl<'a> OrdersCtx<'a> {
 
     fn order_request(&self, o: wit_orders::OrderRequest) -> Result<OrderRequest, Error> {
         check_client_id(&o.client_id)?;
-        check_symbol(&o.symbol).map_err(Error::InvalidArgument)?;
+        check_symbol(&o.symbol).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let price = o.price.map(|p| from_wit(p, "price")).transpose()?;
         let qty = from_wit(o.qty, "qty")?;
         Ok(OrderRequest {
@@ -147,9 +147,9 @@ impl<'a> OrdersCtx<'a> {
             price,
             qty,
             tif: match o.time_in_force {
-                TimeInForce::Gtc => risk::TimeInForce::Gtc,
-                TimeInForce::Ioc => risk::TimeInForce::Ioc,
-                TimeInForce::Fok => risk::TimeInForce::Fok,
+                TimeInForce::Gtc => crate::orders::TimeInForce::Gtc,
+                TimeInForce::Ioc => crate::orders::TimeInForce::Ioc,
+                TimeInForce::Fok => crate::orders::TimeInForce::Fok,
             },
             post_only: o.post_only,
             reduce_only: o.reduce_only,

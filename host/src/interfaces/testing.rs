@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::audit::{AuditEntry, AuditFilter, AuditStore};
-use crate::caps::GrantSet;
 use crate::policy::Policy;
+use colony_caps::GrantSet;
 
 /// An audit store in `dir`.
 pub(crate) async fn audit_store(dir: &Path) -> AuditStore {

@@ -14,9 +14,9 @@ use wasmtime::component::{HasData, Linker};
 
 use super::{Fault, Gate, GuestError, HostResult, answer};
 use crate::bindings::tools::{self, Host, Rejection, ToolError, ToolInfo};
-use crate::caps::Request;
 use crate::policy::Refusal;
 use crate::tools::{CallableTool, RegistryError, ToolAccess, ToolCallError};
+use colony_caps::Request;
 
 /// What the `tools` interface works on: the agent's name and grants, and the host's tools,
 /// if it serves them to agents.

@@ -86,7 +86,8 @@ impl FeedSpec {
             ("okx", Some(list)) if !list.is_empty() => {
                 let insts: Vec<String> = list.split(',').map(str::to_owned).collect();
                 for i in &insts {
-                    replay::check_symbol(i).map_err(|e| format!("--feed okx: {e}"))?;
+                    colony_model::symbol::check_symbol(i)
+                        .map_err(|e| format!("--feed okx: {e}"))?;
                 }
                 FeedSpec::Okx(insts)
             }

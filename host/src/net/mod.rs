@@ -43,7 +43,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 #[cfg(doc)]
-use crate::caps::HttpTarget;
+use colony_caps::HttpTarget;
 
 /// Longest URL or `Location` accepted, in bytes.
 pub const MAX_URL_LEN: usize = 8192;

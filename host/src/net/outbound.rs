@@ -10,7 +10,7 @@ use url::Url;
 
 use super::ranges::{self, AddressClass};
 use super::{HttpLimits, HttpRefusal, MAX_URL_LEN};
-use crate::caps::{GrantSet, HostPattern, Scheme};
+use colony_caps::{GrantSet, HostPattern, Scheme};
 
 /// A plugin's outbound HTTP grants and limits. Build one per request from
 /// [`Policy::grants`](crate::policy::Policy::grants) so a revocation applies to the next request.

@@ -3,7 +3,7 @@
 
 use super::ranges::{AddressClass, classify};
 use super::*;
-use crate::caps::{Capability, GrantSet};
+use colony_caps::{Capability, GrantSet};
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::io;

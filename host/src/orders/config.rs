@@ -269,7 +269,7 @@ impl OrdersSection {
             max_quote_age_ms: k.max_quote_age_ms,
         };
         if let Some(c) = self.consensus {
-            crate::caps::check_subject(&c.subject, false)
+            colony_caps::check_subject(&c.subject, false)
                 .map_err(|e| format!("orders.consensus.subject {:?}: {e}", c.subject))?;
             if c.quorum == 0 || c.voters < c.quorum {
                 return Err(format!(

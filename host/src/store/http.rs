@@ -391,7 +391,7 @@ impl Exchange {
             Err(_) => return Err(self.refuse(&ledger, &self.timeout("connect"))),
         };
         let target = resolved.target;
-        let stream: Box<dyn Stream> = if target.scheme() == crate::caps::Scheme::Https {
+        let stream: Box<dyn Stream> = if target.scheme() == colony_caps::Scheme::Https {
             let tls = match tls_handshake(&target, tcp, connect_until).await {
                 Ok(s) => s,
                 Err(TlsFailure::Timeout) => {

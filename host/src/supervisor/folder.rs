@@ -4,10 +4,10 @@
 use super::trading::agent_risk_limits;
 use super::{Entry, Host, Rejected, Running, names};
 use crate::agent::{AgentHandle, AgentServices, AgentSpec, AgentStats};
-use crate::manifest::Kind;
 use crate::plugin::{Linked, LoadError, LoadedPlugin, PluginInfo};
 use crate::store::CallError;
 use crate::tool::ToolRunner;
+use colony_caps::manifest::Kind;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::audit::{AuditFilter, AuditKind, AuditRecord, AuditStore, Decision as AuditDecision};
-use crate::caps::{Capability, GrantSet};
-use crate::grants::{Effective, GrantBook, GrantChange, PluginGrants};
 use crate::plugin::PluginInfo;
 use crate::policy::Policy;
+use colony_caps::grants::{Effective, GrantBook, GrantChange, PluginGrants};
+use colony_caps::{Capability, GrantSet};
 
 use super::Host;
 
@@ -44,7 +44,7 @@ pub struct GrantListing {
 pub enum GrantError {
     /// The capability string is malformed.
     #[error(transparent)]
-    Capability(#[from] crate::caps::CapError),
+    Capability(#[from] colony_caps::CapError),
     /// The plugin is not loaded, so there is no build to approve.
     #[error("plugin \"{0}\" is not loaded; there is no build to approve")]
     NotLoaded(String),

@@ -42,7 +42,7 @@ pub(super) trait Owners {
 /// (`good_tool.wasm` → `good-tool`).
 fn stem(file: &Path) -> Option<String> {
     let stem = file.file_stem().and_then(|s| s.to_str())?;
-    Some(crate::manifest::Manifest::fallback(stem, crate::manifest::Kind::Agent).name)
+    Some(colony_caps::manifest::Manifest::fallback(stem, colony_caps::manifest::Kind::Agent).name)
 }
 
 /// Every impostor among `claims`, with the reason it is refused.

@@ -2,7 +2,6 @@
 //! agents call them, with validation of a registration.
 
 use super::{Host, Running};
-use crate::caps::Request;
 use crate::policy::Policy;
 use crate::store::CallError;
 use crate::tool::ToolSpec;
@@ -11,6 +10,7 @@ use crate::tools::{
     ToolCallError, ToolRegistry,
 };
 use crate::venues::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+use colony_caps::Request;
 use std::sync::Arc;
 
 /// Tool validations that may run at once (each compiles a component and runs two calls).

@@ -155,7 +155,7 @@ impl Host {
             anyhow::anyhow!("kill-switch {mode:?}: expected on, off, reducing or halt")
         })?;
         if let Some(a) = agent {
-            crate::manifest::validate_name(a)?;
+            colony_caps::manifest::validate_name(a)?;
         }
         let cancelled = orders.kill_switch(agent, m, self.config.clock.now_ns());
         crate::orders::service::save_kill_switches(&self.config.data_dir, &orders.kill_switches())?;

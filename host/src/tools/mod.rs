@@ -20,9 +20,9 @@ pub use registry::{
 pub use validate::{ArgsError, GrantSource, Rejection, Step};
 
 use crate::audit::AuditWriter;
-use crate::caps::GrantSet;
-use crate::grants::GrantBook;
 use crate::policy::Policy;
+use colony_caps::GrantSet;
+use colony_caps::grants::GrantBook;
 
 /// A boxed future, so [`ToolAccess`] can be a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -17,12 +17,12 @@ use serde_json::Value;
 
 use super::validate::{self, ArgsError, GrantSource, Rejection, Schemas, Step, Validated};
 use crate::audit::{AuditKind, AuditRecord, AuditWriter};
-use crate::caps::Request;
 use crate::limits::LimitExceeded;
 use crate::plugin::{Loader, MAX_FILE_BYTES};
 use crate::policy::{Policy, Refusal};
 use crate::store::CallError;
 use crate::tool::{ToolRunner, ToolSpec};
+use colony_caps::Request;
 
 /// The index file within the tools directory.
 const INDEX: &str = "index.json";

@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::caps::{Capability, GrantSet};
-use crate::manifest::Kind;
 pub use crate::plugin::HTTP_IMPORTS;
 use crate::plugin::{Linked, Loader, TOOL_IMPORTS, WASI_IMPORTS};
 use crate::policy::Policy;
 use crate::store::CallError;
 use crate::tool::{ToolRunner, ToolSpec};
+use colony_caps::manifest::Kind;
+use colony_caps::{Capability, GrantSet};
 
 /// A validation step, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -230,7 +230,7 @@ pub fn check_imports(imports: &[String], grants: &GrantSet) -> Result<(), String
 /// Checks what `describe()` said; `manifest_name` is the embedded manifest's name, which the
 /// descriptor must repeat.
 pub fn check_spec(spec: &ToolSpec, manifest_name: Option<&str>) -> Result<Schemas, String> {
-    crate::manifest::validate_name(&spec.name).map_err(|e| format!("tool name: {e}"))?;
+    colony_caps::manifest::validate_name(&spec.name).map_err(|e| format!("tool name: {e}"))?;
     if let Some(m) = manifest_name
         && m != spec.name
     {

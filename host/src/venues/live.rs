@@ -36,8 +36,8 @@ use super::breaker::{BreakerConfig, BreakerState, BreakerStatus, CircuitBreaker}
 use super::credentials::{AlpacaCredentials, OkxCredentials};
 use super::http::{ConfigError, HttpResponse, HttpSender, SendError};
 use super::okx::{self, OkxClient, OkxOrder, OkxTimestamp, OrdType, OrderRef, TgtCcy, TradeMode};
-use super::{OrderError, OrderOutcome, ResponseError, Side, SignedRequest};
-use crate::market::types::{self, Timestamp};
+use super::{OrderError, OrderOutcome, ResponseError, SignedRequest};
+use crate::market::types::Timestamp;
 use crate::orders::venue::{Answer, Pending, Venue, VenueKind};
 use crate::orders::{
     ExecKind, ExecReport, OrderKind, OrderRequest, OrderState, OrderStatus, TimeInForce,
@@ -449,13 +449,6 @@ fn bad(response: &HttpResponse, reason: impl std::fmt::Display) -> VenueError {
     }
 }
 
-fn venue_side(side: types::Side) -> Side {
-    match side {
-        types::Side::Buy => Side::Buy,
-        types::Side::Sell => Side::Sell,
-    }
-}
-
 /// `BASE-QUOTE` is spot (cash); anything else (`-SWAP`, dated futures, options) is a derivative
 /// margined in cross mode.
 fn okx_trade_mode(inst_id: &str) -> TradeMode {
@@ -485,7 +478,7 @@ fn okx_order(order: &OrderRequest) -> Result<OkxOrder, NotSendable> {
         inst_id: order.symbol.to_string(),
         td_mode,
         cl_ord_id: Some(order.client_id.clone()),
-        side: venue_side(order.side),
+        side: order.side,
         ord_type,
         sz: order.qty,
         px: order.price,
@@ -504,7 +497,7 @@ fn alpaca_order(order: &OrderRequest) -> Result<AlpacaOrder, NotSendable> {
     Ok(AlpacaOrder {
         symbol: order.symbol.to_string(),
         quantity: Quantity::Qty(order.qty),
-        side: venue_side(order.side),
+        side: order.side,
         order_type: match order.kind {
             OrderKind::Market => alpaca::OrderType::Market,
             OrderKind::Limit => alpaca::OrderType::Limit,
@@ -652,6 +645,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::market::types;
     use crate::venues::credentials::Secret;
     use crate::venues::http::loopback::{Recorded, Reply, Server};
 

@@ -96,20 +96,7 @@ impl fmt::Debug for SignedRequest {
 }
 
 /// Order side; the same words at both venues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Buy,
-    Sell,
-}
-
-impl Side {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Buy => "buy",
-            Side::Sell => "sell",
-        }
-    }
-}
+pub use colony_model::Side;
 
 /// What a venue answered to a place (or cancel) request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -115,7 +115,7 @@ fn parse_inject(s: &str) -> Result<(String, Option<String>, u64), CliError> {
         Some(_) => return Err(bad()),
         None => (agent, None),
     };
-    crate::manifest::validate_name(agent)
+    colony_caps::manifest::validate_name(agent)
         .map_err(|e| CliError::invalid(anyhow::anyhow!("--inject-trap: {e}")))?;
     Ok((agent.to_string(), call, n.parse().map_err(|_| bad())?))
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use wasmtime::wasmparser::{Parser, Payload};
 
-use crate::manifest::{self, Kind, Manifest, RequestedLimits};
 use crate::plugin::MAX_FILE_BYTES;
+use colony_caps::manifest::{self, Kind, Manifest, RequestedLimits};
 
 /// The componentize-py release `colony tools build` is written and tested against.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";

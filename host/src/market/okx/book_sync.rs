@@ -3,8 +3,8 @@
 
 use super::frame::{BookAction, BookMessage};
 use super::subscription::Channel;
-use crate::market::book::L2Book;
 use crate::market::types::{Book, BookLevel, QualityIssue, Quote, Side};
+use colony_risk::book::L2Book;
 use std::sync::Arc;
 
 /// Where a [`BookSync`] is.

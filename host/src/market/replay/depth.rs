@@ -8,8 +8,8 @@ use super::text::{
 };
 use super::timeline::Collector;
 use super::{MAX_BOOK_DEPTH, NANOS_PER_MILLI};
-use crate::market::book::L2Book;
 use crate::market::types::{BookLevel, MarketEvent, QualityIssue, Quote, Side, Timestamp};
+use colony_risk::book::L2Book;
 use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -30,9 +30,9 @@
 //! anywhere is found before the first event is published.
 
 #[cfg(doc)]
-use crate::market::book::L2Book;
-#[cfg(doc)]
 use crate::market::types::{Book, Candle, QualityIssue, Quote};
+#[cfg(doc)]
+use colony_risk::book::L2Book;
 #[cfg(doc)]
 use rust_decimal::Decimal;
 
@@ -45,8 +45,7 @@ pub const DEFAULT_BOOK_DEPTH: usize = 20;
 /// Most book levels per side a Book event carries.
 pub const MAX_BOOK_DEPTH: usize = 1_000;
 
-/// Longest symbol, in bytes (as in capability symbol patterns).
-pub const MAX_SYMBOL_LEN: usize = 64;
+pub use colony_model::symbol::MAX_SYMBOL_LEN;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 const NANOS_PER_MILLI: u64 = 1_000_000;

@@ -1,7 +1,6 @@
 //! Lines, CSV header layouts and fields, and the value parsers (decimals, integers, symbols)
 //! that every format shares.
 
-use super::MAX_SYMBOL_LEN;
 use super::results::{Place, RecordError};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -206,18 +205,7 @@ pub(super) fn parse_int<T: std::str::FromStr>(text: &str) -> Result<T, String> {
 /// Checks a symbol: 1–64 bytes of `A-Z 0-9 - _ /`, the alphabet of capability symbol patterns
 /// (so an operator can grant `market.read` for it).
 pub fn check_symbol(text: &str) -> Result<(), String> {
-    let ok = !text.is_empty()
-        && text.len() <= MAX_SYMBOL_LEN
-        && text.bytes().all(|b| {
-            b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'/')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{text:?} is not a symbol (1 to {MAX_SYMBOL_LEN} of A-Z 0-9 - _ /)"
-        ))
-    }
+    colony_model::symbol::check_symbol(text).map_err(|e| e.to_string())
 }
 
 /// Keeps one `Arc<str>` per symbol, so a million rows share a handful of strings.

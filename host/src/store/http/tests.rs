@@ -16,9 +16,9 @@ use wasmtime_wasi_http::{Error, WasiBody};
 
 use super::{Exchange, error_code, loose_origin};
 use crate::audit::{AuditEntry, AuditFilter, AuditStore, Decision};
-use crate::caps::{Capability, GrantSet};
 use crate::net::{HttpLimits, HttpRefusal, Resolver, SystemResolver};
 use crate::policy::Policy;
+use colony_caps::{Capability, GrantSet};
 
 /// Answers from a table; a name not in it fails to resolve.
 #[derive(Clone)]

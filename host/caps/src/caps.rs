@@ -58,6 +58,8 @@
 //! notional; its per-minute and open-order limits, which need state this module does not keep,
 //! are returned by [`GrantSet::order_limits`] for the caller to enforce.
 
+use colony_model::glob::Glob;
+use colony_model::symbol::is_symbol_char;
 use rust_decimal::Decimal;
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -69,19 +71,19 @@ use std::str::FromStr;
 pub const AGENT_PREFIX: &str = "agent.";
 
 /// Longest subject pattern, in bytes.
-pub const MAX_SUBJECT_LEN: usize = 256;
+pub(crate) const MAX_SUBJECT_LEN: usize = 256;
 /// Most tokens in a subject pattern.
-pub const MAX_SUBJECT_TOKENS: usize = 32;
+pub(crate) const MAX_SUBJECT_TOKENS: usize = 32;
 /// Longest symbol or symbol pattern, in bytes.
-pub const MAX_SYMBOL_LEN: usize = 64;
+pub(crate) use colony_model::symbol::MAX_SYMBOL_LEN;
 /// Longest tool name or name pattern, in bytes.
-pub const MAX_NAME_LEN: usize = 64;
+pub(crate) const MAX_NAME_LEN: usize = 64;
 /// Longest fs dir or requested path, in bytes.
-pub const MAX_PATH_LEN: usize = 1024;
+pub(crate) const MAX_PATH_LEN: usize = 1024;
 /// Longest environment variable name, in bytes.
-pub const MAX_ENV_LEN: usize = 128;
+pub(crate) const MAX_ENV_LEN: usize = 128;
 /// Longest capability string the parser looks at, in bytes.
-pub const MAX_CAPABILITY_LEN: usize = 2048;
+pub(crate) const MAX_CAPABILITY_LEN: usize = 2048;
 
 /// Longest decimal literal in an order limit (28 significant digits, a point, some zeros).
 const MAX_DECIMAL_LEN: usize = 40;
@@ -454,7 +456,9 @@ fn parse(s: &str) -> Result<Capability, String> {
     })
 }
 
-pub(crate) fn subject_pattern(s: &str) -> Result<SubjectPattern, String> {
+/// Parses a subject pattern (wildcards allowed), as in a `messaging.*` grant or a subscription;
+/// the error says what is wrong with it.
+pub fn subject_pattern(s: &str) -> Result<SubjectPattern, String> {
     check_subject(s, true)?;
     Ok(SubjectPattern(s.to_owned()))
 }
@@ -507,7 +511,9 @@ fn subject_is_valid(s: &str, wildcards: bool) -> bool {
     true
 }
 
-pub(crate) fn check_subject(s: &str, wildcards: bool) -> Result<(), String> {
+/// Checks a subject (`wildcards == false`) or a subject pattern; the error says what is wrong
+/// with it. Allocates only on error.
+pub fn check_subject(s: &str, wildcards: bool) -> Result<(), String> {
     if subject_is_valid(s, wildcards) {
         return Ok(());
     }
@@ -600,13 +606,12 @@ fn check_glob(
 }
 
 fn check_symbol(s: &str, glob: bool) -> Result<(), String> {
-    let ok = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '/');
     check_glob(
         s,
         glob,
         "symbol",
         MAX_SYMBOL_LEN,
-        ok,
+        is_symbol_char,
         "A-Z, 0-9, '-', '_', '/'",
     )
 }
@@ -1056,11 +1061,14 @@ enum Token {
     Tail,
 }
 
+/// A subject pattern compiled into tokens once, so matching does not allocate (the bus's
+/// subscription table and every `messaging.*` check use it).
 #[derive(Debug, Clone)]
-pub(crate) struct Subject(Box<[Token]>);
+pub struct Subject(Box<[Token]>);
 
 impl Subject {
-    pub(crate) fn compile(p: &SubjectPattern) -> Self {
+    /// Compiles a validated pattern.
+    pub fn compile(p: &SubjectPattern) -> Self {
         Subject(
             p.0.split('.')
                 .map(|t| match t {
@@ -1073,13 +1081,13 @@ impl Subject {
     }
 
     /// Whether the pattern names one agent: `agent.<literal name>` and possibly more tokens.
-    pub(crate) fn names_agent(&self) -> bool {
+    pub fn names_agent(&self) -> bool {
         matches!(&self.0[..], [Token::Literal(a), Token::Literal(_), ..] if &**a == "agent")
     }
 
     /// Whether this pattern matches every subject that `request` (a valid subject or subject
     /// pattern) matches. For a concrete subject that is ordinary matching.
-    pub(crate) fn covers(&self, request: &str) -> bool {
+    pub fn covers(&self, request: &str) -> bool {
         let req = request.as_bytes();
         let mut pos = 0;
         for g in self.0.iter() {
@@ -1110,63 +1118,6 @@ fn names_agent(subject: &str) -> bool {
         .strip_prefix(AGENT_PREFIX)
         .and_then(|rest| rest.split('.').next())
         .is_some_and(|name| name != "*" && name != ">")
-}
-
-/// A compiled `*` glob: the literal pieces between the stars.
-#[derive(Debug, Clone)]
-struct Glob {
-    prefix: Box<str>,
-    middle: Box<[Box<str>]>,
-    suffix: Box<str>,
-    /// `false`: the pattern has no `*` and `prefix` is the whole of it.
-    star: bool,
-}
-
-impl Glob {
-    fn compile(p: &str) -> Self {
-        let parts: Vec<&str> = p.split('*').collect();
-        match parts.as_slice() {
-            [only] => Glob {
-                prefix: (*only).into(),
-                middle: Box::new([]),
-                suffix: "".into(),
-                star: false,
-            },
-            [first, middle @ .., last] => Glob {
-                prefix: (*first).into(),
-                middle: middle.iter().map(|m| (*m).into()).collect(),
-                suffix: (*last).into(),
-                star: true,
-            },
-            [] => Glob {
-                prefix: "".into(),
-                middle: Box::new([]),
-                suffix: "".into(),
-                star: false,
-            },
-        }
-    }
-
-    fn matches(&self, s: &str) -> bool {
-        if !self.star {
-            return *self.prefix == *s;
-        }
-        if s.len() < self.prefix.len() + self.suffix.len()
-            || !s.starts_with(&*self.prefix)
-            || !s.ends_with(&*self.suffix)
-        {
-            return false;
-        }
-        // Leftmost matching of each middle piece is optimal for a glob whose only wildcard is `*`.
-        let mut rest = &s[self.prefix.len()..s.len() - self.suffix.len()];
-        for m in self.middle.iter() {
-            match rest.find(&**m) {
-                Some(i) => rest = &rest[i + m.len()..],
-                None => return false,
-            }
-        }
-        true
-    }
 }
 
 /// The capabilities granted to one plugin, compiled for [`GrantSet::check`]. `state` and `log`

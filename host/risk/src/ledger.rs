@@ -14,7 +14,7 @@
 
 use rust_decimal::Decimal;
 
-use crate::market::types::Side;
+use colony_model::market::Side;
 
 /// Fewest decimals the cost of a partly closed position is rounded to.
 pub const COST_DP: u32 = 12;

@@ -50,8 +50,10 @@
 //! The day rolls over at midnight UTC of `now` as seen by `check`: the realised PnL of every
 //! agent restarts at zero and client ids may be reused; positions and open orders carry over.
 
-use super::ledger::Ledger;
-use crate::market::types::{Quote, Side, Timestamp};
+use crate::ledger::Ledger;
+use colony_model::glob::Glob;
+use colony_model::market::{Quote, Side, Timestamp};
+use colony_model::order::{OrderKind, OrderRequest, TimeInForce};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -63,91 +65,6 @@ pub const MAX_ID_LEN: usize = 64;
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 const NANOS_PER_MIN: u64 = 60 * NANOS_PER_SEC;
 const NANOS_PER_DAY: u64 = 86_400 * NANOS_PER_SEC;
-
-/// Market or limit order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OrderKind {
-    /// Executes against the book at whatever price is there.
-    Market,
-    /// Executes at the limit price or better.
-    Limit,
-}
-
-/// How long an order stays on the book.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TimeInForce {
-    /// Good till cancelled.
-    Gtc,
-    /// Immediate or cancel: what does not fill at once is cancelled.
-    Ioc,
-    /// Fill or kill: fills completely at once or not at all.
-    Fok,
-}
-
-impl OrderKind {
-    /// `market` or `limit`, as the journal and the CLI write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderKind::Market => "market",
-            OrderKind::Limit => "limit",
-        }
-    }
-
-    /// Parses [`as_str`](Self::as_str)'s form.
-    pub fn parse(s: &str) -> Option<OrderKind> {
-        match s {
-            "market" => Some(OrderKind::Market),
-            "limit" => Some(OrderKind::Limit),
-            _ => None,
-        }
-    }
-}
-
-impl TimeInForce {
-    /// `gtc`, `ioc` or `fok`, as the journal writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TimeInForce::Gtc => "gtc",
-            TimeInForce::Ioc => "ioc",
-            TimeInForce::Fok => "fok",
-        }
-    }
-
-    /// Parses [`as_str`](Self::as_str)'s form.
-    pub fn parse(s: &str) -> Option<TimeInForce> {
-        match s {
-            "gtc" => Some(TimeInForce::Gtc),
-            "ioc" => Some(TimeInForce::Ioc),
-            "fok" => Some(TimeInForce::Fok),
-            _ => None,
-        }
-    }
-}
-
-/// An order as an agent asks for it, before any venue sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderRequest {
-    /// The agent's own id for the order, unique per agent and day.
-    pub client_id: String,
-    /// The agent placing it.
-    pub agent: Arc<str>,
-    /// Instrument, for example `BTC-USDT`.
-    pub symbol: Arc<str>,
-    /// Buy or sell.
-    pub side: Side,
-    /// Market or limit.
-    pub kind: OrderKind,
-    /// Limit price; `None` for a market order.
-    pub price: Option<Decimal>,
-    /// Quantity, positive.
-    pub qty: Decimal,
-    /// Time in force.
-    pub tif: TimeInForce,
-    /// Only add liquidity (a limit GTC order); the venue cancels it if it would take.
-    pub post_only: bool,
-    /// Only reduce the position.
-    pub reduce_only: bool,
-}
 
 /// What the engine lets through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -174,7 +91,7 @@ pub enum Scope<'a> {
 /// symbols with `*` standing for any run of characters (`BTC-*`, `*-USDT`, `*`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Instruments {
-    patterns: Vec<SymbolPattern>,
+    patterns: Vec<Glob>,
 }
 
 impl Instruments {
@@ -187,7 +104,7 @@ impl Instruments {
         Instruments {
             patterns: patterns
                 .into_iter()
-                .map(|p| SymbolPattern::compile(p.as_ref()))
+                .map(|p| Glob::compile(p.as_ref()))
                 .collect(),
         }
     }
@@ -195,41 +112,6 @@ impl Instruments {
     /// Whether `symbol` matches one of the patterns.
     pub fn allows(&self, symbol: &str) -> bool {
         self.patterns.iter().any(|p| p.matches(symbol))
-    }
-}
-
-/// A compiled `*` pattern: the literal pieces between the stars.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SymbolPattern {
-    /// `pieces.len() == 1`: no star, the piece is the whole symbol.
-    pieces: Vec<Box<str>>,
-}
-
-impl SymbolPattern {
-    fn compile(p: &str) -> Self {
-        SymbolPattern {
-            pieces: p.split('*').map(Box::from).collect(),
-        }
-    }
-
-    fn matches(&self, s: &str) -> bool {
-        let (first, last, middle) = match self.pieces.as_slice() {
-            [only] => return **only == *s,
-            [first, middle @ .., last] => (first, last, middle),
-            [] => return false,
-        };
-        if s.len() < first.len() + last.len() || !s.starts_with(&**first) || !s.ends_with(&**last) {
-            return false;
-        }
-        // Leftmost matching of each middle piece is optimal when the only wildcard is `*`.
-        let mut rest = &s[first.len()..s.len() - last.len()];
-        for m in middle {
-            match rest.find(&**m) {
-                Some(i) => rest = &rest[i + m.len()..],
-                None => return false,
-            }
-        }
-        true
     }
 }
 
@@ -573,7 +455,7 @@ impl AgentState {
 /// Everything the checks read that is not a limit: positions, open orders, recent order and
 /// cancel times, client ids seen today, realised PnL of the day, kill switches, trading states.
 #[derive(Debug, Clone, Default)]
-pub struct RiskState {
+pub(crate) struct RiskState {
     /// Day number (days since the epoch, UTC) the daily figures belong to; `None` until the
     /// first check, so fills before it count towards that check's day.
     day: Option<u64>,

@@ -84,12 +84,12 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
-use super::ledger::Ledger;
-use super::{
+use crate::book::{L2Book, Walk};
+use crate::ledger::Ledger;
+use colony_model::market::{BookLevel, MarketEvent, Quote, Side, Timestamp};
+use colony_model::order::{
     ExecKind, ExecReport, FillReport, Liquidity, OrderKind, OrderRequest, OrderState, TimeInForce,
 };
-use crate::market::book::{L2Book, Walk};
-use crate::market::types::{BookLevel, MarketEvent, Quote, Side, Timestamp};
 
 /// Basis points in one.
 const BPS_PER_UNIT: Decimal = Decimal::from_parts(10_000, 0, 0, false, 0);
@@ -925,9 +925,9 @@ fn side_name(side: Side) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::types::{Book, Candle, Trade};
-    use crate::orders::OrderStatus;
-    use crate::orders::ledger::signed;
+    use crate::ledger::signed;
+    use colony_model::market::{Book, Candle, Trade};
+    use colony_model::order::OrderStatus;
     use proptest::prelude::*;
     use std::str::FromStr;
 
@@ -1452,7 +1452,7 @@ mod tests {
 
     #[test]
     fn agrees_with_the_risk_engine_positions() {
-        use crate::orders::risk::{Fill, RiskEngine};
+        use crate::risk::{Fill, RiskEngine};
         let mut x = exchange();
         let mut risk = RiskEngine::default();
         let steps = [

@@ -12,7 +12,7 @@
 //! and reported by [`L2Book::check`], and the feed decides what to do about it (resubscribe,
 //! suppress, report).
 
-use super::types::{Book, BookLevel, QualityIssue, Quote, Side, Timestamp};
+use colony_model::market::{Book, BookLevel, QualityIssue, Quote, Side, Timestamp};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::sync::Arc;

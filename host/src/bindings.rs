@@ -1,9 +1,10 @@
 //! Host-side bindings generated from `wit/` by wasmtime's `bindgen!`, one module per world.
-//! Kept private to the crate: the rest of the host sees the interface modules, not the
-//! generated code.
+//! The rest of the host sees the interface modules, not the generated code; the agent world
+//! and its interfaces are public only for `colony-bench`, whose raw-wasmtime baseline
+//! implements them as no-ops.
 
 /// The `agent` world: imports `types`, `log`, `state`; exports `handler`.
-pub(crate) mod agent {
+pub mod agent {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "agent",
@@ -37,6 +38,5 @@ pub(crate) mod tool {
     });
 }
 
-pub(crate) use agent::colony::plugin::{
-    log, market_data, messaging, orders, state, timers, tools, types,
-};
+/// The agent world's imported interfaces.
+pub use agent::colony::plugin::{log, market_data, messaging, orders, state, timers, tools, types};

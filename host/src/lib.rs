@@ -4,10 +4,9 @@
 pub mod admin;
 pub mod agent;
 pub mod audit;
-pub mod bench;
-mod bindings;
+#[doc(hidden)]
+pub mod bindings;
 pub mod bus;
-pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod datadir;

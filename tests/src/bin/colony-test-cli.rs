@@ -1,4 +1,4 @@
 //! The `colony` CLI, built inside this package so integration tests can run it via `CARGO_BIN_EXE_colony`.
 fn main() -> std::process::ExitCode {
-    colony_host::cli::main()
+    colony_cli::main()
 }

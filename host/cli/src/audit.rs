@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::{CliError, CliResult};
-use crate::audit::{AuditFilter, CapabilityMatch, Decision};
+use colony_host::audit::{AuditFilter, CapabilityMatch, Decision};
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -123,7 +123,7 @@ pub async fn audit(args: AuditArgs, data_dir: PathBuf, audit_db: Option<String>)
 
 /// `90s`, `15m`, `2h`, `7d` ago, or nanoseconds since the epoch.
 fn parse_since(s: &str) -> Result<i64, anyhow::Error> {
-    let now = crate::audit::now_ns();
+    let now = colony_host::audit::now_ns();
     let unit = |c: char| match c {
         's' => Some(1_000_000_000i64),
         'm' => Some(60 * 1_000_000_000),
@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn since_accepts_durations_and_ns() {
-        let now = crate::audit::now_ns();
+        let now = colony_host::audit::now_ns();
         let t = parse_since("15m").unwrap();
         assert!((now - t - 900_000_000_000).abs() < 5_000_000_000);
         assert_eq!(parse_since("123").unwrap(), 123);

@@ -47,7 +47,7 @@ pub(super) fn truncate(s: &str, max: usize) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) from nanoseconds since the epoch.
 pub(super) fn utc(ns: u64) -> String {
-    let full = crate::market::replay::format_utc(ns);
+    let full = colony_host::market::replay::format_utc(ns);
     // `format_utc` is `YYYY-MM-DDTHH:MM:SS.fffffffffZ`; keep whole seconds.
     full.get(..19).unwrap_or(&full).replacen('T', " ", 1)
 }

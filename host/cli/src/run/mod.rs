@@ -22,10 +22,10 @@ use super::report::{
     RunReport, TradingLine, WallLine, render_text, write_html,
 };
 use super::{CliError, CliResult};
-use crate::agent::Event;
-use crate::audit::{AuditFilter, AuditKind, Decision};
-use crate::market::feed::{FeedSpec, Speed};
-use crate::supervisor::Host;
+use colony_host::agent::Event;
+use colony_host::audit::{AuditFilter, AuditKind, Decision};
+use colony_host::market::feed::{FeedSpec, Speed};
+use colony_host::supervisor::Host;
 
 mod flags;
 
@@ -44,10 +44,10 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     } = args.resolve(data_dir, audit_db)?;
     // Before anything touches the data directory (token, plugins, init, audit): one host
     // per directory.
-    let _lock =
-        crate::datadir::DataDirLock::acquire_host(&config.data_dir).map_err(CliError::locked)?;
+    let _lock = colony_host::datadir::DataDirLock::acquire_host(&config.data_dir)
+        .map_err(CliError::locked)?;
     if demo {
-        let written = crate::embedded::install(&config.plugins_dir)?;
+        let written = colony_host::embedded::install(&config.plugins_dir)?;
         for f in written {
             tracing::info!(file = %f.display(), "installed shipped plugin");
         }
@@ -65,7 +65,7 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
             .map_err(|e| CliError::invalid(anyhow::anyhow!("--feed: {e}")))?;
     }
     let started = Instant::now();
-    let since_ns = crate::audit::now_ns();
+    let since_ns = colony_host::audit::now_ns();
     let host = Host::start(config).await?;
     let first_ts = host.clock().now_ns();
     // Accounts restored from the journal (a data directory used before) start where they
@@ -88,7 +88,7 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     let equity = EquitySampler::start(&host, lockstep);
     let feed_task = host.start_feed();
     let _watcher = host.watch()?;
-    let admin = crate::admin::serve(host.clone()).await?;
+    let admin = colony_host::admin::serve(host.clone()).await?;
     let progress = progress
         .then(|| Progress::start(&host, total_events))
         .flatten();
@@ -172,7 +172,7 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
     let rejected = host.rejected().await;
     // After shutdown, so the events agents finished while stopping are counted.
     let plugins = host.shutdown().await;
-    let _ = std::fs::remove_file(crate::admin::socket_path(&host.config().data_dir));
+    let _ = std::fs::remove_file(colony_host::admin::socket_path(&host.config().data_dir));
 
     let wall = started.elapsed().as_secs_f64();
     let mut report = RunReport {
@@ -340,7 +340,8 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
         remote_bus: host.nats_status().is_some(),
         live_venue: !matches!(
             host.config().orders.venue,
-            crate::orders::config::VenueChoice::Paper | crate::orders::config::VenueChoice::None
+            colony_host::orders::config::VenueChoice::Paper
+                | colony_host::orders::config::VenueChoice::None
         ),
         settle_timeouts: host.settle_timeouts(),
     };
@@ -463,7 +464,7 @@ impl Progress {
         let task = tokio::spawn(async move {
             loop {
                 b.set_position(market.published());
-                let t = crate::market::replay::format_utc(clock.now_ns());
+                let t = colony_host::market::replay::format_utc(clock.now_ns());
                 b.set_message(t.get(..16).unwrap_or(&t).replacen('T', " ", 1));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

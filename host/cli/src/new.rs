@@ -110,7 +110,7 @@ pub fn new(cmd: NewCommand) -> CliResult {
 
 /// The SDK beside this binary's source tree; the only place it lives until it is published.
 fn default_sdk() -> Result<PathBuf, CliError> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk");
     if path.join("Cargo.toml").is_file() {
         Ok(path)
     } else {

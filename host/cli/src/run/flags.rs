@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::cli::CliError;
-use crate::config::{FileChoices, HostConfig};
-use crate::market::feed::{FeedSpec, Speed};
+use crate::CliError;
+use colony_host::config::{FileChoices, HostConfig};
+use colony_host::market::feed::{FeedSpec, Speed};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -185,12 +185,12 @@ impl RunArgs {
         }
         match (&args.bus, &args.bus_prefix) {
             (Some(url), prefix) => {
-                config.nats = crate::config::parse_bus(url, prefix.as_deref())
+                config.nats = colony_host::config::parse_bus(url, prefix.as_deref())
                     .map_err(|e| CliError::invalid(anyhow::anyhow!("--bus: {e}")))?;
             }
             (None, Some(prefix)) => match &mut config.nats {
                 Some(n) => {
-                    crate::config::parse_bus(&n.url, Some(prefix))
+                    colony_host::config::parse_bus(&n.url, Some(prefix))
                         .map_err(|e| CliError::invalid(anyhow::anyhow!("--bus-prefix: {e}")))?;
                     n.prefix.clone_from(prefix);
                 }
@@ -206,7 +206,7 @@ impl RunArgs {
             config.audit_db = audit_db;
         }
         if let Some(url) = &config.audit_db {
-            crate::cli::check_audit_url(url)?;
+            crate::check_audit_url(url)?;
         }
         Ok(RunConfig {
             host: config,

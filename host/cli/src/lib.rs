@@ -73,9 +73,9 @@ const HOST_START_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Where a command that changes the data directory runs.
 pub(crate) enum Route {
     /// The running host answered.
-    Host(crate::admin::Response),
+    Host(colony_host::admin::Response),
     /// No host runs; the data directory is held until this is dropped.
-    Offline(crate::datadir::DataDirLock),
+    Offline(colony_host::datadir::DataDirLock),
 }
 
 /// Sends `op` to the running host, or, when none runs, locks the data directory so that no
@@ -90,11 +90,16 @@ pub(crate) async fn host_or_lock(
 ) -> Result<Route, CliError> {
     let deadline = std::time::Instant::now() + HOST_START_WAIT;
     loop {
-        if let Some(resp) = crate::admin::call(data_dir, op, name.clone(), args.clone()).await? {
+        if let Some(resp) =
+            colony_host::admin::call(data_dir, op, name.clone(), args.clone()).await?
+        {
             return Ok(Route::Host(resp));
         }
-        match crate::datadir::DataDirLock::try_acquire(data_dir, crate::datadir::Role::Command)
-            .map_err(CliError::from)?
+        match colony_host::datadir::DataDirLock::try_acquire(
+            data_dir,
+            colony_host::datadir::Role::Command,
+        )
+        .map_err(CliError::from)?
         {
             Some(lock) => return Ok(Route::Offline(lock)),
             None if std::time::Instant::now() < deadline => {
@@ -105,7 +110,7 @@ pub(crate) async fn host_or_lock(
                     "data directory {} is held by pid {}, which does not answer on its admin \
                      socket",
                     data_dir.display(),
-                    crate::datadir::holder(data_dir)
+                    colony_host::datadir::holder(data_dir)
                         .map_or("(unknown)".to_string(), |(p, _)| p.to_string())
                 )));
             }
@@ -194,7 +199,7 @@ pub fn main() -> ExitCode {
     // `colony bench`'s subprocess baseline, before parsing, logging and the runtime.
     if std::env::args_os()
         .nth(1)
-        .is_some_and(|a| a == crate::bench::TOOL_SUBPROCESS)
+        .is_some_and(|a| a == colony_bench::TOOL_SUBPROCESS)
     {
         return bench::tool_subprocess();
     }
@@ -274,7 +279,7 @@ pub(crate) fn check_audit_url(url: &str) -> Result<(), CliError> {
     if matches!(scheme, "sqlite" | "postgres" | "postgresql") {
         return Ok(());
     }
-    Err(CliError::invalid(crate::audit::AuditError::Url(
+    Err(CliError::invalid(colony_host::audit::AuditError::Url(
         scheme.chars().take(32).collect(),
     )))
 }

@@ -19,14 +19,14 @@ use wasmtime::Store;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
-use crate::agent::{AgentInstance, Event, Message};
-use crate::bindings::agent::{Agent, AgentPre};
-use crate::bindings::{log, market_data, messaging, orders, state, timers, tools, types};
-use crate::engine::{EngineSettings, Runtime};
-use crate::limits::Limits;
-use crate::plugin::{Linked, Loader};
-use crate::policy::Policy;
-use crate::store::{guarded, new_store};
+use colony_host::agent::{AgentInstance, Event, Message};
+use colony_host::bindings::agent::{Agent, AgentPre};
+use colony_host::bindings::{log, market_data, messaging, orders, state, timers, tools, types};
+use colony_host::engine::{EngineSettings, Runtime};
+use colony_host::limits::Limits;
+use colony_host::plugin::{Linked, Loader};
+use colony_host::policy::Policy;
+use colony_host::store::{guarded, new_store};
 
 /// One measured quantity.
 #[derive(Debug, Clone, Serialize)]
@@ -306,12 +306,12 @@ struct Lap(u64);
 
 impl Lap {
     fn start() -> Lap {
-        Lap(crate::store::thread_cpu_ns())
+        Lap(colony_host::store::thread_cpu_ns())
     }
 
     /// CPU nanoseconds per operation since the start.
     fn per_op(&self, ops: u64) -> f64 {
-        crate::store::thread_cpu_ns().saturating_sub(self.0) as f64 / ops.max(1) as f64
+        colony_host::store::thread_cpu_ns().saturating_sub(self.0) as f64 / ops.max(1) as f64
     }
 }
 
@@ -461,7 +461,7 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
     // sampled as configured by default (1 in 100) into a real SQLite audit store, and added
     // to the host call measured above.
     let dir = tempfile_dir()?;
-    let store = crate::audit::AuditStore::open_sqlite(&dir.join("audit.db")).await?;
+    let store = colony_host::audit::AuditStore::open_sqlite(&dir.join("audit.db")).await?;
     let grants = colony_caps::GrantSet::new(
         [
             "messaging.publish:md.>",
@@ -503,7 +503,7 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
             target,
         })
     };
-    let mut cache = crate::policy::CheckCache::default();
+    let mut cache = colony_host::policy::CheckCache::default();
     let cached_ns = time_checks(&mut || cache.check(&policy, std::hint::black_box(&req)).is_ok())?;
     with_overhead("host call + grant check + audit", cached_ns, 1.1);
     // The same without the per-store cache: the first use of each subject pays the full
@@ -520,8 +520,8 @@ pub async fn run(component: &[u8], opts: BenchOptions) -> anyhow::Result<Vec<Mea
 /// (WAL, `synchronous=FULL`, group commit).
 pub async fn audit_throughput(records: u64) -> anyhow::Result<f64> {
     let dir = tempfile_dir()?;
-    let store = crate::audit::AuditStore::open_sqlite(&dir.join("audit.db")).await?;
-    let rate = crate::audit::bench_append(&store, records).await?;
+    let store = colony_host::audit::AuditStore::open_sqlite(&dir.join("audit.db")).await?;
+    let rate = colony_host::audit::bench_append(&store, records).await?;
     let report = store.verify().await?;
     store.close().await?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -536,7 +536,7 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "colony-bench-{}-{}",
         std::process::id(),
-        crate::audit::now_ns()
+        colony_host::audit::now_ns()
     ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
@@ -590,8 +590,8 @@ pub struct BusBench {
 /// publishing pauses whenever the fastest possible consumer would find a full mailbox, so
 /// nothing is refused.
 pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Result<BusBench> {
-    use crate::agent::{AgentHandle, AgentSpec};
-    use crate::bus::{Bus, Envelope};
+    use colony_host::agent::{AgentHandle, AgentSpec};
+    use colony_host::bus::{Bus, Envelope};
     use std::sync::atomic::Ordering;
 
     const SUBSCRIBERS: usize = 10;
@@ -775,7 +775,7 @@ pub async fn bus(component: &[u8], messages: u64, requests: usize) -> anyhow::Re
 /// answers each request over a oneshot channel, in microseconds: the native baseline of the
 /// bus's request/reply.
 async fn native_round_trips(sender: Arc<str>, requests: usize) -> anyhow::Result<Vec<f64>> {
-    use crate::bus::Envelope;
+    use colony_host::bus::Envelope;
     type Request = (Arc<Envelope>, tokio::sync::oneshot::Sender<Arc<Envelope>>);
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Request>(1024);
@@ -843,12 +843,12 @@ pub struct MarketBench {
 /// lockstep (as `colony run --speed max` plays) and flow-controlled, next to native channels;
 /// and the host-side cost of a book update and of publishing an event.
 pub async fn market(component: &[u8], agents_n: usize) -> anyhow::Result<MarketBench> {
-    use crate::agent::AgentHandle;
-    use crate::bus::Bus;
-    use crate::market::feed::{self, Pace, Speed};
-    use crate::market::replay;
-    use crate::market::service::{DEFAULT_STALE_AFTER, MarketService};
-    use crate::market::types::{BookLevel, MarketEvent, Side};
+    use colony_host::agent::AgentHandle;
+    use colony_host::bus::Bus;
+    use colony_host::market::feed::{self, Pace, Speed};
+    use colony_host::market::replay;
+    use colony_host::market::service::{DEFAULT_STALE_AFTER, MarketService};
+    use colony_host::market::types::{BookLevel, MarketEvent, Side};
     use colony_risk::book::L2Book;
     use rust_decimal::Decimal;
     use std::sync::atomic::Ordering;
@@ -1060,8 +1060,8 @@ const ORDERS_SYMBOL: &str = "BTC-USDT";
 const ORDER_SPACING_NS: u64 = 150_000_000;
 
 /// A book of five levels a side around 60 000, moving by half a dollar a tick.
-fn bench_book(i: usize, ts: u64) -> crate::market::types::MarketEvent {
-    use crate::market::types::{Book, BookLevel, MarketEvent};
+fn bench_book(i: usize, ts: u64) -> colony_host::market::types::MarketEvent {
+    use colony_host::market::types::{Book, BookLevel, MarketEvent};
     use rust_decimal::Decimal;
     let mid = Decimal::new(600_000 + (i % 20) as i64 * 5, 1);
     let level = |k: i64, sign: i64| BookLevel {
@@ -1077,8 +1077,8 @@ fn bench_book(i: usize, ts: u64) -> crate::market::types::MarketEvent {
 }
 
 /// The limits of `docs/orders.md`'s example, every one set: what a real desk would run with.
-fn realistic_limits() -> crate::orders::risk::RiskLimits {
-    use crate::orders::risk::{Instruments, RiskLimits};
+fn realistic_limits() -> colony_host::orders::risk::RiskLimits {
+    use colony_host::orders::risk::{Instruments, RiskLimits};
     use rust_decimal::Decimal;
     RiskLimits {
         instruments: Some(Instruments::new(["BTC-*", "ETH-*"])),
@@ -1113,16 +1113,16 @@ fn realistic_limits() -> crate::orders::risk::RiskLimits {
 /// the agent's order subject beside the agent, polled by the bench's task: nothing is added
 /// to the router's hot path.
 pub async fn orders(component: &[u8], ticks: usize) -> anyhow::Result<OrdersBench> {
-    use crate::agent::{AgentHandle, AgentSpec};
-    use crate::bus::Bus;
-    use crate::market::service::{DEFAULT_STALE_AFTER, MarketService};
-    use crate::orders::ExecKind;
-    use crate::orders::risk::RiskLimits;
-    use crate::orders::service::{OrderService, OrdersConfig, events_subject};
+    use colony_host::agent::{AgentHandle, AgentSpec};
+    use colony_host::bus::Bus;
+    use colony_host::market::service::{DEFAULT_STALE_AFTER, MarketService};
+    use colony_host::orders::ExecKind;
+    use colony_host::orders::risk::RiskLimits;
+    use colony_host::orders::service::{OrderService, OrdersConfig, events_subject};
 
     const WARMUP: usize = 1_000;
     const TICK_TIMEOUT: Duration = Duration::from_secs(5);
-    let clock = crate::clock::Clock::system();
+    let clock = colony_host::clock::Clock::system();
     let generous = RiskLimits {
         max_orders_per_sec: None,
         max_orders_per_min: None,
@@ -1273,12 +1273,12 @@ pub async fn orders(component: &[u8], ticks: usize) -> anyhow::Result<OrdersBenc
 /// The orders measurement's checks when no agent failed: every tick made exactly one order
 /// and one fill, as the agent and the router saw them, and nothing is left open.
 async fn orders_consistent(
-    bus: &crate::bus::Bus,
-    router: &crate::orders::service::OrderService,
+    bus: &colony_host::bus::Bus,
+    router: &colony_host::orders::service::OrderService,
     name: &str,
     total: usize,
 ) -> anyhow::Result<()> {
-    use crate::bus::Envelope;
+    use colony_host::bus::Envelope;
     let told = bus
         .request(
             Envelope::new(
@@ -1315,9 +1315,9 @@ async fn orders_consistent(
 const ORDERS_EPOCH_NS: u64 = 1_704_070_800_000_000_000;
 
 /// The reference quote of the risk and place measurements at `ts`: 60 000.0 / 60 000.1.
-fn bench_quote(ts: u64) -> crate::market::types::Quote {
+fn bench_quote(ts: u64) -> colony_host::market::types::Quote {
     use rust_decimal::Decimal;
-    crate::market::types::Quote {
+    colony_host::market::types::Quote {
         symbol: ORDERS_SYMBOL.into(),
         bid: Decimal::new(600_000, 1),
         bid_size: Decimal::new(15, 1),
@@ -1328,9 +1328,9 @@ fn bench_quote(ts: u64) -> crate::market::types::Quote {
 }
 
 /// `n` marketable limit IOC orders of 0.001 at [`bench_quote`]'s touch, buy and sell in turn.
-fn bench_orders(n: usize, agent: &str) -> Vec<crate::orders::OrderRequest> {
-    use crate::market::types::Side;
-    use crate::orders::{OrderKind, OrderRequest, TimeInForce};
+fn bench_orders(n: usize, agent: &str) -> Vec<colony_host::orders::OrderRequest> {
+    use colony_host::market::types::Side;
+    use colony_host::orders::{OrderKind, OrderRequest, TimeInForce};
     let agent: Arc<str> = Arc::from(agent);
     let quote = bench_quote(0);
     (0..n)
@@ -1375,14 +1375,14 @@ fn timer_overhead() -> f64 {
 fn native_tick_to_fill(
     total: usize,
     warmup: usize,
-    limits: crate::orders::risk::RiskLimits,
+    limits: colony_host::orders::risk::RiskLimits,
 ) -> anyhow::Result<Vec<f64>> {
-    use crate::market::types::{MarketEvent, Quote, Side};
-    use crate::orders::paper::{PaperConfig, PaperExchange};
-    use crate::orders::risk::{Fill, RiskEngine};
-    use crate::orders::{ExecKind, OrderKind, OrderRequest, TimeInForce};
+    use colony_host::market::types::{MarketEvent, Quote, Side};
+    use colony_host::orders::paper::{PaperConfig, PaperExchange};
+    use colony_host::orders::risk::{Fill, RiskEngine};
+    use colony_host::orders::{ExecKind, OrderKind, OrderRequest, TimeInForce};
 
-    let clock = crate::clock::Clock::system();
+    let clock = colony_host::clock::Clock::system();
     let agent: Arc<str> = Arc::from("native");
     let mut risk = RiskEngine::new(limits);
     let mut paper = PaperExchange::new(PaperConfig::default());
@@ -1474,8 +1474,8 @@ fn native_tick_to_fill(
 /// [`bench_orders`], [`ORDER_SPACING_NS`] apart in virtual time against a fresh quote, each
 /// filled at its price (outside the timing) so the position stays flat and nothing stays
 /// open, as a trading day goes.
-fn risk_check_cost(n: usize, limits: crate::orders::risk::RiskLimits) -> anyhow::Result<f64> {
-    use crate::orders::risk::{Fill, RiskEngine};
+fn risk_check_cost(n: usize, limits: colony_host::orders::risk::RiskLimits) -> anyhow::Result<f64> {
+    use colony_host::orders::risk::{Fill, RiskEngine};
     use rust_decimal::Decimal;
 
     let overhead = timer_overhead();
@@ -1510,9 +1510,9 @@ fn risk_check_cost(n: usize, limits: crate::orders::risk::RiskLimits) -> anyhow:
 /// published to a subscriber; the reference quote is refreshed before each order, outside
 /// the timing.
 fn place_cost(n: usize) -> anyhow::Result<f64> {
-    use crate::bus::Bus;
-    use crate::market::types::MarketEvent;
-    use crate::orders::service::{Ack, OrderService, OrdersConfig, events_subject};
+    use colony_host::bus::Bus;
+    use colony_host::market::types::MarketEvent;
+    use colony_host::orders::service::{Ack, OrderService, OrdersConfig, events_subject};
 
     let overhead = timer_overhead();
     let bus = Bus::new();
@@ -1553,7 +1553,11 @@ fn place_cost(n: usize) -> anyhow::Result<f64> {
 /// caller: its epoch ticker drives deadlines), with the limits it runs under.
 fn bench_agent(
     component: &[u8],
-) -> anyhow::Result<(Arc<Runtime>, AgentPre<crate::store::StoreState>, Limits)> {
+) -> anyhow::Result<(
+    Arc<Runtime>,
+    AgentPre<colony_host::store::StoreState>,
+    Limits,
+)> {
     let runtime = Arc::new(Runtime::new(&EngineSettings::default(), None)?);
     let loader = Loader::new(
         runtime.clone(),
@@ -1569,19 +1573,19 @@ fn bench_agent(
 
 /// `n` bench agents `PREFIX-0…` on `bus`, each granted `grant` and started with `config`.
 async fn spawn_bench_agents(
-    pre: &AgentPre<crate::store::StoreState>,
+    pre: &AgentPre<colony_host::store::StoreState>,
     limits: Limits,
-    bus: &crate::bus::Bus,
+    bus: &colony_host::bus::Bus,
     grant: &str,
     config: &str,
     prefix: &str,
     n: usize,
-) -> anyhow::Result<Vec<crate::agent::AgentHandle>> {
+) -> anyhow::Result<Vec<colony_host::agent::AgentHandle>> {
     let grants = colony_caps::GrantSet::new([grant.parse::<colony_caps::Capability>()?]);
     let mut agents = Vec::with_capacity(n);
     for i in 0..n {
         let name: Arc<str> = format!("{prefix}-{i}").into();
-        let spec = crate::agent::AgentSpec {
+        let spec = colony_host::agent::AgentSpec {
             pre: pre.clone(),
             name: name.clone(),
             limits,
@@ -1595,7 +1599,7 @@ async fn spawn_bench_agents(
             services: Default::default(),
         };
         agents.push(
-            crate::agent::AgentHandle::spawn(spec, None)
+            colony_host::agent::AgentHandle::spawn(spec, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
@@ -1605,7 +1609,7 @@ async fn spawn_bench_agents(
 
 /// Events the agents handled, in all: successfully or not (a failed event was handled too;
 /// the bench reports failures apart, see [`failures`]).
-fn handled(agents: &[crate::agent::AgentHandle]) -> u64 {
+fn handled(agents: &[colony_host::agent::AgentHandle]) -> u64 {
     use std::sync::atomic::Ordering::Relaxed;
     agents
         .iter()
@@ -1615,7 +1619,7 @@ fn handled(agents: &[crate::agent::AgentHandle]) -> u64 {
 
 /// One line per bench agent that failed an event, restarted or was quarantined: what a
 /// loaded machine can do to an agent (a limit hit), reported rather than fatal.
-fn failures(agents: &[crate::agent::AgentHandle]) -> Vec<String> {
+fn failures(agents: &[colony_host::agent::AgentHandle]) -> Vec<String> {
     use std::sync::atomic::Ordering::Relaxed;
     agents
         .iter()
@@ -1655,7 +1659,7 @@ const STALLED: Duration = Duration::from_secs(30);
 const STALLED_WITH_FAILURES: Duration = Duration::from_secs(120);
 
 impl Progress {
-    fn new(agents: &[crate::agent::AgentHandle]) -> Progress {
+    fn new(agents: &[colony_host::agent::AgentHandle]) -> Progress {
         Progress {
             last: handled(agents),
             since: Instant::now(),
@@ -1666,7 +1670,7 @@ impl Progress {
     /// for long); false when failed agents stalled; an error when agents stalled unfailed.
     fn keep_waiting(
         &mut self,
-        agents: &[crate::agent::AgentHandle],
+        agents: &[colony_host::agent::AgentHandle],
         what: &str,
     ) -> anyhow::Result<bool> {
         let now = handled(agents);
@@ -1821,7 +1825,7 @@ pub struct ToolBenchOptions {
 /// Grants nothing: the bench tool needs no capability.
 struct NoGrants;
 
-impl crate::tools::GrantSource for NoGrants {
+impl colony_host::tools::GrantSource for NoGrants {
     fn policy(&self, name: &str, _digest: &str) -> Arc<Policy> {
         Arc::new(Policy::deny_all(Arc::from(name)))
     }
@@ -1836,7 +1840,7 @@ impl crate::tools::GrantSource for NoGrants {
 /// the arguments against the input schema, a fresh instance, the result against the output
 /// schema).
 struct ToolUnderTest {
-    registry: crate::tools::ToolRegistry,
+    registry: colony_host::tools::ToolRegistry,
     name: String,
     caller: Policy,
 }
@@ -1848,7 +1852,8 @@ impl ToolUnderTest {
         component: &[u8],
         dir: std::path::PathBuf,
     ) -> anyhow::Result<ToolUnderTest> {
-        let (registry, failures) = crate::tools::ToolRegistry::open(dir, loader, &NoGrants).await?;
+        let (registry, failures) =
+            colony_host::tools::ToolRegistry::open(dir, loader, &NoGrants).await?;
         anyhow::ensure!(failures.is_empty(), "the bench registry: {failures:?}");
         let tool = registry
             .register(loader, &NoGrants, component, &[], None, "bench")
@@ -2095,16 +2100,16 @@ pub async fn demo() -> anyhow::Result<DemoBench> {
             RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut config = crate::config::HostConfig::new(dir.join("data"));
+        let mut config = colony_host::config::HostConfig::new(dir.join("data"));
         config.plugins_dir = dir.join("plugins");
         std::fs::create_dir_all(&config.plugins_dir)?;
         if with_plugins {
-            crate::embedded::install(&config.plugins_dir)?;
+            colony_host::embedded::install(&config.plugins_dir)?;
         }
         config.apply_demo();
-        config.feed = Some(crate::market::feed::FeedSpec::Embedded);
-        config.speed = crate::market::feed::Speed::Max;
-        let host = crate::supervisor::Host::start(config).await?;
+        config.feed = Some(colony_host::market::feed::FeedSpec::Embedded);
+        config.speed = colony_host::market::feed::Speed::Max;
+        let host = colony_host::supervisor::Host::start(config).await?;
         let start = Instant::now();
         let feed = host
             .start_feed()
@@ -2145,7 +2150,7 @@ mod tests {
     use super::*;
 
     fn echo_tool() -> &'static [u8] {
-        crate::embedded::PLUGINS
+        colony_host::embedded::PLUGINS
             .iter()
             .find(|(name, _)| *name == "echo-tool.wasm")
             .map(|(_, bytes)| *bytes)

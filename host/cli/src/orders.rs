@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::{CliError, CliResult};
-use crate::orders::journal::{Journal, OrderFilter};
+use colony_host::orders::journal::{Journal, OrderFilter};
 
 #[derive(Debug, Subcommand)]
 pub enum OrdersCommand {
@@ -77,7 +77,7 @@ async fn call(
     name: Option<String>,
     args: Option<String>,
 ) -> Result<Option<serde_json::Value>, CliError> {
-    match crate::admin::call(data_dir, op, name, args).await? {
+    match colony_host::admin::call(data_dir, op, name, args).await? {
         None => Ok(None),
         Some(r) if r.ok => Ok(Some(r.result)),
         Some(r) => Err(anyhow::anyhow!(r.error.unwrap_or_default()).into()),
@@ -88,7 +88,7 @@ pub async fn orders(cmd: OrdersCommand, data_dir: PathBuf) -> CliResult {
     match cmd {
         OrdersCommand::List(args) => list(args, data_dir).await,
         OrdersCommand::KillSwitch { mode, agent } => {
-            if crate::orders::service::KillMode::parse(&mode).is_none() {
+            if colony_host::orders::service::KillMode::parse(&mode).is_none() {
                 return Err(CliError::invalid(anyhow::anyhow!(
                     "kill-switch {mode:?}: expected on, off, reducing or halt"
                 )));
@@ -249,7 +249,7 @@ async fn list(args: ListArgs, data_dir: PathBuf) -> CliResult {
         let rows: Vec<_> = orders
             .iter()
             .map(|o| {
-                serde_json::to_value(crate::orders::service::order_row(
+                serde_json::to_value(colony_host::orders::service::order_row(
                     &o.state.request.agent,
                     &o.state,
                 ))
@@ -272,12 +272,12 @@ async fn list(args: ListArgs, data_dir: PathBuf) -> CliResult {
     }
     println!(
         "no host running; from the journal {}",
-        crate::orders::journal::redact_url(&url)
+        colony_host::orders::journal::redact_url(&url)
     );
     let rows: Vec<serde_json::Value> = orders
         .iter()
         .filter_map(|o| {
-            serde_json::to_value(crate::orders::service::order_row(
+            serde_json::to_value(colony_host::orders::service::order_row(
                 &o.state.request.agent,
                 &o.state,
             ))

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use clap::Subcommand;
 
 use super::{CliError, CliResult};
-use crate::engine::{EngineSettings, Runtime};
-use crate::limits::{Limits, human_bytes};
-use crate::plugin::{Loader, PluginInfo};
+use colony_host::engine::{EngineSettings, Runtime};
+use colony_host::limits::{Limits, human_bytes};
+use colony_host::plugin::{Loader, PluginInfo};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -114,7 +114,7 @@ fn print_info(i: &PluginInfo) {
 }
 
 async fn list(plugins: Option<PathBuf>, json: bool, data_dir: PathBuf) -> CliResult {
-    if let Some(resp) = crate::admin::call(&data_dir, "plugins", None, None).await? {
+    if let Some(resp) = colony_host::admin::call(&data_dir, "plugins", None, None).await? {
         if !resp.ok {
             return Err(anyhow::anyhow!(resp.error.unwrap_or_default()).into());
         }

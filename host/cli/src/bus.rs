@@ -30,9 +30,13 @@ pub enum BusCommand {
 pub async fn bus(cmd: BusCommand, data_dir: PathBuf) -> CliResult {
     match cmd {
         BusCommand::Pub { subject, payload } => {
-            let Some(resp) =
-                crate::admin::call(&data_dir, "publish", Some(subject.clone()), Some(payload))
-                    .await?
+            let Some(resp) = colony_host::admin::call(
+                &data_dir,
+                "publish",
+                Some(subject.clone()),
+                Some(payload),
+            )
+            .await?
             else {
                 return Err(CliError::no_host(anyhow::anyhow!(
                     "no host is running with data directory {}",
@@ -52,15 +56,15 @@ pub async fn bus(cmd: BusCommand, data_dir: PathBuf) -> CliResult {
         }
         BusCommand::Sub { pattern, count } => {
             let Ok(stream) =
-                tokio::net::UnixStream::connect(crate::admin::socket_path(&data_dir)).await
+                tokio::net::UnixStream::connect(colony_host::admin::socket_path(&data_dir)).await
             else {
                 return Err(CliError::no_host(anyhow::anyhow!(
                     "no host is running with data directory {}",
                     data_dir.display()
                 )));
             };
-            let token = std::fs::read_to_string(crate::admin::token_path(&data_dir))?;
-            let req = crate::admin::Request {
+            let token = std::fs::read_to_string(colony_host::admin::token_path(&data_dir))?;
+            let req = colony_host::admin::Request {
                 token: token.trim().to_string(),
                 op: "subscribe".into(),
                 name: Some(pattern),
@@ -72,7 +76,7 @@ pub async fn bus(cmd: BusCommand, data_dir: PathBuf) -> CliResult {
             line.push(b'\n');
             write.write_all(&line).await?;
             let mut lines = BufReader::new(read).lines();
-            let first: crate::admin::Response = match lines.next_line().await? {
+            let first: colony_host::admin::Response = match lines.next_line().await? {
                 Some(l) => serde_json::from_str(&l)?,
                 None => return Err(anyhow::anyhow!("the host closed the admin connection").into()),
             };

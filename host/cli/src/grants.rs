@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use super::{CliError, CliResult};
-use crate::audit::{AuditRecord, AuditStore};
 use colony_caps::Capability;
+use colony_host::audit::{AuditRecord, AuditStore};
 
 #[derive(Debug, Subcommand)]
 pub enum GrantsCommand {
@@ -57,7 +57,7 @@ pub enum GrantsCommand {
 /// Who makes an offline change: the user this process runs as (not `$USER`, which anyone
 /// can set).
 fn actor() -> String {
-    format!("cli:{}", crate::admin::current_user())
+    format!("cli:{}", colony_host::admin::current_user())
 }
 
 pub async fn grants(cmd: GrantsCommand, data_dir: PathBuf, audit_db: Option<String>) -> CliResult {
@@ -90,7 +90,7 @@ pub async fn grants(cmd: GrantsCommand, data_dir: PathBuf, audit_db: Option<Stri
     let writer = store.writer();
     let result = match &cmd {
         GrantsCommand::List { .. } => {
-            let book = crate::supervisor::load_grant_book(&store).await?;
+            let book = colony_host::supervisor::load_grant_book(&store).await?;
             let list: Vec<serde_json::Value> = book
                 .all()
                 .iter()
@@ -111,7 +111,7 @@ pub async fn grants(cmd: GrantsCommand, data_dir: PathBuf, audit_db: Option<Stri
             capability,
             plugins,
         } => {
-            let book = crate::supervisor::load_grant_book(&store).await?;
+            let book = colony_host::supervisor::load_grant_book(&store).await?;
             let digest = match book.get(plugin).and_then(|g| g.approved_digest.clone()) {
                 Some(_) => String::new(),
                 None => folder_digest(plugin, plugins.as_deref(), &data_dir).unwrap_or_default(),
@@ -221,7 +221,7 @@ pub(super) async fn open_store(
 /// the registered tool of that name (`DATA_DIR/tools`).
 fn folder_digest(name: &str, plugins: Option<&Path>, data_dir: &Path) -> Option<String> {
     plugin_digest(name, plugins, data_dir).or_else(|| {
-        crate::tools::registry::stored_digest(&data_dir.join("tools"), name)
+        colony_host::tools::registry::stored_digest(&data_dir.join("tools"), name)
             .ok()
             .flatten()
     })

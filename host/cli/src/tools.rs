@@ -12,12 +12,12 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::{CliError, CliResult};
-use crate::audit::AuditStore;
-use crate::plugin::Linked;
-use crate::policy::Policy;
-use crate::tool::{ToolRunner, ToolSpec};
-use crate::tools::{BookGrants, RegistryError, ToolCallError, ToolRegistry};
 use colony_caps::manifest::Kind;
+use colony_host::audit::AuditStore;
+use colony_host::plugin::Linked;
+use colony_host::policy::Policy;
+use colony_host::tool::{ToolRunner, ToolSpec};
+use colony_host::tools::{BookGrants, RegistryError, ToolCallError, ToolRegistry};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -76,9 +76,9 @@ pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf, audit_db: Option<String
     match cmd {
         ToolsCommand::List { plugins, json } => {
             let (specs, registered, not_loaded) = match (
-                crate::admin::call(&data_dir, "tools", None, None).await?,
-                crate::admin::call(&data_dir, "tool-list", None, None).await?,
-                crate::admin::call(&data_dir, "tool-not-loaded", None, None).await?,
+                colony_host::admin::call(&data_dir, "tools", None, None).await?,
+                colony_host::admin::call(&data_dir, "tool-list", None, None).await?,
+                colony_host::admin::call(&data_dir, "tool-not-loaded", None, None).await?,
             ) {
                 (Some(a), Some(b), Some(c)) if a.ok && b.ok && c.ok => {
                     (a.result, b.result, c.result)
@@ -221,7 +221,7 @@ pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf, audit_db: Option<String
                     "arguments are not JSON: {e}"
                 )));
             }
-            let out = match crate::admin::call(
+            let out = match colony_host::admin::call(
                 &data_dir,
                 "invoke",
                 Some(name.clone()),
@@ -276,7 +276,7 @@ async fn register_file(
             resp.error.unwrap_or_default()
         ))),
         super::Route::Offline(_lock) => {
-            let bytes = crate::admin::read_component(&file)
+            let bytes = colony_host::admin::read_component(&file)
                 .map_err(|e| CliError::invalid(anyhow::anyhow!(e)))?;
             let (registry, store) = offline_registry(data_dir, audit_db).await?;
             let loader = super::plugins::offline_loader(Some(data_dir.join("cache")))?;
@@ -330,14 +330,14 @@ async fn offline_registry(
 
 async fn book_grants(store: &AuditStore) -> Result<BookGrants, CliError> {
     Ok(BookGrants {
-        book: crate::supervisor::load_grant_book(store).await?,
+        book: colony_host::supervisor::load_grant_book(store).await?,
         audit: Some(store.writer()),
-        sample_allows: crate::config::HostConfig::new(PathBuf::new()).audit_sample_allows,
+        sample_allows: colony_host::config::HostConfig::new(PathBuf::new()).audit_sample_allows,
     })
 }
 
 fn cli_actor() -> String {
-    format!("cli:{}", crate::admin::current_user())
+    format!("cli:{}", colony_host::admin::current_user())
 }
 
 fn offline_tools(

@@ -1,4 +1,4 @@
-//! `colony bench`: runs [`crate::bench`] on the embedded bench agent (and the embedded
+//! `colony bench`: runs [`colony_bench`] on the embedded bench agent (and the embedded
 //! echo-tool) and prints the ratios; and the hidden subcommand that is the tool-call
 //! measurement's subprocess baseline.
 //!
@@ -11,7 +11,7 @@
 use clap::Args;
 
 use super::CliResult;
-use crate::bench::BenchOptions;
+use colony_bench::BenchOptions;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -53,7 +53,7 @@ pub struct BenchArgs {
 /// not a user command, so clap and the help do not know it.
 pub fn tool_subprocess() -> std::process::ExitCode {
     let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
-    match crate::bench::tool_subprocess_io(&mut stdin.lock(), &mut stdout.lock()) {
+    match colony_bench::tool_subprocess_io(&mut stdin.lock(), &mut stdout.lock()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -68,21 +68,25 @@ pub async fn bench(args: BenchArgs) -> CliResult {
         rounds: args.rounds.max(1),
         ..BenchOptions::default()
     };
-    let results = crate::bench::run(crate::embedded::BENCH_AGENT, opts).await?;
-    let audit_rate = crate::bench::audit_throughput(args.audit_records).await?;
-    let bus = crate::bench::bus(crate::embedded::BENCH_AGENT, args.bus_messages, 2_000).await?;
-    let market =
-        crate::bench::market(crate::embedded::BENCH_AGENT, args.market_agents.max(1)).await?;
+    let results = colony_bench::run(colony_host::embedded::BENCH_AGENT, opts).await?;
+    let audit_rate = colony_bench::audit_throughput(args.audit_records).await?;
+    let bus =
+        colony_bench::bus(colony_host::embedded::BENCH_AGENT, args.bus_messages, 2_000).await?;
+    let market = colony_bench::market(
+        colony_host::embedded::BENCH_AGENT,
+        args.market_agents.max(1),
+    )
+    .await?;
     let orders =
-        crate::bench::orders(crate::embedded::BENCH_AGENT, args.order_ticks.max(1)).await?;
-    let echo_tool = crate::embedded::PLUGINS
+        colony_bench::orders(colony_host::embedded::BENCH_AGENT, args.order_ticks.max(1)).await?;
+    let echo_tool = colony_host::embedded::PLUGINS
         .iter()
         .find(|(name, _)| *name == "echo-tool.wasm")
         .map(|(_, bytes)| *bytes)
         .ok_or_else(|| anyhow::anyhow!("echo-tool is not embedded in this build"))?;
-    let tool = crate::bench::tool_call(
+    let tool = colony_bench::tool_call(
         echo_tool,
-        &crate::bench::ToolBenchOptions {
+        &colony_bench::ToolBenchOptions {
             calls: args.tool_calls.max(1),
             spawns: args.tool_spawns.max(1),
             python_spawns: args.python_spawns,
@@ -91,7 +95,7 @@ pub async fn bench(args: BenchArgs) -> CliResult {
         },
     )
     .await?;
-    let demo = crate::bench::demo().await?;
+    let demo = colony_bench::demo().await?;
     if args.json {
         println!(
             "{}",
@@ -221,7 +225,7 @@ pub async fn bench(args: BenchArgs) -> CliResult {
         tool.tool.p50_us,
         tool.tool.mean_us,
         tool.tool.calls,
-        crate::bench::TOOL_SUBPROCESS,
+        colony_bench::TOOL_SUBPROCESS,
         tool.subprocess.p50_us,
         tool.subprocess.mean_us,
         tool.subprocess.calls,

@@ -33,7 +33,8 @@ pub async fn agents(cmd: AgentsCommand, data_dir: PathBuf) -> CliResult {
         AgentsCommand::Wake { name } => ("agent-wake", name),
         AgentsCommand::Release { name } => ("agent-release", name),
     };
-    let Some(resp) = crate::admin::call(&data_dir, op, Some(name.clone()), None).await? else {
+    let Some(resp) = colony_host::admin::call(&data_dir, op, Some(name.clone()), None).await?
+    else {
         return Err(CliError::no_host(anyhow::anyhow!(
             "no host is running with data directory {}",
             data_dir.display()

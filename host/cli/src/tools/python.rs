@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use wasmtime::wasmparser::{Parser, Payload};
 
-use crate::plugin::MAX_FILE_BYTES;
 use colony_caps::manifest::{self, Kind, Manifest, RequestedLimits};
+use colony_host::plugin::MAX_FILE_BYTES;
 
 /// The componentize-py release `colony tools build` is written and tested against.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
@@ -261,7 +261,7 @@ pub fn build(req: &BuildRequest) -> Result<Built, BuildError> {
             "the output would overwrite the source; give another file to -o".into(),
         ));
     }
-    let text = crate::files::read_regular(&src, MAX_SOURCE_BYTES)
+    let text = colony_host::files::read_regular(&src, MAX_SOURCE_BYTES)
         .map_err(|e| fail(format!("cannot read: {e}")))?;
     let text = String::from_utf8(text).map_err(|_| fail("is not UTF-8 text".into()))?;
     let module = src

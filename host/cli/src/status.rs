@@ -14,7 +14,7 @@ pub struct StatusArgs {
 }
 
 pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
-    let Some(resp) = crate::admin::call(&data_dir, "status", None, None).await? else {
+    let Some(resp) = colony_host::admin::call(&data_dir, "status", None, None).await? else {
         return Err(CliError::no_host(anyhow::anyhow!(
             "no host is running with data directory {}",
             data_dir.display()

@@ -1182,37 +1182,243 @@ mod tests {
         r.err().map(|e| e.code.as_str())
     }
 
-    /// Checks `bad` trips exactly `want` and `good` (a near miss) passes, on a fresh engine
-    /// built by `setup` each time.
-    fn trips(setup: impl Fn() -> RiskEngine, good: &OrderRequest, bad: &OrderRequest, want: &str) {
-        let q = quote("100", "101", T0);
-        let mut e = setup();
-        assert_eq!(code(e.check(bad, Some(&q), T0)), Some(want));
-        assert_eq!(e.rejections()[want], 1);
-        let mut e = setup();
-        assert_eq!(code(e.check(good, Some(&q), T0)), None);
+    /// One check on a fresh engine: `order` under `limits`, with `quote` as the reference.
+    struct Case {
+        name: &'static str,
+        limits: RiskLimits,
+        quote: Option<Quote>,
+        order: OrderRequest,
+        want: Result<(), RejectCode>,
     }
 
-    fn with(limits: RiskLimits) -> impl Fn() -> RiskEngine {
-        move || RiskEngine::new(limits.clone())
-    }
-
-    #[test]
-    fn instrument() {
-        let l = RiskLimits {
+    /// The single-order checks, each with the near miss that passes. The reference quote is
+    /// 100 / 101 at `T0` unless a row says otherwise.
+    fn cases() -> Vec<Case> {
+        use RejectCode::*;
+        let q = Some(quote("100", "101", T0));
+        let case = |name, limits: &RiskLimits, order, want| Case {
+            name,
+            limits: limits.clone(),
+            quote: q.clone(),
+            order,
+            want,
+        };
+        let none = RiskLimits::default();
+        let instruments = RiskLimits {
             instruments: Some(Instruments::new(["BTC-*", "ETH/USD"])),
             ..Default::default()
         };
-        let bad = OrderRequest {
-            symbol: "SOL-USDT".into(),
-            ..limit("1", Side::Buy, "100", "1")
+        let precision = RiskLimits {
+            tick_size: Some(d("0.5")),
+            qty_step: Some(d("0.01")),
+            ..Default::default()
         };
-        trips(
-            with(l),
-            &limit("1", Side::Buy, "100", "1"),
-            &bad,
-            "risk.instrument",
-        );
+        let min_qty = RiskLimits {
+            min_qty: Some(d("0.1")),
+            ..Default::default()
+        };
+        let max_qty = RiskLimits {
+            max_qty: Some(d("5")),
+            ..Default::default()
+        };
+        let max_notional = RiskLimits {
+            max_notional: Some(d("1000")),
+            ..Default::default()
+        };
+        let collar = RiskLimits {
+            price_collar_bps: Some(100),
+            ..Default::default()
+        };
+        let good = limit("1", Side::Buy, "100", "1");
+        vec![
+            case("instrument: allowed", &instruments, good.clone(), Ok(())),
+            case(
+                "instrument: not listed",
+                &instruments,
+                OrderRequest {
+                    symbol: "SOL-USDT".into(),
+                    ..good.clone()
+                },
+                Err(Instrument),
+            ),
+            case(
+                "precision: on tick and step",
+                &precision,
+                limit("1", Side::Buy, "100.5", "0.25"),
+                Ok(()),
+            ),
+            case(
+                "precision: off tick",
+                &precision,
+                limit("1", Side::Buy, "100.3", "0.25"),
+                Err(Precision),
+            ),
+            case(
+                "precision: off step",
+                &precision,
+                limit("1", Side::Buy, "100.5", "0.255"),
+                Err(Precision),
+            ),
+            case(
+                "min qty: at it",
+                &min_qty,
+                limit("1", Side::Buy, "100", "0.1"),
+                Ok(()),
+            ),
+            case(
+                "min qty: below",
+                &min_qty,
+                limit("1", Side::Buy, "100", "0.09"),
+                Err(MinQty),
+            ),
+            case(
+                "min qty: negative",
+                &min_qty,
+                limit("1", Side::Buy, "100", "-1"),
+                Err(MinQty),
+            ),
+            case(
+                "max qty: at it",
+                &max_qty,
+                limit("1", Side::Buy, "100", "5"),
+                Ok(()),
+            ),
+            case(
+                "max qty: above",
+                &max_qty,
+                limit("1", Side::Buy, "100", "5.001"),
+                Err(MaxQty),
+            ),
+            case(
+                "max notional: at it",
+                &max_notional,
+                limit("1", Side::Buy, "100", "10"),
+                Ok(()),
+            ),
+            case(
+                "max notional: above",
+                &max_notional,
+                limit("1", Side::Buy, "100.01", "10"),
+                Err(MaxNotional),
+            ),
+            // A market buy is valued at the ask (101): 10 × 101 > 1000.
+            case(
+                "max notional: market sell at the bid",
+                &max_notional,
+                market("1", Side::Sell, "10"),
+                Ok(()),
+            ),
+            case(
+                "max notional: market buy at the ask",
+                &max_notional,
+                market("1", Side::Buy, "10"),
+                Err(MaxNotional),
+            ),
+            // Overflow is a rejection even with no limit.
+            Case {
+                quote: None,
+                ..case(
+                    "max notional: overflow",
+                    &none,
+                    limit("1", Side::Buy, "79228162514264337593543950335", "2"),
+                    Err(MaxNotional),
+                )
+            },
+            // Buys are measured from the ask (101): 1% is 1.01.
+            case(
+                "price collar: buy inside",
+                &collar,
+                limit("1", Side::Buy, "102.01", "1"),
+                Ok(()),
+            ),
+            case(
+                "price collar: buy outside",
+                &collar,
+                limit("1", Side::Buy, "102.02", "1"),
+                Err(PriceCollar),
+            ),
+            // Sells from the bid (100).
+            case(
+                "price collar: sell inside",
+                &collar,
+                limit("1", Side::Sell, "99", "1"),
+                Ok(()),
+            ),
+            case(
+                "price collar: sell outside",
+                &collar,
+                limit("1", Side::Sell, "98.99", "1"),
+                Err(PriceCollar),
+            ),
+            case("invalid order: valid", &none, good.clone(), Ok(())),
+            case(
+                "invalid order: empty client id",
+                &none,
+                OrderRequest {
+                    client_id: String::new(),
+                    ..good.clone()
+                },
+                Err(InvalidOrder),
+            ),
+            case(
+                "invalid order: client id too long",
+                &none,
+                OrderRequest {
+                    client_id: "x".repeat(MAX_ID_LEN + 1),
+                    ..good.clone()
+                },
+                Err(InvalidOrder),
+            ),
+            case(
+                "invalid order: limit without price",
+                &none,
+                OrderRequest {
+                    price: None,
+                    ..good.clone()
+                },
+                Err(InvalidOrder),
+            ),
+            case(
+                "invalid order: zero price",
+                &none,
+                OrderRequest {
+                    price: Some(d("0")),
+                    ..good.clone()
+                },
+                Err(InvalidOrder),
+            ),
+            case(
+                "invalid order: market with price",
+                &none,
+                OrderRequest {
+                    price: Some(d("1")),
+                    ..market("1", Side::Buy, "1")
+                },
+                Err(InvalidOrder),
+            ),
+            case(
+                "invalid order: post-only ioc",
+                &none,
+                OrderRequest {
+                    post_only: true,
+                    tif: TimeInForce::Ioc,
+                    ..good.clone()
+                },
+                Err(InvalidOrder),
+            ),
+        ]
+    }
+
+    #[test]
+    fn single_order_checks() {
+        for c in cases() {
+            let mut e = RiskEngine::new(c.limits);
+            let got = e.check(&c.order, c.quote.as_ref(), T0).map_err(|r| r.code);
+            assert_eq!(got, c.want, "{}", c.name);
+            if let Err(code) = c.want {
+                assert_eq!(e.rejections()[code.as_str()], 1, "{}", c.name);
+            }
+        }
     }
 
     #[test]
@@ -1225,113 +1431,6 @@ mod tests {
             assert!(!i.allows(s), "{s}");
         }
         assert!(!Instruments::new::<[&str; 0], &str>([]).allows("BTC-USDT"));
-    }
-
-    #[test]
-    fn precision() {
-        let l = RiskLimits {
-            tick_size: Some(d("0.5")),
-            qty_step: Some(d("0.01")),
-            ..Default::default()
-        };
-        let good = limit("1", Side::Buy, "100.5", "0.25");
-        trips(
-            with(l.clone()),
-            &good,
-            &limit("1", Side::Buy, "100.3", "0.25"),
-            "risk.precision",
-        );
-        trips(
-            with(l),
-            &good,
-            &limit("1", Side::Buy, "100.5", "0.255"),
-            "risk.precision",
-        );
-    }
-
-    #[test]
-    fn min_qty() {
-        let l = RiskLimits {
-            min_qty: Some(d("0.1")),
-            ..Default::default()
-        };
-        let good = limit("1", Side::Buy, "100", "0.1");
-        trips(
-            with(l.clone()),
-            &good,
-            &limit("1", Side::Buy, "100", "0.09"),
-            "risk.min-qty",
-        );
-        trips(
-            with(l),
-            &good,
-            &limit("1", Side::Buy, "100", "-1"),
-            "risk.min-qty",
-        );
-    }
-
-    #[test]
-    fn max_qty() {
-        let l = RiskLimits {
-            max_qty: Some(d("5")),
-            ..Default::default()
-        };
-        let good = limit("1", Side::Buy, "100", "5");
-        trips(
-            with(l),
-            &good,
-            &limit("1", Side::Buy, "100", "5.001"),
-            "risk.max-qty",
-        );
-    }
-
-    #[test]
-    fn max_notional() {
-        let l = RiskLimits {
-            max_notional: Some(d("1000")),
-            ..Default::default()
-        };
-        let good = limit("1", Side::Buy, "100", "10");
-        trips(
-            with(l.clone()),
-            &good,
-            &limit("1", Side::Buy, "100.01", "10"),
-            "risk.max-notional",
-        );
-        // A market buy is valued at the ask (101): 10 × 101 > 1000.
-        trips(
-            with(l),
-            &market("1", Side::Sell, "10"),
-            &market("1", Side::Buy, "10"),
-            "risk.max-notional",
-        );
-        // Overflow is a rejection even with no limit.
-        let mut e = RiskEngine::default();
-        let huge = limit("1", Side::Buy, "79228162514264337593543950335", "2");
-        assert_eq!(code(e.check(&huge, None, T0)), Some("risk.max-notional"));
-    }
-
-    #[test]
-    fn price_collar() {
-        let l = RiskLimits {
-            price_collar_bps: Some(100),
-            ..Default::default()
-        };
-        // Buys are measured from the ask (101): 1% is 1.01.
-        let good = limit("1", Side::Buy, "102.01", "1");
-        trips(
-            with(l.clone()),
-            &good,
-            &limit("1", Side::Buy, "102.02", "1"),
-            "risk.price-collar",
-        );
-        // Sells from the bid (100).
-        trips(
-            with(l),
-            &limit("1", Side::Sell, "99", "1"),
-            &limit("1", Side::Sell, "98.99", "1"),
-            "risk.price-collar",
-        );
     }
 
     #[test]
@@ -1547,41 +1646,6 @@ mod tests {
         assert_eq!(code(e.check_cancel("a", T0 + SEC)), None);
         assert_eq!(code(e.check_cancel("b", T0 + SEC + 1)), None);
         assert_eq!(e.rejections()["risk.cancel-rate"], 1);
-    }
-
-    #[test]
-    fn invalid_order() {
-        let good = limit("1", Side::Buy, "100", "1");
-        let cases = [
-            OrderRequest {
-                client_id: String::new(),
-                ..good.clone()
-            },
-            OrderRequest {
-                client_id: "x".repeat(MAX_ID_LEN + 1),
-                ..good.clone()
-            },
-            OrderRequest {
-                price: None,
-                ..good.clone()
-            },
-            OrderRequest {
-                price: Some(d("0")),
-                ..good.clone()
-            },
-            OrderRequest {
-                price: Some(d("1")),
-                ..market("1", Side::Buy, "1")
-            },
-            OrderRequest {
-                post_only: true,
-                tif: TimeInForce::Ioc,
-                ..good.clone()
-            },
-        ];
-        for bad in &cases {
-            trips(RiskEngine::default, &good, bad, "risk.invalid-order");
-        }
     }
 
     #[test]

@@ -47,10 +47,17 @@
 //! for one `try_send`. Subscription ids are sequential, so ids that come from a guest go
 //! through [`Bus::unsubscribe_owned`].
 
+mod dead;
 mod envelope;
+mod exchange;
 mod mailbox;
 pub mod nats;
+mod routing;
 mod waits;
+
+pub use dead::DeadReason;
+use exchange::{Waiting, is_own_inbox};
+use routing::{Sub, Table, Target};
 
 pub use envelope::{Envelope, MARKET_DATA_PREFIX, Priority, host_id, new_id};
 
@@ -133,39 +140,6 @@ pub fn may_answer(agent: &str, subject: &str) -> bool {
     match subject.strip_prefix(AGENT_PREFIX) {
         Some(rest) => rest.split('.').next() == Some(agent),
         None => true,
-    }
-}
-
-/// Why a message was dead-lettered (the `x-dead-reason` header).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadReason {
-    /// A subscriber's mailbox was full and the message is not market data.
-    MailboxFull,
-    /// It waited in a mailbox past its `expires_at`.
-    Expired,
-    /// A request matched no subscription.
-    NoResponders,
-    /// It was waiting in the mailbox of an agent that was quarantined.
-    Quarantined,
-    /// Its handler failed (trap or limit) on the instance it was delivered to and again on
-    /// the new instance it was redelivered to (order events only; see `agent.rs`).
-    HandlerFailed,
-    /// The subscriber's mailbox already held its sender's share ([`SENDER_SHARE`]).
-    SenderShare,
-}
-
-impl DeadReason {
-    /// The header value: `mailbox-full`, `expired`, `no-responders`, `quarantined`,
-    /// `handler-failed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeadReason::MailboxFull => "mailbox-full",
-            DeadReason::Expired => "expired",
-            DeadReason::NoResponders => "no-responders",
-            DeadReason::Quarantined => "quarantined",
-            DeadReason::HandlerFailed => "handler-failed",
-            DeadReason::SenderShare => "sender-share",
-        }
     }
 }
 
@@ -319,54 +293,6 @@ impl Default for BusShared {
             waits: waits::Waits::default(),
             fanout: Mutex::new(()),
         }
-    }
-}
-
-/// A request waiting on its inbox.
-struct Waiting {
-    correlation_id: String,
-    replies: mpsc::Sender<Arc<Envelope>>,
-    /// Some local mailbox took the request, so "no responders" from the remote link does not
-    /// end it.
-    local: bool,
-    /// Set when the remote link reported no responders and no local mailbox took it.
-    no_responders: Arc<AtomicBool>,
-}
-
-#[derive(Clone, Default)]
-struct Table {
-    targets: Vec<Target>,
-    /// Whether any pattern starts with `_DEAD.`; if not, a dead letter is only counted.
-    has_dead: bool,
-}
-
-/// One mailbox and its subscriptions.
-#[derive(Clone)]
-struct Target {
-    mailbox: Mailbox,
-    subs: Vec<Sub>,
-}
-
-#[derive(Clone)]
-struct Sub {
-    id: u64,
-    owner: Arc<str>,
-    /// The pattern as written.
-    raw: Arc<str>,
-    pattern: Subject,
-    /// The pattern starts with `_DEAD.`: it sees dead letters and only dead letters.
-    dead: bool,
-    /// Host-local ([`Bus::subscribe_local`]): never announced to the remote link.
-    local: bool,
-    /// The pattern names one agent (`agent.<name>.…`): only such a pattern sees that agent's
-    /// private subjects.
-    names_agent: bool,
-}
-
-impl Table {
-    fn recount(&mut self) {
-        self.targets.retain(|t| !t.subs.is_empty());
-        self.has_dead = self.targets.iter().flat_map(|t| &t.subs).any(|s| s.dead);
     }
 }
 
@@ -615,127 +541,6 @@ impl Bus {
         self.publish(reply)
     }
 
-    /// Publishes `envelope` as a request (with a fresh, unguessable `_INBOX.` reply subject, and
-    /// its id as correlation id unless it has one) and waits up to `timeout` for the first
-    /// reply. A reply without a correlation id is given the request's.
-    pub async fn request(
-        &self,
-        envelope: Envelope,
-        timeout: Duration,
-    ) -> Result<Arc<Envelope>, BusError> {
-        self.request_with(envelope, Wait::Real(timeout)).await
-    }
-
-    /// [`Bus::request`], waiting as `wait` says (in a lockstep replay: until no reply can
-    /// come, see [`Wait`]).
-    pub async fn request_with(
-        &self,
-        envelope: Envelope,
-        wait: Wait,
-    ) -> Result<Arc<Envelope>, BusError> {
-        let mut exchange = self.0.start_exchange(envelope, 1)?;
-        let deadline = Instant::now() + wait.cap();
-        let ticket = self.ticket(&wait);
-        match self
-            .next_reply(&mut exchange, ticket.as_ref(), deadline)
-            .await
-        {
-            Some(reply) => Ok(reply),
-            None => Err(exchange.ended()),
-        }
-    }
-
-    /// Publishes `envelope` as a request and collects replies until `quorum` arrived or
-    /// `timeout` passed; returns what arrived, in arrival order.
-    pub async fn gather(
-        &self,
-        envelope: Envelope,
-        quorum: usize,
-        timeout: Duration,
-    ) -> Result<Vec<Arc<Envelope>>, BusError> {
-        self.gather_with(envelope, quorum, Wait::Real(timeout))
-            .await
-    }
-
-    /// [`Bus::gather`], waiting as `wait` says.
-    pub async fn gather_with(
-        &self,
-        envelope: Envelope,
-        quorum: usize,
-        wait: Wait,
-    ) -> Result<Vec<Arc<Envelope>>, BusError> {
-        let deadline = Instant::now() + wait.cap();
-        let mut exchange = self
-            .0
-            .start_exchange(envelope, quorum.clamp(1, MAX_GATHER))?;
-        let ticket = self.ticket(&wait);
-        let mut out = Vec::new();
-        while out.len() < quorum {
-            match self
-                .next_reply(&mut exchange, ticket.as_ref(), deadline)
-                .await
-            {
-                Some(reply) => out.push(reply),
-                None => break,
-            }
-        }
-        if out.is_empty() && exchange.ended() == BusError::NoResponders {
-            return Err(BusError::NoResponders);
-        }
-        Ok(out)
-    }
-
-    /// A replayed wait's place in line; none for a real-time wait, or on a bus joined to
-    /// other hosts (whose responders this bus cannot see).
-    fn ticket(&self, wait: &Wait) -> Option<waits::WaitTicket<'_>> {
-        match wait {
-            Wait::Replay {
-                agent,
-                timeout_ns,
-                counted,
-                ..
-            } if !self.is_joined() => Some(self.0.waits.register(
-                Arc::clone(agent),
-                *timeout_ns,
-                *counted,
-            )),
-            _ => None,
-        }
-    }
-
-    /// The next reply of `exchange`, or `None` when the wait is over: at `deadline`, or, for a
-    /// replayed wait, when no reply can come any more.
-    async fn next_reply(
-        &self,
-        exchange: &mut Exchange,
-        ticket: Option<&waits::WaitTicket<'_>>,
-        deadline: Instant,
-    ) -> Option<Arc<Envelope>> {
-        let Some(ticket) = ticket else {
-            return tokio::time::timeout_at(deadline, exchange.replies.recv())
-                .await
-                .ok()
-                .flatten();
-        };
-        loop {
-            let changed = self.0.waits.changed();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if let Ok(reply) = exchange.replies.try_recv() {
-                return Some(reply);
-            }
-            if ticket.stalled(self.0.busy.load(Ordering::SeqCst)) {
-                return None;
-            }
-            tokio::select! {
-                biased;
-                reply = exchange.replies.recv() => return reply,
-                _ = &mut changed => {}
-                _ = tokio::time::sleep_until(deadline) => return None,
-            }
-        }
-    }
-
     /// The counters.
     pub fn stats(&self) -> BusStats {
         let s = &self.0;
@@ -772,53 +577,12 @@ impl fmt::Debug for Bus {
     }
 }
 
-/// Whether the inbox token (after `_INBOX.`) is one of bus `id`'s.
-fn is_own_inbox(id: &str, token: &str) -> bool {
-    token
-        .strip_prefix(id)
-        .is_some_and(|rest| rest.starts_with('.'))
-}
-
 fn check_publish_subject(subject: &str) -> Result<(), BusError> {
     caps::check_subject(subject, false).map_err(BusError::InvalidSubject)?;
     if subject.starts_with(DEAD_PREFIX) {
         return Err(BusError::Reserved(subject.to_owned()));
     }
     Ok(())
-}
-
-/// A request waiting for replies on one inbox; dropping it (on return, timeout or
-/// cancellation) removes the inbox and counts replies that arrived but were not taken.
-struct Exchange {
-    bus: Arc<BusShared>,
-    inbox: Box<str>,
-    replies: mpsc::Receiver<Arc<Envelope>>,
-    no_responders: Arc<AtomicBool>,
-}
-
-impl Exchange {
-    /// Why no (further) reply came: the remote link found no responders, or time ran out.
-    fn ended(&self) -> BusError {
-        if self.no_responders.load(Ordering::Relaxed) {
-            BusError::NoResponders
-        } else {
-            BusError::Timeout
-        }
-    }
-}
-
-impl Drop for Exchange {
-    fn drop(&mut self) {
-        self.bus.lock_pending().remove(&self.inbox);
-        self.replies.close();
-        let mut unread = 0;
-        while self.replies.try_recv().is_ok() {
-            unread += 1;
-        }
-        if unread > 0 {
-            self.bus.late_replies.fetch_add(unread, Ordering::Relaxed);
-        }
-    }
 }
 
 impl BusShared {
@@ -890,217 +654,6 @@ impl BusShared {
             self.idle.notify_waiters();
         }
         self.waits.mailbox_idle();
-    }
-
-    /// Removes the subscriptions `remove` selects; returns how many.
-    fn edit_subs(&self, remove: impl Fn(&Sub) -> bool) -> usize {
-        let mut guard = self.write_table();
-        let gone: Vec<Arc<str>> = guard
-            .targets
-            .iter()
-            .flat_map(|t| &t.subs)
-            .filter(|s| remove(s))
-            .filter(|s| !s.dead && !s.local)
-            .map(|s| Arc::clone(&s.raw))
-            .collect();
-        let found: usize = guard
-            .targets
-            .iter()
-            .map(|t| t.subs.iter().filter(|s| remove(s)).count())
-            .sum();
-        if found > 0 {
-            let table = Arc::make_mut(&mut guard);
-            for t in &mut table.targets {
-                t.subs.retain(|s| !remove(s));
-            }
-            table.recount();
-        }
-        drop(guard);
-        for pattern in gone {
-            self.interest_changed(&pattern, false);
-        }
-        found
-    }
-
-    /// Pushes `env` to every mailbox with a covering subscription, dead-lettering refusals.
-    fn route(&self, env: &Arc<Envelope>) -> PublishReport {
-        // One publish reaches all its mailboxes before the next one reaches any: a subscriber
-        // that reacts to this envelope cannot get its own message to another subscriber ahead
-        // of it. Dead letters of refusals push under this hold (through `push_all`, which
-        // does not take it).
-        let _fanout = self.fanout.lock().unwrap_or_else(PoisonError::into_inner);
-        let table = self.read_table();
-        self.push_all(&table, env, false, |refused_by, reason| {
-            self.dead_letter(env, reason, Some(refused_by.owner()));
-        })
-    }
-
-    /// Pushes `env` to the mailboxes of `table` whose patterns cover its subject (dead letters
-    /// only to `_DEAD.` patterns, everything else only to the others).
-    fn push_all(
-        &self,
-        table: &Table,
-        env: &Arc<Envelope>,
-        dead: bool,
-        mut on_refused: impl FnMut(&Mailbox, DeadReason),
-    ) -> PublishReport {
-        let mut report = PublishReport::default();
-        for t in &table.targets {
-            if !t.covers(&env.subject, dead) {
-                continue;
-            }
-            match t.mailbox.push(Arc::clone(env)) {
-                Ok(Pushed::Queued) => report.delivered += 1,
-                Ok(Pushed::Evicted) => {
-                    report.delivered += 1;
-                    report.dropped += 1;
-                }
-                Ok(Pushed::Dropped) => report.dropped += 1,
-                Err(PushError::MailboxFull) => {
-                    report.refused += 1;
-                    on_refused(&t.mailbox, DeadReason::MailboxFull);
-                }
-                Err(PushError::SenderShare) => {
-                    report.refused += 1;
-                    on_refused(&t.mailbox, DeadReason::SenderShare);
-                }
-                Err(PushError::Closed) => {}
-            }
-        }
-        self.delivered
-            .fetch_add(report.delivered as u64, Ordering::Relaxed);
-        report
-    }
-
-    /// Hands a reply to the request waiting on its inbox (with the request's correlation id
-    /// if the replier gave none), or counts it as late.
-    fn deliver_reply(&self, mut env: Envelope) -> PublishReport {
-        let pending = self.lock_pending();
-        let sent = match pending.get(&env.subject[INBOX_PREFIX.len()..]) {
-            Some(waiting) => {
-                if env.correlation_id.is_none() {
-                    env.correlation_id = Some(waiting.correlation_id.clone());
-                }
-                waiting.replies.try_send(Arc::new(env)).is_ok()
-            }
-            None => {
-                // Not a request of this host: with a remote link, another host's (its
-                // token starts with that host's id), so it goes out.
-                let token = &env.subject[INBOX_PREFIX.len()..];
-                if self.remote.get().is_some() && !is_own_inbox(&self.id, token) {
-                    drop(pending);
-                    let mut report = PublishReport::default();
-                    self.forward(&env, &mut report);
-                    return report;
-                }
-                false
-            }
-        };
-        drop(pending);
-        if sent {
-            self.delivered.fetch_add(1, Ordering::Relaxed);
-            PublishReport {
-                delivered: 1,
-                ..PublishReport::default()
-            }
-        } else {
-            self.late_replies.fetch_add(1, Ordering::Relaxed);
-            PublishReport::default()
-        }
-    }
-
-    /// Registers an inbox for up to `capacity` replies, then publishes the request.
-    fn start_exchange(
-        self: &Arc<Self>,
-        mut envelope: Envelope,
-        capacity: usize,
-    ) -> Result<Exchange, BusError> {
-        check_publish_subject(&envelope.subject)?;
-        if envelope.subject.starts_with(INBOX_PREFIX) {
-            return Err(BusError::Reserved(envelope.subject));
-        }
-        let inbox: Box<str> = new_inbox_token(&self.id).into();
-        envelope.reply_to = Some(format!("{INBOX_PREFIX}{inbox}"));
-        let correlation_id = envelope
-            .correlation_id
-            .get_or_insert_with(|| envelope.id.clone())
-            .clone();
-        let (tx, replies) = mpsc::channel(capacity);
-        let no_responders = Arc::new(AtomicBool::new(false));
-        // Registered before publishing: a responder on another thread may answer at once.
-        self.lock_pending().insert(
-            inbox.clone(),
-            Waiting {
-                correlation_id,
-                replies: tx,
-                local: false,
-                no_responders: Arc::clone(&no_responders),
-            },
-        );
-        let exchange = Exchange {
-            bus: Arc::clone(self),
-            inbox,
-            replies,
-            no_responders,
-        };
-        self.published.fetch_add(1, Ordering::Relaxed);
-        let env = Arc::new(envelope);
-        let report = self.route(&env);
-        if report.delivered > 0
-            && let Some(w) = self.lock_pending().get_mut(&exchange.inbox)
-        {
-            w.local = true;
-        }
-        if self.remote.get().is_some() {
-            // Other hosts may answer; the link reports when none can.
-            let mut remote_report = PublishReport::default();
-            self.forward(&env, &mut remote_report);
-            if report.delivered > 0 || remote_report.refused == 0 {
-                return Ok(exchange);
-            }
-            return Err(BusError::MailboxFull);
-        }
-        if report.delivered > 0 {
-            Ok(exchange)
-        } else if report.refused + report.dropped > 0 {
-            Err(BusError::MailboxFull)
-        } else {
-            self.dead_letter(&env, DeadReason::NoResponders, None);
-            Err(BusError::NoResponders)
-        }
-    }
-
-    /// Re-publishes a copy of `env` on `_DEAD.<subject>`; what no one takes is only counted.
-    pub(crate) fn dead_letter(&self, env: &Envelope, reason: DeadReason, subscriber: Option<&str>) {
-        self.dead_letters.fetch_add(1, Ordering::Relaxed);
-        let table = self.read_table();
-        if !table.has_dead {
-            self.dead_letters_lost.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let mut dead = env.clone();
-        dead.subject = format!("{DEAD_PREFIX}{}", env.subject);
-        dead.expires_at = None;
-        dead.headers
-            .push((DEAD_REASON_HEADER.to_owned(), reason.as_str().to_owned()));
-        if let Some(s) = subscriber {
-            dead.headers
-                .push((DEAD_SUBSCRIBER_HEADER.to_owned(), s.to_owned()));
-        }
-        let report = self.push_all(&table, &Arc::new(dead), true, |_, _| {});
-        if report.delivered == 0 {
-            self.dead_letters_lost.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Target {
-    #[inline]
-    fn covers(&self, subject: &str, dead: bool) -> bool {
-        let private = subject.starts_with(AGENT_PREFIX);
-        self.subs
-            .iter()
-            .any(|s| s.dead == dead && (!private || s.names_agent) && s.pattern.covers(subject))
     }
 }
 

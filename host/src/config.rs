@@ -41,7 +41,7 @@
 //! [supervision]                # agent restarts, quarantine and sleep (see agent.rs)
 //! backoff_initial_ms = 100     # first restart delay; doubles per failure …
 //! backoff_max_ms = 30000       # … up to this
-//! healthy_after_ms = 60000     # a failure this long after the last starts again at 100 ms
+//! healthy_after_ms = 60000     # a failure this long after the restart starts again at 100 ms
 //! max_restarts = 5             # more failures than this within window_ms: quarantine
 //! window_ms = 60000
 //! sleep_after_idle_ms = 0      # put agents to sleep after this long without events (0: never)

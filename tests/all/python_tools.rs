@@ -533,7 +533,9 @@ impl LocalServer {
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (paths.clone(), stop.clone());
         std::thread::spawn(move || {
-            let until = Instant::now() + Duration::from_secs(300);
+            // Until the test drops it; registering a Python tool on a loaded machine (its
+            // validation runs niced) can take minutes, so the bound is generous.
+            let until = Instant::now() + Duration::from_secs(1800);
             let mut served = 0;
             while !s.load(Ordering::Relaxed) && Instant::now() < until && served < 64 {
                 match listener.accept() {

@@ -42,11 +42,17 @@ impl Drop for Running {
 /// Starts `colony run --plugins PLUGINS --tick-ms TICK_MS` on `data` and waits (up to 60 s)
 /// until its admin socket answers `colony status`.
 pub fn start_host(data: &Path, plugins: &Path, tick_ms: u32) -> Running {
+    start_host_with(data, plugins, tick_ms, &[])
+}
+
+/// [`start_host`] with more `colony run` arguments (`--feed none`, say).
+pub fn start_host_with(data: &Path, plugins: &Path, tick_ms: u32, extra: &[&str]) -> Running {
     let child = Command::new(COLONY)
         .arg("--data-dir")
         .arg(data)
         .args(["run", "--tick-ms", &tick_ms.to_string(), "--plugins"])
         .arg(plugins)
+        .args(extra)
         .env("COLONY_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -32,6 +32,10 @@ pub(super) struct Actor {
     /// Restarts since the last healthy period (the backoff exponent).
     pub(super) backoff_level: u32,
     pub(super) last_failure: Option<Instant>,
+    /// When the instance made after the last failure came up: the healthy period that resets
+    /// the backoff counts from here, not from the failure, so a restart slowed by a busy
+    /// machine does not pass for time the agent ran healthily.
+    pub(super) restarted_at: Option<Instant>,
     /// When the failed instance is made again.
     pub(super) restart_at: Option<tokio::time::Instant>,
     pub(super) last_event: Instant,

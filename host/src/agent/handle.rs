@@ -291,6 +291,7 @@ impl AgentHandle {
             failures: VecDeque::new(),
             backoff_level: 0,
             last_failure: None,
+            restarted_at: None,
             restart_at: None,
             last_event: Instant::now(),
             handled: 0,

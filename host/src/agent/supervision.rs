@@ -15,7 +15,8 @@ pub struct Supervision {
     pub backoff_initial: Duration,
     /// The longest delay (the delay doubles per failure up to this).
     pub backoff_max: Duration,
-    /// A failure this long after the previous one starts again at `backoff_initial`.
+    /// A failure this long after the restarted instance came up starts again at
+    /// `backoff_initial`.
     pub healthy_after: Duration,
     /// More failures than this within `window` quarantine the agent.
     pub max_restarts: u32,
@@ -156,12 +157,15 @@ impl Actor {
         }
         let now = Instant::now();
         let sup = self.spec.services.supervision;
+        // Healthy since the instance came back up (not since the failure: the restart itself
+        // may take long on a busy machine).
         if self
-            .last_failure
+            .restarted_at
             .is_some_and(|t| now.duration_since(t) >= sup.healthy_after)
         {
             self.backoff_level = 0;
         }
+        self.restarted_at = None;
         self.last_failure = Some(now);
         self.failures.push_back(now);
         while self
@@ -198,6 +202,7 @@ impl Actor {
         if self.ensure_instance().await.is_err() {
             return;
         }
+        self.restarted_at = Some(Instant::now());
         // The latest recovery point, then the notice, then the failed order event.
         let mut restored = 0;
         if let Some(snapshot) = self.recovery.snapshot.take()
@@ -317,6 +322,7 @@ impl Actor {
         self.failures.clear();
         self.backoff_level = 0;
         self.last_failure = None;
+        self.restarted_at = None;
         if let Some(a) = &self.attach {
             a.subscribe_own()?;
             if let Some(t) = &self.spec.services.timers {

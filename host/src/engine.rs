@@ -201,9 +201,13 @@ pub fn lower_thread_priority() {
 }
 
 /// Builds rayon's global pool, on which wasmtime compiles in parallel, with threads at the
-/// background priority; a no-op if the pool exists already (another runtime in the process).
+/// background priority and one core fewer than the machine has (at least one), so compiling a
+/// tool that is being registered always leaves a core to the agents; a no-op if the pool exists
+/// already (another runtime in the process).
 fn background_compiler_threads() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(cores.saturating_sub(1).max(1))
         .thread_name(|i| format!("colony-compile-{i}"))
         .start_handler(|_| lower_thread_priority())
         .build_global();

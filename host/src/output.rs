@@ -51,9 +51,9 @@ impl OutputBudget {
         }
     }
 
-    /// Ends an event or call: logs any partial line left (as the stream that wrote last
-    /// would; both streams share the line buffer, as before, and it is logged as stdout) and
-    /// makes the full budget available to the next one. One lock, on every event's path.
+    /// Ends an event or call: logs any partial line left (both streams share one line
+    /// buffer; the rest is logged as stdout) and makes the full budget available to the next
+    /// call. One lock, on every event's path.
     pub fn end_call(&self) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.used = 0;

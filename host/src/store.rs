@@ -43,7 +43,7 @@ use crate::interfaces::log::LogBudget;
 use crate::interfaces::messaging::BusLink;
 use crate::limits::{GuestLimiter, LimitExceeded, Limits};
 use crate::output::{OutputBudget, Stream};
-use crate::policy::{CheckCache, Policy, Refusal};
+use crate::policy::{CheckCache, Policy};
 use crate::state_store::StateStore;
 use colony_caps::Request;
 
@@ -98,13 +98,6 @@ pub struct StoreState {
     pub http: Option<HttpState>,
     wasi: WasiCtx,
     table: ResourceTable,
-}
-
-impl StoreState {
-    /// Checks one capability use before any I/O (see [`Policy::check`]).
-    pub fn check(&mut self, req: &Request<'_>) -> Result<(), Refusal> {
-        self.checks.check(&self.policy, req)
-    }
 }
 
 impl WasiView for StoreState {

@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::bus::{Envelope, Mailbox};
+use crate::bus::{Content, Envelope, Mailbox};
 use crate::clock::Clock;
 
 /// Timers one agent may have.
@@ -336,7 +336,7 @@ fn queue_timer(target: &Mailbox, agent: &str, name: &str, now: u64) -> bool {
         bytes::Bytes::new(),
     );
     env.timestamp_ns = now;
-    env.timer = Some(now);
+    env.content = Content::Timer(now);
     match target.push(Arc::new(env)) {
         Ok(_) => true,
         Err(e) => {
@@ -364,7 +364,7 @@ mod tests {
     fn drain(m: &Mailbox) -> Vec<u64> {
         let mut out = Vec::new();
         while let Some(env) = m.try_recv() {
-            out.extend(env.timer);
+            out.extend(env.timer());
             m.done();
         }
         out
@@ -474,7 +474,7 @@ mod tests {
         );
         // The agent's own timer first, then the tick; both at the replay time.
         let subjects: Vec<(String, Option<u64>)> =
-            std::iter::from_fn(|| mailbox.try_recv().map(|e| (e.subject.clone(), e.timer)))
+            std::iter::from_fn(|| mailbox.try_recv().map(|e| (e.subject.clone(), e.timer())))
                 .collect();
         assert_eq!(
             subjects,

@@ -1067,10 +1067,7 @@ async fn orders_an_order_event_whose_handler_fails_again_on_redelivery_is_dead_l
     assert_eq!(letters.len(), 2, "two dead letters");
     for env in &letters {
         assert_eq!(env.header("x-dead-reason"), Some("handler-failed"));
-        let order = env
-            .order
-            .as_deref()
-            .expect("the order event travels with it");
+        let order = env.order().expect("the order event travels with it");
         assert_eq!(order.report.client_id, "m1");
     }
     // The agent goes on: it was not quarantined (4 failures ≤ 5).

@@ -1206,7 +1206,7 @@ pub async fn orders(component: &[u8], ticks: usize) -> anyhow::Result<OrdersBenc
             let at = start.elapsed();
             fills.done();
             order_events += 1;
-            match env.order.as_deref().map(|u| &u.report.kind) {
+            match env.order().map(|u| &u.report.kind) {
                 Some(ExecKind::Fill(_)) => break at,
                 Some(ExecKind::Rejected { code, message }) => {
                     anyhow::bail!("tick {i}: the bench order was rejected: {code}: {message}")

@@ -374,3 +374,16 @@ impl OrderState {
         (self.request.qty - self.filled_qty).max(Decimal::ZERO)
     }
 }
+
+/// An order event as delivered to an agent: the report and the order's state after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderUpdate {
+    /// What happened.
+    pub report: ExecReport,
+    /// The order's status after it.
+    pub status: OrderStatus,
+    /// Quantity filled so far.
+    pub filled_qty: Decimal,
+    /// Average fill price so far.
+    pub avg_price: Option<Decimal>,
+}

@@ -351,7 +351,7 @@ impl Actor {
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                     self.recovery.missed += 1;
                     let every = self.spec.services.supervision.snapshot_every;
-                    let order = matches!(event, Event::Bus(env) if env.order.is_some());
+                    let order = matches!(event, Event::Bus(env) if env.order().is_some());
                     if every > 0 && (order || self.recovery.missed >= u64::from(every)) {
                         self.take_recovery_point().await;
                     }
@@ -366,10 +366,10 @@ impl Actor {
                 match event {
                     // An order event changed the host's records already: the next instance
                     // gets it once more, then it is dead-lettered.
-                    Event::Bus(env) if env.order.is_some() && how == Delivery::First => {
+                    Event::Bus(env) if env.order().is_some() && how == Delivery::First => {
                         self.redeliver = Some(env.clone());
                     }
-                    Event::Bus(env) if env.order.is_some() => {
+                    Event::Bus(env) if env.order().is_some() => {
                         self.dead_letter(env, crate::bus::DeadReason::HandlerFailed);
                         self.recovery.missed += 1;
                     }

@@ -47,9 +47,9 @@ impl Event {
     pub(super) fn call_name(&self) -> &'static str {
         match self {
             Event::Timer(_) => "on-timer",
-            Event::Bus(env) if env.timer.is_some() => "on-timer",
-            Event::Bus(env) if env.market.is_some() => "on-market",
-            Event::Bus(env) if env.order.is_some() => "on-order",
+            Event::Bus(env) if env.timer().is_some() => "on-timer",
+            Event::Bus(env) if env.market().is_some() => "on-market",
+            Event::Bus(env) if env.order().is_some() => "on-order",
             Event::Message(_) | Event::Bus(_) => "on-message",
         }
     }
@@ -134,15 +134,15 @@ impl AgentInstance {
                 })
                 .await?
             }
-            Event::Bus(env) if env.timer.is_some() => {
-                let now = env.timer.unwrap_or(env.timestamp_ns);
+            Event::Bus(env) if env.timer().is_some() => {
+                let now = env.timer().unwrap_or(env.timestamp_ns);
                 guarded(&mut self.store, call, async |s| {
                     h.call_on_timer(s, now).await
                 })
                 .await?
             }
-            Event::Bus(env) if env.market.is_some() => {
-                let Some(event) = env.market.as_deref() else {
+            Event::Bus(env) if env.market().is_some() => {
+                let Some(event) = env.market() else {
                     return Ok(());
                 };
                 let event = crate::interfaces::market::to_wit(event);
@@ -151,8 +151,8 @@ impl AgentInstance {
                 })
                 .await?
             }
-            Event::Bus(env) if env.order.is_some() => {
-                let Some(update) = env.order.as_deref() else {
+            Event::Bus(env) if env.order().is_some() => {
+                let Some(update) = env.order() else {
                     return Ok(());
                 };
                 let event = crate::interfaces::orders::to_wit(update);

@@ -287,7 +287,7 @@ impl Actor {
         if let Some(a) = &self.attach {
             a.bus.unsubscribe_all(&a.owner);
             while let Some(env) = a.mailbox.try_recv() {
-                if env.market.is_none() && env.timer.is_none() && env.order.is_none() {
+                if matches!(env.content, crate::bus::Content::Bytes) {
                     a.bus
                         .dead_letter(&env, crate::bus::DeadReason::Quarantined, &a.owner);
                 }

@@ -166,7 +166,9 @@ impl Host {
         let bus = Bus::new();
         // Joined before any agent starts, so nothing an agent publishes in `init` is missed.
         let nats = match &config.nats {
-            Some(n) => Some(nats::connect(&bus, n.clone()).await?),
+            Some(n) => {
+                Some(nats::connect(&bus, n.clone(), crate::market::service::decode_payload).await?)
+            }
             None => None,
         };
         let market = config.feed.as_ref().map(|f| {

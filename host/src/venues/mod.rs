@@ -16,7 +16,7 @@
 //! `***`; [`SignedRequest`]'s `Debug` redacts the headers that carry them.
 
 pub mod alpaca;
-pub mod breaker;
+pub use colony_risk::breaker;
 pub mod credentials;
 pub mod http;
 pub mod live;

@@ -1,0 +1,444 @@
+//! The router alone, driven through a fake [`Venue`]: the one path of an order (risk, venue,
+//! reports), refusals that never reach the venue, venue errors, cancels and positions after
+//! fills, for a venue that answers at once and for one that answers later.
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use rust_decimal::Decimal;
+
+use super::*;
+use crate::venue::{Answer, Pending, Venue, VenueError, VenueKind, VenueOrder};
+use crate::{FillReport, Liquidity, TimeInForce};
+use colony_bus::Mailbox;
+
+const T0: Timestamp = 1_700_000_000_000_000_000;
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+/// What the fake venue does with the orders it is sent.
+#[derive(Debug, Clone)]
+enum Script {
+    /// Accepts, then fills the whole quantity at the limit price with a fee of 0.1, at once.
+    Fill,
+    /// Accepts at once; the order rests.
+    Rest,
+    /// Rejects at once (`venue.rejected`).
+    Reject,
+    /// Accepts later.
+    AcceptLater,
+    /// Fails later with this error.
+    FailLater(VenueError),
+}
+
+/// A venue that does what its script says and remembers what it was asked.
+struct FakeVenue {
+    kind: VenueKind,
+    script: Mutex<Script>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl FakeVenue {
+    fn new(kind: VenueKind, script: Script) -> Arc<FakeVenue> {
+        Arc::new(FakeVenue {
+            kind,
+            script: Mutex::new(script),
+            calls: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn later(report: Result<ExecReport, VenueError>) -> Answer {
+        Answer::Later(Box::pin(std::future::ready(report)))
+    }
+}
+
+impl Venue for FakeVenue {
+    fn name(&self) -> &str {
+        "fake"
+    }
+
+    fn kind(&self) -> VenueKind {
+        self.kind
+    }
+
+    fn place(
+        self: Arc<Self>,
+        order: &OrderRequest,
+        now: Timestamp,
+        out: &mut Vec<ExecReport>,
+    ) -> Answer {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("place {}", order.client_id));
+        let id = Some(format!("fake-{}", order.client_id));
+        let report = |kind| ExecReport::new(order, id.clone(), kind, now);
+        let script = self.script.lock().unwrap().clone();
+        match script {
+            Script::Fill => {
+                out.push(report(ExecKind::Accepted));
+                out.push(report(ExecKind::Fill(FillReport {
+                    qty: order.qty,
+                    price: order.price.unwrap_or(Decimal::ONE_HUNDRED),
+                    fee: d("0.1"),
+                    fee_currency: "USDT".into(),
+                    liquidity: Liquidity::Taker,
+                })));
+                Answer::Now
+            }
+            Script::Rest => {
+                out.push(report(ExecKind::Accepted));
+                Answer::Now
+            }
+            Script::Reject => {
+                out.push(report(ExecKind::Rejected {
+                    code: "venue.rejected".into(),
+                    message: "no".into(),
+                }));
+                Answer::Now
+            }
+            Script::AcceptLater => Self::later(Ok(report(ExecKind::Accepted))),
+            Script::FailLater(e) => Self::later(Err(e)),
+        }
+    }
+
+    fn cancel(
+        self: Arc<Self>,
+        order: &OrderState,
+        now: Timestamp,
+        out: &mut Vec<ExecReport>,
+    ) -> Answer {
+        let req = &order.request;
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("cancel {}", req.client_id));
+        let report = ExecReport::new(req, order.venue_order_id.clone(), ExecKind::Cancelled, now);
+        match self.kind {
+            VenueKind::InProcess => {
+                out.push(report);
+                Answer::Now
+            }
+            VenueKind::Remote => Self::later(Ok(report)),
+        }
+    }
+
+    fn query(self: Arc<Self>, _order: &OrderRequest) -> Pending<Option<VenueOrder>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+}
+
+/// A router for agent `a` over `venue`, and a mailbox subscribed to `a`'s order events.
+fn router(venue: &Arc<FakeVenue>, limits: RiskLimits) -> (Arc<OrderService>, Mailbox) {
+    let bus = Bus::new();
+    let events = bus.mailbox("a", 64);
+    bus.subscribe_local("a", &events_subject("a"), &events)
+        .unwrap();
+    let config = OrdersConfig {
+        risk: limits,
+        ..OrdersConfig::default()
+    };
+    let venue: Arc<dyn Venue> = venue.clone();
+    (OrderService::new(bus, config, venue, None), events)
+}
+
+fn limit(id: &str, side: Side, price: &str, qty: &str) -> OrderRequest {
+    OrderRequest {
+        client_id: id.into(),
+        agent: "a".into(),
+        symbol: "BTC-USDT".into(),
+        side,
+        kind: OrderKind::Limit,
+        price: Some(d(price)),
+        qty: d(qty),
+        tif: TimeInForce::Gtc,
+        post_only: false,
+        reduce_only: false,
+    }
+}
+
+fn update(env: &Envelope) -> OrderUpdate {
+    env.order()
+        .map(|u| u.as_ref().clone())
+        .expect("an order event")
+}
+
+/// The events delivered so far: (client id, status, reject code).
+fn delivered(events: &Mailbox) -> Vec<(String, OrderStatus, Option<String>)> {
+    std::iter::from_fn(|| events.try_recv())
+        .map(|env| summary(&update(&env)))
+        .collect()
+}
+
+fn summary(u: &OrderUpdate) -> (String, OrderStatus, Option<String>) {
+    let code = match &u.report.kind {
+        ExecKind::Rejected { code, .. } => Some(code.clone()),
+        _ => None,
+    };
+    (u.report.client_id.clone(), u.status, code)
+}
+
+/// The next event, awaited (a venue that answers later).
+async fn next(events: &Mailbox) -> (String, OrderStatus, Option<String>) {
+    let env = events.recv().await.expect("the mailbox is open");
+    summary(&update(&env))
+}
+
+fn ev(id: &str, status: OrderStatus) -> (String, OrderStatus, Option<String>) {
+    (id.to_string(), status, None)
+}
+
+#[test]
+fn an_order_reaches_the_venue_once_and_what_it_answers_at_once_is_applied_before_place_returns() {
+    let venue = FakeVenue::new(VenueKind::InProcess, Script::Fill);
+    let (router, events) = router(&venue, RiskLimits::default());
+    let ack = router.place(limit("o1", Side::Buy, "100", "2"), T0);
+    assert_eq!(ack, Ack::Submitted);
+    assert_eq!(venue.calls(), ["place o1"]);
+    assert_eq!(
+        delivered(&events),
+        [
+            ev("o1", OrderStatus::Accepted),
+            ev("o1", OrderStatus::Filled)
+        ]
+    );
+    assert!(router.open_orders("a").is_empty());
+    let c = router.counters();
+    assert_eq!((c.placed, c.submitted, c.rejected, c.fills), (1, 1, 0, 1));
+    let recent = router.report().recent;
+    assert_eq!(recent.len(), 1);
+    assert_eq!(
+        (recent[0].status.as_str(), recent[0].filled_qty.as_str()),
+        ("filled", "2")
+    );
+}
+
+#[test]
+fn risk_refusals_never_reach_the_venue() {
+    let venue = FakeVenue::new(VenueKind::InProcess, Script::Fill);
+    let limits = RiskLimits {
+        max_qty: Some(d("1")),
+        ..RiskLimits::default()
+    };
+    let (router, events) = router(&venue, limits);
+    let ack = router.place(limit("big", Side::Buy, "100", "2"), T0);
+    assert!(
+        matches!(&ack, Ack::Rejected { code, .. } if code == "risk.max-qty"),
+        "{ack:?}"
+    );
+    // The kill switch refuses too, before the venue.
+    router.kill_switch(None, KillMode::On, T0);
+    let ack = router.place(limit("small", Side::Buy, "100", "1"), T0);
+    assert!(
+        matches!(&ack, Ack::Rejected { code, .. } if code == "risk.kill-switch"),
+        "{ack:?}"
+    );
+    assert!(venue.calls().is_empty());
+    let rejected = |id: &str, code: &str| {
+        (
+            id.to_string(),
+            OrderStatus::Rejected,
+            Some(code.to_string()),
+        )
+    };
+    assert_eq!(
+        delivered(&events),
+        [
+            rejected("big", "risk.max-qty"),
+            rejected("small", "risk.kill-switch")
+        ]
+    );
+    let c = router.counters();
+    assert_eq!((c.placed, c.submitted, c.rejected), (2, 0, 2));
+    assert_eq!(router.rejections()["risk.max-qty"], 1);
+    let recent: Vec<_> = router
+        .report()
+        .recent
+        .into_iter()
+        .map(|o| o.reject_code)
+        .collect();
+    assert_eq!(
+        recent,
+        [
+            Some("risk.max-qty".to_string()),
+            Some("risk.kill-switch".to_string())
+        ]
+    );
+}
+
+#[test]
+fn a_venue_rejection_closes_the_order_and_frees_its_risk_reservation() {
+    let venue = FakeVenue::new(VenueKind::InProcess, Script::Reject);
+    let limits = RiskLimits {
+        max_open_orders: Some(1),
+        ..RiskLimits::default()
+    };
+    let (router, events) = router(&venue, limits);
+    for id in ["o1", "o2"] {
+        assert_eq!(
+            router.place(limit(id, Side::Buy, "100", "1"), T0),
+            Ack::Submitted
+        );
+    }
+    // Both reached the venue: the first one's open-order slot was freed by its rejection.
+    assert_eq!(venue.calls(), ["place o1", "place o2"]);
+    let rejected = |id: &str| {
+        (
+            id.to_string(),
+            OrderStatus::Rejected,
+            Some("venue.rejected".to_string()),
+        )
+    };
+    assert_eq!(delivered(&events), [rejected("o1"), rejected("o2")]);
+    assert!(router.open_orders("a").is_empty());
+}
+
+#[tokio::test]
+async fn a_venue_error_with_a_known_outcome_rejects_the_order_later() {
+    let error = VenueError::CircuitOpen {
+        retry_after: std::time::Duration::from_secs(1),
+    };
+    let venue = FakeVenue::new(VenueKind::Remote, Script::FailLater(error));
+    let (router, events) = router(&venue, RiskLimits::default());
+    assert_eq!(
+        router.place(limit("o1", Side::Buy, "100", "1"), T0),
+        Ack::Submitted
+    );
+    assert_eq!(venue.calls(), ["place o1"]);
+    assert_eq!(
+        next(&events).await,
+        (
+            "o1".to_string(),
+            OrderStatus::Rejected,
+            Some("venue.unavailable".to_string())
+        )
+    );
+    assert!(router.open_orders("a").is_empty());
+}
+
+#[tokio::test]
+async fn a_venue_that_answers_later_goes_through_the_same_path_and_cancels_confirm_later() {
+    let venue = FakeVenue::new(VenueKind::Remote, Script::AcceptLater);
+    let (router, events) = router(&venue, RiskLimits::default());
+    assert_eq!(
+        router
+            .place_async(limit("o1", Side::Buy, "100", "1"), T0)
+            .await,
+        Ack::Submitted
+    );
+    // Open (pending) before the venue has answered.
+    assert_eq!(router.open_orders("a").len(), 1);
+    assert_eq!(next(&events).await, ev("o1", OrderStatus::Accepted));
+    let order = &router.open_orders("a")[0];
+    assert_eq!(
+        (order.status, order.venue_order_id.as_deref()),
+        (OrderStatus::Accepted, Some("fake-o1"))
+    );
+    router.cancel(&"a".into(), "o1", T0).unwrap();
+    assert_eq!(next(&events).await, ev("o1", OrderStatus::Cancelled));
+    assert_eq!(venue.calls(), ["place o1", "cancel o1"]);
+    assert!(router.open_orders("a").is_empty());
+}
+
+#[test]
+fn cancel_goes_to_the_venue_and_an_order_not_working_is_not_found() {
+    let venue = FakeVenue::new(VenueKind::InProcess, Script::Rest);
+    let (router, events) = router(&venue, RiskLimits::default());
+    router.place(limit("o1", Side::Buy, "100", "1"), T0);
+    assert_eq!(router.open_orders("a").len(), 1);
+    assert_eq!(
+        router.working_symbol(&"a".into(), "o1").as_deref(),
+        Some("BTC-USDT")
+    );
+    router.cancel(&"a".into(), "o1", T0 + 1).unwrap();
+    assert!(router.open_orders("a").is_empty());
+    assert_eq!(
+        router.cancel(&"a".into(), "o1", T0 + 2),
+        Err(CancelError::NotFound("o1".into()))
+    );
+    assert_eq!(
+        router.cancel(&"a".into(), "nope", T0 + 2),
+        Err(CancelError::NotFound("nope".into()))
+    );
+    assert_eq!(venue.calls(), ["place o1", "cancel o1"]);
+    assert_eq!(
+        delivered(&events),
+        [
+            ev("o1", OrderStatus::Accepted),
+            ev("o1", OrderStatus::Cancelled)
+        ]
+    );
+    assert_eq!(router.counters().cancels, 1);
+}
+
+#[test]
+fn the_kill_switch_cancels_every_working_order_at_the_venue() {
+    let venue = FakeVenue::new(VenueKind::InProcess, Script::Rest);
+    let (router, _events) = router(&venue, RiskLimits::default());
+    router.place(limit("o1", Side::Buy, "100", "1"), T0);
+    router.place(limit("o2", Side::Sell, "110", "1"), T0);
+    assert_eq!(router.kill_switch(Some("a"), KillMode::On, T0), 2);
+    let mut calls = venue.calls();
+    calls.sort();
+    assert_eq!(calls, ["cancel o1", "cancel o2", "place o1", "place o2"]);
+    assert!(router.open_orders("a").is_empty());
+}
+
+#[test]
+fn positions_after_fills_come_from_the_ledger_when_the_venue_keeps_none() {
+    let venue = FakeVenue::new(VenueKind::InProcess, Script::Fill);
+    let (router, _events) = router(&venue, RiskLimits::default());
+    router.place(limit("b1", Side::Buy, "100", "2"), T0);
+    router.place(limit("b2", Side::Buy, "130", "1"), T0);
+    router.place(limit("s1", Side::Sell, "120", "2"), T0);
+    router.on_market(&MarketEvent::Quote(Quote {
+        symbol: "BTC-USDT".into(),
+        bid: d("119"),
+        bid_size: d("1"),
+        ask: d("121"),
+        ask_size: d("1"),
+        ts: T0,
+    }));
+    let p = router.position("a", "BTC-USDT");
+    // (2 × 100 + 130) / 3 = 110; selling 2 at 120 realises 20, less three fees of 0.1.
+    assert_eq!((p.qty, p.avg_price), (d("1"), d("110")));
+    assert_eq!(p.realised_pnl, d("19.7"));
+    assert_eq!((p.mark, p.unrealised_pnl), (Some(d("120")), d("10")));
+    // The venue keeps no accounts: no balances, no equity.
+    assert!(router.balances("a").is_empty());
+    assert_eq!(router.total_equity(), Decimal::ZERO);
+    assert_eq!(router.report().fills.len(), 3);
+}
+
+#[test]
+fn the_paper_venue_keeps_the_positions_and_cash_it_fills() {
+    let router = OrderService::paper(Bus::new(), OrdersConfig::default());
+    router.on_market(&MarketEvent::Quote(Quote {
+        symbol: "BTC-USDT".into(),
+        bid: d("99"),
+        bid_size: d("5"),
+        ask: d("101"),
+        ask_size: d("5"),
+        ts: T0,
+    }));
+    assert_eq!(
+        router.place(limit("b1", Side::Buy, "101", "2"), T0),
+        Ack::Submitted
+    );
+    let p = router.position("a", "BTC-USDT");
+    // 2 @ 101 as taker (5 bps: 0.101), marked at the mid (100).
+    assert_eq!((p.qty, p.avg_price, p.fees), (d("2"), d("101"), d("0.101")));
+    assert_eq!(p.unrealised_pnl, d("-2"));
+    let cash = d("100000") - d("0.101");
+    assert_eq!(router.balances("a")[0].total, cash);
+    assert_eq!(router.total_equity(), cash - d("2"));
+    let report = router.report();
+    assert_eq!(report.accounts.len(), 1);
+    assert_eq!(report.positions[0].qty, "2");
+}

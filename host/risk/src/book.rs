@@ -213,7 +213,7 @@ impl L2Book {
 
     /// Like [`walk`](Self::walk), stopping at a limit price: a buy takes no ask above `limit`,
     /// a sell no bid below it (what a marketable limit order would take on arrival).
-    pub fn walk_to(&self, side: Side, qty: Decimal, limit: Option<Decimal>) -> Walk {
+    pub(crate) fn walk_to(&self, side: Side, qty: Decimal, limit: Option<Decimal>) -> Walk {
         let mut walk = Walk {
             remaining: qty.max(Decimal::ZERO),
             ..Walk::default()

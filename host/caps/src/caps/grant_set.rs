@@ -209,7 +209,7 @@ impl GrantSet {
     /// The limits of the `orders.place` grant that allows this order (the first in grant order),
     /// so the caller can enforce `max_orders_per_min` and `max_open_orders`; `None` when
     /// [`GrantSet::check`] would not allow it.
-    pub fn order_limits(
+    pub(crate) fn order_limits(
         &self,
         symbol: &str,
         qty: Decimal,

@@ -99,7 +99,7 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 /// Why the paper exchange refused an order or a cancel; [`PaperReject::as_str`] is the stable
 /// code of the module table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PaperReject {
+pub(crate) enum PaperReject {
     /// `venue.duplicate-client-id`
     DuplicateClientId,
     /// `venue.invalid-order`
@@ -119,8 +119,9 @@ pub enum PaperReject {
 }
 
 impl PaperReject {
-    /// Every code, in the order of the module table.
-    pub const ALL: [PaperReject; 8] = [
+    /// Every code, in the order of the module table (for the test that they are distinct).
+    #[cfg(test)]
+    pub(crate) const ALL: [PaperReject; 8] = [
         PaperReject::DuplicateClientId,
         PaperReject::InvalidOrder,
         PaperReject::NoMarket,
@@ -206,7 +207,7 @@ pub struct Balance {
     pub total: Decimal,
     /// What may be used for new orders: equal to `total`, since the paper exchange has no
     /// margin model and reserves nothing for positions or open orders.
-    pub available: Decimal,
+    pub(crate) available: Decimal,
 }
 
 /// The in-process paper exchange; see the module documentation for the fill model.

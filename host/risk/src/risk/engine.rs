@@ -201,7 +201,7 @@ impl RiskEngine {
     }
 
     /// Replaces the global limits; every agent's effective limits are recomputed.
-    pub fn set_global_limits(&mut self, global: RiskLimits) {
+    pub(crate) fn set_global_limits(&mut self, global: RiskLimits) {
         self.global_effective = Effective::resolve(&global, None);
         self.agent_effective = self
             .agent_limits

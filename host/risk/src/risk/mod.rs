@@ -64,7 +64,7 @@ mod tests;
 pub use engine::*;
 
 /// Longest client order id, agent name or symbol accepted; bounds what the engine remembers.
-pub const MAX_ID_LEN: usize = 64;
+pub(crate) const MAX_ID_LEN: usize = 64;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 const NANOS_PER_MIN: u64 = 60 * NANOS_PER_SEC;

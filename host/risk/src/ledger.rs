@@ -6,7 +6,7 @@
 //! Adding to a position moves the average; reducing realises (price − average) × quantity on
 //! the closed part; flipping realises the closed part and opens the rest at the fill price. The
 //! ledger keeps the cost basis (Σ signed quantity × price of the open part) rather than a
-//! rounded average, and the cost of a partly closed part is rounded to at least [`COST_DP`]
+//! rounded average, and the cost of a partly closed part is rounded to at least `COST_DP`
 //! decimals; so `realised + unrealised = Σ signed qty × (mark − price)` holds exactly.
 //!
 //! **Architecture Invariant:** pure and checked: every sum and product is checked, and a fill

@@ -27,7 +27,7 @@
 //! | order | on arrival | afterwards |
 //! |---|---|---|
 //! | market | walks the opposite side (one taker fill per level, so slippage shows); the remainder is cancelled; nothing at all → `venue.no-liquidity` | — |
-//! | limit GTC | the marketable part fills as taker at the levels up to the limit ([`L2Book::walk_to`]); the rest rests | maker fills, see below |
+//! | limit GTC | the marketable part fills as taker at the levels up to the limit (`L2Book::walk_to`); the rest rests | maker fills, see below |
 //! | limit IOC | as GTC; the rest is cancelled | — |
 //! | FOK (limit or market) | fills completely if the levels within the limit hold the whole quantity, else `Accepted` then `Cancelled` with no fill | — |
 //! | post-only | `venue.post-only` if any of it would fill on arrival (market orders always would); otherwise as its time in force | maker fills |

@@ -1,4 +1,4 @@
-//! What a plugin may do: the capability grammar and its checker (the crate root, from `caps.rs`:
+//! What a plugin may do: the capability grammar and its checker (the crate root, from `caps/`:
 //! [`Capability`], [`GrantSet`], [`Request`], [`Decision`]), the plugin manifest that requests
 //! capabilities and limits ([`manifest`]), and every plugin's grants as a fold over the grant
 //! history ([`grants`]).

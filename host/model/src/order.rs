@@ -203,7 +203,7 @@ impl ExecReport {
 
     /// Whether the order can receive no further reports after this one (rejected, cancelled,
     /// expired). A fill that completes the order is terminal too, but only the order's owner
-    /// knows its remaining quantity: see [`OrderState::is_closed`].
+    /// knows its remaining quantity: see [`OrderStatus::is_closed`].
     pub fn is_terminal(&self) -> bool {
         matches!(
             self.kind,

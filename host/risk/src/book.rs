@@ -122,7 +122,7 @@ impl L2Book {
     }
 
     /// The levels of one side, best first (bids from the highest price, asks from the lowest).
-    pub fn levels(&self, side: Side) -> impl Iterator<Item = BookLevel> + '_ {
+    pub(crate) fn levels(&self, side: Side) -> impl Iterator<Item = BookLevel> + '_ {
         let (bids, asks) = match side {
             Side::Buy => (Some(self.bids.iter().rev()), None),
             Side::Sell => (None, Some(self.asks.iter())),
@@ -162,7 +162,7 @@ impl L2Book {
     }
 
     /// Halfway between the best bid and the best ask.
-    pub fn mid(&self) -> Option<Decimal> {
+    pub(crate) fn mid(&self) -> Option<Decimal> {
         let bid = self.best_bid()?.price;
         let ask = self.best_ask()?.price;
         bid.checked_add(ask)?.checked_div(Decimal::TWO)
@@ -213,7 +213,7 @@ impl L2Book {
 
     /// Like [`walk`](Self::walk), stopping at a limit price: a buy takes no ask above `limit`,
     /// a sell no bid below it (what a marketable limit order would take on arrival).
-    pub fn walk_to(&self, side: Side, qty: Decimal, limit: Option<Decimal>) -> Walk {
+    pub(crate) fn walk_to(&self, side: Side, qty: Decimal, limit: Option<Decimal>) -> Walk {
         let mut walk = Walk {
             remaining: qty.max(Decimal::ZERO),
             ..Walk::default()

@@ -6,7 +6,7 @@
 //! Adding to a position moves the average; reducing realises (price − average) × quantity on
 //! the closed part; flipping realises the closed part and opens the rest at the fill price. The
 //! ledger keeps the cost basis (Σ signed quantity × price of the open part) rather than a
-//! rounded average, and the cost of a partly closed part is rounded to at least [`COST_DP`]
+//! rounded average, and the cost of a partly closed part is rounded to at least `COST_DP`
 //! decimals; so `realised + unrealised = Σ signed qty × (mark − price)` holds exactly.
 //!
 //! **Architecture Invariant:** pure and checked: every sum and product is checked, and a fill
@@ -17,10 +17,10 @@ use rust_decimal::Decimal;
 use colony_model::market::Side;
 
 /// Fewest decimals the cost of a partly closed position is rounded to.
-pub const COST_DP: u32 = 12;
+pub(crate) const COST_DP: u32 = 12;
 
 /// `qty` with the sign of `side`: positive for a buy, negative for a sell.
-pub fn signed(side: Side, qty: Decimal) -> Decimal {
+pub(crate) fn signed(side: Side, qty: Decimal) -> Decimal {
     match side {
         Side::Buy => qty,
         Side::Sell => -qty,
@@ -33,7 +33,7 @@ pub struct Ledger {
     /// Signed quantity; negative is short.
     pub qty: Decimal,
     /// Cost basis of the open quantity, signed like it: Σ signed qty × price.
-    pub cost: Decimal,
+    pub(crate) cost: Decimal,
     /// PnL realised by reducing fills, before fees.
     pub realised: Decimal,
     /// Fees paid (negative for net rebates).
@@ -98,7 +98,7 @@ impl Ledger {
     }
 
     /// `qty × mark − cost`; zero without a mark or when flat.
-    pub fn unrealised(&self, mark: Option<Decimal>) -> Decimal {
+    pub(crate) fn unrealised(&self, mark: Option<Decimal>) -> Decimal {
         match mark {
             Some(mark) if !self.qty.is_zero() => {
                 self.qty.saturating_mul(mark).saturating_sub(self.cost)

@@ -17,7 +17,7 @@
 //! [agents.hello-agent]         # passed to the agent's init() as JSON
 //! greeting = "hi"
 //!
-//! [grants.hello-agent]         # capabilities granted to a plugin (see caps.rs)
+//! [grants.hello-agent]         # capabilities granted to a plugin (see colony-caps)
 //! capabilities = ["fs.read:/srv/data", "env:API_REGION"]
 //! digest = "…"                 # optional: pin to this build (blake3 hex)
 //!

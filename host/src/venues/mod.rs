@@ -1,10 +1,14 @@
-//! Venue adapters for real accounts (OKX v5 REST, Alpaca), in two layers:
-//! - the request layer ([`okx`], [`alpaca`], [`credentials`]) turns an order description into
-//!   the exact HTTP request a venue expects and a venue's response body into an
+//! Venue adapters for real accounts (OKX v5 REST, Alpaca), in three layers:
+//! - the wire layer ([`okx::client`], [`alpaca::client`], [`credentials`]) turns a venue's own
+//!   order description into the exact HTTP request it expects and its response body into an
 //!   [`OrderOutcome`] or typed state, with no I/O, so signing and parsing are deterministic and
 //!   tested against the venues' published vectors;
-//! - the I/O layer ([`http`] sends, [`breaker`] cuts off a venue that keeps failing, [`live`]
-//!   is one account: place, cancel, query by client id).
+//! - one adapter per venue ([`okx::OkxAdapter`], [`alpaca::AlpacaAdapter`]) maps the router's
+//!   orders to that venue's requests and its answers to the router's outcomes, statuses and
+//!   refusals, still with no I/O;
+//! - the I/O layer, shared by every venue ([`http`] sends, [`breaker`] cuts off a venue that
+//!   keeps failing, [`live::LiveVenue`] is one account over an adapter: place, cancel, query by
+//!   client id, as the router's `Venue`).
 //!
 //! **Architecture Invariant:** nothing here knows about plugins, grants or risk checks. The
 //! order router (`orders::service`) has already decided an order may go out, journaled it, and

@@ -23,8 +23,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::credentials::OkxCredentials;
-use super::{
+use crate::venues::credentials::OkxCredentials;
+use crate::venues::{
     Method, OrderError, OrderOutcome, ResponseError, Side, SignedRequest, parse_decimal,
     parse_json, parse_optional_decimal,
 };
@@ -818,7 +818,11 @@ mod tests {
 
     #[test]
     fn place_response_accepted_from_the_sample() {
-        let body = envelope("0", "", include_str!("samples/okx_place_order_item.json"));
+        let body = envelope(
+            "0",
+            "",
+            include_str!("../samples/okx_place_order_item.json"),
+        );
         assert_eq!(
             parse_order_ack(&body),
             Ok(OrderOutcome::Accepted {
@@ -875,7 +879,7 @@ mod tests {
 
     #[test]
     fn pending_orders_sample() {
-        let orders = parse_orders(include_str!("samples/okx_orders_pending.json")).unwrap();
+        let orders = parse_orders(include_str!("../samples/okx_orders_pending.json")).unwrap();
         assert_eq!(
             orders,
             [OkxOrderState {
@@ -892,7 +896,7 @@ mod tests {
             }]
         );
         let bad_px =
-            include_str!("samples/okx_orders_pending.json").replace("\"103500\"", "\"1e\"");
+            include_str!("../samples/okx_orders_pending.json").replace("\"103500\"", "\"1e\"");
         assert!(matches!(
             parse_orders(&bad_px),
             Err(ResponseError::Malformed(_))
@@ -908,7 +912,7 @@ mod tests {
 
     #[test]
     fn balance_sample() {
-        let balances = parse_balance(include_str!("samples/okx_account_balance.json")).unwrap();
+        let balances = parse_balance(include_str!("../samples/okx_account_balance.json")).unwrap();
         assert_eq!(
             balances,
             [OkxBalance {

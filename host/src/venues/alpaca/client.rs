@@ -13,8 +13,8 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::credentials::AlpacaCredentials;
-use super::{
+use crate::venues::credentials::AlpacaCredentials;
+use crate::venues::{
     Method, OrderError, OrderOutcome, ResponseError, Side, SignedRequest, parse_decimal, parse_json,
 };
 
@@ -426,7 +426,7 @@ mod tests {
     use crate::venues::credentials::Secret;
     use std::str::FromStr;
 
-    const SAMPLE: &str = include_str!("samples/alpaca_order.json");
+    const SAMPLE: &str = include_str!("../samples/alpaca_order.json");
 
     fn d(text: &str) -> Decimal {
         Decimal::from_str(text).unwrap()

@@ -1,0 +1,82 @@
+//! What the tests of the live venues share: credentials whose secrets must never show, accounts
+//! against a loopback server, an order to send, and OKX's answer envelope.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+
+use crate::market::types::{self, Timestamp};
+use crate::orders::{ExecKind, OrderKind, OrderRequest, TimeInForce};
+use crate::venues::alpaca::{AlpacaEnv, AlpacaVenue};
+use crate::venues::credentials::{AlpacaCredentials, OkxCredentials, Secret};
+use crate::venues::http::loopback::Server;
+use crate::venues::live::LiveVenue;
+use crate::venues::okx::OkxVenue;
+
+pub const TIMEOUT: Duration = Duration::from_millis(200);
+pub const NOW: Timestamp = 1_747_000_000_000_000_000;
+pub const OKX_SECRET: &str = "okx-signing-secret-value";
+pub const OKX_PASSPHRASE: &str = "okx-passphrase-value";
+pub const ALPACA_SECRET: &str = "alpaca-secret-key-value";
+pub const SECRETS: [&str; 3] = [OKX_SECRET, OKX_PASSPHRASE, ALPACA_SECRET];
+pub const OKX_ACK_ITEM: &str = include_str!("../samples/okx_place_order_item.json");
+pub const ALPACA_ORDER: &str = include_str!("../samples/alpaca_order.json");
+
+pub fn d(text: &str) -> Decimal {
+    Decimal::from_str(text).unwrap()
+}
+
+fn okx_creds() -> OkxCredentials {
+    OkxCredentials {
+        api_key: "okx-api-key".into(),
+        secret: Secret::new(OKX_SECRET),
+        passphrase: Secret::new(OKX_PASSPHRASE),
+    }
+}
+
+pub fn alpaca_creds() -> AlpacaCredentials {
+    AlpacaCredentials {
+        key_id: "PKTESTKEYID".into(),
+        secret_key: Secret::new(ALPACA_SECRET),
+    }
+}
+
+pub fn okx(server: &Server, demo: bool) -> OkxVenue {
+    LiveVenue::okx(okx_creds(), demo, &server.base_url, TIMEOUT).unwrap()
+}
+
+pub fn alpaca(server: &Server) -> AlpacaVenue {
+    LiveVenue::alpaca(alpaca_creds(), AlpacaEnv::Paper, &server.base_url, TIMEOUT).unwrap()
+}
+
+pub fn limit(symbol: &str, client_id: &str) -> OrderRequest {
+    OrderRequest {
+        client_id: client_id.into(),
+        agent: Arc::from("trader"),
+        symbol: Arc::from(symbol),
+        side: types::Side::Buy,
+        kind: OrderKind::Limit,
+        price: Some(d("103500.5")),
+        qty: d("0.10"),
+        tif: TimeInForce::Gtc,
+        post_only: false,
+        reduce_only: false,
+    }
+}
+
+pub fn okx_envelope(code: &str, msg: &str, items: &str) -> String {
+    format!(r#"{{"code":"{code}","msg":"{msg}","data":[{items}],"inTime":"1","outTime":"2"}}"#)
+}
+
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap()
+}
+
+pub fn rejected(code: &str, message: &str) -> ExecKind {
+    ExecKind::Rejected {
+        code: code.into(),
+        message: message.into(),
+    }
+}

@@ -29,7 +29,6 @@ pub mod supervisor;
 pub mod timers;
 pub mod tool;
 pub mod tools;
-pub mod venues;
 
 pub use colony_audit as audit;
 pub use colony_bus as bus;
@@ -38,3 +37,4 @@ pub use colony_files::datadir;
 pub use colony_market as market;
 pub use colony_net as net;
 pub use colony_orders as orders;
+pub use colony_venues as venues;

@@ -10,10 +10,10 @@ use super::fixtures::{
     okx_envelope,
 };
 use super::{Adapter, LiveVenue, VenueError};
-use crate::orders::ExecKind;
-use crate::venues::alpaca::AlpacaEnv;
-use crate::venues::breaker::{BreakerConfig, BreakerState};
-use crate::venues::http::loopback::{Reply, Server};
+use crate::alpaca::AlpacaEnv;
+use crate::breaker::{BreakerConfig, BreakerState};
+use crate::http::loopback::{Reply, Server};
+use colony_orders::ExecKind;
 
 // ---- breaker --------------------------------------------------------------------------
 
@@ -27,7 +27,7 @@ async fn server_errors_open_the_breaker_which_then_sends_nothing_until_a_trial_s
     .await;
     let cool_down = Duration::from_millis(150);
     let dir = tempfile::tempdir().unwrap();
-    let audit = crate::audit::AuditStore::open_sqlite(&dir.path().join("audit.db"))
+    let audit = colony_audit::AuditStore::open_sqlite(&dir.path().join("audit.db"))
         .await
         .unwrap();
     let venue = okx(&server, false)
@@ -77,8 +77,8 @@ async fn server_errors_open_the_breaker_which_then_sends_nothing_until_a_trial_s
     // Both transitions are audited.
     audit.writer().flush().await.unwrap();
     let records = audit
-        .query(&crate::audit::AuditFilter {
-            kind: Some(crate::audit::AuditKind::Other("breaker".into())),
+        .query(&colony_audit::AuditFilter {
+            kind: Some(colony_audit::AuditKind::Other("breaker".into())),
             ..Default::default()
         })
         .await

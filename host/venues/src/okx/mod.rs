@@ -19,6 +19,7 @@
 //! OKX signs each request with the wall clock ([`OkxTimestamp::now`]; OKX refuses requests more
 //! than 30 s off its clock).
 
+#[allow(missing_docs)] // Wire types: their fields are the venue's documented JSON fields.
 pub mod client;
 
 use std::time::Duration;
@@ -31,7 +32,7 @@ use super::credentials::OkxCredentials;
 use super::http::{ConfigError, HttpResponse};
 use super::live::{Adapter, CancelBy, LiveVenue, NotSendable, VenueError, VenueOrder, bad};
 use super::{OrderError, OrderOutcome, ResponseError, SignedRequest};
-use crate::orders::{OrderKind, OrderRequest, OrderStatus, TimeInForce};
+use colony_orders::{OrderKind, OrderRequest, OrderStatus, TimeInForce};
 
 /// An OKX account as the router's venue.
 pub type OkxVenue = LiveVenue<OkxAdapter>;

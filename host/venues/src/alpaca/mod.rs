@@ -16,6 +16,7 @@
 //! from something in between says nothing about the order. Alpaca cancels only by its own order
 //! id, so an order whose id is not known yet is looked up by client id first.
 
+#[allow(missing_docs)] // Wire types: their fields are the venue's documented JSON fields.
 pub mod client;
 
 use std::time::Duration;
@@ -28,7 +29,7 @@ use super::credentials::AlpacaCredentials;
 use super::http::{ConfigError, HttpResponse};
 use super::live::{Adapter, CancelBy, LiveVenue, NotSendable, VenueError, VenueOrder, bad};
 use super::{OrderError, OrderOutcome, SignedRequest};
-use crate::orders::{OrderKind, OrderRequest, OrderStatus, TimeInForce};
+use colony_orders::{OrderKind, OrderRequest, OrderStatus, TimeInForce};
 
 /// An Alpaca account as the router's venue.
 pub type AlpacaVenue = LiveVenue<AlpacaAdapter>;

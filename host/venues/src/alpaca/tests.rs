@@ -7,12 +7,12 @@ use std::time::Instant;
 use rust_decimal::Decimal;
 
 use super::alpaca_status;
-use crate::orders::{ExecKind, OrderRequest, OrderStatus, TimeInForce};
-use crate::venues::http::loopback::{Recorded, Reply, Server};
-use crate::venues::live::fixtures::{
+use crate::http::loopback::{Recorded, Reply, Server};
+use crate::live::fixtures::{
     ALPACA_ORDER, ALPACA_SECRET, NOW, TIMEOUT, alpaca, d, json, limit, rejected,
 };
-use crate::venues::live::{REJECTED, UNSUPPORTED, VenueError, VenueOrder};
+use crate::live::{REJECTED, UNSUPPORTED, VenueError, VenueOrder};
+use colony_orders::{ExecKind, OrderRequest, OrderStatus, TimeInForce};
 
 const ALPACA_ID: &str = "61e69015-8549-4bfd-b9c3-01e75843f47d";
 

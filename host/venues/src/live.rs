@@ -1,6 +1,6 @@
 //! A live venue account: [`LiveVenue`] places, cancels and looks up orders over HTTP, behind a
 //! circuit breaker, and answers in the router's terms ([`ExecReport`],
-//! [`OrderStatus`](crate::orders::OrderStatus)). What differs between venues is an [`Adapter`]:
+//! [`OrderStatus`](colony_orders::OrderStatus)). What differs between venues is an [`Adapter`]:
 //! the requests it builds and how it reads the answers, without I/O
 //! ([`OkxAdapter`](super::okx::OkxAdapter), [`AlpacaAdapter`](super::alpaca::AlpacaAdapter)).
 //! Everything else is here, once: the HTTP exchange and its timeout, the breaker, the error
@@ -33,9 +33,9 @@ use std::time::{Duration, Instant};
 use super::breaker::{BreakerConfig, BreakerState, BreakerStatus, CircuitBreaker};
 use super::http::{ConfigError, HttpResponse, HttpSender, SendError};
 use super::{OrderError, OrderOutcome, SignedRequest};
-use crate::market::types::Timestamp;
-use crate::orders::venue::{Answer, Pending, Venue, VenueKind};
-use crate::orders::{ExecKind, ExecReport, OrderRequest, OrderState};
+use colony_market::types::Timestamp;
+use colony_orders::venue::{Answer, Pending, Venue, VenueKind};
+use colony_orders::{ExecKind, ExecReport, OrderRequest, OrderState};
 
 /// Reject code of an order the venue refused; the message is the venue's code and text.
 pub const REJECTED: &str = "venue.rejected";
@@ -44,7 +44,7 @@ pub const UNSUPPORTED: &str = "venue.unsupported";
 /// Reject code of an order the venue's rules refuse (an OKX `clOrdId` with a dash, …); not sent.
 pub const INVALID_ORDER: &str = "venue.invalid-order";
 
-pub use crate::orders::venue::{VenueError, VenueOrder};
+pub use colony_orders::venue::{VenueError, VenueOrder};
 
 /// One venue's side of a [`LiveVenue`]: the requests it builds from the router's orders and how
 /// it reads the venue's answers, with no I/O. The parsers never see a 5xx (that is
@@ -95,6 +95,7 @@ pub enum CancelBy<'a> {
 pub struct NotSendable {
     /// [`UNSUPPORTED`] or [`INVALID_ORDER`].
     pub code: &'static str,
+    /// What is wrong, for a person.
     pub message: String,
 }
 
@@ -146,7 +147,7 @@ pub struct LiveVenue<A> {
     sender: HttpSender,
     breaker: Mutex<CircuitBreaker>,
     /// Where the breaker's transitions are audited (kind `breaker`, plugin `venue:NAME`).
-    audit: Option<crate::audit::AuditWriter>,
+    audit: Option<colony_audit::AuditWriter>,
 }
 
 impl<A: Adapter> std::fmt::Debug for LiveVenue<A> {
@@ -180,7 +181,7 @@ impl<A: Adapter> LiveVenue<A> {
 
     /// Audits the breaker's transitions through `writer` (kind `breaker`, plugin
     /// `venue:NAME`, actor `host`).
-    pub fn with_audit(self, writer: crate::audit::AuditWriter) -> Self {
+    pub fn with_audit(self, writer: colony_audit::AuditWriter) -> Self {
         LiveVenue {
             audit: Some(writer),
             ..self
@@ -190,7 +191,7 @@ impl<A: Adapter> LiveVenue<A> {
     /// Logs nothing itself; audits a breaker transition when an audit writer is set.
     fn audit_transition(&self, detail: String) {
         if let Some(w) = &self.audit {
-            w.record(crate::audit::AuditRecord::breaker(
+            w.record(colony_audit::AuditRecord::breaker(
                 &format!("venue:{}", self.name),
                 detail,
             ));
@@ -210,6 +211,7 @@ impl<A: Adapter> LiveVenue<A> {
         &self.name
     }
 
+    /// The circuit breaker's state now.
     pub fn breaker_status(&self) -> BreakerStatus {
         self.breaker().status(Instant::now())
     }

@@ -10,14 +10,16 @@
 //!   keeps failing, [`live::LiveVenue`] is one account over an adapter: place, cancel, query by
 //!   client id, as the router's `Venue`).
 //!
-//! **Architecture Invariant:** nothing here knows about plugins, grants or risk checks. The
-//! order router (`orders::service`) has already decided an order may go out, journaled it, and
+//! **Architecture Invariant:** this crate knows nothing about plugins, grants or risk checks. The
+//! order router (`colony_orders::service`) has already decided an order may go out, journaled it, and
 //! calls [`live::LiveVenue`].
 //!
 //! Everything in a response is controlled by the network, so parsers never panic: a body that is
 //! not what the venue documents is a [`ResponseError`], and bodies over [`MAX_RESPONSE_BYTES`] are
 //! refused before parsing. Secrets live in [`credentials::Secret`], whose `Debug`/`Display` print
 //! `***`; [`SignedRequest`]'s `Debug` redacts the headers that carry them.
+
+#![deny(missing_docs)]
 
 pub mod alpaca;
 pub use colony_risk::breaker;
@@ -38,8 +40,11 @@ const SECRET_HEADERS: &[&str] = &["OK-ACCESS-PASSPHRASE", "APCA-API-SECRET-KEY"]
 /// HTTP method of a venue request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`.
     Get,
+    /// `POST`.
     Post,
+    /// `DELETE`.
     Delete,
 }
 
@@ -64,9 +69,13 @@ impl fmt::Display for Method {
 /// URL; `body` is empty for requests without one.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SignedRequest {
+    /// The method.
     pub method: Method,
+    /// The path and query, relative to the base URL.
     pub path: String,
+    /// The headers, signature and keys included.
     pub headers: Vec<(String, String)>,
+    /// The body; empty for none.
     pub body: String,
 }
 
@@ -106,16 +115,30 @@ pub use colony_model::Side;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderOutcome {
     /// The venue took the request; `venue_order_id` is its id for the order.
-    Accepted { venue_order_id: String },
+    Accepted {
+        /// The venue's id for the order.
+        venue_order_id: String,
+    },
     /// The venue refused it; `code` and `message` are the venue's own.
-    Rejected { code: String, message: String },
+    Rejected {
+        /// The venue's code.
+        code: String,
+        /// The venue's message.
+        message: String,
+    },
 }
 
 /// An order description the venue would refuse, caught before anything is sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OrderError {
+    /// A field the venue would refuse.
     #[error("{field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl OrderError {
@@ -130,13 +153,20 @@ impl OrderError {
 /// A response body that is not what the venue documents.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResponseError {
+    /// Over [`MAX_RESPONSE_BYTES`].
     #[error("response body is {0} bytes, over the {MAX_RESPONSE_BYTES} byte limit")]
     TooLarge(usize),
+    /// Not the documented shape.
     #[error("malformed response: {0}")]
     Malformed(String),
     /// The venue reported a request-level error on a query (not an order decision).
     #[error("venue error {code}: {message}")]
-    Venue { code: String, message: String },
+    Venue {
+        /// The venue's code.
+        code: String,
+        /// The venue's message.
+        message: String,
+    },
 }
 
 /// Parses `body` as JSON into `T` after the size check; shared by both venues.

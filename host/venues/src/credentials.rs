@@ -23,6 +23,7 @@ use serde::Deserialize;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
@@ -49,8 +50,11 @@ impl fmt::Display for Secret {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OkxCredentials {
+    /// The API key (an identifier, not secret).
     pub api_key: String,
+    /// The secret key that signs requests.
     pub secret: Secret,
+    /// The passphrase chosen when the key was made.
     pub passphrase: Secret,
 }
 
@@ -58,7 +62,9 @@ pub struct OkxCredentials {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlpacaCredentials {
+    /// The key id (`APCA-API-KEY-ID`).
     pub key_id: String,
+    /// The secret key (`APCA-API-SECRET-KEY`).
     pub secret_key: Secret,
 }
 
@@ -66,33 +72,59 @@ pub struct AlpacaCredentials {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VenueCredentials {
+    /// OKX's, if set.
     pub okx: Option<OkxCredentials>,
+    /// Alpaca's, if set.
     pub alpaca: Option<AlpacaCredentials>,
 }
 
+/// Why credentials could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
+    /// Some of a venue's variables are set, not all.
     #[error("{venue} credentials are incomplete: {} not set", missing.join(", "))]
     Incomplete {
+        /// The venue.
         venue: &'static str,
+        /// The variables not set.
         missing: Vec<&'static str>,
     },
+    /// The file could not be read.
     #[error("credentials file {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// The file is readable by others than its owner.
     #[error("credentials file {path} is readable by group or others (mode {mode:o}); chmod 600 it")]
-    TooOpen { path: String, mode: u32 },
+    TooOpen {
+        /// The file.
+        path: String,
+        /// Its mode.
+        mode: u32,
+    },
+    /// The file is not valid credentials TOML.
     // The toml error text is withheld on purpose: it quotes the offending line.
     #[error("credentials file {path}: not valid credentials TOML at line {line}")]
-    Parse { path: String, line: usize },
+    Parse {
+        /// The file.
+        path: String,
+        /// The line of the error.
+        line: usize,
+    },
 }
 
+/// Environment variable of the OKX API key.
 pub const OKX_API_KEY_VAR: &str = "COLONY_OKX_API_KEY";
+/// Environment variable of the OKX secret key.
 pub const OKX_SECRET_VAR: &str = "COLONY_OKX_SECRET";
+/// Environment variable of the OKX passphrase.
 pub const OKX_PASSPHRASE_VAR: &str = "COLONY_OKX_PASSPHRASE";
+/// Environment variable of the Alpaca key id.
 pub const ALPACA_KEY_ID_VAR: &str = "COLONY_ALPACA_KEY_ID";
+/// Environment variable of the Alpaca secret key.
 pub const ALPACA_SECRET_KEY_VAR: &str = "COLONY_ALPACA_SECRET_KEY";
 
 impl VenueCredentials {
@@ -144,9 +176,9 @@ impl VenueCredentials {
                 });
             }
         }
-        let text = crate::files::read_regular_text(path, crate::files::MAX_TEXT_BYTES).map_err(
+        let text = colony_files::read_regular_text(path, colony_files::MAX_TEXT_BYTES).map_err(
             |e| match e {
-                crate::files::ReadError::Io(e) => read_error(e),
+                colony_files::ReadError::Io(e) => read_error(e),
                 other => read_error(std::io::Error::other(other.to_string())),
             },
         )?;

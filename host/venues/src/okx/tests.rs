@@ -8,15 +8,15 @@ use rust_decimal::Decimal;
 
 use super::client::{self, OrdType, TradeMode};
 use super::{okx_order, okx_status, okx_trade_mode};
-use crate::market::types;
-use crate::orders::{ExecKind, ExecReport, OrderKind, OrderRequest, OrderStatus, TimeInForce};
-use crate::venues::breaker::{BreakerConfig, BreakerState};
-use crate::venues::http::loopback::{Recorded, Reply, Server};
-use crate::venues::live::fixtures::{
+use crate::breaker::{BreakerConfig, BreakerState};
+use crate::http::loopback::{Recorded, Reply, Server};
+use crate::live::fixtures::{
     NOW, OKX_ACK_ITEM, OKX_PASSPHRASE, OKX_SECRET, TIMEOUT, d, json, limit, okx, okx_envelope,
     rejected,
 };
-use crate::venues::live::{INVALID_ORDER, REJECTED, UNSUPPORTED, VenueError, VenueOrder};
+use crate::live::{INVALID_ORDER, REJECTED, UNSUPPORTED, VenueError, VenueOrder};
+use colony_market::types;
+use colony_orders::{ExecKind, ExecReport, OrderKind, OrderRequest, OrderStatus, TimeInForce};
 
 const OKX_ORDERS: &str = include_str!("../samples/okx_orders_pending.json");
 

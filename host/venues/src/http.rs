@@ -33,7 +33,9 @@ const SENSITIVE_HEADERS: &[&str] = &[
 /// A venue's answer: the HTTP status and the body, at most [`MAX_RESPONSE_BYTES`] of UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
+    /// The HTTP status.
     pub status: u16,
+    /// The body.
     pub body: String,
 }
 
@@ -62,10 +64,18 @@ pub enum SendError {
 /// A sender that cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// The base URL is not one.
     #[error("venue base url {url:?}: {reason}")]
-    BaseUrl { url: String, reason: String },
+    BaseUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A zero timeout.
     #[error("venue timeout must be positive")]
     ZeroTimeout,
+    /// The HTTP client could not be built.
     #[error("http client: {0}")]
     Client(String),
 }
@@ -110,10 +120,12 @@ impl HttpSender {
         })
     }
 
+    /// The venue's base URL.
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
 
+    /// The timeout of one request.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
@@ -401,7 +413,7 @@ pub(crate) mod loopback {
 mod tests {
     use super::loopback::{Reply, Server};
     use super::*;
-    use crate::venues::Method;
+    use crate::Method;
 
     const TIMEOUT: Duration = Duration::from_millis(300);
 

@@ -13,8 +13,8 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::venues::credentials::AlpacaCredentials;
-use crate::venues::{
+use crate::credentials::AlpacaCredentials;
+use crate::{
     Method, OrderError, OrderOutcome, ResponseError, Side, SignedRequest, parse_decimal, parse_json,
 };
 
@@ -423,7 +423,7 @@ pub fn parse_place_response(status: u16, body: &str) -> Result<OrderOutcome, Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::venues::credentials::Secret;
+    use crate::credentials::Secret;
     use std::str::FromStr;
 
     const SAMPLE: &str = include_str!("../samples/alpaca_order.json");

@@ -23,8 +23,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::venues::credentials::OkxCredentials;
-use crate::venues::{
+use crate::credentials::OkxCredentials;
+use crate::{
     Method, OrderError, OrderOutcome, ResponseError, Side, SignedRequest, parse_decimal,
     parse_json, parse_optional_decimal,
 };
@@ -66,7 +66,7 @@ pub struct OkxTimestamp(String);
 impl OkxTimestamp {
     /// The time `millis` milliseconds after the Unix epoch (years 1970–2262).
     pub fn from_unix_millis(millis: u64) -> Self {
-        let full = crate::market::replay::format_utc(millis.saturating_mul(1_000_000));
+        let full = colony_market::replay::format_utc(millis.saturating_mul(1_000_000));
         // `format_utc` is `YYYY-MM-DDTHH:MM:SS.fffffffffZ`; keep three fraction digits.
         OkxTimestamp(format!("{}Z", &full[..23]))
     }
@@ -564,7 +564,7 @@ pub fn parse_balance(body: &str) -> Result<Vec<OkxBalance>, ResponseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::venues::credentials::Secret;
+    use crate::credentials::Secret;
     use std::str::FromStr;
 
     const SECRET: &str = "chNOOS4KvNXR_Xq4k4c9qsfoKWvnDecLATCRlcBwyKDYnWgO";

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 
-use crate::market::types::{self, Timestamp};
-use crate::orders::{ExecKind, OrderKind, OrderRequest, TimeInForce};
-use crate::venues::alpaca::{AlpacaEnv, AlpacaVenue};
-use crate::venues::credentials::{AlpacaCredentials, OkxCredentials, Secret};
-use crate::venues::http::loopback::Server;
-use crate::venues::live::LiveVenue;
-use crate::venues::okx::OkxVenue;
+use crate::alpaca::{AlpacaEnv, AlpacaVenue};
+use crate::credentials::{AlpacaCredentials, OkxCredentials, Secret};
+use crate::http::loopback::Server;
+use crate::live::LiveVenue;
+use crate::okx::OkxVenue;
+use colony_market::types::{self, Timestamp};
+use colony_orders::{ExecKind, OrderKind, OrderRequest, TimeInForce};
 
 pub const TIMEOUT: Duration = Duration::from_millis(200);
 pub const NOW: Timestamp = 1_747_000_000_000_000_000;

@@ -49,18 +49,40 @@ pub fn save_kill_switches(
     std::fs::rename(&tmp, &path)
 }
 
+/// Why the kill switches of the last run were not read. The message names the file; a
+/// cause already in the message is not also its [`std::error::Error::source`], so a chain
+/// printed with `{:#}` does not repeat it.
+#[derive(Debug, thiserror::Error)]
+pub enum KillSwitchFileError {
+    /// The file exists but could not be read.
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        error: crate::files::ReadError,
+    },
+    /// The file was read but does not hold a list of kill switches.
+    #[error("{}: {reason}", path.display())]
+    Invalid {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+}
+
 /// Reads the kill switches of the last run; none when the file does not exist. A file that
 /// does not parse is an error naming it: trading must not resume because a file was damaged.
 pub fn load_kill_switches(
     data_dir: &std::path::Path,
-) -> anyhow::Result<Vec<(Option<String>, KillMode)>> {
+) -> Result<Vec<(Option<String>, KillMode)>, KillSwitchFileError> {
     let path = kill_switch_path(data_dir);
     let text = match crate::files::read_regular_text(&path, crate::files::MAX_TEXT_BYTES) {
         Ok(t) => t,
         Err(e) if e.is_not_found() => return Ok(Vec::new()),
-        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        Err(error) => return Err(KillSwitchFileError::Read { path, error }),
     };
-    let bad = |why: &str| anyhow::anyhow!("{}: {why}", path.display());
+    let bad = |reason: &str| KillSwitchFileError::Invalid {
+        path: path.clone(),
+        reason: reason.to_string(),
+    };
     let list: Vec<serde_json::Value> =
         serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
     list.iter()

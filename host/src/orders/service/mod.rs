@@ -47,7 +47,7 @@ mod recovery;
 mod report;
 mod sink;
 
-pub use kill_switch::{KillMode, load_kill_switches, save_kill_switches};
+pub use kill_switch::{KillMode, KillSwitchFileError, load_kill_switches, save_kill_switches};
 pub use recovery::{RecoveryReport, reconcile_reports};
 pub use report::{
     AccountRow, FillRow, OrderCounters, OrderRow, OrdersReport, OrdersStatus, PendingApproval,

@@ -75,6 +75,39 @@ pub struct Response {
     pub error: Option<String>,
 }
 
+/// Why the admin endpoint was not served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another host answers on the socket of this data directory.
+    #[error("another host is already running with data directory {}", .0.display())]
+    AlreadyRunning(PathBuf),
+    /// The token file or the socket could not be written, removed or bound.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Why a request to a running host ([`call`]) got no response. A cause already in a
+/// variant's message is not also its [`std::error::Error::source`], so a chain printed with
+/// `{:#}` does not repeat it.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// A host answers on the socket but its token file could not be read.
+    #[error("cannot read admin token in {}: {error}", data_dir.display())]
+    Token {
+        data_dir: PathBuf,
+        error: std::io::Error,
+    },
+    /// The request could not be sent or the response read.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The response is not the JSON of a [`Response`].
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The host closed the connection before it answered.
+    #[error("the host closed the admin connection")]
+    Closed,
+}
+
 /// Paths of the endpoint within a data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.sock")
@@ -86,7 +119,7 @@ pub fn token_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Serves the admin endpoint until the task is dropped. Writes a fresh token first.
-pub async fn serve(host: Arc<Host>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub async fn serve(host: Arc<Host>) -> Result<tokio::task::JoinHandle<()>, ServeError> {
     let data_dir = host.config().data_dir.clone();
     let token = new_token()?;
     write_private(&token_path(&data_dir), token.as_bytes())?;
@@ -94,10 +127,7 @@ pub async fn serve(host: Arc<Host>) -> anyhow::Result<tokio::task::JoinHandle<()
     if sock.exists() {
         // A live host answers; a stale socket from a crashed host does not.
         if UnixStream::connect(&sock).await.is_ok() {
-            anyhow::bail!(
-                "another host is already running with data directory {}",
-                data_dir.display()
-            );
+            return Err(ServeError::AlreadyRunning(data_dir));
         }
         std::fs::remove_file(&sock)?;
     }
@@ -499,12 +529,15 @@ pub async fn call(
     op: &str,
     name: Option<String>,
     args: Option<String>,
-) -> anyhow::Result<Option<Response>> {
+) -> Result<Option<Response>, CallError> {
     let Ok(stream) = UnixStream::connect(socket_path(data_dir)).await else {
         return Ok(None);
     };
-    let token = std::fs::read_to_string(token_path(data_dir))
-        .map_err(|e| anyhow::anyhow!("cannot read admin token in {}: {e}", data_dir.display()))?;
+    let token =
+        std::fs::read_to_string(token_path(data_dir)).map_err(|error| CallError::Token {
+            data_dir: data_dir.to_path_buf(),
+            error,
+        })?;
     let req = Request {
         token: token.trim().to_string(),
         op: op.into(),
@@ -517,10 +550,7 @@ pub async fn call(
     line.push(b'\n');
     write.write_all(&line).await?;
     let mut lines = BufReader::new(read).lines();
-    let reply = lines
-        .next_line()
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the host closed the admin connection"))?;
+    let reply = lines.next_line().await?.ok_or(CallError::Closed)?;
     Ok(Some(serde_json::from_str(&reply)?))
 }
 

@@ -11,20 +11,21 @@
 //! recorded as rejected and never stops the others.
 
 use crate::agent::AgentHandle;
-use crate::audit::AuditStore;
-use crate::bus::nats::{NatsLink, NatsStatus};
+use crate::audit::{AuditError, AuditStore};
+use crate::bus::nats::{NatsError, NatsLink, NatsStatus};
 use crate::bus::{Bus, nats};
 use crate::clock::Clock;
 use crate::config::HostConfig;
 use crate::engine::{EngineSettings, Runtime};
 use crate::market::feed::FeedSpec;
+use crate::market::replay::ReplayError;
 use crate::market::service::MarketService;
 use crate::orders::service::OrderService;
 use crate::plugin::{Loader, PluginInfo};
 use crate::policy::Policy;
-use crate::state_store::{StateQuota, StateStore};
+use crate::state_store::{StateError, StateQuota, StateStore};
 use crate::tool::{ToolRunner, ToolSpec};
-use crate::tools::{BookGrants, ToolAccess, ToolRegistry};
+use crate::tools::{BookGrants, RegistryError, ToolAccess, ToolRegistry};
 use crate::venues::breaker::CircuitBreaker;
 use colony_caps::grants::GrantBook;
 use folder::{status_of, stop};
@@ -46,6 +47,54 @@ mod trading;
 pub use folder::{PluginStatus, RejectedFile, SyncReport};
 pub use grants::{GrantError, GrantListing, load_book as load_grant_book};
 pub use tools::VALIDATIONS;
+pub use trading::{OrderControlError, TradingSetupError};
+
+/// Why [`Host::start`] failed. Each variant that wraps another error shows that error's
+/// message and its sources unchanged; a cause already in a variant's message is not also its
+/// [`std::error::Error::source`], so a chain printed with `{:#}` does not repeat it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created or given its permissions.
+    #[error("cannot create data directory {}: {error}", path.display())]
+    DataDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The wasmtime engine or the linkers could not be set up. wasmtime's error type is not
+    /// a [`std::error::Error`]; it is kept as the boxed error it converts to, with its chain.
+    #[error(transparent)]
+    Engine(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The plugins' state store did not open.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The audit store did not open or could not be read.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// The audit chain does not verify, so the grants rebuilt from it cannot be trusted.
+    #[error(
+        "the audit chain is broken at record {seq}: {reason}; grants cannot be trusted \
+         (inspect with `colony audit verify`)"
+    )]
+    AuditChainBroken { seq: u64, reason: String },
+    /// The bus could not join NATS.
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    /// The replay the feed names did not load.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    /// The order router did not start.
+    #[error(transparent)]
+    Trading(#[from] TradingSetupError),
+    /// The registered tools' folder could not be opened.
+    #[error(transparent)]
+    Tools(#[from] RegistryError),
+}
+
+impl StartError {
+    fn engine(e: wasmtime::Error) -> StartError {
+        StartError::Engine(e.into_boxed_dyn_error())
+    }
+}
 
 enum Running {
     Agent(AgentHandle),
@@ -114,12 +163,10 @@ pub struct Host {
 
 impl Host {
     /// Builds the engine, opens the state store, and loads every plugin in the folder.
-    pub async fn start(mut config: HostConfig) -> anyhow::Result<Arc<Host>> {
-        crate::datadir::prepare(&config.data_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create data directory {}: {e}",
-                config.data_dir.display()
-            )
+    pub async fn start(mut config: HostConfig) -> Result<Arc<Host>, StartError> {
+        crate::datadir::prepare(&config.data_dir).map_err(|error| StartError::DataDir {
+            path: config.data_dir.clone(),
+            error,
         })?;
         let settings = EngineSettings {
             max_memory_bytes: config
@@ -134,12 +181,11 @@ impl Host {
             ..EngineSettings::default()
         };
         let cache = config.compile_cache.then(|| config.data_dir.join("cache"));
-        let runtime = Arc::new(Runtime::new(&settings, cache)?);
-        let loader = Arc::new(Loader::new(
-            runtime,
-            config.agent_limits,
-            config.tool_limits,
-        )?);
+        let runtime = Arc::new(Runtime::new(&settings, cache).map_err(StartError::engine)?);
+        let loader = Arc::new(
+            Loader::new(runtime, config.agent_limits, config.tool_limits)
+                .map_err(StartError::engine)?,
+        );
         let state =
             StateStore::open(&config.data_dir.join("state.db"), StateQuota::default()).await?;
         let audit = match &config.audit_db {
@@ -149,12 +195,10 @@ impl Host {
         // Grants are rebuilt from the chain, so the chain must be intact before it is trusted.
         let report = audit.verify().await?;
         if let Some(broken) = &report.first_broken {
-            anyhow::bail!(
-                "the audit chain is broken at record {}: {}; grants cannot be trusted \
-                 (inspect with `colony audit verify`)",
-                broken.seq,
-                broken.reason
-            );
+            return Err(StartError::AuditChainBroken {
+                seq: broken.seq,
+                reason: broken.reason.clone(),
+            });
         }
         let book = grants::load_book(&audit).await?;
         if config.trust_on_first_use {
@@ -346,5 +390,44 @@ impl Host {
         }
         last.sort_by(|a, b| a.info.name.cmp(&b.info.name));
         last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// The message names the cause once: `{:#}` (what `colony` prints) adds nothing to it.
+    #[tokio::test]
+    async fn a_data_directory_that_cannot_be_created_is_named_once() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap_or_else(|e| panic!("{e}"));
+        let data = file.join("data");
+        let Err(e) = Host::start(HostConfig::new(data.clone())).await else {
+            panic!("the host started in a data directory under a file");
+        };
+        assert!(matches!(e, StartError::DataDir { .. }), "{e:?}");
+        let text = e.to_string();
+        let expected = format!("cannot create data directory {}: ", data.display());
+        assert!(text.starts_with(&expected), "{text}");
+        assert!(e.source().is_none());
+    }
+
+    #[test]
+    fn a_damaged_kill_switch_file_is_named() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("kill-switch.json");
+        std::fs::write(&path, r#"[{"agent": 1, "mode": "on"}]"#).unwrap_or_else(|e| panic!("{e}"));
+        let e = match crate::orders::service::load_kill_switches(dir.path()) {
+            Ok(v) => panic!("a damaged kill-switch file was read: {v:?}"),
+            Err(e) => TradingSetupError::from(e),
+        };
+        assert_eq!(
+            e.to_string(),
+            format!("{}: agent must be a string or null", path.display())
+        );
+        assert!(e.source().is_none());
     }
 }

@@ -2,14 +2,17 @@
 //! approvals, settling and pacing a replay, the feed, and the equity curve.
 
 use super::{Host, Running};
-use crate::audit::AuditStore;
+use crate::audit::{AuditError, AuditStore};
 use crate::bus::Bus;
 use crate::config::HostConfig;
 use crate::market::feed;
 use crate::market::feed::{FeedReport, FeedSpec, Pace};
 use crate::market::service::MarketService;
-use crate::orders::service::{KillMode, OrderService};
+use crate::orders::journal::JournalError;
+use crate::orders::service::{KillMode, KillSwitchFileError, OrderService};
 use crate::policy::Policy;
+use crate::venues::credentials::CredentialsError;
+use colony_caps::manifest::ManifestError;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -36,6 +39,64 @@ impl Pace for HostPace<'_> {
     }
 }
 
+/// Why the order router the configuration asks for was not started. Each variant that wraps
+/// another error shows that error's message unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum TradingSetupError {
+    /// The `orders.credentials` file or the environment holding venue keys was refused.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    /// `orders.venue okx` without OKX keys.
+    #[error(
+        "orders.venue okx needs OKX credentials: COLONY_OKX_API_KEY, \
+         COLONY_OKX_SECRET and COLONY_OKX_PASSPHRASE, or [okx] in the \
+         orders.credentials file"
+    )]
+    NoOkxCredentials,
+    /// `orders.venue alpaca` without Alpaca keys.
+    #[error(
+        "orders.venue alpaca needs Alpaca credentials: COLONY_ALPACA_KEY_ID and \
+         COLONY_ALPACA_SECRET_KEY, or [alpaca] in the orders.credentials file"
+    )]
+    NoAlpacaCredentials,
+    /// The live venue's client could not be built (its URL, TLS roots, …).
+    #[error(transparent)]
+    Venue(#[from] crate::venues::http::ConfigError),
+    /// The order journal could not be opened, or the orders it holds not recovered.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// `DATA_DIR/kill-switch.json` exists but was not read.
+    #[error(transparent)]
+    KillSwitches(#[from] KillSwitchFileError),
+}
+
+/// Why an operator's action on orders ([`Host::kill_switch`], [`Host::decide_approval`])
+/// was refused or failed; the admin endpoint answers with its message.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderControlError {
+    /// The host trades on no venue.
+    #[error("this host has no order venue")]
+    NoVenue,
+    /// A kill-switch mode other than `on`, `off`, `reducing` or `halt`.
+    #[error("kill-switch {0:?}: expected on, off, reducing or halt")]
+    KillMode(String),
+    /// The agent named is not a valid plugin name.
+    #[error(transparent)]
+    AgentName(#[from] ManifestError),
+    /// `DATA_DIR/kill-switch.json` was not written.
+    #[error(transparent)]
+    SaveKillSwitches(#[from] std::io::Error),
+    /// An approval id that is not a number.
+    #[error("approval id {0:?}: expected a number")]
+    ApprovalId(String),
+    /// No order waits for this approval (decided already, or never asked).
+    #[error("no order is waiting for approval {0}")]
+    NoApproval(u64),
+    /// The action took effect but was not audited.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
 /// The order router the configuration asks for, fed by the market service, with the kill
 /// switches of the last run restored.
 pub(super) async fn start_orders(
@@ -43,7 +104,7 @@ pub(super) async fn start_orders(
     bus: &Bus,
     market: Option<&Arc<MarketService>>,
     audit: &AuditStore,
-) -> anyhow::Result<Option<Arc<OrderService>>> {
+) -> Result<Option<Arc<OrderService>>, TradingSetupError> {
     use crate::orders::config::VenueChoice;
     use crate::orders::venue::{PaperVenue, Venue};
     use crate::venues::credentials::VenueCredentials;
@@ -57,25 +118,18 @@ pub(super) async fn start_orders(
         VenueChoice::None => return Ok(None),
         VenueChoice::Paper => Arc::new(PaperVenue::new(settings.router.paper.clone())),
         VenueChoice::Okx { url, demo } => {
-            let creds = credentials()?.okx.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "orders.venue okx needs OKX credentials: COLONY_OKX_API_KEY, \
-                     COLONY_OKX_SECRET and COLONY_OKX_PASSPHRASE, or [okx] in the \
-                     orders.credentials file"
-                )
-            })?;
+            let creds = credentials()?
+                .okx
+                .ok_or(TradingSetupError::NoOkxCredentials)?;
             Arc::new(
                 LiveVenue::okx(creds, *demo, url, settings.venue_timeout)?
                     .with_audit(audit.writer()),
             )
         }
         VenueChoice::Alpaca { url } => {
-            let creds = credentials()?.alpaca.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "orders.venue alpaca needs Alpaca credentials: COLONY_ALPACA_KEY_ID and \
-                     COLONY_ALPACA_SECRET_KEY, or [alpaca] in the orders.credentials file"
-                )
-            })?;
+            let creds = credentials()?
+                .alpaca
+                .ok_or(TradingSetupError::NoAlpacaCredentials)?;
             let env = if url.contains("paper") {
                 crate::venues::alpaca::AlpacaEnv::Paper
             } else {
@@ -127,14 +181,17 @@ impl Host {
     }
 
     /// The order router, or the error an operator sees on a host without a venue.
-    pub(super) fn venue(&self) -> anyhow::Result<&Arc<OrderService>> {
-        self.orders
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("this host has no order venue"))
+    pub(super) fn venue(&self) -> Result<&Arc<OrderService>, OrderControlError> {
+        self.orders.as_ref().ok_or(OrderControlError::NoVenue)
     }
 
     /// Records an operator's action on orders (`kind`: `kill-switch`, `order-approval`).
-    async fn audit_operator(&self, kind: &str, actor: &str, detail: String) -> anyhow::Result<()> {
+    async fn audit_operator(
+        &self,
+        kind: &str,
+        actor: &str,
+        detail: String,
+    ) -> Result<(), AuditError> {
         let rec = crate::audit::AuditRecord::new(crate::audit::AuditKind::Other(kind.into()))
             .with_actor(actor)
             .with_detail(detail);
@@ -149,11 +206,9 @@ impl Host {
         agent: Option<&str>,
         mode: &str,
         actor: &str,
-    ) -> anyhow::Result<serde_json::Value> {
+    ) -> Result<serde_json::Value, OrderControlError> {
         let orders = self.venue()?;
-        let m = KillMode::parse(mode).ok_or_else(|| {
-            anyhow::anyhow!("kill-switch {mode:?}: expected on, off, reducing or halt")
-        })?;
+        let m = KillMode::parse(mode).ok_or_else(|| OrderControlError::KillMode(mode.into()))?;
         if let Some(a) = agent {
             colony_caps::manifest::validate_name(a)?;
         }
@@ -174,15 +229,15 @@ impl Host {
         id: &str,
         approve: bool,
         actor: &str,
-    ) -> anyhow::Result<serde_json::Value> {
+    ) -> Result<serde_json::Value, OrderControlError> {
         let orders = self.venue()?;
         let id: u64 = id
             .parse()
-            .map_err(|_| anyhow::anyhow!("approval id {id:?}: expected a number"))?;
+            .map_err(|_| OrderControlError::ApprovalId(id.into()))?;
         let now = self.config.clock.now_ns();
         let found = orders.resolve_approval(id, approve, "approval.denied", now);
         if !found {
-            anyhow::bail!("no order is waiting for approval {id}");
+            return Err(OrderControlError::NoApproval(id));
         }
         let verb = if approve { "approved" } else { "denied" };
         self.audit_operator("order-approval", actor, format!("approval {id} {verb}"))

@@ -94,7 +94,9 @@ pub enum CallError {
     /// A host answers on the socket but its token file could not be read.
     #[error("cannot read admin token in {}: {error}", data_dir.display())]
     Token {
+        /// The data directory.
         data_dir: PathBuf,
+        /// Why the token was not read.
         error: std::io::Error,
     },
     /// The request could not be sent or the response read.

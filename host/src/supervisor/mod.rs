@@ -57,7 +57,9 @@ pub enum StartError {
     /// The data directory could not be created or given its permissions.
     #[error("cannot create data directory {}: {error}", path.display())]
     DataDir {
+        /// The directory.
         path: PathBuf,
+        /// Why.
         error: std::io::Error,
     },
     /// The wasmtime engine or the linkers could not be set up. wasmtime's error type is not
@@ -75,7 +77,12 @@ pub enum StartError {
         "the audit chain is broken at record {seq}: {reason}; grants cannot be trusted \
          (inspect with `colony audit verify`)"
     )]
-    AuditChainBroken { seq: u64, reason: String },
+    AuditChainBroken {
+        /// The first record that does not verify.
+        seq: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The bus could not join NATS.
     #[error(transparent)]
     Nats(#[from] NatsError),

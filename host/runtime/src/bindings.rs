@@ -6,7 +6,7 @@
 /// The `agent` world: imports `types`, `log`, `state`; exports `handler`.
 pub mod agent {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "agent",
         imports: {
             // `log` never waits: a synchronous call is cheapest on the hot path.
@@ -25,7 +25,7 @@ pub mod agent {
 /// used: the loader links `log` and `wasi:http` one by one.
 pub(crate) mod tool {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "tool",
         imports: { default: async | trappable },
         exports: { default: async },

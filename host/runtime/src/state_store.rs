@@ -77,7 +77,7 @@ impl StateStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/state").run(&pool).await?;
+        sqlx::migrate!("../migrations/state").run(&pool).await?;
         Ok(StateStore {
             pool,
             quota,

@@ -17,10 +17,10 @@
 //! | 8 + n | `actor`, `detail` |
 
 /// Length of a chain hash in bytes (blake3).
-pub const HASH_LEN: usize = 32;
+pub(crate) const HASH_LEN: usize = 32;
 
 /// The `prev_hash` of the first record, and the head of an empty log.
-pub const GENESIS: [u8; HASH_LEN] = [0; HASH_LEN];
+pub(crate) const GENESIS: [u8; HASH_LEN] = [0; HASH_LEN];
 
 /// Version byte at the start of every encoding; a new encoding gets a new number.
 const ENCODING_VERSION: u8 = 1;
@@ -80,7 +80,7 @@ pub fn encode(fields: &ChainFields<'_>) -> Vec<u8> {
 }
 
 /// The hash of a record that follows a record whose hash is `prev`.
-pub fn link_hash(prev: &[u8; HASH_LEN], fields: &ChainFields<'_>) -> [u8; HASH_LEN] {
+pub(crate) fn link_hash(prev: &[u8; HASH_LEN], fields: &ChainFields<'_>) -> [u8; HASH_LEN] {
     let mut hasher = blake3::Hasher::new();
     hasher.update(prev);
     feed(fields, &mut |b| {

@@ -173,7 +173,7 @@ impl AuditRecord {
     /// `count` refusals of `capability` (a whole capability when only one was refused, else
     /// its name) to the plugin build, over the `elapsed_ms` before `ts_ns`, that were not
     /// recorded one by one (kind `deny-summary`, decision `deny`, actor `host`).
-    pub fn deny_summary(
+    pub(crate) fn deny_summary(
         plugin: &str,
         digest: &str,
         capability: &str,

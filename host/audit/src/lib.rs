@@ -44,9 +44,9 @@ use store::Backend;
 pub use writer::{AuditWriter, MAX_BATCH, QUEUE_CAPACITY};
 
 /// Longest `plugin`, `digest`, `capability` or `actor` kept, in bytes (longer text is cut).
-pub const MAX_FIELD_BYTES: usize = 1024;
+pub(crate) const MAX_FIELD_BYTES: usize = 1024;
 /// Longest `detail` kept, in bytes (longer text is cut).
-pub const MAX_DETAIL_BYTES: usize = 4096;
+pub(crate) const MAX_DETAIL_BYTES: usize = 4096;
 
 /// Why an audit operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -340,7 +340,7 @@ fn clean(s: &mut String, max: usize) {
 
 /// The number of refusals a `deny-summary` record's `detail` stands for (`None` if the
 /// detail does not start with a count).
-pub fn summary_count(detail: &str) -> Option<u64> {
+pub(crate) fn summary_count(detail: &str) -> Option<u64> {
     detail.split(' ').next()?.parse().ok()
 }
 

@@ -130,7 +130,7 @@ impl Envelope {
     }
 
     /// Whether the subject is market data (`md.…`).
-    pub fn is_market_data(&self) -> bool {
+    pub(crate) fn is_market_data(&self) -> bool {
         self.subject.starts_with(MARKET_DATA_PREFIX)
     }
 
@@ -159,7 +159,7 @@ impl Envelope {
     }
 
     /// Whether the message has expired at `now`.
-    pub fn is_expired_at(&self, now: Instant) -> bool {
+    pub(crate) fn is_expired_at(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
 }

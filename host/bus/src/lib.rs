@@ -87,14 +87,14 @@ const SETTLE_SPINS: usize = 64;
 /// Prefix of the subjects requests wait on for replies.
 pub const INBOX_PREFIX: &str = "_INBOX.";
 /// Prefix of dead-letter subjects.
-pub const DEAD_PREFIX: &str = "_DEAD.";
+pub(crate) const DEAD_PREFIX: &str = "_DEAD.";
 /// The header naming why a message was dead-lettered.
-pub const DEAD_REASON_HEADER: &str = "x-dead-reason";
+pub(crate) const DEAD_REASON_HEADER: &str = "x-dead-reason";
 /// The header naming the mailbox owner that refused or expired a dead letter.
-pub const DEAD_SUBSCRIBER_HEADER: &str = "x-dead-subscriber";
+pub(crate) const DEAD_SUBSCRIBER_HEADER: &str = "x-dead-subscriber";
 /// Most replies a request or gather holds unread; a reply that finds that many waiting is
 /// counted late.
-pub const MAX_GATHER: usize = 4096;
+pub(crate) const MAX_GATHER: usize = 4096;
 
 /// Header-name prefixes only the host writes (compared without regard to case): `x-dead-`
 /// (dead letters), `x-colony-` (kept for the host's future headers) and `colony-` (the NATS
@@ -416,7 +416,7 @@ impl Bus {
     /// request and reply is also handed to it, and it is told which patterns the local
     /// subscribers want (those that exist now, at once). Only one link per bus; false if one
     /// was attached already.
-    pub fn attach_remote(&self, remote: Arc<dyn Remote>) -> bool {
+    pub(crate) fn attach_remote(&self, remote: Arc<dyn Remote>) -> bool {
         if self.0.remote.set(Arc::clone(&remote)).is_err() {
             return false;
         }
@@ -472,7 +472,7 @@ impl Bus {
     }
 
     /// Whether a remote link is attached.
-    pub fn is_joined(&self) -> bool {
+    pub(crate) fn is_joined(&self) -> bool {
         self.0.remote.get().is_some()
     }
 
@@ -499,7 +499,7 @@ impl Bus {
     /// The remote link found no responder anywhere for the request waiting on `inbox` (the
     /// token after `_INBOX.`): if no local mailbox took it either, the request ends at once
     /// with [`BusError::NoResponders`].
-    pub fn remote_no_responders(&self, inbox: &str) {
+    pub(crate) fn remote_no_responders(&self, inbox: &str) {
         let mut pending = self.0.lock_pending();
         if pending.get(inbox).is_some_and(|w| !w.local)
             && let Some(w) = pending.remove(inbox)
@@ -562,7 +562,7 @@ impl Bus {
     }
 
     /// How many subscriptions exist.
-    pub fn subscription_count(&self) -> usize {
+    pub(crate) fn subscription_count(&self) -> usize {
         self.0
             .read_table()
             .targets

@@ -25,7 +25,7 @@ pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
 pub const SENDER_SHARE: usize = 4;
 
 /// The smallest per-sender share: a small mailbox (an operator's, a test's) is not split.
-pub const MIN_SENDER_SHARE: usize = 64;
+pub(crate) const MIN_SENDER_SHARE: usize = 64;
 
 /// What [`Mailbox::push`] did with an envelope it accepted or dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,7 +265,7 @@ impl Mailbox {
     }
 
     /// Most shared envelopes one sender may have queued here ([`SENDER_SHARE`]).
-    pub fn sender_share(&self) -> usize {
+    pub(crate) fn sender_share(&self) -> usize {
         (self.0.capacity / SENDER_SHARE)
             .max(MIN_SENDER_SHARE)
             .min(self.0.capacity)

@@ -52,7 +52,7 @@ use colony_model::market::MarketEvent;
 use super::{Bus, Content, Envelope, INBOX_PREFIX, Priority, Remote, WeakBus};
 
 /// Envelopes waiting to go out to NATS; beyond this a publish is refused.
-pub const FORWARD_QUEUE: usize = 65_536;
+pub(crate) const FORWARD_QUEUE: usize = 65_536;
 
 const H_ID: &str = "Colony-Id";
 const H_SENDER: &str = "Colony-Sender";
@@ -205,7 +205,7 @@ pub enum NatsError {
 /// How a market-data envelope's payload (`md.…`) that arrived from NATS is typed again, so
 /// local agents get it in `on-market` as from a local feed: the market crate's JSONL record
 /// decoder. The bus knows no market format of its own.
-pub type MarketDecoder = fn(&[u8]) -> Option<MarketEvent>;
+pub(crate) type MarketDecoder = fn(&[u8]) -> Option<MarketEvent>;
 
 /// Connects to NATS and joins `bus` to it: returns the link, already attached to the bus.
 /// Fails if the first connection cannot be made within 5 seconds; after that, lost

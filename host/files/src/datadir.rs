@@ -17,7 +17,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Name of the lock file inside the data directory.
-pub const LOCK_FILE: &str = "colony.lock";
+pub(crate) const LOCK_FILE: &str = "colony.lock";
 
 /// Why the data directory could not be locked.
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +153,7 @@ pub fn prepare(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Narrows `path` to `mode` if it grants anything to the group or others.
-pub fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+pub(crate) fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
     let old = std::fs::metadata(path)?.permissions().mode() & 0o777;
     if old & 0o077 != 0 {
         tracing::warn!(

@@ -146,7 +146,7 @@ impl Aggregator {
     }
 
     /// Folds in one trade; returns the bar it closed, if it opened a new bucket.
-    pub fn push_trade(&mut self, trade: &Trade) -> Result<Option<Candle>, CandleError> {
+    pub(crate) fn push_trade(&mut self, trade: &Trade) -> Result<Option<Candle>, CandleError> {
         let piece = Candle {
             symbol: trade.symbol.clone(),
             interval_secs: self.interval_secs,
@@ -162,7 +162,7 @@ impl Aggregator {
 
     /// Folds in one closed candle of an interval that divides this one; returns the bar it
     /// closed, if it opened a new bucket.
-    pub fn push_candle(&mut self, candle: &Candle) -> Result<Option<Candle>, CandleError> {
+    pub(crate) fn push_candle(&mut self, candle: &Candle) -> Result<Option<Candle>, CandleError> {
         let input = candle.interval_secs;
         if input == 0 || !self.interval_secs.is_multiple_of(input) {
             return Err(CandleError::IntervalMismatch {
@@ -231,7 +231,7 @@ impl Aggregator {
 
     /// Closes and returns every open bar whose bucket ended at or before `now` (for a feed that
     /// went quiet), ordered by symbol.
-    pub fn close_due(&mut self, now: Timestamp) -> Vec<Candle> {
+    pub(crate) fn close_due(&mut self, now: Timestamp) -> Vec<Candle> {
         let len = u64::from(self.interval_secs) * NANOS_PER_SEC;
         let mut out: Vec<Candle> = self
             .series
@@ -392,7 +392,7 @@ impl CandleStore {
 
     /// Closes the bars whose bucket ended at or before `now`; returns them shortest interval
     /// first.
-    pub fn close_due(&mut self, now: Timestamp) -> Vec<Candle> {
+    pub(crate) fn close_due(&mut self, now: Timestamp) -> Vec<Candle> {
         let closed: Vec<Candle> = self
             .aggregators
             .iter_mut()

@@ -189,7 +189,7 @@ pub trait Pace: Send + Sync {
 }
 
 /// Events `--speed fast` lets the feed run ahead of the slowest agent (half an agent mailbox).
-pub const FAST_WINDOW: usize = 512;
+pub(crate) const FAST_WINDOW: usize = 512;
 
 /// Plays `replay` into `service` in lockstep (see the module doc).
 pub async fn play(

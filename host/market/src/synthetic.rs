@@ -25,10 +25,10 @@ const MAX_TICKS: i64 = 1_000_000_000_000;
 const MAX_INCREMENT: i64 = 1_000_000;
 
 /// Most symbols one generator makes.
-pub const MAX_SYMBOLS: usize = 100_000;
+pub(crate) const MAX_SYMBOLS: usize = 100_000;
 
 /// Most book levels per side.
-pub const MAX_DEPTH: usize = 1_000;
+pub(crate) const MAX_DEPTH: usize = 1_000;
 
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -175,7 +175,7 @@ impl Synthetic {
 
     /// The events of the next step: every symbol's quote, maybe a trade, maybe a book, all at
     /// the step's time.
-    pub fn next_step(&mut self) -> Vec<MarketEvent> {
+    pub(crate) fn next_step(&mut self) -> Vec<MarketEvent> {
         let ts = self
             .config
             .start

@@ -48,7 +48,7 @@ use std::time::Duration;
 use colony_caps::HttpTarget;
 
 /// Longest URL or `Location` accepted, in bytes.
-pub const MAX_URL_LEN: usize = 8192;
+pub(crate) const MAX_URL_LEN: usize = 8192;
 
 /// Size and time caps on one outbound request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

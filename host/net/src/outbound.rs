@@ -269,7 +269,7 @@ impl OutboundPolicy {
 
     /// Checks one address `target` is about to connect to: a public address is allowed; any
     /// other only when a grant names that address (for the target's scheme and port).
-    pub fn check_addr(&self, target: &Target, addr: IpAddr) -> Result<(), HttpRefusal> {
+    pub(crate) fn check_addr(&self, target: &Target, addr: IpAddr) -> Result<(), HttpRefusal> {
         let Some(why) = ranges::classify(addr) else {
             return Ok(());
         };

@@ -19,7 +19,7 @@ use crate::limits::Limits;
 
 /// How often the ticker thread advances the engine's epoch. Deadlines are checked (and
 /// running guests yield to the async executor) at this granularity.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Settings the engine is built from (the operator's limits decide the pool's slot sizes).
 #[derive(Debug, Clone)]
@@ -190,11 +190,11 @@ impl Drop for Runtime {
 
 /// The nice value of background work: compiling components (wasmtime's compiler threads) and
 /// validating tools. The kernel then runs agents' events first whenever both want a core.
-pub const BACKGROUND_NICE: i32 = 10;
+pub(crate) const BACKGROUND_NICE: i32 = 10;
 
 /// Lowers the calling thread's CPU priority to [`BACKGROUND_NICE`] (on Linux a nice value is
 /// per thread). Best effort: a failure leaves the priority as it was.
-pub fn lower_thread_priority() {
+pub(crate) fn lower_thread_priority() {
     if let Err(e) = rustix::process::setpriority_process(None, BACKGROUND_NICE) {
         tracing::debug!(error = %e, "cannot lower the priority of a background thread");
     }

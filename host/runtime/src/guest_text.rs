@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 /// Longest guest-provided text (an error message, a `describe` field) the host passes on;
 /// the rest is cut and replaced by a marker ([`cap`]).
-pub const MAX_GUEST_TEXT: usize = 64 * 1024;
+pub(crate) const MAX_GUEST_TEXT: usize = 64 * 1024;
 
 /// Whether `c` must not reach a log or terminal as itself: C0 and C1 control characters
 /// (newline, carriage return, NUL, escape, …), DEL, the Unicode line and paragraph separators,
@@ -27,7 +27,7 @@ fn needs_escape(c: char) -> bool {
 
 /// `text` with every control character escaped: `\n`, `\r`, `\t`, `\0` as those two
 /// characters, any other as `\u{XX}`. Text without any is returned as it is.
-pub fn escape_controls(text: &str) -> Cow<'_, str> {
+pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
     if !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
     }
@@ -71,7 +71,7 @@ pub fn sanitize(text: &str, max: usize) -> String {
 }
 
 /// [`sanitize`] with [`MAX_GUEST_TEXT`], in place: for a guest's error message.
-pub fn sanitize_owned(text: String) -> String {
+pub(crate) fn sanitize_owned(text: String) -> String {
     if text.len() <= MAX_GUEST_TEXT && !text.chars().any(needs_escape) {
         return text;
     }

@@ -90,7 +90,7 @@ impl Limits {
     }
 
     /// The wall-clock hang guard as a `Duration`.
-    pub fn hang_guard(&self) -> Duration {
+    pub(crate) fn hang_guard(&self) -> Duration {
         Duration::from_millis(self.hang_guard_ms)
     }
 
@@ -210,7 +210,7 @@ impl GuestLimiter {
     }
 
     /// Bytes of linear memory the store holds now.
-    pub fn memory_used(&self) -> u64 {
+    pub(crate) fn memory_used(&self) -> u64 {
         self.memory_used
     }
 }

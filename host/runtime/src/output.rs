@@ -13,7 +13,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use crate::limits::LimitExceeded;
 
 /// Longest line forwarded to the log; longer lines are cut.
-pub const MAX_LINE: usize = 8 * 1024;
+pub(crate) const MAX_LINE: usize = 8 * 1024;
 
 /// Which guest stream a sink serves.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +54,7 @@ impl OutputBudget {
     /// Ends an event or call: logs any partial line left (both streams share one line
     /// buffer; the rest is logged as stdout) and makes the full budget available to the next
     /// call. One lock, on every event's path.
-    pub fn end_call(&self) {
+    pub(crate) fn end_call(&self) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.used = 0;
             if !inner.line.is_empty() {

@@ -21,11 +21,11 @@ use colony_caps::manifest::{self, Kind, Manifest, RequestedLimits};
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The interface an agent exports.
-pub const AGENT_EXPORT: &str = "colony:plugin/handler";
+pub(crate) const AGENT_EXPORT: &str = "colony:plugin/handler";
 /// The interface a tool exports.
-pub const TOOL_EXPORT: &str = "colony:plugin/tool-handler";
+pub(crate) const TOOL_EXPORT: &str = "colony:plugin/tool-handler";
 /// Colony interfaces the `agent` world offers.
-pub const AGENT_IMPORTS: &[&str] = &[
+pub(crate) const AGENT_IMPORTS: &[&str] = &[
     "colony:plugin/types",
     "colony:plugin/log",
     "colony:plugin/state",
@@ -36,14 +36,14 @@ pub const AGENT_IMPORTS: &[&str] = &[
     "colony:plugin/timers",
 ];
 /// Colony interfaces the `tool` world offers.
-pub const TOOL_IMPORTS: &[&str] = &["colony:plugin/types", "colony:plugin/log"];
+pub(crate) const TOOL_IMPORTS: &[&str] = &["colony:plugin/types", "colony:plugin/log"];
 /// The `wasi:http` 0.2 interfaces the `tool` world offers (never the agent world). Every
 /// request is checked against the tool's `http.outbound` grants when it is sent; a registered
 /// tool must also hold such a grant to import them (`tools::validate::check_imports`).
 pub const HTTP_IMPORTS: &[&str] = &["wasi:http/types", "wasi:http/outgoing-handler"];
 /// WASI 0.2 interfaces linked into every world (deny-by-default context: no preopens, no
 /// environment, no network).
-pub const WASI_IMPORTS: &[&str] = &[
+pub(crate) const WASI_IMPORTS: &[&str] = &[
     "wasi:cli/environment",
     "wasi:cli/exit",
     "wasi:cli/stdin",

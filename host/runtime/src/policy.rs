@@ -102,13 +102,13 @@ impl Policy {
     }
 
     /// Changes whenever the grants change (a [`CheckCache`] from before is void).
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 
     /// Changes whenever the filesystem or environment grants change: an instance created
     /// under another generation must not run again.
-    pub fn wasi_generation(&self) -> u64 {
+    pub(crate) fn wasi_generation(&self) -> u64 {
         self.wasi_generation.load(Ordering::SeqCst)
     }
 

@@ -149,7 +149,7 @@ pub fn new_store(
 }
 
 /// [`new_store`] whose guest reads `clock` through the WASI clocks (see [`Clock::install`]).
-pub fn new_store_with_clock(
+pub(crate) fn new_store_with_clock(
     engine: &Engine,
     plugin: Arc<str>,
     limits: Limits,
@@ -305,7 +305,7 @@ impl CallError {
     }
 
     /// Whether the instance is unusable afterwards (a trap or a limit).
-    pub fn is_fatal_to_instance(&self) -> bool {
+    pub(crate) fn is_fatal_to_instance(&self) -> bool {
         matches!(self, CallError::Limit { .. } | CallError::Trap { .. })
     }
 }

@@ -27,13 +27,13 @@ use crate::bus::{Content, Envelope, Mailbox};
 use crate::clock::Clock;
 
 /// Timers one agent may have.
-pub const MAX_TIMERS_PER_AGENT: usize = 16;
+pub(crate) const MAX_TIMERS_PER_AGENT: usize = 16;
 /// Longest timer name, in bytes.
 pub const MAX_NAME_BYTES: usize = 64;
 /// Shortest period of a periodic timer.
-pub const MIN_PERIOD_MS: u64 = 10;
+pub(crate) const MIN_PERIOD_MS: u64 = 10;
 /// Longest first delay (366 days).
-pub const MAX_AFTER_MS: u64 = 366 * 24 * 3600 * 1000;
+pub(crate) const MAX_AFTER_MS: u64 = 366 * 24 * 3600 * 1000;
 
 const NS_PER_MS: u64 = 1_000_000;
 
@@ -177,13 +177,13 @@ impl Timers {
     }
 
     /// Due timers of `agent` go to `mailbox` from now on (its current actor's).
-    pub fn attach(&self, agent: &Arc<str>, mailbox: Mailbox) {
+    pub(crate) fn attach(&self, agent: &Arc<str>, mailbox: Mailbox) {
         self.lock().agents.entry(agent.clone()).or_default().target = Some(mailbox);
     }
 
     /// Due timers of `agent` are dropped until the next [`Timers::attach`] (it is
     /// quarantined: nothing may wait in its mailbox).
-    pub fn detach(&self, agent: &str) {
+    pub(crate) fn detach(&self, agent: &str) {
         if let Some(a) = self.lock().agents.get_mut(agent) {
             a.target = None;
         }

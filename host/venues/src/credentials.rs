@@ -29,7 +29,7 @@ impl Secret {
     }
 
     /// The secret itself, for signing or a request header. Never format the result.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -117,15 +117,15 @@ pub enum CredentialsError {
 }
 
 /// Environment variable of the OKX API key.
-pub const OKX_API_KEY_VAR: &str = "COLONY_OKX_API_KEY";
+pub(crate) const OKX_API_KEY_VAR: &str = "COLONY_OKX_API_KEY";
 /// Environment variable of the OKX secret key.
-pub const OKX_SECRET_VAR: &str = "COLONY_OKX_SECRET";
+pub(crate) const OKX_SECRET_VAR: &str = "COLONY_OKX_SECRET";
 /// Environment variable of the OKX passphrase.
-pub const OKX_PASSPHRASE_VAR: &str = "COLONY_OKX_PASSPHRASE";
+pub(crate) const OKX_PASSPHRASE_VAR: &str = "COLONY_OKX_PASSPHRASE";
 /// Environment variable of the Alpaca key id.
-pub const ALPACA_KEY_ID_VAR: &str = "COLONY_ALPACA_KEY_ID";
+pub(crate) const ALPACA_KEY_ID_VAR: &str = "COLONY_ALPACA_KEY_ID";
 /// Environment variable of the Alpaca secret key.
-pub const ALPACA_SECRET_KEY_VAR: &str = "COLONY_ALPACA_SECRET_KEY";
+pub(crate) const ALPACA_SECRET_KEY_VAR: &str = "COLONY_ALPACA_SECRET_KEY";
 
 impl VenueCredentials {
     /// Credentials from the process environment (see the module doc for the names).
@@ -134,7 +134,9 @@ impl VenueCredentials {
     }
 
     /// Credentials from `lookup(name)`, an environment stand-in; empty values count as unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, CredentialsError> {
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, CredentialsError> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let okx = all_or_none(
             "okx",
@@ -186,7 +188,7 @@ impl VenueCredentials {
     }
 
     /// Parses credentials TOML; the error is the 1-based line of the problem (0 if unknown).
-    pub fn from_toml_str(text: &str) -> Result<Self, usize> {
+    pub(crate) fn from_toml_str(text: &str) -> Result<Self, usize> {
         toml::from_str(text).map_err(|e: toml::de::Error| {
             e.span().map_or(0, |span| {
                 let before = &text.as_bytes()[..span.start.min(text.len())];

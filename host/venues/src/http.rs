@@ -287,7 +287,7 @@ pub(crate) mod loopback {
     }
 
     /// How the server answers one request.
-    pub enum Reply {
+    pub(crate) enum Reply {
         /// A `Content-Length` response with a JSON body.
         Json(u16, String),
         /// These bytes, then close the connection.

@@ -32,7 +32,7 @@ use std::fmt;
 
 /// Largest response body the parsers accept. Order and balance responses are a few KiB; a larger
 /// body is not one of them.
-pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 /// Header names whose values are secrets; [`SignedRequest`]'s `Debug` prints them as `***`.
 const SECRET_HEADERS: &[&str] = &["OK-ACCESS-PASSPHRASE", "APCA-API-SECRET-KEY"];

@@ -38,11 +38,11 @@ use colony_orders::venue::{Answer, Pending, Venue, VenueKind};
 use colony_orders::{ExecKind, ExecReport, OrderRequest, OrderState};
 
 /// Reject code of an order the venue refused; the message is the venue's code and text.
-pub const REJECTED: &str = "venue.rejected";
+pub(crate) const REJECTED: &str = "venue.rejected";
 /// Reject code of an order the venue has no way to express (Alpaca post-only, …); not sent.
-pub const UNSUPPORTED: &str = "venue.unsupported";
+pub(crate) const UNSUPPORTED: &str = "venue.unsupported";
 /// Reject code of an order the venue's rules refuse (an OKX `clOrdId` with a dash, …); not sent.
-pub const INVALID_ORDER: &str = "venue.invalid-order";
+pub(crate) const INVALID_ORDER: &str = "venue.invalid-order";
 
 pub use colony_orders::venue::{VenueError, VenueOrder};
 
@@ -212,7 +212,7 @@ impl<A: Adapter> LiveVenue<A> {
     }
 
     /// The circuit breaker's state now.
-    pub fn breaker_status(&self) -> BreakerStatus {
+    pub(crate) fn breaker_status(&self) -> BreakerStatus {
         self.breaker().status(Instant::now())
     }
 

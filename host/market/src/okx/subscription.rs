@@ -43,7 +43,7 @@ impl Channel {
     }
 
     /// The channel OKX calls `name`.
-    pub fn from_name(name: &str) -> Option<Channel> {
+    pub(crate) fn from_name(name: &str) -> Option<Channel> {
         Channel::ALL.into_iter().find(|c| c.as_str() == name)
     }
 }

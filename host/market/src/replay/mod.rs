@@ -37,13 +37,13 @@ use colony_risk::book::L2Book;
 use rust_decimal::Decimal;
 
 /// Largest input file, after decompression (1 GiB).
-pub const MAX_INPUT_BYTES: u64 = 1 << 30;
+pub(crate) const MAX_INPUT_BYTES: u64 = 1 << 30;
 
 /// Book levels per side in the Book events of a depth replay, unless told otherwise.
-pub const DEFAULT_BOOK_DEPTH: usize = 20;
+pub(crate) const DEFAULT_BOOK_DEPTH: usize = 20;
 
 /// Most book levels per side a Book event carries.
-pub const MAX_BOOK_DEPTH: usize = 1_000;
+pub(crate) const MAX_BOOK_DEPTH: usize = 1_000;
 
 pub use colony_model::symbol::MAX_SYMBOL_LEN;
 

@@ -28,7 +28,7 @@ impl Replay {
 
     /// Several replays as one: events and issues merged by time (a stable merge, so each input
     /// keeps its own order).
-    pub fn merge(parts: Vec<Replay>) -> Replay {
+    pub(crate) fn merge(parts: Vec<Replay>) -> Replay {
         let mut all = Replay::default();
         for part in parts {
             all.events.extend(part.events);

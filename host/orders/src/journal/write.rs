@@ -6,7 +6,7 @@ impl Journal {
     /// Writes the intent (the full request, the venue, `now` as created and updated, status
     /// `pending`, not sent) and returns once it is committed. A second intent with the same
     /// venue, agent and client id is [`JournalError::Duplicate`] and changes nothing.
-    pub async fn record_intent(
+    pub(crate) async fn record_intent(
         &self,
         venue: &str,
         order: &OrderRequest,
@@ -46,7 +46,7 @@ impl Journal {
     /// Records that the request is being handed to the venue (the status stays as it is).
     /// Only the first call's time is kept. Lets reconciliation tell "never sent" from "maybe
     /// sent".
-    pub async fn mark_sent(
+    pub(crate) async fn mark_sent(
         &self,
         agent: &str,
         client_id: &str,
@@ -76,7 +76,7 @@ impl Journal {
 
     /// Records `reports` in order, in one transaction: all of them or, if any fails (a report
     /// for an order without an intent, a corrupt order row), none.
-    pub async fn record_batch(&self, reports: &[ExecReport]) -> Result<(), JournalError> {
+    pub(crate) async fn record_batch(&self, reports: &[ExecReport]) -> Result<(), JournalError> {
         if reports.is_empty() {
             return Ok(());
         }

@@ -210,7 +210,7 @@ impl AgentInstance {
 
     /// Whether the policy's filesystem/environment grants changed since this instance was
     /// made (its preopens and environment would outlive the change).
-    pub fn wasi_stale(&self) -> bool {
+    pub(crate) fn wasi_stale(&self) -> bool {
         let data = self.store.data();
         data.wasi_generation != data.policy.wasi_generation()
     }
@@ -227,7 +227,7 @@ impl AgentInstance {
     }
 
     /// Bytes of linear memory the instance holds.
-    pub fn memory_used(&self) -> u64 {
+    pub(crate) fn memory_used(&self) -> u64 {
         self.store.data().limiter.memory_used()
     }
 

@@ -33,10 +33,10 @@
 use serde::Serialize;
 
 /// Events in one agent's mailbox.
-pub const MAILBOX_CAPACITY: usize = 1024;
+pub(crate) const MAILBOX_CAPACITY: usize = 1024;
 /// The plugin name under which sleeping agents' snapshots are kept in the state store (not
 /// a valid plugin name, so no plugin can read or write it).
-pub const SLEEP_SNAPSHOTS: &str = "#sleep";
+pub(crate) const SLEEP_SNAPSHOTS: &str = "#sleep";
 
 /// Where an agent is in its life (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

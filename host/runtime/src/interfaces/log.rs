@@ -36,7 +36,7 @@ impl LogBudget {
     }
 
     /// Logs one warning if lines were dropped in this event.
-    pub fn report_dropped(&self, plugin: &str, call: &str) {
+    pub(crate) fn report_dropped(&self, plugin: &str, call: &str) {
         if self.dropped > 0 {
             tracing::warn!(
                 target: "colony::guest",

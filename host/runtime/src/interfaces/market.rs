@@ -63,7 +63,7 @@ fn candle(c: &md::Candle) -> wit::Candle {
 }
 
 /// The guest-visible form of a market event.
-pub fn to_wit(event: &MarketEvent) -> wit::MarketEvent {
+pub(crate) fn to_wit(event: &MarketEvent) -> wit::MarketEvent {
     match event {
         MarketEvent::Quote(q) => wit::MarketEvent::Quote(quote(q)),
         MarketEvent::Trade(t) => wit::MarketEvent::Trade(wit::Trade {

@@ -35,18 +35,18 @@ use crate::limits::Limits;
 use colony_caps::Request;
 
 /// Most subscriptions one agent instance may hold.
-pub const MAX_SUBSCRIPTIONS: usize = 64;
+pub(crate) const MAX_SUBSCRIPTIONS: usize = 64;
 
 /// Most headers on one message.
-pub const MAX_HEADERS: usize = 32;
+pub(crate) const MAX_HEADERS: usize = 32;
 /// Most bytes of header names and values together on one message.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Longest header name, in bytes.
-pub const MAX_HEADER_NAME: usize = 128;
+pub(crate) const MAX_HEADER_NAME: usize = 128;
 
 /// Most requests an instance remembers having received, for `reply`; the oldest is forgotten
 /// first (by then its requester has long timed out).
-pub const MAX_ANSWERABLE: usize = 1024;
+pub(crate) const MAX_ANSWERABLE: usize = 1024;
 
 /// One agent instance's link to the bus: its actor's mailbox and its own subscriptions,
 /// which end with the instance (a re-instantiated agent subscribes again in `init`).
@@ -110,7 +110,7 @@ impl BusLink {
 
     /// Notes that a request with reply-to `reply_to` was delivered to this instance as its
     /// addressee, so it may `reply` to it (once).
-    pub fn note_request(&mut self, reply_to: &str) {
+    pub(crate) fn note_request(&mut self, reply_to: &str) {
         if self.answerable.len() >= MAX_ANSWERABLE {
             self.answerable.pop_front();
         }
@@ -129,7 +129,7 @@ impl BusLink {
     }
 
     /// Takes this instance's subscriptions (they stay on the bus) for its successor.
-    pub fn take_subscriptions(&mut self) -> HeldSubscriptions {
+    pub(crate) fn take_subscriptions(&mut self) -> HeldSubscriptions {
         let mut subscriptions = std::mem::take(&mut self.subscriptions);
         subscriptions.append(&mut self.held);
         HeldSubscriptions {
@@ -140,12 +140,12 @@ impl BusLink {
 
     /// Offers a predecessor's subscriptions: a subscription to the same pattern is taken
     /// over instead of made anew. Call [`BusLink::end_unadopted`] once the instance is set up.
-    pub fn adopt(&mut self, mut held: HeldSubscriptions) {
+    pub(crate) fn adopt(&mut self, mut held: HeldSubscriptions) {
         self.held.append(&mut held.subscriptions);
     }
 
     /// Ends the offered subscriptions the instance did not ask for again.
-    pub fn end_unadopted(&mut self) {
+    pub(crate) fn end_unadopted(&mut self) {
         for (id, _) in self.held.drain(..) {
             self.bus.unsubscribe(id);
         }
@@ -176,7 +176,7 @@ impl BusLink {
     /// Subscribes this instance's mailbox to `pattern` for another host interface (market
     /// data), within the same per-instance subscription limit; the subscription ends with
     /// the instance like the guest's own.
-    pub fn subscribe_for_host(&mut self, pattern: &str) -> Result<SubscriptionId, String> {
+    pub(crate) fn subscribe_for_host(&mut self, pattern: &str) -> Result<SubscriptionId, String> {
         self.subscribe_pattern(pattern).map_err(|e| match e {
             Error::LimitExceeded(m) | Error::InvalidArgument(m) | Error::Unavailable(m) => m,
             other => crate::agent::describe_error(&other),
@@ -184,7 +184,7 @@ impl BusLink {
     }
 
     /// Ends a subscription of this instance; whether it had it.
-    pub fn unsubscribe_for_host(&mut self, id: SubscriptionId) -> bool {
+    pub(crate) fn unsubscribe_for_host(&mut self, id: SubscriptionId) -> bool {
         match self.subscriptions.iter().position(|(s, _)| *s == id) {
             Some(i) => {
                 self.subscriptions.swap_remove(i);
@@ -205,7 +205,7 @@ impl Drop for BusLink {
 }
 
 /// The guest-visible form of a bus envelope.
-pub fn to_wit(env: &Envelope) -> Message {
+pub(crate) fn to_wit(env: &Envelope) -> Message {
     Message {
         id: env.id.clone(),
         subject: env.subject.clone(),

@@ -98,7 +98,7 @@ impl<E: GuestError> From<Refusal> for Fault<E> {
 }
 
 /// What a host function computes: its value, or why not.
-pub type HostResult<T, E = types::Error> = Result<T, Fault<E>>;
+pub(crate) type HostResult<T, E = types::Error> = Result<T, Fault<E>>;
 
 /// The one place a failed host call is decided: a guest error is returned to the guest as
 /// the WIT error value; a trap ends the instance.
@@ -122,7 +122,9 @@ impl HasData for HasTypes {
 }
 
 /// Links `colony:plugin/types` (imported by every world that uses the shared types).
-pub fn add_types_to_linker<T: Send + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+pub(crate) fn add_types_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
     types::add_to_linker::<T, HasTypes>(linker, |_| Types)
 }
 

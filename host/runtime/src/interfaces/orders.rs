@@ -51,10 +51,10 @@ pub fn add_to_linker<T: Send + 'static>(
 }
 
 /// Longest client order id: what OKX (`clOrdId`) and Alpaca accept alike.
-pub const MAX_CLIENT_ID: usize = 32;
+pub(crate) const MAX_CLIENT_ID: usize = 32;
 
 /// A WIT decimal as a host decimal; a scale above 28 is an invalid argument.
-pub fn from_wit(d: wit::Decimal, what: &str) -> Result<Decimal, Error> {
+pub(crate) fn from_wit(d: wit::Decimal, what: &str) -> Result<Decimal, Error> {
     Decimal::try_from_i128_with_scale(i128::from(d.mantissa), u32::from(d.scale))
         .map_err(|_| Error::InvalidArgument(format!("{what}: scale {} is above 28", d.scale)))
 }
@@ -94,7 +94,7 @@ fn wit_status(s: OrderStatus) -> WitStatus {
 }
 
 /// The guest-visible form of an order update.
-pub fn to_wit(u: &OrderUpdate) -> wit::OrderEvent {
+pub(crate) fn to_wit(u: &OrderUpdate) -> wit::OrderEvent {
     let r = &u.report;
     let (last_fill, reject_reason) = match &r.kind {
         ExecKind::Fill(f) => (

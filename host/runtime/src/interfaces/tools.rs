@@ -68,7 +68,7 @@ fn info(t: CallableTool) -> ToolInfo {
 }
 
 /// A call's failure as the guest sees it.
-pub fn call_error(e: ToolCallError) -> ToolError {
+pub(crate) fn call_error(e: ToolCallError) -> ToolError {
     match e {
         ToolCallError::NotFound(t) => ToolError::NotFound(format!("no registered tool {t}")),
         ToolCallError::InvalidArguments { tool, error } => {
@@ -84,7 +84,7 @@ pub fn call_error(e: ToolCallError) -> ToolError {
 }
 
 /// A registration's failure as the guest sees it.
-pub fn register_error(e: RegistryError) -> ToolError {
+pub(crate) fn register_error(e: RegistryError) -> ToolError {
     match e {
         RegistryError::Rejected(r) => ToolError::Rejected(Rejection {
             step: r.step.to_string(),

@@ -16,7 +16,7 @@ use crate::interfaces::{self, Gate};
 
 impl StoreState {
     /// The `log` interface's context.
-    pub fn log_ctx(&mut self) -> LogCtx<'_> {
+    pub(crate) fn log_ctx(&mut self) -> LogCtx<'_> {
         LogCtx {
             plugin: &self.plugin,
             budget: &mut self.log,
@@ -24,7 +24,7 @@ impl StoreState {
     }
 
     /// The `state` interface's context.
-    pub fn state_ctx(&mut self) -> StateCtx<'_> {
+    pub(crate) fn state_ctx(&mut self) -> StateCtx<'_> {
         StateCtx {
             plugin: &self.plugin,
             store: self.state.as_ref(),
@@ -32,7 +32,7 @@ impl StoreState {
     }
 
     /// The `messaging` interface's context.
-    pub fn messaging_ctx(&mut self) -> MessagingCtx<'_> {
+    pub(crate) fn messaging_ctx(&mut self) -> MessagingCtx<'_> {
         MessagingCtx {
             plugin: &self.plugin,
             gate: Gate {
@@ -47,7 +47,7 @@ impl StoreState {
     }
 
     /// The `market-data` interface's context.
-    pub fn market_ctx(&mut self) -> MarketCtx<'_> {
+    pub(crate) fn market_ctx(&mut self) -> MarketCtx<'_> {
         MarketCtx {
             gate: Gate {
                 policy: &self.policy,
@@ -60,7 +60,7 @@ impl StoreState {
     }
 
     /// The `orders` interface's context.
-    pub fn orders_ctx(&mut self) -> OrdersCtx<'_> {
+    pub(crate) fn orders_ctx(&mut self) -> OrdersCtx<'_> {
         OrdersCtx {
             plugin: &self.plugin,
             gate: Gate {
@@ -73,7 +73,7 @@ impl StoreState {
     }
 
     /// The `tools` interface's context.
-    pub fn tools_ctx(&mut self) -> ToolsCtx<'_> {
+    pub(crate) fn tools_ctx(&mut self) -> ToolsCtx<'_> {
         ToolsCtx {
             plugin: &self.plugin,
             gate: Gate {
@@ -85,7 +85,7 @@ impl StoreState {
     }
 
     /// The `timers` interface's context.
-    pub fn timers_ctx(&mut self) -> TimersCtx<'_> {
+    pub(crate) fn timers_ctx(&mut self) -> TimersCtx<'_> {
         TimersCtx {
             plugin: &self.plugin,
             timers: self.timers.as_deref(),

@@ -62,7 +62,7 @@ use crate::policy::Policy;
 
 /// How long before the tool call's deadline an outbound request gives up, so the guest gets
 /// its timeout error and can still answer.
-pub const DEADLINE_MARGIN: Duration = Duration::from_millis(25);
+pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_millis(25);
 
 /// What a tool store needs for `wasi:http`: the context and the hooks that send requests.
 pub struct HttpState {
@@ -161,7 +161,7 @@ struct Exchange {
 /// | `http.resolve` | `DNS-error` (rcode `no such host`) |
 /// | `http.too-large` (request / response body) | `HTTP-request-body-size` / `HTTP-response-body-size` (the cap) |
 /// | `http.timeout`: name resolution / connect or TLS / response head / response body | `DNS-timeout` / `connection-timeout` / `connection-read-timeout` / `HTTP-response-timeout` |
-pub fn error_code(refusal: &HttpRefusal) -> Error {
+pub(crate) fn error_code(refusal: &HttpRefusal) -> Error {
     match refusal {
         HttpRefusal::InvalidUrl { .. } => Error::HttpRequestUriInvalid,
         HttpRefusal::Scheme { .. }

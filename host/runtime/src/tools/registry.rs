@@ -682,7 +682,7 @@ impl ToolRegistry {
 }
 
 /// `name@version` → (`name`, `Some(version)`); `name` → (`name`, `None`).
-pub fn split_id(spec: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_id(spec: &str) -> (&str, Option<&str>) {
     match spec.split_once('@') {
         Some((n, v)) => (n, Some(v)),
         None => (spec, None),

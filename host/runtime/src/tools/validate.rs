@@ -195,7 +195,7 @@ pub async fn validate(
 
 /// Every import must be a tool-world interface (0.1.x), WASI 0.2, or — with an
 /// `http.outbound` grant — `wasi:http` 0.2.
-pub fn check_imports(imports: &[String], grants: &GrantSet) -> Result<(), String> {
+pub(crate) fn check_imports(imports: &[String], grants: &GrantSet) -> Result<(), String> {
     let has_http = grants
         .capabilities()
         .iter()
@@ -229,7 +229,7 @@ pub fn check_imports(imports: &[String], grants: &GrantSet) -> Result<(), String
 
 /// Checks what `describe()` said; `manifest_name` is the embedded manifest's name, which the
 /// descriptor must repeat.
-pub fn check_spec(spec: &ToolSpec, manifest_name: Option<&str>) -> Result<Schemas, String> {
+pub(crate) fn check_spec(spec: &ToolSpec, manifest_name: Option<&str>) -> Result<Schemas, String> {
     colony_caps::manifest::validate_name(&spec.name).map_err(|e| format!("tool name: {e}"))?;
     if let Some(m) = manifest_name
         && m != spec.name
@@ -270,7 +270,7 @@ pub fn check_spec(spec: &ToolSpec, manifest_name: Option<&str>) -> Result<Schema
 /// Compiles a JSON Schema, checking it against its meta-schema first. Remote and file
 /// references cannot be resolved (the crate is built without resolvers), so a schema can
 /// never make the host fetch anything.
-pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
+pub(crate) fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
     jsonschema::meta::validate(schema).map_err(|e| {
         format!(
             "not a valid JSON Schema: {}",
@@ -281,7 +281,10 @@ pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
 }
 
 /// The result must be JSON, and fit the output schema when there is one.
-pub fn check_output(out: &str, schema: Option<&jsonschema::Validator>) -> Result<(), String> {
+pub(crate) fn check_output(
+    out: &str,
+    schema: Option<&jsonschema::Validator>,
+) -> Result<(), String> {
     let value: Value =
         serde_json::from_str(out).map_err(|e| format!("the result is not JSON: {e}"))?;
     if let Some(s) = schema
@@ -308,7 +311,7 @@ pub struct ArgsError {
 
 impl ArgsError {
     /// From the validator's error.
-    pub fn from_validation(e: &jsonschema::ValidationError<'_>) -> ArgsError {
+    pub(crate) fn from_validation(e: &jsonschema::ValidationError<'_>) -> ArgsError {
         let path = e.instance_path().to_string();
         ArgsError {
             path: if path.is_empty() { "/".into() } else { path },

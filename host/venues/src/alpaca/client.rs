@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// Alpaca's limit on `client_order_id`.
-pub const MAX_CLIENT_ORDER_ID_LEN: usize = 48;
+pub(crate) const MAX_CLIENT_ORDER_ID_LEN: usize = 48;
 
 /// Which Alpaca account the keys belong to; paper and live keys are distinct.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +159,7 @@ impl AlpacaClient {
     /// `GET /v2/orders:by_client_order_id?client_order_id=…`: the order placed with our id
     /// (404 when Alpaca has none). The id is percent-encoded, so any id
     /// [`check_client_order_id`] accepts can be looked up.
-    pub fn get_order_by_client_id(
+    pub(crate) fn get_order_by_client_id(
         &self,
         client_order_id: &str,
     ) -> Result<SignedRequest, OrderError> {
@@ -186,7 +186,7 @@ fn percent_encode(text: &str) -> String {
 }
 
 /// The exact JSON body of a place-order request.
-pub fn place_body(order: &AlpacaOrder) -> Result<String, OrderError> {
+pub(crate) fn place_body(order: &AlpacaOrder) -> Result<String, OrderError> {
     let symbol_ok = !order.symbol.is_empty()
         && order.symbol.len() <= 32
         && order
@@ -258,7 +258,7 @@ fn price(
 }
 
 /// `client_order_id`: 1 to 48 printable ASCII characters.
-pub fn check_client_order_id(id: &str) -> Result<(), OrderError> {
+pub(crate) fn check_client_order_id(id: &str) -> Result<(), OrderError> {
     if id.is_empty()
         || id.len() > MAX_CLIENT_ORDER_ID_LEN
         || !id.bytes().all(|b| b.is_ascii_graphic())
@@ -312,7 +312,7 @@ struct RawOrder {
 
 /// An Alpaca order object.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlpacaOrderState {
+pub(crate) struct AlpacaOrderState {
     pub id: String,
     pub client_order_id: String,
     /// Alpaca's word: `new`, `accepted`, `pending_new`, `partially_filled`, `filled`,
@@ -334,7 +334,7 @@ fn optional(what: &str, text: Option<String>) -> Result<Option<Decimal>, Respons
 }
 
 /// Parses an order object (`POST /v2/orders` 200 response, `GET /v2/orders/{id}`).
-pub fn parse_order(body: &str) -> Result<AlpacaOrderState, ResponseError> {
+pub(crate) fn parse_order(body: &str) -> Result<AlpacaOrderState, ResponseError> {
     let raw: RawOrder = parse_json(body)?;
     let side = match raw.side.as_str() {
         "buy" => Side::Buy,
@@ -397,7 +397,7 @@ pub fn parse_error(body: &str) -> Result<AlpacaError, ResponseError> {
 /// 2xx with an order object is accepted unless its status is already `rejected`; 4xx with
 /// Alpaca's `{"code": 40310000, "message": "…"}` is a rejection; anything else is malformed (a
 /// 5xx is the transport's to retry or report, not an order decision).
-pub fn parse_place_response(status: u16, body: &str) -> Result<OrderOutcome, ResponseError> {
+pub(crate) fn parse_place_response(status: u16, body: &str) -> Result<OrderOutcome, ResponseError> {
     match status {
         200..=299 => {
             let order = parse_order(body)?;

@@ -16,13 +16,13 @@ use colony_market::types::{self, Timestamp};
 use colony_orders::{ExecKind, OrderKind, OrderRequest, TimeInForce};
 
 pub const TIMEOUT: Duration = Duration::from_millis(200);
-pub const NOW: Timestamp = 1_747_000_000_000_000_000;
-pub const OKX_SECRET: &str = "okx-signing-secret-value";
-pub const OKX_PASSPHRASE: &str = "okx-passphrase-value";
-pub const ALPACA_SECRET: &str = "alpaca-secret-key-value";
-pub const SECRETS: [&str; 3] = [OKX_SECRET, OKX_PASSPHRASE, ALPACA_SECRET];
-pub const OKX_ACK_ITEM: &str = include_str!("../samples/okx_place_order_item.json");
-pub const ALPACA_ORDER: &str = include_str!("../samples/alpaca_order.json");
+pub(crate) const NOW: Timestamp = 1_747_000_000_000_000_000;
+pub(crate) const OKX_SECRET: &str = "okx-signing-secret-value";
+pub(crate) const OKX_PASSPHRASE: &str = "okx-passphrase-value";
+pub(crate) const ALPACA_SECRET: &str = "alpaca-secret-key-value";
+pub(crate) const SECRETS: [&str; 3] = [OKX_SECRET, OKX_PASSPHRASE, ALPACA_SECRET];
+pub(crate) const OKX_ACK_ITEM: &str = include_str!("../samples/okx_place_order_item.json");
+pub(crate) const ALPACA_ORDER: &str = include_str!("../samples/alpaca_order.json");
 
 pub fn d(text: &str) -> Decimal {
     Decimal::from_str(text).unwrap()
@@ -36,7 +36,7 @@ fn okx_creds() -> OkxCredentials {
     }
 }
 
-pub fn alpaca_creds() -> AlpacaCredentials {
+pub(crate) fn alpaca_creds() -> AlpacaCredentials {
     AlpacaCredentials {
         key_id: "PKTESTKEYID".into(),
         secret_key: Secret::new(ALPACA_SECRET),
@@ -66,7 +66,7 @@ pub fn limit(symbol: &str, client_id: &str) -> OrderRequest {
     }
 }
 
-pub fn okx_envelope(code: &str, msg: &str, items: &str) -> String {
+pub(crate) fn okx_envelope(code: &str, msg: &str, items: &str) -> String {
     format!(r#"{{"code":"{code}","msg":"{msg}","data":[{items}],"inTime":"1","outTime":"2"}}"#)
 }
 

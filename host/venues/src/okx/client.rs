@@ -33,20 +33,20 @@ use crate::{
 pub const BASE_URL: &str = "https://www.okx.com";
 
 /// OKX's limit on `clOrdId`: alphanumeric, 1 to 32 characters.
-pub const MAX_CL_ORD_ID_LEN: usize = 32;
+pub(crate) const MAX_CL_ORD_ID_LEN: usize = 32;
 
 /// The error code of "Order does not exist", OKX's answer to a query for an order it does not
 /// know (for example one whose place request never arrived).
-pub const ORDER_NOT_FOUND: &str = "51603";
+pub(crate) const ORDER_NOT_FOUND: &str = "51603";
 
 /// Codes with which OKX says it could not process a request, as opposed to refusing it:
 /// 50001 service unavailable, 50004 endpoint timeout ("does not mean that the request was
 /// successful or failed"), 50013 system busy, 50026 system error. After one of these an
 /// order's outcome is unknown and the venue is not healthy.
-pub const SYSTEM_ERROR_CODES: &[&str] = &["50001", "50004", "50013", "50026"];
+pub(crate) const SYSTEM_ERROR_CODES: &[&str] = &["50001", "50004", "50013", "50026"];
 
 /// Whether `code` (an envelope `code` or an item's `sCode`) is one of [`SYSTEM_ERROR_CODES`].
-pub fn is_system_error(code: &str) -> bool {
+pub(crate) fn is_system_error(code: &str) -> bool {
     SYSTEM_ERROR_CODES.contains(&code)
 }
 
@@ -65,7 +65,7 @@ pub struct OkxTimestamp(String);
 
 impl OkxTimestamp {
     /// The time `millis` milliseconds after the Unix epoch (years 1970–2262).
-    pub fn from_unix_millis(millis: u64) -> Self {
+    pub(crate) fn from_unix_millis(millis: u64) -> Self {
         let full = colony_market::replay::format_utc(millis.saturating_mul(1_000_000));
         // `format_utc` is `YYYY-MM-DDTHH:MM:SS.fffffffffZ`; keep three fraction digits.
         OkxTimestamp(format!("{}Z", &full[..23]))
@@ -170,7 +170,7 @@ impl OkxClient {
 
     /// Signs `method path body` at `timestamp`: the four `OK-ACCESS-*` headers, plus the demo
     /// header, plus `Content-Type` when there is a body.
-    pub fn sign_request(
+    pub(crate) fn sign_request(
         &self,
         method: Method,
         path: String,
@@ -246,7 +246,7 @@ impl OkxClient {
     }
 
     /// `GET /api/v5/trade/order?instId=…&ordId=…`: one order's state.
-    pub fn get_order(
+    pub(crate) fn get_order(
         &self,
         inst_id: &str,
         order: &OrderRef,
@@ -286,7 +286,7 @@ impl OkxClient {
 }
 
 /// The exact JSON body of a place-order request.
-pub fn place_body(order: &OkxOrder) -> Result<String, OrderError> {
+pub(crate) fn place_body(order: &OkxOrder) -> Result<String, OrderError> {
     check_inst_id(&order.inst_id)?;
     if let Some(id) = &order.cl_ord_id {
         check_cl_ord_id(id)?;
@@ -340,7 +340,7 @@ fn check_inst_id(inst_id: &str) -> Result<(), OrderError> {
 }
 
 /// `clOrdId`: 1–32 ASCII letters and digits (OKX's rule).
-pub fn check_cl_ord_id(id: &str) -> Result<(), OrderError> {
+pub(crate) fn check_cl_ord_id(id: &str) -> Result<(), OrderError> {
     if id.is_empty()
         || id.len() > MAX_CL_ORD_ID_LEN
         || !id.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -398,7 +398,7 @@ struct AckItem {
 /// A per-order `sCode` other than "0" is a rejection with OKX's code and message; so is a failed
 /// envelope with no items (for example `50113` invalid signature). An accepted item without an
 /// `ordId`, or a batch of several items, is malformed: this layer sends one order at a time.
-pub fn parse_order_ack(body: &str) -> Result<OrderOutcome, ResponseError> {
+pub(crate) fn parse_order_ack(body: &str) -> Result<OrderOutcome, ResponseError> {
     let envelope: Envelope<AckItem> = parse_json(body)?;
     match envelope.data.as_slice() {
         [] if envelope.code != "0" => Ok(OrderOutcome::Rejected {

@@ -66,7 +66,7 @@ fn plain(d: Decimal) -> String {
 
 /// `d` as an agent receives it in the WIT `decimal` record, whose mantissa is 64 bits: exact
 /// when it fits, otherwise rounded (half to even) to the most decimal places that fit, as
-/// `host/src/interfaces/market.rs` documents. Every price and volume in the shipped file
+/// `host/runtime/src/interfaces/market.rs` documents. Every price and volume in the shipped file
 /// fits; some sums of volumes do not (the file has volumes like `218102.59507500002`, so a
 /// daily sum has 10 integer and 11 decimal digits: 1982638874.07685000005 on 2022-01-01
 /// arrives as 1982638874.07685).

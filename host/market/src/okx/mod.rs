@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use colony_host::market::okx::{Channel, FeedItem, OkxConfig, OkxFeed, Subscription};
+//! use colony_market::okx::{Channel, FeedItem, OkxConfig, OkxFeed, Subscription};
 //! let config = OkxConfig::new(vec![
 //!     Subscription::new(Channel::Tickers, "BTC-USDT"),
 //!     Subscription::new(Channel::Books, "BTC-USDT"),
@@ -76,7 +76,7 @@
 //! tokio task with tokio-tungstenite (TLS through rustls with the ring provider and the system's
 //! root certificates, `wss://` only); its tests run against a WebSocket server on 127.0.0.1 that
 //! replays OKX-format frames. Counters are in [`FeedStats`] (atomics, readable at any time) and
-//! in `tracing` (target `colony_host::market::okx`).
+//! in `tracing` (target `colony_market::okx`).
 
 #[cfg(doc)]
 use crate::types::{MarketEvent, QualityIssue};

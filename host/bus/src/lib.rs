@@ -416,7 +416,7 @@ impl Bus {
     /// request and reply is also handed to it, and it is told which patterns the local
     /// subscribers want (those that exist now, at once). Only one link per bus; false if one
     /// was attached already.
-    pub(crate) fn attach_remote(&self, remote: Arc<dyn Remote>) -> bool {
+    pub fn attach_remote(&self, remote: Arc<dyn Remote>) -> bool {
         if self.0.remote.set(Arc::clone(&remote)).is_err() {
             return false;
         }
@@ -499,7 +499,7 @@ impl Bus {
     /// The remote link found no responder anywhere for the request waiting on `inbox` (the
     /// token after `_INBOX.`): if no local mailbox took it either, the request ends at once
     /// with [`BusError::NoResponders`].
-    pub(crate) fn remote_no_responders(&self, inbox: &str) {
+    pub fn remote_no_responders(&self, inbox: &str) {
         let mut pending = self.0.lock_pending();
         if pending.get(inbox).is_some_and(|w| !w.local)
             && let Some(w) = pending.remove(inbox)

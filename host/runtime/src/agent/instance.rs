@@ -3,7 +3,7 @@
 
 use crate::bindings::agent::{Agent, AgentPre};
 use crate::bindings::types as wit;
-use crate::bus::Envelope;
+use crate::bus::{Content, Envelope};
 use crate::interfaces::messaging::{BusLink, HeldSubscriptions};
 use crate::policy::Policy;
 use crate::state_store::StateStore;
@@ -47,10 +47,13 @@ impl Event {
     pub(super) fn call_name(&self) -> &'static str {
         match self {
             Event::Timer(_) => "on-timer",
-            Event::Bus(env) if env.timer().is_some() => "on-timer",
-            Event::Bus(env) if env.market().is_some() => "on-market",
-            Event::Bus(env) if env.order().is_some() => "on-order",
-            Event::Message(_) | Event::Bus(_) => "on-message",
+            Event::Bus(env) => match env.content {
+                Content::Timer(_) => "on-timer",
+                Content::Market(_) => "on-market",
+                Content::Order(_) => "on-order",
+                Content::Bytes => "on-message",
+            },
+            Event::Message(_) => "on-message",
         }
     }
 }
@@ -134,27 +137,20 @@ impl AgentInstance {
                 })
                 .await?
             }
-            Event::Bus(env) if env.timer().is_some() => {
-                let now = env.timer().unwrap_or(env.timestamp_ns);
+            Event::Bus(env) if let Content::Timer(now) = env.content => {
                 guarded(&mut self.store, call, async |s| {
                     h.call_on_timer(s, now).await
                 })
                 .await?
             }
-            Event::Bus(env) if env.market().is_some() => {
-                let Some(event) = env.market() else {
-                    return Ok(());
-                };
+            Event::Bus(env) if let Content::Market(event) = &env.content => {
                 let event = crate::interfaces::market::to_wit(event);
                 guarded(&mut self.store, call, async |s| {
                     h.call_on_market(s, &event).await
                 })
                 .await?
             }
-            Event::Bus(env) if env.order().is_some() => {
-                let Some(update) = env.order() else {
-                    return Ok(());
-                };
+            Event::Bus(env) if let Content::Order(update) = &env.content => {
                 let event = crate::interfaces::orders::to_wit(update);
                 guarded(&mut self.store, call, async |s| {
                     h.call_on_order(s, &event).await

@@ -381,13 +381,20 @@ impl HostConfig {
     pub fn apply_demo(&mut self) {
         self.trust_shipped = true;
         self.tick_ms = 0;
-        let risk = &mut self.orders.router.risk;
-        risk.max_notional = risk
-            .max_notional
-            .or(Some(rust_decimal::Decimal::from(15_000)));
-        risk.max_daily_loss = risk
-            .max_daily_loss
-            .or(Some(rust_decimal::Decimal::from(2_000)));
+        // Where the operator wrote no value (the key is unset or still the built-in default).
+        let router = &mut self.orders.router;
+        let unwritten = |key: &str, set: bool| !set || router.risk_defaults.contains(&key);
+        let notional = unwritten("max_notional", router.risk.max_notional.is_some());
+        let loss = unwritten("max_daily_loss", router.risk.max_daily_loss.is_some());
+        if notional {
+            router.risk.max_notional = Some(rust_decimal::Decimal::from(15_000));
+        }
+        if loss {
+            router.risk.max_daily_loss = Some(rust_decimal::Decimal::from(2_000));
+            if !router.risk_defaults.contains(&"max_daily_loss") {
+                router.risk_defaults.push("max_daily_loss");
+            }
+        }
     }
 
     /// Reads `colony.toml` on top of the defaults, and says what it chose of what a command

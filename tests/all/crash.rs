@@ -398,6 +398,13 @@ impl Site {
 
     /// A site whose `[orders]` section has `extra` (lines) too.
     fn with_orders(venue_url: &str, extra: &str) -> Site {
+        Site::with_risk(venue_url, extra, "")
+    }
+
+    /// A site whose `[orders]` section has `extra` (lines) too, and `[orders.risk]` `risk`.
+    /// There is no feed: BTC-USDT is defined in the configuration, and the built-in limits
+    /// are off (their price collar needs a reference price a feed would give).
+    fn with_risk(venue_url: &str, extra: &str, risk: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
@@ -409,7 +416,9 @@ impl Site {
             "plugins = \"plugins\"\ntick_ms = 0\n\
              [limits.agent]\ncpu_ms = 5000\n\
              [market]\nfeed = \"none\"\n\
-             [orders]\nvenue = \"okx\"\nvenue_url = \"{venue_url}\"\nokx_demo = true\nvenue_timeout_ms = 5000\n{extra}\
+             [orders]\nvenue = \"okx\"\nvenue_url = \"{venue_url}\"\nokx_demo = true\nvenue_timeout_ms = 5000\n\
+             instruments = [\"BTC-USDT\"]\n{extra}\
+             [orders.risk]\ndefaults = false\n{risk}\
              [grants.{AGENT}]\ncapabilities = [\"orders.place:*\", \"orders.cancel:*\"]\n"
         );
         let config = dir.path().join("colony.toml");
@@ -424,6 +433,12 @@ impl Site {
     /// Starts `colony run` (stopping at `failpoint`, if any) and waits until its admin
     /// socket answers.
     fn start(&self, failpoint: Option<&str>) -> Host {
+        self.start_held(failpoint, None)
+    }
+
+    /// [`start`](Self::start), with an order held at `failpoint` only until `release`
+    /// exists (`COLONY_FAILPOINT_RELEASE`).
+    fn start_held(&self, failpoint: Option<&str>, release: Option<&Path>) -> Host {
         let mut cmd = Command::new(COLONY);
         cmd.arg("--data-dir")
             .arg(&self.data)
@@ -435,10 +450,14 @@ impl Site {
             .env("COLONY_OKX_SECRET", "crash-test-secret")
             .env("COLONY_OKX_PASSPHRASE", "crash-test-passphrase")
             .env_remove("COLONY_FAILPOINT")
+            .env_remove("COLONY_FAILPOINT_RELEASE")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if let Some(point) = failpoint {
             cmd.env("COLONY_FAILPOINT", point);
+        }
+        if let Some(file) = release {
+            cmd.env("COLONY_FAILPOINT_RELEASE", file);
         }
         let mut child = cmd.spawn().unwrap();
         let err = child.stderr.take().unwrap();
@@ -929,4 +948,166 @@ async fn live_venue_fills_and_cancels_reach_the_journal_and_the_agent() {
     assert_eq!(status["orders"]["counters"]["fills"], 2, "{status}");
     assert_eq!(status["orders"]["open_orders"], 0, "{status}");
     host.kill();
+}
+
+/// Waits (up to 20 s) until the journal has `cid` in `status` (with or without a venue id).
+async fn journal_status(
+    site: &Site,
+    cid: &str,
+    status: OrderStatus,
+    host: &mut Host,
+) -> JournalOrder {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = site.order(cid).await;
+        if let Some(o) = o.filter(|o| o.state.status == status) {
+            return o;
+        }
+        host.drain();
+        assert!(
+            Instant::now() < deadline,
+            "{cid} not {status:?} in the journal: {:?}\nhost:\n{}",
+            site.order(cid).await.map(|o| o.state),
+            host.log.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (up to 20 s) until the agent has stored `key`, and returns it.
+async fn agent_answer(site: &Site, key: &str, host: &mut Host) -> String {
+    let store = StateStore::open(&site.data.join("state.db"), Default::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = agent_state(&store, key).await;
+        if !v.is_empty() {
+            return v;
+        }
+        host.drain();
+        assert!(
+            Instant::now() < deadline,
+            "the agent stored no {key:?}; host:\n{}",
+            host.log.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The kill switch has no window: an order that passed risk and is held between its
+/// journaled intent and its send (`order.after-intent`, released by a file) is in the set
+/// the switch stops, and the send re-checks the switch, so nothing reaches the venue after
+/// `colony orders kill-switch on`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_switch_while_an_order_waits_to_be_sent_sends_nothing() {
+    let venue = MockOkx::start().await;
+    let site = Site::new(&venue.url);
+    let release = site.data.with_file_name("release-failpoint");
+    let point = "order.after-intent";
+    let mut host = site.start_held(Some(point), Some(&release));
+    site.command(&place("w1"));
+    host.wait_line(&format!("colony: failpoint {point} reached"));
+    let o = site.order("w1").await.expect("the intent is journaled");
+    assert_eq!((o.state.status, o.sent), (OrderStatus::Pending, false));
+
+    let out = colony(&site.data, &["orders", "kill-switch", "on"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("1 working orders cancelled"), "{said}");
+    std::fs::write(&release, b"").unwrap();
+    host.wait_line(&format!("colony: failpoint {point} released"));
+
+    let o = journal_status(&site, "w1", OrderStatus::Cancelled, &mut host).await;
+    assert!(!o.sent, "never marked sent");
+    assert_eq!(
+        venue.posts("w1"),
+        0,
+        "venue requests: {:?}",
+        venue.requests()
+    );
+    assert!(venue.requests().is_empty(), "{:?}", venue.requests());
+    let (_, kinds) = fills_and_kinds(&site, "w1").await;
+    assert_eq!(kinds, ["cancelled"]);
+    let events = agent_answer(&site, "events", &mut host).await;
+    assert!(
+        events.lines().any(|l| l.starts_with("w1 cancelled")),
+        "{events}"
+    );
+
+    // Switched off, trading goes on: the next order is placed once.
+    let out = colony(&site.data, &["orders", "kill-switch", "off"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    site.command(&place("w2"));
+    site.accepted("w2", &mut host, &venue).await;
+    assert_eq!((venue.posts("w1"), venue.posts("w2")), (0, 1));
+    host.kill();
+}
+
+/// A restart rebuilds the risk state from the journal: after a SIGKILL with a position of 1
+/// open and a realised loss of 60 (limit 50), the restarted host refuses the order that adds
+/// risk (`risk.daily-loss`) and lets the one that reduces the position through; the refusal
+/// is in the journal, and `colony orders list --rejected` shows it with no host running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_the_daily_loss_limit_still_holds_and_refusals_are_journaled() {
+    let venue = MockOkx::start().await;
+    let site = Site::with_risk(
+        &venue.url,
+        "venue_poll_ms = 200\n",
+        "max_daily_loss = \"50\"\n",
+    );
+    let mut host = site.start(None);
+    site.command("place l1 BTC-USDT buy limit 100 2");
+    site.accepted("l1", &mut host, &venue).await;
+    venue.fill("l1", "2", "100", ("2", "100"), "filled");
+    site.until("l1", OrderStatus::Filled, &mut host, &venue)
+        .await;
+    site.command("place l2 BTC-USDT sell limit 40 1");
+    site.accepted("l2", &mut host, &venue).await;
+    venue.fill("l2", "1", "40", ("1", "40"), "filled");
+    site.until("l2", OrderStatus::Filled, &mut host, &venue)
+        .await;
+    host.kill();
+
+    let mut host = site.start(None);
+    site.command("place l3 BTC-USDT buy limit 100 1");
+    let ack = agent_answer(&site, "ack.l3", &mut host).await;
+    assert!(ack.starts_with("rejected risk.daily-loss "), "{ack}");
+    assert!(
+        ack.contains("-60"),
+        "the realised loss is the journal's: {ack}"
+    );
+    site.command("place l4 BTC-USDT sell limit 100 1");
+    assert_eq!(agent_answer(&site, "ack.l4", &mut host).await, "submitted");
+    site.accepted("l4", &mut host, &venue).await;
+    assert_eq!(venue.posts("l3"), 0);
+    // The refusal is written behind; wait for it, then crash again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let j = site.journal().await;
+        let refused = j.rejections(&OrderFilter::default()).await.unwrap();
+        j.close().await;
+        if refused.iter().any(|r| r.state.request.client_id == "l3") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "l3's refusal is not journaled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    host.kill();
+
+    let out = colony(&site.data, &["orders", "list", "--rejected", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = listed["rejected"].as_array().expect("a list");
+    assert_eq!(rows.len(), 1, "{listed}");
+    assert_eq!(rows[0]["client_id"], "l3");
+    assert_eq!(rows[0]["reject_code"], "risk.daily-loss");
+    assert_eq!(rows[0]["status"], "rejected");
+    assert!(
+        rows[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("daily loss limit 50"),
+        "{listed}"
+    );
 }

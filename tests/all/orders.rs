@@ -1080,3 +1080,87 @@ async fn orders_an_order_event_whose_handler_fails_again_on_redelivery_is_dead_l
     );
     assert!(events(s, "flaky", "m1").await.is_empty());
 }
+
+/// A host with no `[orders.risk]`: what the trading-safety review found accepted (a quantity
+/// of i64::MAX, a price of i64::MAX, a market order for 1,000,000, an unknown symbol, 3,000
+/// place + cancel pairs in one event) is refused by the default limits and the
+/// known-instrument rule, through a wasm agent granted `orders.place:*`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_limits_trip_on_a_host_without_risk_configuration() {
+    // No risk configuration; CPU time enough for 3,000 host calls in one event of a debug
+    // build on a loaded machine.
+    let (t, state) = orders_host(&[("fat", "{}", ALL)], |c| {
+        c.agent_limits.cpu_ms = 20_000;
+        c.agent_limits.hang_guard_ms = 60_000;
+    })
+    .await;
+    // `colony status` shows the defaults in force as such.
+    let status = t.host.orders().unwrap().status();
+    let notional = status.limits.iter().find(|l| l.key == "max_notional");
+    assert_eq!(
+        notional.map(|l| (l.value.as_str(), l.source)),
+        Some(("1000000", "default")),
+        "{:?}",
+        status.limits
+    );
+    assert!(status.require_known_instruments);
+    let cases = [
+        (
+            "f1 BTC-USDT buy limit 100 9223372036854775807",
+            "risk.max-qty",
+        ),
+        (
+            "f2 BTC-USDT buy limit 9223372036854775807 1",
+            "risk.price-collar",
+        ),
+        ("f3 BTC-USDT buy market - 1000000", "risk.max-qty"),
+        // 50,000 at the ask (100.5): 5,025,000, over the default 1,000,000.
+        ("f4 BTC-USDT buy market - 50000", "risk.max-notional"),
+        ("f5 NOPE-XXX buy limit 100 1", "risk.unknown-instrument"),
+    ];
+    for (order, code) in cases {
+        let ack = place(&t, &state, "fat", order).await;
+        assert!(
+            ack.starts_with(&format!("rejected {code} ")),
+            "{order}: {ack}"
+        );
+    }
+    // Inside every default: submitted (and resting: the ask is 100.5).
+    assert_eq!(
+        place(&t, &state, "fat", "ok1 BTC-USDT buy limit 100 1").await,
+        "submitted"
+    );
+    assert_eq!(
+        ask(&t, &state, "fat", "cancel ok1", "cancel.ok1").await,
+        "ok"
+    );
+    // 3,000 place + cancel pairs in one event (one instant of the replay clock): 20 orders a
+    // second (ok1 was one of them).
+    let burst = ask(&t, &state, "fat", "burst 3000 BTC-USDT 100 0.01", "burst").await;
+    assert_eq!(
+        burst,
+        "cancel ok=19, place rejected risk.order-rate=2981, place submitted=19"
+    );
+    // Cancels: 20 a second. 20 orders rest in each of the next two seconds, then all 40 are
+    // cancelled in a third.
+    let now = t.host.clock().now_ns();
+    for (s, key) in [(1, "burst"), (2, "burst")] {
+        t.host.clock().set(now + s * SECOND);
+        let placed = ask(&t, &state, "fat", "burst 20 BTC-USDT 100 0.01 keep", key).await;
+        assert_eq!(placed, "place submitted=20");
+    }
+    t.host.clock().set(now + 3 * SECOND);
+    let cancels = ask(&t, &state, "fat", "cancel-open", "cancel-open").await;
+    assert_eq!(cancels, "cancel err limit-exceeded=20, cancel ok=20");
+    let rejections = t.host.orders().unwrap().rejections();
+    for code in [
+        "risk.max-qty",
+        "risk.price-collar",
+        "risk.max-notional",
+        "risk.unknown-instrument",
+        "risk.order-rate",
+        "risk.cancel-rate",
+    ] {
+        assert!(rejections[code] > 0, "{code}: {rejections:?}");
+    }
+}

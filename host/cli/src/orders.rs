@@ -2,7 +2,9 @@
 //!
 //! `orders list` asks the running host (open orders, recent orders and fills, positions,
 //! PnL, rejections by reason); with no host running it reads the order journal of the data
-//! directory (orders and fills as journaled). The kill switch and approvals need a running
+//! directory (orders and fills as journaled). `orders list --rejected` reads the journal's
+//! record of orders refused before any venue saw them (reason code and message), whether a
+//! host runs or not: it survives restarts. The kill switch and approvals need a running
 //! host; a kill switch is also kept in `DATA_DIR/kill-switch.json`, so it survives a restart.
 
 use std::path::PathBuf;
@@ -36,9 +38,13 @@ pub struct ListArgs {
     /// Only this agent.
     #[arg(long)]
     agent: Option<String>,
-    /// Most orders to show from the journal (no host running).
+    /// Most orders to show from the journal (no host running, or `--rejected`).
     #[arg(long, default_value_t = 100)]
     limit: u32,
+    /// Orders refused before any venue saw them (risk, approval), newest first, from the
+    /// journal.
+    #[arg(long)]
+    rejected: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -151,6 +157,9 @@ fn s(v: &serde_json::Value) -> &str {
 }
 
 async fn list(args: ListArgs, data_dir: PathBuf) -> CliResult {
+    if args.rejected {
+        return list_rejected(&args, &data_dir).await;
+    }
     if let Some(mut v) = call(&data_dir, "orders", None, None).await? {
         if let Some(agent) = &args.agent {
             for key in ["open", "recent", "fills", "positions", "accounts"] {
@@ -225,18 +234,7 @@ async fn list(args: ListArgs, data_dir: PathBuf) -> CliResult {
         return Ok(());
     }
     // No host: the journal.
-    let default = data_dir.join("orders.db");
-    let url = match &args.journal {
-        Some(u) => u.clone(),
-        None if default.exists() => format!("sqlite://{}", default.display()),
-        None => {
-            return Err(CliError::no_host(anyhow::anyhow!(
-                "no host is running with data directory {} and it has no order journal",
-                data_dir.display()
-            )));
-        }
-    };
-    let journal = Journal::open(&url).await?;
+    let (url, journal) = open_journal(&args, &data_dir).await?;
     let orders = journal
         .orders(&OrderFilter {
             agent: args.agent.clone(),
@@ -286,6 +284,83 @@ async fn list(args: ListArgs, data_dir: PathBuf) -> CliResult {
         .collect();
     print_orders("orders", &serde_json::Value::Array(rows));
     println!("{} fills journaled", fills.len());
+    Ok(())
+}
+
+/// The journal `--journal` names, or `DATA_DIR/orders.db` when it exists.
+async fn open_journal(
+    args: &ListArgs,
+    data_dir: &std::path::Path,
+) -> Result<(String, Journal), CliError> {
+    let default = data_dir.join("orders.db");
+    let url = match &args.journal {
+        Some(u) => u.clone(),
+        None if default.exists() => format!("sqlite://{}", default.display()),
+        None => {
+            return Err(CliError::no_host(anyhow::anyhow!(
+                "data directory {} has no order journal (and --journal names none)",
+                data_dir.display()
+            )));
+        }
+    };
+    let journal = Journal::open(&url).await?;
+    Ok((url, journal))
+}
+
+/// `orders list --rejected`: the journal's refusals, newest first.
+async fn list_rejected(args: &ListArgs, data_dir: &std::path::Path) -> CliResult {
+    let (url, journal) = open_journal(args, data_dir).await?;
+    let refused = journal
+        .rejections(&OrderFilter {
+            agent: args.agent.clone(),
+            limit: Some(args.limit),
+            ..OrderFilter::default()
+        })
+        .await?;
+    journal.close().await;
+    let rows: Vec<serde_json::Value> = refused
+        .iter()
+        .map(|r| {
+            serde_json::to_value(colony_host::orders::service::order_row(
+                &r.state.request.agent,
+                &r.state,
+            ))
+            .map(|mut row| {
+                row["venue"] = serde_json::Value::String(r.venue.clone());
+                row["message"] = serde_json::Value::String(r.message.clone());
+                row
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "source": "journal",
+                "rejected": rows,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "orders refused before the venue, newest first, from the journal {}:",
+        colony_host::orders::journal::redact_url(&url)
+    );
+    for r in &rows {
+        println!(
+            "  {:<16} {:<20} {:<12} {:<4} {:<6} {:>12} {:>12} {:<28} {}",
+            s(&r["agent"]),
+            s(&r["client_id"]),
+            s(&r["symbol"]),
+            s(&r["side"]),
+            s(&r["kind"]),
+            s(&r["qty"]),
+            s(&r["price"]),
+            s(&r["reject_code"]),
+            s(&r["message"])
+        );
+    }
+    println!("{} refused", rows.len());
     Ok(())
 }
 

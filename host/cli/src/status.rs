@@ -101,6 +101,37 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
                 k[0].as_str().unwrap_or("?")
             );
         }
+        let limits: Vec<String> = orders["limits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| {
+                format!(
+                    "{} {}{}",
+                    l["key"].as_str().unwrap_or("?"),
+                    l["value"].as_str().unwrap_or("?"),
+                    if l["source"] == "default" {
+                        " (default)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        println!(
+            "risk limits for every agent: {}",
+            if limits.is_empty() {
+                "none".to_string()
+            } else {
+                limits.join(", ")
+            }
+        );
+        if orders["require_known_instruments"].as_bool() == Some(true) {
+            println!(
+                "instruments: {} known (from the feed and orders.instruments); orders for others are refused (risk.unknown-instrument)",
+                orders["known_instruments"]
+            );
+        }
     }
     let market = &resp.result["market"];
     if !market.is_null() {

@@ -13,6 +13,7 @@
 //! venue_timeout_ms = 5000          # per venue request
 //! venue_poll_ms = 2000             # how often working live orders are looked up (0: never)
 //! credentials = "/etc/colony/venues.toml"  # mode 0600; default: COLONY_OKX_* / COLONY_ALPACA_*
+//! instruments = ["BTC-USDT"]       # symbols orders may name besides those the feed publishes
 //!
 //! [orders.paper]
 //! maker_fee_bps = "2"
@@ -21,6 +22,7 @@
 //! quote_currency = "USDT"
 //!
 //! [orders.risk]                    # for every agent; grants can only tighten them
+//! defaults = true                  # false: no built-in limit; only the keys written here
 //! instruments = ["BTC-*"]
 //! tick_size = "0.1"
 //! qty_step = "0.001"
@@ -119,6 +121,7 @@ pub struct OrdersSection {
     venue_timeout_ms: Option<u64>,
     venue_poll_ms: Option<u64>,
     credentials: Option<std::path::PathBuf>,
+    instruments: Option<Vec<String>>,
     #[serde(default)]
     paper: PaperSection,
     #[serde(default)]
@@ -138,6 +141,7 @@ struct PaperSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RiskSection {
+    defaults: Option<bool>,
     instruments: Option<Vec<String>>,
     tick_size: Option<String>,
     qty_step: Option<String>,
@@ -249,8 +253,20 @@ impl OrdersSection {
             paper.quote_currency = c.as_str().into();
         }
         r.paper = paper;
+        if let Some(symbols) = &self.instruments {
+            r.instruments = Vec::with_capacity(symbols.len());
+            for sym in symbols {
+                if sym.is_empty() || sym.len() > 64 || sym.contains(char::is_whitespace) {
+                    return Err(format!(
+                        "orders.instruments {sym:?}: expected a symbol of 1 to 64 characters \
+                         without spaces"
+                    ));
+                }
+                r.instruments.push(sym.as_str().into());
+            }
+        }
         let k = &self.risk;
-        r.risk = RiskLimits {
+        let configured = RiskLimits {
             instruments: k.instruments.as_ref().map(Instruments::new),
             tick_size: money("risk.tick_size", &k.tick_size, true)?,
             qty_step: money("risk.qty_step", &k.qty_step, true)?,
@@ -268,6 +284,12 @@ impl OrdersSection {
             max_daily_loss: money("risk.max_daily_loss", &k.max_daily_loss, true)?,
             max_quote_age_ms: k.max_quote_age_ms,
         };
+        let base = if k.defaults.unwrap_or(true) {
+            RiskLimits::defaults()
+        } else {
+            RiskLimits::default()
+        };
+        (r.risk, r.risk_defaults) = base.overridden_by(configured);
         if let Some(c) = self.consensus {
             colony_caps::check_subject(&c.subject, false)
                 .map_err(|e| format!("orders.consensus.subject {:?}: {e}", c.subject))?;
@@ -298,11 +320,33 @@ mod tests {
     }
 
     #[test]
-    fn orders_config_defaults_to_the_paper_venue_without_limits() {
+    fn orders_config_defaults_to_the_paper_venue_with_the_default_limits() {
         let s = parse("").unwrap();
         assert_eq!(s.venue, VenueChoice::Paper);
-        assert_eq!(s.router.risk, RiskLimits::default());
+        assert_eq!(s.router.risk, RiskLimits::defaults());
+        assert_eq!(s.router.risk, OrdersSettings::default().router.risk);
+        assert!(s.router.require_known_instruments);
         assert!(s.router.approval_notional.is_none());
+        // A key written replaces its default only; `defaults = false` drops the rest.
+        let s = parse("[risk]\nmax_qty = \"2\"").unwrap();
+        assert_eq!(s.router.risk.max_qty, Some(Decimal::TWO));
+        assert_eq!(s.router.risk.price_collar_bps, Some(1_000));
+        assert!(!s.router.risk_defaults.contains(&"max_qty"));
+        assert!(s.router.risk_defaults.contains(&"price_collar_bps"));
+        let s = parse("instruments = [\"BTC-USDT\"]\n[risk]\ndefaults = false\nmax_qty = \"2\"")
+            .unwrap();
+        assert_eq!(
+            s.router.risk,
+            RiskLimits {
+                max_qty: Some(Decimal::TWO),
+                ..RiskLimits::default()
+            }
+        );
+        assert!(s.router.risk_defaults.is_empty());
+        assert_eq!(
+            s.router.instruments,
+            [std::sync::Arc::<str>::from("BTC-USDT")]
+        );
     }
 
     #[test]
@@ -337,6 +381,11 @@ mod tests {
                 "quorum 3 of 2",
             ),
             ("venue_url = \"ftp://x\"", "expected http:// or https://"),
+            (
+                "instruments = [\"BTC USDT\"]",
+                "orders.instruments \"BTC USDT\"",
+            ),
+            ("[risk]\ndefaults = \"no\"", "defaults"),
         ];
         for (text, want) in cases {
             let err = parse(text).unwrap_err();

@@ -16,6 +16,10 @@
 //!    events and the order row is folded forward with [`OrderState::apply`], in one
 //!    transaction, so the row always equals the fold of its events.
 //!
+//! An order refused before any venue saw it (risk, approval, a journal that could not take
+//! its intent) is kept apart, in `order_rejections` ([`Journal::record_rejections`],
+//! [`Journal::rejections`]): it never took its client id.
+//!
 //! At start-up, [`Journal::open_orders`] lists the orders that are not closed, oldest first.
 //! One that was never marked sent never reached the venue; one that was may have, and is
 //! reconciled with the venue by its client order id before anything is sent again.
@@ -156,6 +160,18 @@ pub struct JournalFill {
     pub ts: Timestamp,
     /// The execution.
     pub fill: FillReport,
+}
+
+/// An order refused before any venue saw it, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRejection {
+    /// The venue it was meant for.
+    pub venue: String,
+    /// The request and its refusal: status `rejected`, the reason code in `reject_code`,
+    /// created and updated at the refusal's time.
+    pub state: OrderState,
+    /// What was wrong, for a person.
+    pub message: String,
 }
 
 /// Which orders [`Journal::orders`] returns; every field set narrows the result.

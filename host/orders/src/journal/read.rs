@@ -106,6 +106,57 @@ impl Journal {
         sql.text.push_str(&format!(
             " ORDER BY e.ts_ns DESC, e.order_id DESC, e.seq DESC LIMIT {p}"
         ));
+        self.fetch_fills(&sql).await
+    }
+
+    /// Orders refused before a venue saw them, matching `filter` (`open_only` is ignored: a
+    /// refusal is closed), newest first.
+    pub async fn rejections(
+        &self,
+        filter: &OrderFilter,
+    ) -> Result<Vec<JournalRejection>, JournalError> {
+        let mut sql = Sql::new(
+            concat!(
+                "SELECT ",
+                rejection_columns!(),
+                " FROM order_rejections r WHERE 1 = 1"
+            )
+            .to_string(),
+        );
+        if let Some(a) = &filter.agent {
+            let p = sql.param(Bind::Text(a.clone()));
+            sql.text.push_str(&format!(" AND r.agent = {p}"));
+        }
+        if let Some(s) = &filter.symbol {
+            let p = sql.param(Bind::Text(s.clone()));
+            sql.text.push_str(&format!(" AND r.symbol = {p}"));
+        }
+        sql.text.push_str(" ORDER BY r.ts_ns DESC, r.id DESC");
+        if let Some(n) = filter.limit {
+            let p = sql.param(Bind::Int(i64::from(n)));
+            sql.text.push_str(&format!(" LIMIT {p}"));
+        }
+        let raws = on_pool!(&self.backend, |pool, Db| {
+            let rows = sql.query::<Db>().fetch_all(pool).await?;
+            rows.iter()
+                .map(RawRejection::read)
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        raws.into_iter().map(RawRejection::parse).collect()
+    }
+
+    /// Every fill journaled for orders routed to `venue`, oldest first: what start-up
+    /// recovery replays into the risk engine (positions and the day's realised PnL).
+    pub async fn venue_fills(&self, venue: &str) -> Result<Vec<JournalFill>, JournalError> {
+        let mut sql = Sql::new(concat!(event_select!(), " WHERE e.kind = 'fill'").to_string());
+        let p = sql.param(Bind::Text(venue.to_string()));
+        sql.text.push_str(&format!(
+            " AND o.venue = {p} ORDER BY e.ts_ns, e.order_id, e.seq"
+        ));
+        self.fetch_fills(&sql).await
+    }
+
+    async fn fetch_fills(&self, sql: &Sql) -> Result<Vec<JournalFill>, JournalError> {
         let raws = on_pool!(&self.backend, |pool, Db| {
             let rows = sql.query::<Db>().fetch_all(pool).await?;
             rows.iter()

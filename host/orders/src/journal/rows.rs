@@ -331,6 +331,103 @@ impl RawEvent {
     }
 }
 
+/// An `order_rejections` row as stored.
+pub(super) struct RawRejection {
+    id: i64,
+    venue: String,
+    agent: String,
+    client_id: String,
+    symbol: String,
+    side: String,
+    kind: String,
+    price: Option<String>,
+    qty: String,
+    tif: String,
+    post_only: bool,
+    reduce_only: bool,
+    code: String,
+    message: String,
+    ts_ns: i64,
+}
+
+impl RawRejection {
+    pub(super) fn read<'r, R>(row: &'r R) -> Result<RawRejection, JournalError>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+        bool: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let id: i64 = At {
+            table: "order_rejections",
+            row: "?",
+        }
+        .get(row, "id")?;
+        let key = format!("id {id}");
+        let at = At {
+            table: "order_rejections",
+            row: &key,
+        };
+        Ok(RawRejection {
+            id,
+            venue: at.get(row, "venue")?,
+            agent: at.get(row, "agent")?,
+            client_id: at.get(row, "client_id")?,
+            symbol: at.get(row, "symbol")?,
+            side: at.get(row, "side")?,
+            kind: at.get(row, "kind")?,
+            price: at.get(row, "price")?,
+            qty: at.get(row, "qty")?,
+            tif: at.get(row, "tif")?,
+            post_only: at.get(row, "post_only")?,
+            reduce_only: at.get(row, "reduce_only")?,
+            code: at.get(row, "code")?,
+            message: at.get(row, "message")?,
+            ts_ns: at.get(row, "ts_ns")?,
+        })
+    }
+
+    pub(super) fn parse(self) -> Result<JournalRejection, JournalError> {
+        let key = format!("id {}", self.id);
+        let at = At {
+            table: "order_rejections",
+            row: &key,
+        };
+        let request = OrderRequest {
+            side: at.text("side", &self.side, Side::parse, "a side")?,
+            kind: at.text("kind", &self.kind, OrderKind::parse, "an order kind")?,
+            price: match &self.price {
+                Some(p) => Some(at.decimal("price", p)?),
+                None => None,
+            },
+            qty: at.decimal("qty", &self.qty)?,
+            tif: at.text("tif", &self.tif, TimeInForce::parse, "a time in force")?,
+            post_only: self.post_only,
+            reduce_only: self.reduce_only,
+            client_id: self.client_id,
+            agent: self.agent.into(),
+            symbol: self.symbol.into(),
+        };
+        let ts = at.timestamp("ts_ns", self.ts_ns)?;
+        let mut state = OrderState::new(request, ts);
+        state.apply(&ExecReport::new(
+            &state.request,
+            None,
+            ExecKind::Rejected {
+                code: self.code,
+                message: self.message.clone(),
+            },
+            ts,
+        ));
+        Ok(JournalRejection {
+            venue: self.venue,
+            state,
+            message: self.message,
+        })
+    }
+}
+
 /// The `order_events` columns of one report's kind.
 pub(super) struct EventColumns<'a> {
     pub(super) kind: &'static str,

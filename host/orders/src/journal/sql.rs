@@ -100,3 +100,15 @@ impl Sql {
         q
     }
 }
+
+pub(super) const INSERT_REJECTION: &str = "INSERT INTO order_rejections (venue, agent, client_id, \
+     symbol, side, kind, price, qty, tif, post_only, reduce_only, code, message, ts_ns) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+/// The `order_rejections` columns every rejection query selects, in [`RawRejection`]'s order.
+macro_rules! rejection_columns {
+    () => {
+        "r.id, r.venue, r.agent, r.client_id, r.symbol, r.side, r.kind, r.price, r.qty, r.tif, \
+         r.post_only, r.reduce_only, r.code, r.message, r.ts_ns"
+    };
+}

@@ -96,7 +96,87 @@ on_both_backends!(
     concurrent_reports_for_one_order_get_gap_free_seqs,
     corrupt_values_are_reported_with_their_column,
     decimals_round_trip_exactly,
+    refusals_and_venue_fills_read_back,
 );
+
+/// Refusals are kept apart from orders (the id stays free) and read back newest first, by
+/// agent; a venue's fills read back oldest first for recovery, other venues' left out.
+async fn refusals_and_venue_fills_read_back(url: String) {
+    let j = open(&url).await;
+    let refused = |cid: &str, code: &str, ts| {
+        let req = request("alpha", cid, "9", Some("100"));
+        let rep = ExecReport {
+            venue_order_id: None,
+            ..report(
+                "alpha",
+                cid,
+                ExecKind::Rejected {
+                    code: code.into(),
+                    message: format!("{code} detail"),
+                },
+                ts,
+            )
+        };
+        (req, rep)
+    };
+    j.record_rejections(
+        "okx",
+        &[
+            refused("r1", "risk.max-qty", 10),
+            refused("r2", "risk.daily-loss", 11),
+        ],
+    )
+    .await
+    .unwrap();
+    let mut beta = refused("r3", "approval.denied", 12);
+    beta.0.agent = "beta".into();
+    beta.1.agent = "beta".into();
+    j.record_rejections("okx", &[beta]).await.unwrap();
+    let all = j.rejections(&OrderFilter::default()).await.unwrap();
+    let ids: Vec<&str> = all
+        .iter()
+        .map(|r| r.state.request.client_id.as_str())
+        .collect();
+    assert_eq!(ids, ["r3", "r2", "r1"]);
+    assert_eq!(all[2].state.reject_code.as_deref(), Some("risk.max-qty"));
+    assert_eq!(all[2].state.status, OrderStatus::Rejected);
+    assert_eq!(all[2].state.request.qty, d("9"));
+    assert_eq!(all[2].message, "risk.max-qty detail");
+    assert_eq!((all[2].venue.as_str(), all[2].state.created), ("okx", 10));
+    let alpha = j
+        .rejections(&OrderFilter {
+            agent: Some("alpha".into()),
+            limit: Some(1),
+            ..OrderFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(alpha.len(), 1);
+    assert_eq!(alpha[0].state.request.client_id, "r2");
+    // A refused id is free: an order may take it.
+    j.record_intent("okx", &request("alpha", "r1", "1", Some("100")), 20)
+        .await
+        .unwrap();
+
+    j.record_intent("paper@1", &request("alpha", "p1", "1", Some("100")), 21)
+        .await
+        .unwrap();
+    j.record_batch(&[
+        report("alpha", "r1", ExecKind::Accepted, 22),
+        report("alpha", "r1", fill("0.4", "100", "0"), 24),
+        report("alpha", "p1", ExecKind::Accepted, 22),
+        report("alpha", "p1", fill("1", "100", "0"), 23),
+        report("alpha", "r1", fill("0.6", "101", "0"), 25),
+    ])
+    .await
+    .unwrap();
+    let fills = j.venue_fills("okx").await.unwrap();
+    let got: Vec<(&str, Timestamp, Decimal)> = fills
+        .iter()
+        .map(|f| (f.client_id.as_str(), f.ts, f.fill.qty))
+        .collect();
+    assert_eq!(got, [("r1", 24, d("0.4")), ("r1", 25, d("0.6"))]);
+}
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str_exact(s).expect("test decimal")

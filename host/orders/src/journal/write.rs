@@ -154,4 +154,52 @@ impl Journal {
             }
         }
     }
+
+    /// Journals orders refused before the venue `venue` saw them (the request and its
+    /// `rejected` report: reason code, message, time), in one transaction.
+    pub(crate) async fn record_rejections(
+        &self,
+        venue: &str,
+        refused: &[(OrderRequest, ExecReport)],
+    ) -> Result<(), JournalError> {
+        macro_rules! insert_all {
+            ($tx:ident, $db:ty) => {{
+                for (order, report) in refused {
+                    let (code, message) = match &report.kind {
+                        ExecKind::Rejected { code, message } => (code.as_str(), message.as_str()),
+                        _ => ("", ""),
+                    };
+                    sqlx::query::<$db>(INSERT_REJECTION)
+                        .bind(venue)
+                        .bind(&*order.agent)
+                        .bind(order.client_id.as_str())
+                        .bind(&*order.symbol)
+                        .bind(Side::as_str(order.side))
+                        .bind(OrderKind::as_str(order.kind))
+                        .bind(order.price.map(|p| p.to_string()))
+                        .bind(order.qty.to_string())
+                        .bind(TimeInForce::as_str(order.tif))
+                        .bind(order.post_only)
+                        .bind(order.reduce_only)
+                        .bind(code)
+                        .bind(message)
+                        .bind(ts_to_db(report.ts)?)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                $tx.commit().await?;
+                Ok(())
+            }};
+        }
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                insert_all!(tx, sqlx::Sqlite)
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                insert_all!(tx, sqlx::Postgres)
+            }
+        }
+    }
 }

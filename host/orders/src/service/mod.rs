@@ -45,13 +45,14 @@ mod approvals;
 mod kill_switch;
 mod recovery;
 mod report;
+mod send;
 mod sink;
 
 pub use kill_switch::{KillMode, KillSwitchFileError, load_kill_switches, save_kill_switches};
 pub use recovery::{RecoveryReport, reconcile_reports};
 pub use report::{
-    AccountRow, FillRow, OrderCounters, OrderRow, OrdersReport, OrdersStatus, PendingApproval,
-    PositionRow, order_row,
+    AccountRow, FillRow, LimitRow, OrderCounters, OrderRow, OrdersReport, OrdersStatus,
+    PendingApproval, PositionRow, order_row,
 };
 use sink::{JournalOp, JournalSink};
 
@@ -68,20 +69,6 @@ where
             rt.spawn(f);
         }
         Err(_) => tracing::error!("no async runtime: order task not started"),
-    }
-}
-
-/// A crash-test hook: when `COLONY_FAILPOINT` names this point, the order flow stops here
-/// for good (the process keeps running, to be killed with SIGKILL by the test) after saying
-/// so on stderr. Costs one comparison when unset.
-async fn failpoint(name: &str) {
-    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let point = POINT.get_or_init(|| std::env::var("COLONY_FAILPOINT").ok());
-    if point.as_deref() == Some(name) {
-        eprintln!("colony: failpoint {name} reached");
-        loop {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        }
     }
 }
 
@@ -143,8 +130,17 @@ pub struct Consensus {
 /// The router's configuration (`[orders]` in colony.toml).
 #[derive(Debug, Clone)]
 pub struct OrdersConfig {
-    /// Limits for every agent (each agent's grant can only tighten them).
+    /// Limits for every agent (each agent's grant can only tighten them); by default
+    /// [`RiskLimits::defaults`].
     pub risk: RiskLimits,
+    /// The keys of `risk` whose value is the built-in default (not written by the operator).
+    pub risk_defaults: Vec<&'static str>,
+    /// Symbols the configuration defines (`[orders] instruments`), known besides those the
+    /// market feed publishes.
+    pub instruments: Vec<Arc<str>>,
+    /// Whether an order for a symbol neither the feed nor the configuration defines is
+    /// refused (`risk.unknown-instrument`). On by default.
+    pub require_known_instruments: bool,
     /// The paper exchange's fees and starting balance.
     pub paper: PaperConfig,
     /// Orders with a notional at or above this wait for approval.
@@ -157,8 +153,12 @@ pub struct OrdersConfig {
 
 impl Default for OrdersConfig {
     fn default() -> Self {
+        let risk = RiskLimits::defaults();
         OrdersConfig {
-            risk: RiskLimits::default(),
+            risk_defaults: risk.entries().into_iter().map(|(k, _)| k).collect(),
+            risk,
+            instruments: Vec::new(),
+            require_known_instruments: true,
             paper: PaperConfig::default(),
             approval_notional: None,
             approval_timeout: Duration::from_secs(60),
@@ -190,6 +190,11 @@ struct Core {
     kill: KillMode,
     agent_kill: HashMap<Arc<str>, KillMode>,
     scratch: Vec<ExecReport>,
+    /// Orders whose intent is being journaled ahead of a remote venue and that were not
+    /// handed to it yet, and whether a cancel was asked for meanwhile: the send stops them
+    /// ([`OrderService::send_journaled`]), so a kill switch or a cancel between admission and
+    /// send leaves nothing at the venue.
+    unsent: HashMap<OrderKey, bool>,
     /// The day (since the epoch) of the last order: when it changes, the venue is told
     /// ([`Venue::new_day`]: the paper exchange forgets the closed orders of earlier days, as
     /// the risk engine frees their client ids).
@@ -204,8 +209,8 @@ enum Journaling {
     /// there is nothing outside it to send twice.
     Behind(JournalSink),
     /// Awaited: an order's intent is durable before the venue sees it, and a report is
-    /// written before it is applied.
-    Ahead(Journal),
+    /// written before it is applied. Refusals, which reach no venue, are written behind.
+    Ahead(Journal, JournalSink),
 }
 
 /// Where an order that passed risk goes next.
@@ -249,6 +254,8 @@ pub struct OrderService {
 }
 
 /// A reference quote from any market event (a trade or bar close stands for both sides).
+/// The feed drops events with prices ≤ 0 before they get here (a data-quality issue); this is
+/// the second line.
 fn reference(event: &MarketEvent) -> Option<Quote> {
     let ts = replay::known_at(event);
     let symbol = event.symbol().clone();
@@ -273,8 +280,10 @@ fn reference(event: &MarketEvent) -> Option<Quote> {
                 ts,
             })
         }
-        MarketEvent::Trade(t) => Some(flat(t.price)),
-        MarketEvent::Candle(c) => Some(flat(c.close)),
+        // A price ≤ 0 is bad data, never a reference (a quote's side ≤ 0 means "no side"
+        // and is refused by risk as stale data).
+        MarketEvent::Trade(t) => (t.price > Decimal::ZERO).then(|| flat(t.price)),
+        MarketEvent::Candle(c) => (c.close > Decimal::ZERO).then(|| flat(c.close)),
     }
 }
 
@@ -307,6 +316,10 @@ impl OrderService {
     ) -> Arc<OrderService> {
         let mut risk = RiskEngine::new(config.risk.clone());
         risk.set_trading_state(Scope::Global, TradingState::Active);
+        risk.require_known_instruments(config.require_known_instruments);
+        for symbol in &config.instruments {
+            risk.learn_instrument(symbol);
+        }
         let name: Arc<str> = venue.name().into();
         let kind = venue.kind();
         let journal_venue: Arc<str> = match kind {
@@ -318,7 +331,10 @@ impl OrderService {
             (Some(j), VenueKind::InProcess) => {
                 Journaling::Behind(JournalSink::start(j.clone(), journal_venue.clone()))
             }
-            (Some(j), VenueKind::Remote) => Journaling::Ahead(j.clone()),
+            (Some(j), VenueKind::Remote) => Journaling::Ahead(
+                j.clone(),
+                JournalSink::start(j.clone(), journal_venue.clone()),
+            ),
         };
         Arc::new_cyclic(|me| OrderService {
             me: me.clone(),
@@ -333,6 +349,7 @@ impl OrderService {
                 kill: KillMode::Off,
                 agent_kill: HashMap::new(),
                 scratch: Vec::new(),
+                unsent: HashMap::new(),
                 day: 0,
             }),
             bus,
@@ -381,6 +398,7 @@ impl OrderService {
     /// paper orders that the new prices cross fill).
     pub fn on_market(&self, event: &MarketEvent) {
         let mut core = self.lock();
+        core.risk.learn_instrument(event.symbol());
         if let Some(q) = reference(event) {
             core.refs.insert(q.symbol.clone(), q);
         }
@@ -471,12 +489,16 @@ impl OrderService {
 
     /// An order that passed risk (and approval) goes on: to the venue now, or, when its intent
     /// must be durable first, back to the caller to journal it outside the lock.
+    /// With a remote venue the order is open (working, in the kill switch's reach) from here,
+    /// before its intent is journaled, and marked unsent until the send.
     fn dispatch(&self, core: &mut Core, req: OrderRequest, now: Timestamp) -> Route {
         self.submitted.fetch_add(1, Ordering::Relaxed);
-        if let Journaling::Ahead(_) = self.journaling {
+        self.open(core, &req, now);
+        if let Journaling::Ahead(..) = self.journaling {
+            core.unsent
+                .insert((req.agent.clone(), req.client_id.clone()), false);
             return Route::Journal(req);
         }
-        self.open(core, &req, now);
         if let Some(answer) = self.send(core, &req, now) {
             self.spawn_placed(req, now, answer);
         }
@@ -522,117 +544,18 @@ impl OrderService {
         }
     }
 
-    /// [`journal_then_send`](Self::journal_then_send) from a task.
-    fn spawn_journaled(&self, req: OrderRequest, now: Timestamp) {
-        if let Some(svc) = self.me.upgrade() {
-            spawn(async move {
-                svc.journal_then_send(req, now).await;
-            });
-        }
-    }
-
-    /// Journals the intent (durably), opens the order and hands it to a task that sends it. A
-    /// journal that cannot be written refuses the order (`host.journal`): nothing unjournaled
-    /// is sent.
-    async fn journal_then_send(self: &Arc<Self>, req: OrderRequest, now: Timestamp) -> Ack {
-        if let Journaling::Ahead(j) = &self.journaling
-            && let Err(e) = j.record_intent(&self.journal_venue, &req, now).await
-        {
-            self.journal_errors.fetch_add(1, Ordering::Relaxed);
-            let mut core = self.lock();
-            core.risk.on_closed(&req.agent, &req.client_id);
-            return self.refuse(
-                &mut core,
-                &req,
-                "host.journal",
-                format!("intent not journaled: {e}"),
-                now,
-            );
-        }
-        self.open(&mut self.lock(), &req, now);
-        let svc = Arc::clone(self);
-        spawn(async move {
-            failpoint("order.after-intent").await;
-            svc.send_journaled(req, now).await;
-        });
-        Ack::Submitted
-    }
-
-    /// Sends a journaled order: marks it sent in the journal, hands it to the venue, and
-    /// records the answer.
-    async fn send_journaled(self: Arc<Self>, req: OrderRequest, now: Timestamp) {
-        if let Journaling::Ahead(j) = &self.journaling
-            && let Err(e) = j.mark_sent(&req.agent, &req.client_id, now).await
-        {
-            self.journal_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, client_id = %req.client_id, "cannot journal the send");
-        }
-        let answer = self.send(&mut self.lock(), &req, now);
-        if let Some(answer) = answer {
-            self.placed(req, now, answer).await;
-        }
-    }
-
-    /// [`placed`](Self::placed) from a task.
-    fn spawn_placed(&self, req: OrderRequest, now: Timestamp, answer: Pending<ExecReport>) {
-        if let Some(svc) = self.me.upgrade() {
-            spawn(svc.placed(req, now, answer));
-        }
-    }
-
-    /// Waits for the venue's later answer to a place and records it. An unknown outcome
-    /// (timeout, venue down) leaves the order pending and reconciles it by client id.
-    async fn placed(
-        self: Arc<Self>,
-        req: OrderRequest,
-        now: Timestamp,
-        answer: Pending<ExecReport>,
-    ) {
-        match answer.await {
-            Ok(report) => {
-                failpoint("order.after-send").await;
-                self.record(report).await;
-                failpoint("order.after-ack").await;
-            }
-            Err(e) if e.outcome_unknown() => {
-                tracing::warn!(error = %e, client_id = %req.client_id,
-                    "order outcome unknown; reconciling by client id");
-                self.reconcile_later(req);
-            }
-            Err(e) => {
-                let kind = ExecKind::Rejected {
-                    code: "venue.unavailable".into(),
-                    message: e.to_string(),
-                };
-                let report = ExecReport::new(&req, None, kind, now);
-                self.record(report).await;
-            }
-        }
-    }
-
-    /// Journals a venue's later report when the journal is written ahead, then applies it (so
-    /// an event an agent saw is never missing from the journal).
-    async fn record(&self, report: ExecReport) {
-        if let Journaling::Ahead(j) = &self.journaling
-            && let Err(e) = j.record(&report).await
-        {
-            self.journal_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, client_id = %report.client_id, "cannot journal a venue report");
-        }
-        let mut core = self.lock();
-        self.apply(&mut core, report);
-    }
-
     /// Waits (up to `limit`) until the journal has every report written behind an in-process
     /// venue; returns whether it has.
     pub async fn flush_journal(&self, limit: Duration) -> bool {
         match &self.journaling {
-            Journaling::Behind(sink) => sink.flush(limit).await,
-            Journaling::Off | Journaling::Ahead(_) => true,
+            Journaling::Behind(sink) | Journaling::Ahead(_, sink) => sink.flush(limit).await,
+            Journaling::Off => true,
         }
     }
 
-    /// A refusal before the venue: counted, remembered, and delivered as a `rejected` event.
+    /// A refusal before the venue: counted, remembered, journaled (as a rejection: the
+    /// post-trade record of what was refused, with its reason code), and delivered as a
+    /// `rejected` event.
     fn refuse(
         &self,
         core: &mut Core,
@@ -647,6 +570,9 @@ impl OrderService {
             message: detail.clone(),
         };
         let report = ExecReport::new(req, None, kind, now);
+        if let Journaling::Behind(sink) | Journaling::Ahead(_, sink) = &self.journaling {
+            sink.send(JournalOp::Rejection(report.clone(), req.clone()));
+        }
         let mut state = OrderState::new(req.clone(), now);
         let status = state.apply(&report);
         self.deliver(OrderUpdate {
@@ -746,6 +672,11 @@ impl OrderService {
             .check_cancel(agent, now)
             .map_err(|r| CancelError::Rate(r.to_string()))?;
         self.cancels.fetch_add(1, Ordering::Relaxed);
+        if let Some(asked) = core.unsent.get_mut(&key) {
+            // Not at the venue yet: the send stops it.
+            *asked = true;
+            return Ok(());
+        }
         let mut out = std::mem::take(&mut core.scratch);
         let answer = match core.orders.get(&key) {
             Some(o) => Arc::clone(&self.venue).cancel(o, now, &mut out),
@@ -763,11 +694,23 @@ impl OrderService {
     /// were cancelled or asked to be.
     fn cancel_working(&self, core: &mut Core, agent: Option<&str>, now: Timestamp) -> usize {
         let mut out = std::mem::take(&mut core.scratch);
+        // Orders not at the venue yet are stopped by their send.
+        let mut unsent = 0;
+        for (key, asked) in core.unsent.iter_mut() {
+            if agent.is_none_or(|a| *key.0 == *a) {
+                *asked = true;
+                unsent += 1;
+            }
+        }
         let later: Vec<(OrderKey, Pending<ExecReport>)> = {
+            let unsent = &core.unsent;
             let working: Vec<&OrderState> = core
                 .orders
-                .values()
-                .filter(|o| agent.is_none_or(|a| *o.request.agent == *a))
+                .iter()
+                .filter(|(k, o)| {
+                    agent.is_none_or(|a| *o.request.agent == *a) && !unsent.contains_key(*k)
+                })
+                .map(|(_, o)| o)
                 .collect();
             Arc::clone(&self.venue)
                 .cancel_all(agent, &working, now, &mut out)
@@ -775,7 +718,8 @@ impl OrderService {
                 .map(|(o, f)| ((o.request.agent.clone(), o.request.client_id.clone()), f))
                 .collect()
         };
-        let cancelled = out.iter().filter(|r| r.kind == ExecKind::Cancelled).count() + later.len();
+        let cancelled =
+            out.iter().filter(|r| r.kind == ExecKind::Cancelled).count() + later.len() + unsent;
         self.apply_all(core, &mut out);
         core.scratch = out;
         for (key, answer) in later {
@@ -788,7 +732,7 @@ impl OrderService {
     /// recorded when it comes (unless the order closed meanwhile).
     fn confirm_cancel(&self, key: OrderKey, answer: Pending<ExecReport>) {
         let journal = match &self.journaling {
-            Journaling::Ahead(j) => Some(j.clone()),
+            Journaling::Ahead(j, _) => Some(j.clone()),
             Journaling::Off | Journaling::Behind(_) => None,
         };
         let me = self.me.clone();
@@ -936,6 +880,15 @@ impl OrderService {
         v.extend(agents);
         v
     }
+}
+
+/// The kill switch an agent's orders are under: the global one when it is set, else the
+/// agent's own.
+fn kill_mode(core: &Core, agent: &str) -> KillMode {
+    if core.kill != KillMode::Off {
+        return core.kill;
+    }
+    core.agent_kill.get(agent).copied().unwrap_or(KillMode::Off)
 }
 
 fn remember(recent: &mut VecDeque<OrderState>, o: OrderState) {

@@ -20,6 +20,8 @@ pub struct RecoveryReport {
     pub expired: u64,
     /// Working orders the venue could not be asked about yet (retried in the background).
     pub unresolved: u64,
+    /// Journaled fills replayed into the risk engine (positions, the day's realised PnL).
+    pub fills: u64,
 }
 
 /// The reports that bring `state` (the journal's) up to what the venue says (`v`).
@@ -122,10 +124,13 @@ impl OrderService {
         }
     }
 
-    /// Start-up recovery from the journal: every order of today keeps its client id taken,
-    /// working orders are reconciled with a remote venue by client id (sent now if the venue
-    /// never got them), and orders left working on an in-process venue (the paper exchange),
-    /// which did not survive the restart, are expired.
+    /// Start-up recovery from the journal, before any agent runs: with a remote venue the risk
+    /// engine gets back its state (every journaled fill replayed, in time order, into
+    /// positions and the day's realised PnL; today's client ids taken; working orders open;
+    /// the last minute's orders in the order-rate window), and working orders are reconciled
+    /// with the venue by client id (sent now if the venue never got them). Orders left working
+    /// on an in-process venue (the paper exchange), which did not survive the restart, are
+    /// expired; its account starts afresh with the run, and so does its risk state.
     pub async fn recover(self: &Arc<Self>, now: Timestamp) -> Result<RecoveryReport, JournalError> {
         let mut report = RecoveryReport::default();
         let Some(j) = self.journal.clone() else {
@@ -139,9 +144,31 @@ impl OrderService {
                 ..OrderFilter::default()
             })
             .await?;
+        let fills = if in_process {
+            Vec::new()
+        } else {
+            j.venue_fills(&self.journal_venue).await?
+        };
         let mut open = Vec::new();
         {
             let mut core = self.lock();
+            for f in &fills {
+                let fill = risk::Fill {
+                    agent: f.agent.clone(),
+                    client_id: None,
+                    symbol: f.symbol.clone(),
+                    side: f.side,
+                    qty: f.fill.qty,
+                    price: f.fill.price,
+                    fee: f.fill.fee,
+                };
+                match core.risk.replay_fill(&fill, f.ts) {
+                    Ok(()) => report.fills += 1,
+                    Err(e) => tracing::error!(error = %e, client_id = %f.client_id,
+                        "journaled fill not replayed into risk"),
+                }
+            }
+            core.risk.advance_to(now);
             for o in &orders {
                 let working = !o.state.status.is_closed();
                 if in_process {
@@ -159,9 +186,10 @@ impl OrderService {
                     continue;
                 }
                 report.known += 1;
+                let created = o.state.created;
                 if working {
                     core.risk
-                        .restore(&o.state.request, Some(o.state.remaining()));
+                        .restore(&o.state.request, Some(o.state.remaining()), created, now);
                     let key = (
                         o.state.request.agent.clone(),
                         o.state.request.client_id.clone(),
@@ -169,7 +197,7 @@ impl OrderService {
                     core.orders.insert(key, o.state.clone());
                     open.push(o.state.request.clone());
                 } else {
-                    core.risk.restore(&o.state.request, None);
+                    core.risk.restore(&o.state.request, None, created, now);
                 }
             }
         }
@@ -190,6 +218,7 @@ impl OrderService {
             }
         }
         tracing::info!(known = report.known, open = report.open, reconciled = report.reconciled,
+            fills = report.fills,
             expired = report.expired, unresolved = report.unresolved, venue = %self.name,
             "order journal recovered");
         Ok(report)

@@ -161,6 +161,23 @@ pub struct OrdersStatus {
     pub open_orders: usize,
     /// Orders waiting for approval.
     pub waiting_approval: usize,
+    /// The global risk limits in force, as `colony.toml` names them.
+    pub limits: Vec<LimitRow>,
+    /// Whether orders for instruments the host does not know are refused.
+    pub require_known_instruments: bool,
+    /// Instruments known (from the feed and the configuration).
+    pub known_instruments: usize,
+}
+
+/// One global risk limit in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitRow {
+    /// The `[orders.risk]` key.
+    pub key: &'static str,
+    /// Its value.
+    pub value: String,
+    /// `default` (built in) or `config` (written by the operator).
+    pub source: &'static str,
 }
 
 /// Router counters.
@@ -214,10 +231,29 @@ impl OrderService {
     /// What `colony status` shows: venue, counters, kill switches, the live venue's circuit
     /// breaker, journal errors and orders whose state is still unknown.
     pub fn status(&self) -> OrdersStatus {
-        let (open_orders, waiting_approval) = {
+        let (open_orders, waiting_approval, known_instruments) = {
             let core = self.lock();
-            (core.orders.len(), core.waiting.len())
+            (
+                core.orders.len(),
+                core.waiting.len(),
+                core.risk.known_instruments(),
+            )
         };
+        let limits = self
+            .config
+            .risk
+            .entries()
+            .into_iter()
+            .map(|(key, value)| LimitRow {
+                key,
+                value,
+                source: if self.config.risk_defaults.contains(&key) {
+                    "default"
+                } else {
+                    "config"
+                },
+            })
+            .collect();
         OrdersStatus {
             venue: self.name.to_string(),
             journal_venue: self.journal_venue.to_string(),
@@ -232,6 +268,9 @@ impl OrderService {
             unresolved: self.unresolved.load(Ordering::Relaxed),
             open_orders,
             waiting_approval,
+            limits,
+            require_known_instruments: self.config.require_known_instruments,
+            known_instruments,
         }
     }
 

@@ -1,15 +1,18 @@
-//! The write-behind journal of an in-process venue (the paper exchange).
+//! The write-behind journal: every record of an in-process venue (the paper exchange), and
+//! the refusals of a remote one (they reach no venue, so nothing waits for them).
 
 use super::*;
 
-/// What the paper exchange's journal writer is asked to write, in order.
+/// What the journal writer is asked to write, in order.
 pub(super) enum JournalOp {
     Intent(OrderRequest, Timestamp),
     Report(ExecReport),
+    /// An order refused before the venue: the `rejected` report and the request.
+    Rejection(ExecReport, OrderRequest),
 }
 
-/// The write-behind journal of the paper exchange: an unbounded queue (the router never
-/// waits on the disk) drained by a task that writes reports in batches, one transaction each.
+/// The write-behind journal: an unbounded queue (the router never waits on the disk) drained
+/// by a task that writes reports and refusals in batches, one transaction each.
 pub(super) struct JournalSink {
     tx: tokio::sync::mpsc::UnboundedSender<JournalOp>,
     queued: Arc<AtomicU64>,
@@ -26,6 +29,7 @@ impl JournalSink {
             while rx.recv_many(&mut ops, 1024).await > 0 {
                 let n = ops.len() as u64;
                 let mut reports = Vec::new();
+                let mut refused = Vec::new();
                 for op in ops.drain(..) {
                     match op {
                         JournalOp::Intent(req, now) => {
@@ -37,9 +41,15 @@ impl JournalSink {
                             }
                         }
                         JournalOp::Report(r) => reports.push(r),
+                        JournalOp::Rejection(r, req) => refused.push((req, r)),
                     }
                 }
                 write_reports(&journal, &mut reports).await;
+                if !refused.is_empty()
+                    && let Err(e) = journal.record_rejections(&venue, &refused).await
+                {
+                    tracing::error!(error = %e, count = refused.len(), "refused orders not journaled");
+                }
                 w.fetch_add(n, Ordering::Release);
             }
         });

@@ -142,6 +142,7 @@ fn router(venue: &Arc<FakeVenue>, limits: RiskLimits) -> (Arc<OrderService>, Mai
         .unwrap();
     let config = OrdersConfig {
         risk: limits,
+        instruments: vec!["BTC-USDT".into()],
         ..OrdersConfig::default()
     };
     let venue: Arc<dyn Venue> = venue.clone();
@@ -441,4 +442,152 @@ fn the_paper_venue_keeps_the_positions_and_cash_it_fills() {
     let report = router.report();
     assert_eq!(report.accounts.len(), 1);
     assert_eq!(report.positions[0].qty, "2");
+}
+
+#[test]
+fn an_instrument_nobody_defines_is_refused_until_the_feed_publishes_it() {
+    let router = OrderService::paper(Bus::new(), OrdersConfig::default());
+    let nope = OrderRequest {
+        symbol: "NOPE-XXX".into(),
+        ..limit("n1", Side::Buy, "100", "1")
+    };
+    assert!(matches!(
+        router.place(nope.clone(), T0),
+        Ack::Rejected { code, .. } if code == "risk.unknown-instrument"
+    ));
+    router.on_market(&MarketEvent::Quote(Quote {
+        symbol: "NOPE-XXX".into(),
+        bid: d("99"),
+        bid_size: d("5"),
+        ask: d("101"),
+        ask_size: d("5"),
+        ts: T0,
+    }));
+    let again = OrderRequest {
+        client_id: "n2".into(),
+        ..nope
+    };
+    assert_eq!(router.place(again, T0), Ack::Submitted);
+    assert_eq!(router.status().known_instruments, 1);
+}
+
+/// A router over a remote fake venue with a SQLite journal (intents written ahead).
+async fn journaled(venue: &Arc<FakeVenue>, dir: &std::path::Path) -> (Arc<OrderService>, Journal) {
+    let url = format!("sqlite://{}", dir.join("orders.db").display());
+    let journal = Journal::open(&url).await.unwrap();
+    let config = OrdersConfig {
+        risk: RiskLimits {
+            max_qty: Some(d("5")),
+            ..RiskLimits::default()
+        },
+        instruments: vec!["BTC-USDT".into()],
+        ..OrdersConfig::default()
+    };
+    let dyn_venue: Arc<dyn Venue> = venue.clone();
+    let router = OrderService::with_journal(Bus::new(), config, dyn_venue, journal.clone());
+    (router, journal)
+}
+
+/// Lets the router's tasks run (a current-thread runtime runs them only when the test waits).
+async fn let_tasks_run() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+#[tokio::test]
+async fn a_kill_switch_between_admission_and_send_stops_the_order_before_the_venue() {
+    let dir = tempfile::tempdir().unwrap();
+    let venue = FakeVenue::new(VenueKind::Remote, Script::AcceptLater);
+    let (router, journal) = journaled(&venue, dir.path()).await;
+    // Admitted: working at once, though its intent is not journaled yet (the task that
+    // journals and sends has not run).
+    assert_eq!(
+        router.place(limit("k1", Side::Buy, "100", "1"), T0),
+        Ack::Submitted
+    );
+    assert_eq!(router.open_orders("a").len(), 1);
+    // The switch counts it among the orders it stops.
+    assert_eq!(router.kill_switch(None, KillMode::On, T0), 1);
+    let_tasks_run().await;
+    assert!(router.flush_journal(Duration::from_secs(5)).await);
+    assert_eq!(
+        venue.calls(),
+        Vec::<String>::new(),
+        "nothing reached the venue"
+    );
+    let o = journal.order("a", "k1").await.unwrap().unwrap();
+    assert_eq!(o.state.status, OrderStatus::Cancelled);
+    assert!(!o.sent, "never marked sent");
+    assert!(router.open_orders("a").is_empty());
+
+    // An agent's own cancel of an order not sent yet stops it the same way.
+    router.kill_switch(None, KillMode::Off, T0);
+    assert_eq!(
+        router.place(limit("k2", Side::Buy, "100", "1"), T0),
+        Ack::Submitted
+    );
+    router.cancel(&"a".into(), "k2", T0).unwrap();
+    let_tasks_run().await;
+    assert_eq!(venue.calls(), Vec::<String>::new());
+    let o = journal.order("a", "k2").await.unwrap().unwrap();
+    assert_eq!(o.state.status, OrderStatus::Cancelled);
+
+    // Without a switch the order goes on.
+    assert_eq!(
+        router.place(limit("k3", Side::Buy, "100", "1"), T0),
+        Ack::Submitted
+    );
+    let_tasks_run().await;
+    assert_eq!(venue.calls(), ["place k3"]);
+}
+
+#[tokio::test]
+async fn refusals_are_journaled_with_their_reason_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let venue = FakeVenue::new(VenueKind::Remote, Script::AcceptLater);
+    let (router, journal) = journaled(&venue, dir.path()).await;
+    let big = limit("r1", Side::Buy, "100", "6");
+    assert!(matches!(router.place(big, T0), Ack::Rejected { .. }));
+    router.kill_switch(Some("a"), KillMode::Halt, T0);
+    assert!(matches!(
+        router.place(limit("r2", Side::Sell, "100", "1"), T0 + 1),
+        Ack::Rejected { .. }
+    ));
+    assert!(router.flush_journal(Duration::from_secs(5)).await);
+    let refused = journal.rejections(&OrderFilter::default()).await.unwrap();
+    let rows: Vec<(&str, Option<&str>, OrderStatus, Decimal)> = refused
+        .iter()
+        .map(|r| {
+            (
+                r.state.request.client_id.as_str(),
+                r.state.reject_code.as_deref(),
+                r.state.status,
+                r.state.request.qty,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("r2", Some("risk.halted"), OrderStatus::Rejected, d("1")),
+            ("r1", Some("risk.max-qty"), OrderStatus::Rejected, d("6")),
+        ]
+    );
+    assert!(
+        refused[1].message.contains("above the maximum 5"),
+        "{}",
+        refused[1].message
+    );
+    assert_eq!(refused[0].venue, "fake");
+    // A refused id is not taken: the agent may send it again, and it goes to the venue.
+    router.kill_switch(Some("a"), KillMode::Off, T0);
+    assert_eq!(
+        router.place(limit("r1", Side::Buy, "100", "1"), T0 + 2),
+        Ack::Submitted
+    );
+    let_tasks_run().await;
+    assert_eq!(venue.calls(), ["place r1"]);
+    assert!(journal.order("a", "r1").await.unwrap().is_some());
 }

@@ -152,6 +152,10 @@ pub struct RiskEngine {
     global_effective: Effective,
     agent_effective: HashMap<Arc<str>, Effective>,
     state: RiskState,
+    /// Symbols the host has a definition of (feed, venue, configuration).
+    known: HashSet<Arc<str>>,
+    /// Whether an order for a symbol not in `known` is refused.
+    require_known: bool,
     rejections: [u64; RejectCode::ALL.len()],
 }
 
@@ -219,6 +223,32 @@ impl RiskEngine {
             Effective::resolve(&self.global, Some(&limits)),
         );
         self.agent_limits.insert(agent, limits);
+    }
+
+    /// Whether an order for a symbol the engine was not told of ([`learn_instrument`]) is
+    /// refused (`risk.unknown-instrument`). Off in a new engine; a host turns it on.
+    ///
+    /// [`learn_instrument`]: RiskEngine::learn_instrument
+    pub fn require_known_instruments(&mut self, on: bool) {
+        self.require_known = on;
+    }
+
+    /// Makes `symbol` a known instrument (the feed published it, the venue or the
+    /// configuration defines it). Cheap when it is known already.
+    pub fn learn_instrument(&mut self, symbol: &Arc<str>) {
+        if !self.known.contains(symbol) {
+            self.known.insert(symbol.clone());
+        }
+    }
+
+    /// How many instruments are known.
+    pub fn known_instruments(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Whether `symbol` is a known instrument.
+    pub fn knows_instrument(&self, symbol: &str) -> bool {
+        self.known.contains(symbol)
     }
 
     /// Removes an agent's own limits; the global ones apply alone.
@@ -444,13 +474,25 @@ impl RiskEngine {
     }
 
     /// After a restart, puts back an order the journal knows: its client id is taken again
-    /// (so a replayed or retried place is still a duplicate) and, when it is still working
+    /// (so a replayed or retried place is still a duplicate), it counts towards the order
+    /// rate when it was `created` in the minute before `now`, and, when it is still working
     /// with `remaining` quantity, it is open again (towards open orders, open notional and
     /// worst-case position). No check runs: the order passed them when it was placed. Its
     /// notional is counted at its limit price (a market order's at zero: it cannot rest).
-    pub fn restore(&mut self, req: &OrderRequest, remaining: Option<Decimal>) {
+    /// Restore orders after [`replay_fill`](Self::replay_fill) and
+    /// [`advance_to`](Self::advance_to), whose day change would free the ids again.
+    pub fn restore(
+        &mut self,
+        req: &OrderRequest,
+        remaining: Option<Decimal>,
+        created: Timestamp,
+        now: Timestamp,
+    ) {
         let a = self.agent_entry(&req.agent);
         a.seen_client_ids.insert(req.client_id.clone());
+        if created <= now && now - created < NANOS_PER_MIN {
+            record_time(&mut a.order_times, created);
+        }
         let Some(remaining) = remaining.filter(|r| *r > Decimal::ZERO) else {
             return;
         };
@@ -471,6 +513,26 @@ impl RiskEngine {
                 accepted: true,
             },
         );
+    }
+
+    /// After a restart, accounts a journaled fill that happened at `ts`: position and
+    /// realised PnL as [`on_fill`](Self::on_fill) does, the day rolled to `ts` first, so
+    /// fills replayed in time order leave today's realised PnL and every position as they
+    /// were before the restart. The fill's client id is ignored (restored orders carry their
+    /// remaining quantity).
+    pub fn replay_fill(&mut self, fill: &Fill, ts: Timestamp) -> Result<(), FillError> {
+        self.roll_day(ts);
+        let fill = Fill {
+            client_id: None,
+            ..fill.clone()
+        };
+        self.on_fill(&fill)
+    }
+
+    /// Rolls the day forward to `now` (the realised PnL of earlier days is dropped) without
+    /// checking an order: the end of a restart's replay of the journal.
+    pub fn advance_to(&mut self, now: Timestamp) {
+        self.roll_day(now);
     }
 
     fn reserve(&mut self, req: &OrderRequest, r: Reservation, now: Timestamp) {
@@ -537,6 +599,16 @@ impl RiskEngine {
             return Err(reject(
                 C::Instrument,
                 format!("agent {who:?}: instrument {} is not allowed", req.symbol),
+            ));
+        }
+        if self.require_known && !self.known.contains(&*req.symbol) {
+            return Err(reject(
+                C::UnknownInstrument,
+                format!(
+                    "instrument {} is not known to this host (no market data, venue or \
+                     configured definition names it)",
+                    req.symbol
+                ),
             ));
         }
         if let Some(price) = req.price {

@@ -23,6 +23,7 @@
 //! | trading state | `risk.halted` | the global or the agent's state is `Halted` | a halted market or agent places nothing |
 //! | duplicate id | `risk.duplicate-client-id` | the agent used this client order id today | a retried or replayed order must not be sent twice |
 //! | instrument | `risk.instrument` | the symbol matches no pattern of an instrument list | only instruments the agent is approved for (15c3-5 (c)(2)(ii)) |
+//! | unknown instrument | `risk.unknown-instrument` | the engine requires known instruments ([`RiskEngine::require_known_instruments`]) and the symbol is not one ([`RiskEngine::learn_instrument`]: from the feed, the venue or the configuration) | an order for a symbol nobody defines has no reference, no tick size and no venue to go to: a typo or a fat finger |
 //! | precision | `risk.precision` | the price is not a multiple of a tick size, or the quantity of a quantity step | venues reject these, and a mis-scaled number is a classic fat-finger |
 //! | minimum quantity | `risk.min-qty` | quantity ≤ 0 or below `min_qty` | dust orders and sign errors |
 //! | maximum quantity | `risk.max-qty` | quantity above `max_qty` | fat-finger size (15c3-5 (c)(1)(ii)) |
@@ -96,6 +97,13 @@ pub enum Scope<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Instruments {
     patterns: Vec<Glob>,
+    written: Vec<String>,
+}
+
+impl fmt::Display for Instruments {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.written.join(", "))
+    }
 }
 
 impl Instruments {
@@ -105,11 +113,13 @@ impl Instruments {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        let written: Vec<String> = patterns
+            .into_iter()
+            .map(|p| p.as_ref().to_owned())
+            .collect();
         Instruments {
-            patterns: patterns
-                .into_iter()
-                .map(|p| Glob::compile(p.as_ref()))
-                .collect(),
+            patterns: written.iter().map(|p| Glob::compile(p)).collect(),
+            written,
         }
     }
 
@@ -157,6 +167,106 @@ pub struct RiskLimits {
     pub max_quote_age_ms: Option<u64>,
 }
 
+impl RiskLimits {
+    /// The limits a host applies when its operator set none (`[orders.risk]` absent): loose
+    /// enough for the shipped demo and a 100,000 paper account, tight enough that a
+    /// fat-fingered size or price, or an order loop, is refused. An operator's key replaces
+    /// the default of that key; `defaults = false` drops them all. See `docs/orders.md`.
+    ///
+    /// | limit | default |
+    /// |---|---|
+    /// | `max_qty` | 100,000 |
+    /// | `max_notional` | 1,000,000 (quote currency) |
+    /// | `price_collar_bps` | 1,000 (10 % from the reference) |
+    /// | `max_orders_per_sec` / `max_orders_per_min` | 20 / 600 |
+    /// | `max_cancels_per_sec` / `max_cancels_per_min` | 20 / 600 |
+    pub fn defaults() -> RiskLimits {
+        RiskLimits {
+            max_qty: Some(Decimal::from(100_000)),
+            max_notional: Some(Decimal::from(1_000_000)),
+            price_collar_bps: Some(1_000),
+            max_orders_per_sec: Some(20),
+            max_orders_per_min: Some(600),
+            max_cancels_per_sec: Some(20),
+            max_cancels_per_min: Some(600),
+            ..RiskLimits::default()
+        }
+    }
+
+    /// These limits with every key `over` sets replaced by its value; also the keys whose
+    /// value is still this one's (for `colony status`: which limits are defaults).
+    pub fn overridden_by(self, over: RiskLimits) -> (RiskLimits, Vec<&'static str>) {
+        let mut kept = Vec::new();
+        macro_rules! merge {
+            ($($f:ident),*) => {
+                RiskLimits {
+                    $($f: match over.$f {
+                        Some(v) => Some(v),
+                        None => {
+                            if self.$f.is_some() {
+                                kept.push(stringify!($f));
+                            }
+                            self.$f
+                        }
+                    },)*
+                }
+            };
+        }
+        let merged = merge!(
+            instruments,
+            tick_size,
+            qty_step,
+            min_qty,
+            max_qty,
+            max_notional,
+            price_collar_bps,
+            max_orders_per_sec,
+            max_orders_per_min,
+            max_cancels_per_sec,
+            max_cancels_per_min,
+            max_open_orders,
+            max_open_notional,
+            max_position,
+            max_daily_loss,
+            max_quote_age_ms
+        );
+        (merged, kept)
+    }
+
+    /// The limits that are set, as `colony.toml` names and writes them, in its key order.
+    pub fn entries(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(i) = &self.instruments {
+            out.push(("instruments", i.to_string()));
+        }
+        macro_rules! set {
+            ($($f:ident),*) => {
+                $(if let Some(v) = &self.$f {
+                    out.push((stringify!($f), v.to_string()));
+                })*
+            };
+        }
+        set!(
+            tick_size,
+            qty_step,
+            min_qty,
+            max_qty,
+            max_notional,
+            price_collar_bps,
+            max_orders_per_sec,
+            max_orders_per_min,
+            max_cancels_per_sec,
+            max_cancels_per_min,
+            max_open_orders,
+            max_open_notional,
+            max_position,
+            max_daily_loss,
+            max_quote_age_ms
+        );
+        out
+    }
+}
+
 /// Why an order or a cancel was refused; [`RejectCode::as_str`] is stable and documented in
 /// the module table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -171,6 +281,8 @@ pub enum RejectCode {
     DuplicateClientId,
     /// `risk.instrument`
     Instrument,
+    /// `risk.unknown-instrument`
+    UnknownInstrument,
     /// `risk.precision`
     Precision,
     /// `risk.min-qty`
@@ -201,12 +313,13 @@ pub enum RejectCode {
 
 impl RejectCode {
     /// Every code, in check order.
-    pub const ALL: [RejectCode; 18] = [
+    pub const ALL: [RejectCode; 19] = [
         RejectCode::InvalidOrder,
         RejectCode::KillSwitch,
         RejectCode::Halted,
         RejectCode::DuplicateClientId,
         RejectCode::Instrument,
+        RejectCode::UnknownInstrument,
         RejectCode::Precision,
         RejectCode::MinQty,
         RejectCode::MaxQty,
@@ -230,6 +343,7 @@ impl RejectCode {
             RejectCode::Halted => "risk.halted",
             RejectCode::DuplicateClientId => "risk.duplicate-client-id",
             RejectCode::Instrument => "risk.instrument",
+            RejectCode::UnknownInstrument => "risk.unknown-instrument",
             RejectCode::Precision => "risk.precision",
             RejectCode::MinQty => "risk.min-qty",
             RejectCode::MaxQty => "risk.max-qty",

@@ -751,3 +751,171 @@ fn every_code_is_counted_and_listed() {
     assert_eq!(r["risk.kill-switch"], 4);
     assert_eq!(r.values().sum::<u64>(), 4);
 }
+
+#[test]
+fn unknown_instrument() {
+    let mut e = RiskEngine::default();
+    let nope = OrderRequest {
+        symbol: "NOPE-XXX".into(),
+        ..limit("1", Side::Buy, "100", "1")
+    };
+    // Off by default: the pure engine trades what it is given.
+    assert_eq!(code(e.check(&nope, None, T0)), None);
+    e.require_known_instruments(true);
+    e.learn_instrument(&Arc::from("BTC-USDT"));
+    let nope = OrderRequest {
+        client_id: "2".into(),
+        ..nope
+    };
+    assert_eq!(
+        code(e.check(&nope, None, T0)),
+        Some("risk.unknown-instrument")
+    );
+    assert_eq!(
+        code(e.check(&limit("3", Side::Buy, "100", "1"), None, T0)),
+        None
+    );
+    e.learn_instrument(&Arc::from("NOPE-XXX"));
+    assert!(e.knows_instrument("NOPE-XXX"));
+    assert_eq!(code(e.check(&nope, None, T0)), None);
+    assert_eq!(e.rejections()["risk.unknown-instrument"], 1);
+}
+
+/// What the issue found accepted on a host without `[orders.risk]`, against the defaults.
+#[test]
+fn defaults_refuse_fat_fingers_and_order_loops() {
+    let q = quote("100", "101", T0);
+    let mut e = RiskEngine::new(RiskLimits::defaults());
+    let cases = [
+        (
+            limit("1", Side::Buy, "100", "9223372036854775807"),
+            "risk.max-qty",
+        ),
+        (
+            limit("2", Side::Buy, "9223372036854775807", "1"),
+            "risk.price-collar",
+        ),
+        (market("3", Side::Buy, "1000000"), "risk.max-qty"),
+        (market("4", Side::Buy, "50000"), "risk.max-notional"),
+        (limit("5", Side::Buy, "111.2", "1"), "risk.price-collar"),
+    ];
+    for (order, want) in cases {
+        assert_eq!(
+            code(e.check(&order, Some(&q), T0)),
+            Some(want),
+            "{}",
+            order.client_id
+        );
+    }
+    // Within every default: passes.
+    assert_eq!(
+        code(e.check(&limit("6", Side::Buy, "111.1", "10"), Some(&q), T0)),
+        None
+    );
+    assert!(e.on_closed("a", "6"));
+    // 3,000 place + cancel pairs in one instant: 20 of each pass, then the rates refuse.
+    let (mut placed, mut cancelled) = (0, 0);
+    for i in 0..3_000 {
+        let order = limit(&format!("p{i}"), Side::Buy, "100", "1");
+        if e.check(&order, Some(&q), T0 + 1).is_ok() {
+            placed += 1;
+            e.on_closed("a", &order.client_id);
+        }
+        if e.check_cancel("a", T0 + 1).is_ok() {
+            cancelled += 1;
+        }
+    }
+    // Order "6" already counts towards the second.
+    assert_eq!((placed, cancelled), (19, 20));
+    assert_eq!(e.rejections()["risk.order-rate"], 2_981);
+    assert_eq!(e.rejections()["risk.cancel-rate"], 2_980);
+}
+
+/// A restart rebuilds the engine from the journal: fills replayed in time order, then the
+/// day advanced, then today's orders restored. It decides as the engine before the restart.
+#[test]
+fn restart_rebuild_decides_as_before() {
+    let limits = RiskLimits {
+        max_daily_loss: Some(d("50")),
+        max_position: Some(d("3")),
+        ..Default::default()
+    };
+    let yesterday = T0 - NANOS_PER_DAY;
+    // Before: a loss yesterday (forgotten today), a loss of 60 today with 1 still held, and
+    // one order resting.
+    let fills = [
+        (fill(Side::Buy, "1", "100", "0"), yesterday),
+        (fill(Side::Sell, "1", "10", "0"), yesterday + SEC),
+        (fill(Side::Buy, "2", "100", "0"), T0),
+        (fill(Side::Sell, "1", "40", "0"), T0 + SEC),
+    ];
+    let resting = limit("r", Side::Sell, "200", "1");
+    let mut before = RiskEngine::new(limits.clone());
+    for (f, ts) in &fills {
+        before.advance_to(*ts);
+        before.on_fill(f).unwrap();
+    }
+    assert_eq!(code(before.check(&resting, None, T0 + 2 * SEC)), None);
+
+    let mut after = RiskEngine::new(limits);
+    for (f, ts) in &fills {
+        after.replay_fill(f, *ts).unwrap();
+    }
+    let now = T0 + 3 * SEC;
+    after.advance_to(now);
+    after.restore(&resting, Some(d("1")), T0 + 2 * SEC, now);
+    for e in [&mut before, &mut after] {
+        assert_eq!(e.realised_pnl("a"), d("-60"));
+        assert_eq!(e.position("a", "BTC-USDT").qty, d("1"));
+        assert_eq!(e.open_orders("a"), 1);
+        // Adding risk breaches the daily loss limit; the resting id is still taken.
+        assert_eq!(
+            code(e.check(&limit("n", Side::Buy, "100", "1"), None, now)),
+            Some("risk.daily-loss")
+        );
+        assert_eq!(
+            code(e.check(&limit("r", Side::Sell, "100", "1"), None, now)),
+            Some("risk.duplicate-client-id")
+        );
+    }
+}
+
+#[test]
+fn restored_orders_of_the_last_minute_count_towards_the_order_rate() {
+    let limits = RiskLimits {
+        max_orders_per_min: Some(1),
+        ..Default::default()
+    };
+    let now = T0 + 120 * SEC;
+    for (created, want) in [
+        (now - 59 * SEC, Some("risk.order-rate")),
+        (now - 61 * SEC, None),
+    ] {
+        let mut e = RiskEngine::new(limits.clone());
+        e.restore(&limit("old", Side::Buy, "100", "1"), None, created, now);
+        assert_eq!(
+            code(e.check(&limit("new", Side::Buy, "100", "1"), None, now)),
+            want
+        );
+    }
+}
+
+#[test]
+fn written_limits_replace_their_defaults_only() {
+    let (merged, kept) = RiskLimits::defaults().overridden_by(RiskLimits {
+        max_qty: Some(d("2")),
+        max_position: Some(d("3")),
+        ..Default::default()
+    });
+    assert_eq!(merged.max_qty, Some(d("2")));
+    assert_eq!(merged.max_position, Some(d("3")));
+    assert_eq!(merged.price_collar_bps, Some(1_000));
+    assert!(kept.contains(&"price_collar_bps") && !kept.contains(&"max_qty"));
+    let shown = merged.entries();
+    assert!(shown.contains(&("max_qty", "2".to_string())), "{shown:?}");
+    assert!(
+        shown.contains(&("max_notional", "1000000".to_string())),
+        "{shown:?}"
+    );
+    assert_eq!(shown.len(), 8);
+}

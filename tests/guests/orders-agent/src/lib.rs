@@ -6,7 +6,13 @@
 //! - `cancel CID` → `cancel.CID` = `ok` or `err KIND MESSAGE`;
 //! - `open` → `open`, one line per working order: `CID SYMBOL SIDE QTY FILLED STATUS`;
 //! - `position SYM` → `position.SYM` = `QTY AVG REALISED UNREALISED FEES`;
-//! - `balances` → `balances`, one line per currency: `CUR TOTAL`.
+//! - `balances` → `balances`, one line per currency: `CUR TOTAL`;
+//! - `burst N SYMBOL PRICE QTY [keep]` → `burst`: in this one event, N limit buys (`PRE0`, …,
+//!   `PRE` the state key `burst-prefix`, default `b`) each cancelled at once when submitted
+//!   (unless `keep`); the outcomes counted, `outcome=count` joined by `, ` (`place submitted`,
+//!   `place rejected CODE`, `place err KIND`, `cancel ok`, `cancel err KIND`);
+//! - `cancel-open` → `cancel-open`: every working order cancelled in this one event, the
+//!   outcomes counted as for `burst`.
 //!
 //! Every `on-order` event is appended to state `events` as a line
 //! `CID STATUS FILLED AVG FILL REASON` (`FILL` is `QTY@PRICE/FEE` or `-`; `AVG`, `REASON` `-`
@@ -197,6 +203,85 @@ fn command(text: &str) -> Result<(), Error> {
                 Err(e) => format!("err {}", describe(&e)),
             };
             state::set(&format!("position.{symbol}"), answer.as_bytes())
+        }
+        ["cancel-open"] => {
+            let mut counts = std::collections::BTreeMap::<String, u32>::new();
+            for o in orders::open_orders() {
+                let k = match orders::cancel(&o.client_id) {
+                    Ok(()) => "cancel ok".to_string(),
+                    Err(e) => format!("cancel err {}", describe(&e).split(' ').next().unwrap_or("")),
+                };
+                *counts.entry(k).or_default() += 1;
+            }
+            let text: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            state::set("cancel-open", text.join(", ").as_bytes())
+        }
+        ["burst", n, symbol, price, qty, rest @ ..] => {
+            let bad = || Error::InvalidArgument(format!("bad burst command {text:?}"));
+            let n: u32 = n.parse().map_err(|_| bad())?;
+            let keep = match rest {
+                [] => false,
+                ["keep"] => true,
+                _ => return Err(bad()),
+            };
+            let prefix = state::get("burst-prefix")
+                .ok()
+                .flatten()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_else(|| "b".into());
+            // The next burst's ids do not collide with this one's.
+            state::set("burst-prefix", format!("{prefix}x").as_bytes())?;
+            let mut counts = std::collections::BTreeMap::<String, u32>::new();
+            let mut count = |k: String| *counts.entry(k).or_default() += 1;
+            for i in 0..n {
+                let cid = format!("{prefix}{i}");
+                let order = OrderRequest {
+                    client_id: cid.clone(),
+                    symbol: symbol.to_string(),
+                    side: Side::Buy,
+                    order_type: OrderType::Limit,
+                    price: Some(parse_decimal(price).ok_or_else(bad)?),
+                    qty: parse_decimal(qty).ok_or_else(bad)?,
+                    time_in_force: TimeInForce::Gtc,
+                    post_only: false,
+                    reduce_only: false,
+                };
+                let submitted = match orders::place(&order) {
+                    Ok(ack) => match ack.status {
+                        AckStatus::Submitted => {
+                            count("place submitted".into());
+                            true
+                        }
+                        AckStatus::PendingApproval => {
+                            count("place pending".into());
+                            false
+                        }
+                        AckStatus::Rejected => {
+                            count(format!(
+                                "place rejected {}",
+                                ack.reject_reason.unwrap_or_default()
+                            ));
+                            false
+                        }
+                    },
+                    Err(e) => {
+                        let kind = describe(&e);
+                        count(format!("place err {}", kind.split(' ').next().unwrap_or("")));
+                        false
+                    }
+                };
+                if submitted && !keep {
+                    match orders::cancel(&cid) {
+                        Ok(()) => count("cancel ok".into()),
+                        Err(e) => {
+                            let kind = describe(&e);
+                            count(format!("cancel err {}", kind.split(' ').next().unwrap_or("")));
+                        }
+                    }
+                }
+            }
+            let text: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            state::set("burst", text.join(", ").as_bytes())
         }
         ["balances"] => {
             let lines: Vec<String> = orders::balances()

@@ -2,7 +2,8 @@
 //! for bar to `on-market`, candle queries against an independent fold of the shipped rows, a
 //! repeatable replay (the same journal twice), `market.read` grants (granted, missing and
 //! too narrow, with denies audited), malformed data stopping `colony run` and `Host::start`
-//! with file, line and column, and the stale flag.
+//! with file, line and column, a negative price reported with file and line and never handed
+//! to an agent, and the stale flag.
 //!
 //! The oracle for the shipped data is the gzipped CSV in `host/data/`, read and folded here
 //! with `flate2` and `rust_decimal`; the host's own parser (`replay::embedded_bars`) is only a
@@ -836,4 +837,113 @@ async fn a_symbol_silent_longer_than_the_threshold_is_stale() {
             .starts_with("err:not-found: "),
         "no data, no status"
     );
+}
+
+/// Issue 17: a negative price in a replay file is a data-quality issue, never a price. The
+/// bar CSV's line 6 (the header is line 1) has a low and close of -5 (a consistent bar
+/// otherwise, which the parser used to accept): `colony run` names the file and line, counts
+/// the issue, and the agent is handed the other nine bars only; its moving-average journal
+/// (fast 1, slow 2: a line `END,SIDE,CLOSE` on every change of direction) has exactly the
+/// crossings of the nine good closes, and no -5.
+#[test]
+fn a_negative_price_in_a_replay_is_reported_with_file_and_line_and_never_reaches_an_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let t0 = utc_ns("2022-01-01 00:00:00");
+    // (close, or None for the bad bar), one minute apart.
+    let closes = [
+        Some(100),
+        Some(102),
+        Some(101),
+        Some(103),
+        None,
+        Some(102),
+        Some(104),
+        Some(103),
+        Some(105),
+        Some(104),
+    ];
+    let mut csv = String::from("timestamp,open,high,low,close,volume\n");
+    for (i, close) in closes.iter().enumerate() {
+        let row = match close {
+            Some(c) => format!("{c},{},{},{c},1", c + 1, c - 1),
+            None => "100,101,-5,-5,1".to_string(),
+        };
+        csv.push_str(&format!("2022-01-01 00:{i:02}:00,{row}\n"));
+    }
+    let bars = root.join("btc-perp-2022-01-01-1m.csv");
+    std::fs::write(&bars, csv).unwrap();
+    let plugins = root.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    colony_tests::install(&plugins, guests::MARKET_AGENT, "market-agent.wasm");
+    let config = root.join("colony.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "plugins = \"plugins\"\ntick_ms = 0\n[market]\nfeed = \"replay:{}\"\n\
+             [agents.market-agent]\nsymbol = \"BTC-PERP\"\nkinds = \"candle\"\nfast = \"1\"\nslow = \"2\"\n\
+             [grants.market-agent]\ncapabilities = [\"market.read:BTC-PERP\"]\n",
+            bars.display()
+        ),
+    )
+    .unwrap();
+    let json = root.join("report.json");
+    let data = root.join("data");
+    let out = colony(
+        &data,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--no-progress",
+            "--duration",
+            "5",
+            "--report-json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let line = format!(
+        "{}:6: BTC-PERP: low -5 is not positive; record dropped",
+        bars.display()
+    );
+    assert!(err.contains(&line), "no {line:?} in:\n{err}");
+
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap())
+        .unwrap_or_else(|e| panic!("JSON report: {e}\n{err}"));
+    let feed = &report["feed"];
+    assert_eq!(
+        (&feed["events"], &feed["issues"], &feed["finished"]),
+        (
+            &serde_json::json!(9),
+            &serde_json::json!(1),
+            &serde_json::json!(true)
+        ),
+        "{report}"
+    );
+    assert_eq!(feed["agents"][0]["agent"], "market-agent", "{report}");
+    assert_eq!(feed["agents"][0]["delivered"], 9, "{report}");
+
+    // What the agent made of what it was handed: the crossings of the good closes.
+    let end = |i: u64| t0 + (i + 1) * 60 * SECOND;
+    let want: String = [
+        (2, "sell", 101),
+        (3, "buy", 103),
+        (5, "sell", 102),
+        (6, "buy", 104),
+        (7, "sell", 103),
+        (8, "buy", 105),
+        (9, "sell", 104),
+    ]
+    .iter()
+    .map(|(i, side, close)| format!("{},{side},{close}\n", end(*i)))
+    .collect();
+    let journal = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let state = StateStore::open(&data.join("state.db"), Default::default())
+            .await
+            .unwrap();
+        text(&state, "market-agent", "journal").await
+    });
+    assert_eq!(journal, want);
 }

@@ -209,7 +209,7 @@ pub async fn play(
             tokio::time::sleep(Duration::from_nanos((at - prev) / u64::from(n))).await;
         }
         while let Some(flagged) = issues.next_if(|f| f.ts <= at) {
-            service.issue(&flagged.issue);
+            service.flagged(&flagged);
             report.issues += 1;
         }
         pace.set_time(at);
@@ -230,7 +230,7 @@ pub async fn play(
         previous = Some(at);
     }
     for flagged in issues {
-        service.issue(&flagged.issue);
+        service.flagged(&flagged);
         report.issues += 1;
     }
     pace.settle().await;
@@ -334,7 +334,7 @@ mod tests {
 
     /// `--feed okx` end to end: the feed task subscribes at the configured URL (a local server
     /// speaking OKX's documented frames) and what arrives lands in the service's snapshots and
-    /// on the bus.
+    /// on the bus; a record with a bad price is counted with the feed's issues instead.
     #[tokio::test]
     async fn okx_feed_reaches_the_market_service() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -352,6 +352,10 @@ mod tests {
                 }
             }
             let tickers = include_str!("okx_samples/ws_tickers.json");
+            // A ticker whose bid is not positive first: dropped and counted, not published.
+            let bad = tickers.replace("\"8888.88\"", "\"-1\"");
+            assert_ne!(bad, tickers);
+            ws.send(Message::text(bad)).await.unwrap();
             ws.send(Message::text(tickers)).await.unwrap();
             // Keep the connection open until the test ends.
             let _ = ws.next().await;
@@ -378,6 +382,13 @@ mod tests {
             ("8888.88".into(), "9999.99".into())
         );
         assert_eq!(q.ts, 1_597_026_383_085_000_000);
+        assert_eq!(
+            service.issues(),
+            1,
+            "the bad ticker is a data-quality issue"
+        );
+        assert_eq!(service.status("BTC-USDT").map(|s| s.issues), Some(1));
+        assert_eq!(service.published(), 1);
         task.abort();
         let subscribed = server.await.unwrap_or_default();
         assert!(

@@ -19,4 +19,5 @@ pub use colony_model::market as types;
 
 pub use types::{
     Book, BookLevel, Candle, Kind, MarketEvent, QualityIssue, Quote, Side, Timestamp, Trade,
+    ValueRule,
 };

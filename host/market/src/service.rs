@@ -8,6 +8,12 @@
 //! `colony bus sub 'md.>'`. A host that receives market data over NATS parses it back
 //! ([`decode_payload`]).
 //!
+//! **Invariant:** no event with a price that is not positive or a size that breaks its rule
+//! ([`MarketEvent::bad_value`]) gets past the service, whichever feed sent it: it is counted as
+//! a data-quality issue and reaches neither the observer (the order router's reference prices
+//! and paper fills), the snapshots nor the bus. The feeds drop such records first (a replay
+//! with its file and line); this is the last line.
+//!
 //! Staleness: a symbol is stale when nothing arrived for it for longer than the threshold,
 //! measured against the feed's own clock (the latest event time of any symbol) for replays and
 //! the synthetic feed, and against the system clock for live feeds.
@@ -18,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::candles::CandleStore;
-use super::replay;
+use super::replay::{self, Flagged};
 use super::types::{Book, Candle, MarketEvent, QualityIssue, Quote, Timestamp};
 use colony_bus::{Bus, Content, Envelope};
 
@@ -117,9 +123,15 @@ impl MarketService {
         )
     }
 
-    /// Records `event` in the snapshots and publishes it on the bus.
+    /// Records `event` in the snapshots and publishes it on the bus. An event with a price that
+    /// is not positive or a size that breaks its rule ([`MarketEvent::bad_value`]) is counted
+    /// and logged as a data-quality issue instead, and reaches nothing: the feeds drop such
+    /// records themselves, this is the last line.
     pub fn publish(&self, event: MarketEvent) {
-        self.record(&event);
+        if !self.admit(&event) {
+            return;
+        }
+        self.apply(&event);
         let subject = self.subject(&event);
         let payload = replay::to_jsonl(&event);
         let mut env = Envelope::new(Arc::clone(&self.venue), subject, payload);
@@ -132,8 +144,26 @@ impl MarketService {
     }
 
     /// Updates the snapshots with an event that arrived without being published here (from
-    /// another host over NATS, say).
+    /// another host over NATS, say); one with a bad value is counted as an issue instead, as
+    /// in [`publish`](Self::publish).
     pub fn record(&self, event: &MarketEvent) {
+        if self.admit(event) {
+            self.apply(event);
+        }
+    }
+
+    /// Whether `event`'s prices and sizes may be used; counts and logs the issue if not.
+    fn admit(&self, event: &MarketEvent) -> bool {
+        match event.bad_value() {
+            None => true,
+            Some(issue) => {
+                self.issue(&issue);
+                false
+            }
+        }
+    }
+
+    fn apply(&self, event: &MarketEvent) {
         if let Some(o) = self.observer.get() {
             o.on_market(event);
         }
@@ -169,15 +199,26 @@ impl MarketService {
 
     /// Counts and logs a data-quality issue.
     pub fn issue(&self, issue: &QualityIssue) {
-        self.issues.fetch_add(1, Ordering::Relaxed);
-        let symbol = match issue {
-            QualityIssue::CrossedBook { symbol, .. }
-            | QualityIssue::SequenceGap { symbol, .. }
-            | QualityIssue::NonMonotonicTime { symbol, .. }
-            | QualityIssue::Stale { symbol, .. } => Arc::clone(symbol),
-        };
+        let symbol = issue.symbol();
         tracing::warn!(venue = %self.venue, %symbol, issue = %replay::describe(issue), "market data quality");
-        self.lock().symbols.entry(symbol).or_default().issues += 1;
+        self.count_issue(symbol);
+    }
+
+    /// Counts and logs a data-quality issue a replay found in a file: the log line names the
+    /// file and line (`bars.csv:17: BTC-PERP: low -5 is not positive; record dropped`).
+    pub fn flagged(&self, flagged: &Flagged) {
+        let symbol = flagged.issue.symbol();
+        tracing::warn!(venue = %self.venue, %symbol, file = %flagged.file, line = flagged.line, "market data quality: {flagged}");
+        self.count_issue(symbol);
+    }
+
+    fn count_issue(&self, symbol: &Arc<str>) {
+        self.issues.fetch_add(1, Ordering::Relaxed);
+        self.lock()
+            .symbols
+            .entry(Arc::clone(symbol))
+            .or_default()
+            .issues += 1;
     }
 
     /// The latest quote.
@@ -352,6 +393,41 @@ mod tests {
         });
         assert_eq!(svc.status("BTC-USDT").unwrap().issues, 1);
         assert_eq!(svc.published(), 3);
+    }
+
+    /// The last line: an event with a price that is not positive reaches neither the bus, the
+    /// observer (the order router) nor the snapshots; it is counted as an issue.
+    #[tokio::test]
+    async fn service_refuses_an_event_with_a_bad_price() {
+        struct Seen(Mutex<u64>);
+        impl MarketObserver for Seen {
+            fn on_market(&self, _: &MarketEvent) {
+                *self.0.lock().unwrap() += 1;
+            }
+        }
+        let bus = Bus::new();
+        let m = bus.mailbox("reader", 16);
+        bus.subscribe("reader", "md.>", &m).unwrap();
+        let svc = MarketService::new("okx", bus, false, DEFAULT_STALE_AFTER);
+        let seen = Arc::new(Seen(Mutex::new(0)));
+        assert!(svc.set_observer(seen.clone()));
+        let MarketEvent::Quote(good) = quote("BTC-USDT", 1_000) else {
+            unreachable!()
+        };
+        svc.publish(MarketEvent::Quote(Quote {
+            ask: d("-100.75"),
+            ..good.clone()
+        }));
+        assert_eq!((svc.published(), svc.issues(), m.depth()), (0, 1, 0));
+        assert_eq!(*seen.0.lock().unwrap(), 0, "the router never saw it");
+        assert!(svc.quote("BTC-USDT").is_none());
+        assert_eq!(
+            svc.status("BTC-USDT").map(|s| (s.events, s.issues)),
+            Some((0, 1))
+        );
+        svc.publish(MarketEvent::Quote(good));
+        assert_eq!((svc.published(), svc.issues(), m.depth()), (1, 1, 1));
+        assert_eq!(*seen.0.lock().unwrap(), 1);
     }
 
     #[test]

@@ -229,4 +229,203 @@ pub enum QualityIssue {
         /// When it was noticed.
         now: Timestamp,
     },
+    /// A price that is not above zero, or a size that breaks its [`ValueRule`]: the record is
+    /// dropped, so no agent, risk check or paper fill ever uses the value.
+    BadValue {
+        /// Instrument.
+        symbol: Arc<str>,
+        /// Which value: `price`, `bid`, `low`, `volume`, `bids[2].price`, a CSV column…
+        field: String,
+        /// The value.
+        value: Decimal,
+        /// The rule it breaks.
+        rule: ValueRule,
+    },
+}
+
+impl QualityIssue {
+    /// The instrument it is about.
+    pub fn symbol(&self) -> &Arc<str> {
+        match self {
+            QualityIssue::CrossedBook { symbol, .. }
+            | QualityIssue::SequenceGap { symbol, .. }
+            | QualityIssue::NonMonotonicTime { symbol, .. }
+            | QualityIssue::Stale { symbol, .. }
+            | QualityIssue::BadValue { symbol, .. } => symbol,
+        }
+    }
+}
+
+/// What a price or size in a market record must be.
+///
+/// | value | rule |
+/// |---|---|
+/// | every price: quote `bid`/`ask`, trade `price`, candle `open`/`high`/`low`/`close`, book level price | [`Positive`](ValueRule::Positive) |
+/// | trade `size`; level size in a [`Book`] event (a level with nothing at it is not a level) | [`Positive`](ValueRule::Positive) |
+/// | quote `bid_size`/`ask_size`, candle `volume` (a quiet minute trades nothing) | [`NotNegative`](ValueRule::NotNegative) |
+///
+/// A venue's book *update* may set a level to size 0, which removes it; that is checked where
+/// updates are read, not here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueRule {
+    /// Above zero.
+    Positive,
+    /// Zero or above.
+    NotNegative,
+}
+
+impl ValueRule {
+    /// Whether `value` keeps the rule.
+    pub fn admits(self, value: Decimal) -> bool {
+        match self {
+            ValueRule::Positive => value > Decimal::ZERO,
+            // `-0` is zero.
+            ValueRule::NotNegative => value >= Decimal::ZERO,
+        }
+    }
+
+    /// What a value that breaks the rule is: `not positive` or `negative`.
+    pub fn broken(self) -> &'static str {
+        match self {
+            ValueRule::Positive => "not positive",
+            ValueRule::NotNegative => "negative",
+        }
+    }
+}
+
+impl MarketEvent {
+    /// The first price or size that breaks its [`ValueRule`], as the
+    /// [`QualityIssue::BadValue`] to report; `None` when every value may be used. Feeds drop an
+    /// event that has one; a consumer that takes prices from events (a reference quote, a paper
+    /// fill) can call [`is_sane`](Self::is_sane) to refuse one that slipped through.
+    pub fn bad_value(&self) -> Option<QualityIssue> {
+        use ValueRule::{NotNegative, Positive};
+        // The field's name is only built for a value that breaks its rule: this runs on every
+        // event a feed publishes.
+        let bad_named = |field: &dyn Fn() -> String, value: Decimal, rule: ValueRule| {
+            (!rule.admits(value)).then(|| QualityIssue::BadValue {
+                symbol: self.symbol().clone(),
+                field: field(),
+                value,
+                rule,
+            })
+        };
+        let bad = |field: &str, value, rule| bad_named(&|| field.to_string(), value, rule);
+        match self {
+            MarketEvent::Quote(q) => bad("bid", q.bid, Positive)
+                .or_else(|| bad("bid_size", q.bid_size, NotNegative))
+                .or_else(|| bad("ask", q.ask, Positive))
+                .or_else(|| bad("ask_size", q.ask_size, NotNegative)),
+            MarketEvent::Trade(t) => {
+                bad("price", t.price, Positive).or_else(|| bad("size", t.size, Positive))
+            }
+            MarketEvent::Candle(c) => bad("open", c.open, Positive)
+                .or_else(|| bad("high", c.high, Positive))
+                .or_else(|| bad("low", c.low, Positive))
+                .or_else(|| bad("close", c.close, Positive))
+                .or_else(|| bad("volume", c.volume, NotNegative)),
+            MarketEvent::Book(b) => [("bids", &b.bids), ("asks", &b.asks)]
+                .into_iter()
+                .flat_map(|(side, levels)| levels.iter().enumerate().map(move |l| (side, l)))
+                .find_map(|(side, (i, level))| {
+                    bad_named(&|| format!("{side}[{i}].price"), level.price, Positive).or_else(
+                        || bad_named(&|| format!("{side}[{i}].size"), level.size, Positive),
+                    )
+                }),
+        }
+    }
+
+    /// Whether every price is above zero and every size keeps its rule
+    /// ([`bad_value`](Self::bad_value) finds none).
+    pub fn is_sane(&self) -> bool {
+        self.bad_value().is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn field_of(event: &MarketEvent) -> Option<(String, String, ValueRule)> {
+        match event.bad_value()? {
+            QualityIssue::BadValue {
+                field, value, rule, ..
+            } => Some((field, value.to_string(), rule)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Every price must be above zero; sizes per [`ValueRule`]'s table.
+    #[test]
+    fn bad_value_names_the_first_price_or_size_that_breaks_its_rule() {
+        use ValueRule::{NotNegative, Positive};
+        let quote = |bid: &str, bid_size: &str, ask: &str| {
+            MarketEvent::Quote(Quote {
+                symbol: "X".into(),
+                bid: d(bid),
+                bid_size: d(bid_size),
+                ask: d(ask),
+                ask_size: d("1"),
+                ts: 1,
+            })
+        };
+        let trade = |price: &str, size: &str| {
+            MarketEvent::Trade(Trade {
+                symbol: "X".into(),
+                price: d(price),
+                size: d(size),
+                aggressor: Side::Buy,
+                ts: 1,
+            })
+        };
+        let candle = |low: &str, volume: &str| {
+            MarketEvent::Candle(Candle {
+                symbol: "X".into(),
+                interval_secs: 60,
+                start: 0,
+                open: d("2"),
+                high: d("3"),
+                low: d(low),
+                close: d("2"),
+                volume: d(volume),
+            })
+        };
+        let book = |ask: &str, ask_size: &str| {
+            let level = |price: &str, size: &str| BookLevel {
+                price: d(price),
+                size: d(size),
+            };
+            MarketEvent::Book(Book {
+                symbol: "X".into(),
+                bids: vec![level("1", "1")],
+                asks: vec![level("2", "1"), level(ask, ask_size)],
+                ts: 1,
+            })
+        };
+        let bad = |f: &str, v: &str, r| Some((f.to_string(), v.to_string(), r));
+        let cases = [
+            (quote("1", "0", "2"), None),
+            (quote("0", "1", "2"), bad("bid", "0", Positive)),
+            (quote("1", "-1", "2"), bad("bid_size", "-1", NotNegative)),
+            (quote("1", "1", "-2.5"), bad("ask", "-2.5", Positive)),
+            (trade("10", "0.1"), None),
+            (trade("-5", "1"), bad("price", "-5", Positive)),
+            (trade("5", "0"), bad("size", "0", Positive)),
+            (candle("1", "0"), None),
+            (candle("0", "0"), bad("low", "0", Positive)),
+            (candle("1", "-3"), bad("volume", "-3", NotNegative)),
+            (book("3", "1"), None),
+            (book("0", "1"), bad("asks[1].price", "0", Positive)),
+            (book("3", "0"), bad("asks[1].size", "0", Positive)),
+        ];
+        for (event, want) in cases {
+            assert_eq!(field_of(&event), want, "{event:?}");
+            assert_eq!(event.is_sane(), want.is_none());
+        }
+        assert!(ValueRule::NotNegative.admits(d("-0")), "-0 is zero");
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::frame::{BookAction, BookMessage};
 use super::subscription::Channel;
-use crate::types::{Book, BookLevel, QualityIssue, Quote, Side};
+use crate::types::{Book, BookLevel, QualityIssue, Quote, Side, ValueRule};
 use colony_risk::book::L2Book;
 use std::sync::Arc;
 
@@ -32,7 +32,8 @@ pub enum BookStep {
     },
     /// An update while awaiting a snapshot (left over from before a resubscribe): dropped.
     Skipped,
-    /// Continuity is lost (a sequence gap, or an update crossed the book): the book is given up
+    /// Continuity is lost (a sequence gap, an update crossed the book, or a push carried a
+    /// price that is not positive or a negative size): the book is given up
     /// until a fresh snapshot; the caller must resubscribe and report the issue.
     Resync(QualityIssue),
     /// A snapshot left the book crossed or locked: report the issue; nothing is published until
@@ -95,8 +96,15 @@ impl BookSync {
         self.published = false;
     }
 
-    /// Applies one push.
+    /// Applies one push. A level whose price is not positive or whose size is negative (0
+    /// removes a level) makes the book untrustworthy: the push is not applied, the book is
+    /// given up as after a gap, and the step is [`BookStep::Resync`] with
+    /// [`QualityIssue::BadValue`].
     pub fn on_message(&mut self, msg: &BookMessage) -> BookStep {
+        if let Some(issue) = bad_level(msg) {
+            self.reset();
+            return BookStep::Resync(issue);
+        }
         match msg.action {
             BookAction::Snapshot => {
                 self.book.apply_snapshot(&msg.bids, &msg.asks, msg.ts);
@@ -179,4 +187,26 @@ impl BookSync {
         self.published = true;
         BookStep::Applied { book, quote }
     }
+}
+
+/// The first level of `msg` with a price that is not positive or a negative size.
+fn bad_level(msg: &BookMessage) -> Option<QualityIssue> {
+    [("bids", &msg.bids), ("asks", &msg.asks)]
+        .into_iter()
+        .flat_map(|(side, levels)| levels.iter().enumerate().map(move |l| (side, l)))
+        .find_map(|(side, (i, level))| {
+            let (what, value, rule) = if !ValueRule::Positive.admits(level.price) {
+                ("price", level.price, ValueRule::Positive)
+            } else if !ValueRule::NotNegative.admits(level.size) {
+                ("size", level.size, ValueRule::NotNegative)
+            } else {
+                return None;
+            };
+            Some(QualityIssue::BadValue {
+                symbol: msg.symbol.clone(),
+                field: format!("{side}[{i}].{what}"),
+                value,
+                rule,
+            })
+        })
 }

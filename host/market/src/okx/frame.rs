@@ -2,6 +2,8 @@
 //! price and size read exactly.
 
 use super::subscription::{Channel, Subscription};
+#[cfg(doc)]
+use crate::types::QualityIssue;
 use crate::types::{BookLevel, Quote, Side, Timestamp, Trade};
 use rust_decimal::Decimal;
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
@@ -202,7 +204,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawLevel<'a> {
 }
 
 /// Parses one text frame. Pure: no state, no I/O; everything the frame says that the feed needs
-/// is checked here (numbers, sides, timestamps, the sequence ids of `books`).
+/// is checked here (numbers, sides, timestamps, the sequence ids of `books`), except whether
+/// prices are above zero and sizes not below: a bad value is a data-quality issue of its
+/// record, which the session drops on its own ([`QualityIssue::BadValue`]).
 pub fn parse_frame(text: &str) -> Result<Frame, ParseError> {
     if text == "pong" {
         return Ok(Frame::Pong);
@@ -375,20 +379,20 @@ fn book_message(
     })
 }
 
-/// A price: an exact decimal above zero.
+/// A price: an exact decimal. Whether it is above zero is a data-quality check of the record
+/// (a bad value drops that record, not the frame), made by the session and [`BookSync`].
+///
+/// [`BookSync`]: super::BookSync
 pub(super) fn price(field: &'static str, s: &str) -> Result<Decimal, ParseError> {
-    match Decimal::from_str_exact(s) {
-        Ok(d) if d > Decimal::ZERO => Ok(d),
-        _ => Err(bad(field, s)),
-    }
+    size(field, s)
 }
 
-/// A size: an exact decimal, zero or above.
+/// A size: an exact decimal (its sign is checked with the record, as for [`price`]).
 pub(super) fn size(field: &'static str, s: &str) -> Result<Decimal, ParseError> {
     match Decimal::from_str_exact(s) {
         // `-0` parses as a negative zero; a size of zero is just zero.
         Ok(d) if d.is_zero() => Ok(Decimal::ZERO),
-        Ok(d) if d > Decimal::ZERO => Ok(d),
+        Ok(d) => Ok(d),
         _ => Err(bad(field, s)),
     }
 }

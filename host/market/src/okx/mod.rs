@@ -35,6 +35,12 @@
 //!   logged (the first few, then at powers of two) and dropped; a closed or broken connection is
 //!   reopened. The feed ends only when [`OkxFeed::stop`] is called, the [`OkxFeed`] is dropped,
 //!   or the receiver of its items is dropped.
+//! - **No price that is not above zero, and no negative size, is published.** Such a ticker or
+//!   trade is dropped on its own (the rest of its frame is used) and reported as a
+//!   [`QualityIssue::BadValue`]; a book push with such a level is not applied, reported the
+//!   same way, and the book resubscribed as after a gap (a trade of size 0 counts as bad too;
+//!   a book update's size 0 removes its level). The host counts each with the feed's
+//!   data-quality issues (`colony status`).
 //! - **A published book is a continuous one.** For the `books` channel every update must name the
 //!   previous message's `seqId` as its `prevSeqId`; otherwise the book is withheld, a
 //!   [`QualityIssue::SequenceGap`] is reported, and that one subscription is unsubscribed and

@@ -288,15 +288,13 @@ impl Session<'_> {
             Frame::Quotes(quotes) => {
                 self.healthy = true;
                 for quote in quotes {
-                    self.emit(FeedItem::Event(MarketEvent::Quote(quote)))
-                        .await?;
+                    self.emit_checked(MarketEvent::Quote(quote)).await?;
                 }
             }
             Frame::Trades(trades) => {
                 self.healthy = true;
                 for trade in trades {
-                    self.emit(FeedItem::Event(MarketEvent::Trade(trade)))
-                        .await?;
+                    self.emit_checked(MarketEvent::Trade(trade)).await?;
                 }
             }
             Frame::Books(messages) => {
@@ -353,6 +351,18 @@ impl Session<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Emits `event`, or, when a price is not positive or a size breaks its rule, the
+    /// `QualityIssue::BadValue` instead: the record is dropped, the rest of its frame is not.
+    async fn emit_checked(&self, event: MarketEvent) -> Result<(), End> {
+        match event.bad_value() {
+            None => self.emit(FeedItem::Event(event)).await,
+            Some(issue) => {
+                tracing::warn!(?issue, "okx record dropped: bad value");
+                self.emit(FeedItem::Issue(issue)).await
+            }
+        }
     }
 
     async fn emit(&self, item: FeedItem) -> Result<(), End> {

@@ -5,7 +5,7 @@ use super::frame::{millis, size};
 use super::session::{MIN_BACKOFF, next_backoff, tls_connector};
 use super::*;
 use crate::types::{Book, MarketEvent, QualityIssue, Quote};
-use crate::types::{BookLevel, Side, Timestamp, Trade};
+use crate::types::{BookLevel, Side, Timestamp, Trade, ValueRule};
 use futures_util::{SinkExt, StreamExt};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -264,9 +264,6 @@ fn malformed_frames_are_errors_not_panics() {
         r#"{"arg":{"channel":"tickers"},"data":[]}"#.into(),
         r#"{"arg":{"channel":"tickers","instId":"BTC-USDT"}}"#.into(),
         ticker("bidPx", "abc"),
-        ticker("bidPx", "-1"),
-        ticker("bidPx", "0"),
-        ticker("askSz", "-0.5"),
         ticker("bidPx", "1e5"),
         ticker("ts", "-1"),
         ticker("ts", "99999999999999999999"),
@@ -543,6 +540,59 @@ fn book_sync_crossing_update_resyncs() {
         })
     );
     assert_eq!(sync.state(), SyncState::AwaitingSnapshot);
+}
+
+/// A level whose price is not positive or whose size is negative is never applied: the book
+/// is given up and resubscribed, as after a gap, and the issue names the level.
+#[test]
+fn book_sync_bad_level_resyncs_without_applying_it() {
+    let bad = |field: &str, value: &str, rule| {
+        BookStep::Resync(QualityIssue::BadValue {
+            symbol: btc(),
+            field: field.to_string(),
+            value: d(value),
+            rule,
+        })
+    };
+    let mut sync = BookSync::new(btc(), Channel::Books, 5);
+    let zero_price = books_frame(
+        "snapshot",
+        &[("100", "1"), ("0", "1")],
+        &[("101", "1")],
+        -1,
+        1,
+    );
+    assert_eq!(
+        sync.on_message(&one_book(&zero_price)),
+        bad("bids[1].price", "0", ValueRule::Positive)
+    );
+    assert_eq!(sync.state(), SyncState::AwaitingSnapshot);
+    assert!(
+        sync.book().best_bid().is_none(),
+        "nothing of it was applied"
+    );
+
+    sync.on_message(&one_book(BOOKS_SNAPSHOT));
+    let before = sync.book().clone();
+    let negative = books_frame("update", &[], &[("8476.99", "-3")], 123456, 123457);
+    assert_eq!(
+        sync.on_message(&one_book(&negative)),
+        bad("asks[0].size", "-3", ValueRule::NotNegative)
+    );
+    assert_eq!(sync.state(), SyncState::AwaitingSnapshot);
+    assert_eq!(sync.book().best_ask(), before.best_ask());
+    let negative_price = books_frame("update", &[("-1", "1")], &[], 123457, 123458);
+    sync.on_message(&one_book(BOOKS_SNAPSHOT));
+    assert_eq!(
+        sync.on_message(&one_book(&negative_price)),
+        bad("bids[0].price", "-1", ValueRule::Positive)
+    );
+    // Size 0 in an update removes a level: not a bad value.
+    sync.on_message(&one_book(BOOKS_SNAPSHOT));
+    assert!(matches!(
+        sync.on_message(&one_book(&sample_update())),
+        BookStep::Applied { .. }
+    ));
 }
 
 #[test]
@@ -1075,6 +1125,57 @@ async fn feed_counts_garbage_frames_and_goes_on() {
         ),
         (3, 1, 1, 6, 1, 0)
     );
+    feed.stop().await;
+}
+
+/// A ticker or trade with a price that is not positive, or a negative size, is dropped on its
+/// own and reported as an issue; the good records of the same frame are published.
+#[tokio::test]
+async fn feed_drops_records_with_bad_values_and_reports_them() {
+    let mut server = Server::start().await;
+    let subs = ["tickers:BTC-USDT", "trades:BTC-USD"];
+    let (feed, mut rx) = start(test_config(&server.url, &subs));
+    let mut ws = server.next_conn().await;
+    expect_request(&mut ws, "subscribe", &subs).await;
+    send(&mut ws, &ticker_frame("0")).await;
+    let mut trades: Value = serde_json::from_str(TRADES).unwrap();
+    let good = trades["data"][0].clone();
+    let mut negative = good.clone();
+    negative["px"] = json!("-42219.9");
+    let mut zero_size = good.clone();
+    zero_size["sz"] = json!("0");
+    trades["data"] = json!([negative, zero_size, good]);
+    send(&mut ws, &trades.to_string()).await;
+    send(&mut ws, &ticker_frame("8000.5")).await;
+
+    let (quote, seen) = wait_for(&mut rx, quote_of).await;
+    assert_eq!(quote.bid, d("8000.5"), "the bad ticker was not published");
+    let issue = |symbol: &str, field: &str, value: &str, rule| {
+        FeedItem::Issue(QualityIssue::BadValue {
+            symbol: symbol.into(),
+            field: field.to_string(),
+            value: d(value),
+            rule,
+        })
+    };
+    let items: Vec<&FeedItem> = seen
+        .iter()
+        .filter(|i| matches!(i, FeedItem::Issue(_) | FeedItem::Event(_)))
+        .collect();
+    assert!(
+        matches!(items.get(3), Some(FeedItem::Event(MarketEvent::Trade(t))) if t.price == d("42219.9")),
+        "the good trade of the frame is published: {items:?}"
+    );
+    assert_eq!(
+        items[..3],
+        [
+            &issue("BTC-USDT", "bid", "0", ValueRule::Positive),
+            &issue("BTC-USD", "price", "-42219.9", ValueRule::Positive),
+            &issue("BTC-USD", "size", "0", ValueRule::Positive),
+        ]
+    );
+    let stats = feed.stats();
+    assert_eq!((stats.issues, stats.parse_errors), (3, 0));
     feed.stop().await;
 }
 

@@ -1,12 +1,12 @@
 //! The bar CSV format: `timestamp,open,high,low,close,volume` with an optional `symbol` column.
 
-use super::results::{RecordError, Replay, ReplayOptions};
+use super::results::{RecordError, Replay, ReplayOptions, known_at};
 use super::text::utf8;
-use super::text::{
-    Layout, Symbols, check_symbol, lines, parse_decimal, parse_non_negative, record_error,
-};
+use super::text::{Layout, Symbols, check_symbol, lines, parse_decimal, record_error};
 use super::timeline::Collector;
 use super::utc::parse_utc;
+#[cfg(doc)]
+use crate::types::QualityIssue;
 use crate::types::{Candle, MarketEvent};
 use std::path::Path;
 use std::sync::Arc;
@@ -36,8 +36,9 @@ pub(super) fn default_symbol(file: &str) -> String {
 
 /// Parses a bar CSV: a header naming the columns `timestamp,open,high,low,close,volume` (any
 /// order, plus an optional `symbol`), then one bar per line. `timestamp` is the bar's start in
-/// UTC ([`parse_utc`]); prices are decimals with `low <= open, close <= high`; volume is not
-/// negative. Each bar becomes a [`Candle`] of `options.bar_interval_secs`.
+/// UTC ([`parse_utc`]); prices are decimals with `low <= open, close <= high`. Each bar becomes
+/// a [`Candle`] of `options.bar_interval_secs`. A bar with a price that is not positive or a
+/// negative volume is skipped and flagged as [`QualityIssue::BadValue`] with its line.
 pub fn parse_bars(
     file: &str,
     bytes: &[u8],
@@ -91,7 +92,23 @@ pub fn parse_bars(
         let high = row.value("high", parse_decimal)?;
         let low = row.value("low", parse_decimal)?;
         let close = row.value("close", parse_decimal)?;
-        let volume = row.value("volume", parse_non_negative)?;
+        let volume = row.value("volume", parse_decimal)?;
+        let candle = MarketEvent::Candle(Candle {
+            symbol,
+            interval_secs: interval,
+            start,
+            open,
+            high,
+            low,
+            close,
+            volume,
+        });
+        // Not a price anything may use: skipped and reported with the line (before the range
+        // check, so a negative low is this issue rather than a shape error).
+        if let Some(issue) = candle.bad_value() {
+            out.flag(line, known_at(&candle), issue);
+            continue;
+        }
         if high < low {
             return Err(row.err("high", format!("{high} is below the low {low}")));
         }
@@ -103,17 +120,7 @@ pub fn parse_bars(
                 ));
             }
         }
-        let candle = Candle {
-            symbol,
-            interval_secs: interval,
-            start,
-            open,
-            high,
-            low,
-            close,
-            volume,
-        };
-        out.push(line, MarketEvent::Candle(candle));
+        out.push(line, candle);
     }
     Ok(out.replay)
 }

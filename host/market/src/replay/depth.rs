@@ -3,12 +3,10 @@
 
 use super::results::{RecordError, Replay};
 use super::text::utf8;
-use super::text::{
-    Layout, Symbols, lines, parse_decimal, parse_int, parse_non_negative, record_error,
-};
+use super::text::{Layout, Symbols, lines, parse_decimal, parse_int, record_error};
 use super::timeline::Collector;
 use super::{MAX_BOOK_DEPTH, NANOS_PER_MILLI};
-use crate::types::{BookLevel, MarketEvent, QualityIssue, Quote, Side, Timestamp};
+use crate::types::{BookLevel, MarketEvent, QualityIssue, Quote, Side, Timestamp, ValueRule};
 use colony_risk::book::L2Book;
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -105,11 +103,30 @@ pub fn parse_depth_rows(file: &str, bytes: &[u8]) -> Result<Vec<DepthRow>, Recor
             side,
             snapshot,
             price: row.value("price", parse_decimal)?,
-            size: row.value("qty", parse_non_negative)?,
+            size: row.value("qty", parse_decimal)?,
             prev_update_id: row.value("pu", parse_int)?,
         });
     }
     Ok(rows)
+}
+
+impl DepthRow {
+    /// A price that is not positive or a negative quantity (0 is fine: it removes a level),
+    /// as the [`QualityIssue::BadValue`] that skips the row.
+    pub fn bad_value(&self) -> Option<QualityIssue> {
+        [
+            ("price", self.price, ValueRule::Positive),
+            ("qty", self.size, ValueRule::NotNegative),
+        ]
+        .into_iter()
+        .find(|(_, value, rule)| !rule.admits(*value))
+        .map(|(field, value, rule)| QualityIssue::BadValue {
+            symbol: self.symbol.clone(),
+            field: field.to_string(),
+            value,
+            rule,
+        })
+    }
 }
 
 /// One symbol's book during a depth replay.
@@ -142,6 +159,8 @@ fn same_top(a: &Quote, b: &Quote) -> bool {
 /// anyway: the levels it sets are current, those it does not mention may be stale until the
 /// next snapshot. A crossed or locked book is flagged when it becomes so. An event whose time
 /// goes back is applied to the book (its ids say it belongs) but emits nothing and is flagged.
+/// A row with a price that is not positive or a negative quantity is flagged as
+/// [`QualityIssue::BadValue`] and left out of its event.
 pub fn replay_depth(rows: &[DepthRow], depth: usize) -> Replay {
     let depth = depth.clamp(1, MAX_BOOK_DEPTH);
     let mut out: Option<Collector> = None;
@@ -175,6 +194,14 @@ pub fn replay_depth(rows: &[DepthRow], depth: usize) -> Replay {
             out = Some(next);
         }
         let Some(out) = out.as_mut() else { continue };
+        // A row with a price that is not positive or a negative quantity is reported with its
+        // line and left out; the rest of its event is applied.
+        for row in event {
+            if let Some(issue) = row.bad_value() {
+                out.flag(row.line, row.ts, issue);
+            }
+        }
+        let usable = |row: &&DepthRow| row.bad_value().is_none();
         let state = states
             .entry(head.symbol.clone())
             .or_insert_with(|| DepthState {
@@ -188,6 +215,7 @@ pub fn replay_depth(rows: &[DepthRow], depth: usize) -> Replay {
             let levels = |side: Side| -> Vec<BookLevel> {
                 event
                     .iter()
+                    .filter(usable)
                     .filter(|r| r.side == side && !r.size.is_zero())
                     .map(|r| BookLevel {
                         price: r.price,
@@ -223,7 +251,7 @@ pub fn replay_depth(rows: &[DepthRow], depth: usize) -> Replay {
                 };
                 out.flag(head.line, head.ts, issue);
             }
-            for row in event {
+            for row in event.iter().filter(usable) {
                 state
                     .book
                     .apply_update(row.side, row.price, row.size, row.ts);

@@ -62,14 +62,6 @@ impl Object<'_> {
         self.decimal_value(field, self.get(field)?)
     }
 
-    fn size(&self, field: &str) -> Result<Decimal, RecordError> {
-        let value = self.decimal(field)?;
-        if value.is_sign_negative() && !value.is_zero() {
-            return Err(self.err(field, format!("{value} is negative")));
-        }
-        Ok(value)
-    }
-
     fn time(&self, field: &str) -> Result<Timestamp, RecordError> {
         match self.get(field)? {
             Value::Number(n) => n.as_u64().ok_or_else(|| {
@@ -101,9 +93,6 @@ impl Object<'_> {
             };
             let price = self.decimal_value(field, &pair[0])?;
             let size = self.decimal_value(field, &pair[1])?;
-            if size.is_sign_negative() && !size.is_zero() {
-                return Err(self.err(field, format!("level {i}: size {size} is negative")));
-            }
             if let Some(prev) = levels.last().map(|l: &BookLevel| l.price)
                 && (if descending {
                     price >= prev
@@ -153,7 +142,9 @@ const CANDLE_FIELDS: &[&str] = &[
 ///
 /// A trade's `side` is the aggressor's (`buy` or `sell`). Unknown fields are errors. A quote or
 /// book with the best bid at or above the best ask is kept (it is what was recorded) and
-/// flagged as [`QualityIssue::CrossedBook`].
+/// flagged as [`QualityIssue::CrossedBook`]. A record with a price that is not positive or a
+/// size that breaks its rule ([`MarketEvent::bad_value`]) is skipped and flagged as
+/// [`QualityIssue::BadValue`] with its line.
 pub fn parse_jsonl(file: &str, bytes: &[u8]) -> Result<Replay, RecordError> {
     let file: Arc<str> = Arc::from(file);
     let mut symbols = Symbols::default();
@@ -209,9 +200,9 @@ pub fn parse_jsonl(file: &str, bytes: &[u8]) -> Result<Replay, RecordError> {
                 let quote = Quote {
                     symbol,
                     bid: o.decimal("bid")?,
-                    bid_size: o.size("bid_size")?,
+                    bid_size: o.decimal("bid_size")?,
                     ask: o.decimal("ask")?,
-                    ask_size: o.size("ask_size")?,
+                    ask_size: o.decimal("ask_size")?,
                     ts: o.time("ts")?,
                 };
                 crossed = (quote.bid >= quote.ask).then_some((quote.bid, quote.ask));
@@ -221,7 +212,7 @@ pub fn parse_jsonl(file: &str, bytes: &[u8]) -> Result<Replay, RecordError> {
                 symbol,
                 ts: o.time("ts")?,
                 price: o.decimal("price")?,
-                size: o.size("size")?,
+                size: o.decimal("size")?,
                 aggressor: match o.string("side")? {
                     "buy" => Side::Buy,
                     "sell" => Side::Sell,
@@ -266,26 +257,34 @@ pub fn parse_jsonl(file: &str, bytes: &[u8]) -> Result<Replay, RecordError> {
                     high: o.decimal("high")?,
                     low: o.decimal("low")?,
                     close: o.decimal("close")?,
-                    volume: o.size("volume")?,
+                    volume: o.decimal("volume")?,
                 };
-                if candle.high < candle.low {
-                    return Err(o.err(
-                        "high",
-                        format!("{} is below the low {}", candle.high, candle.low),
-                    ));
-                }
-                for (name, value) in [("open", candle.open), ("close", candle.close)] {
-                    if value > candle.high || value < candle.low {
-                        let why = format!(
-                            "{value} is outside the range low {} to high {}",
-                            candle.low, candle.high
-                        );
-                        return Err(o.err(name, why));
-                    }
-                }
                 MarketEvent::Candle(candle)
             }
         };
+        // Not a price anything may use: reported with its line, never published (checked
+        // before a bar's range, so a negative low is this issue rather than a shape error).
+        if let Some(issue) = event.bad_value() {
+            out.flag(line, known_at(&event), issue);
+            continue;
+        }
+        if let MarketEvent::Candle(candle) = &event {
+            if candle.high < candle.low {
+                return Err(o.err(
+                    "high",
+                    format!("{} is below the low {}", candle.high, candle.low),
+                ));
+            }
+            for (name, value) in [("open", candle.open), ("close", candle.close)] {
+                if value > candle.high || value < candle.low {
+                    let why = format!(
+                        "{value} is outside the range low {} to high {}",
+                        candle.low, candle.high
+                    );
+                    return Err(o.err(name, why));
+                }
+            }
+        }
         if let Some((bid, ask)) = crossed {
             let issue = QualityIssue::CrossedBook {
                 symbol: event.symbol().clone(),

@@ -21,16 +21,18 @@
 //! Problems with the data itself, as opposed to its syntax, are reported as [`Flagged`]
 //! [`QualityIssue`]s beside the events instead of stopping the load: a time going backwards
 //! ([`QualityIssue::NonMonotonicTime`]; the record is skipped, so a replay's clock never goes
-//! back), a Binance sequence gap ([`QualityIssue::SequenceGap`]) and a crossed book
-//! ([`QualityIssue::CrossedBook`]; no quote is derived from it). [`TimeOrder`] and [`Staleness`]
-//! make the same checks for live feeds.
+//! back), a Binance sequence gap ([`QualityIssue::SequenceGap`]), a crossed book
+//! ([`QualityIssue::CrossedBook`]; no quote is derived from it) and a price that is not
+//! positive or a size that breaks its rule ([`QualityIssue::BadValue`], rules in
+//! [`MarketEvent::bad_value`]; the record is skipped, so no agent or risk check ever sees the
+//! value). [`TimeOrder`] and [`Staleness`] make the same checks for live feeds.
 //!
 //! Limits: an input file (after decompression) is at most [`MAX_INPUT_BYTES`]; Book events carry
 //! at most [`MAX_BOOK_DEPTH`] levels per side. The whole replay is parsed up front, so a bad line
 //! anywhere is found before the first event is published.
 
 #[cfg(doc)]
-use crate::types::{Book, Candle, QualityIssue, Quote};
+use crate::types::{Book, Candle, MarketEvent, QualityIssue, Quote};
 #[cfg(doc)]
 use colony_risk::book::L2Book;
 #[cfg(doc)]

@@ -103,6 +103,15 @@ pub fn describe(issue: &QualityIssue) -> String {
             now.saturating_sub(*last) / NANOS_PER_SEC,
             format_utc(*last)
         ),
+        QualityIssue::BadValue {
+            symbol,
+            field,
+            value,
+            rule,
+        } => format!(
+            "{symbol}: {field} {value} is {}; record dropped",
+            rule.broken()
+        ),
     }
 }
 

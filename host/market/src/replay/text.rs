@@ -186,14 +186,6 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
         .map_err(|_| format!("{text:?} does not fit a 96-bit decimal exactly"))
 }
 
-pub(super) fn parse_non_negative(text: &str) -> Result<Decimal, String> {
-    let value = parse_decimal(text)?;
-    if value.is_sign_negative() && !value.is_zero() {
-        return Err(format!("{text} is negative"));
-    }
-    Ok(value)
-}
-
 pub(super) fn parse_int<T: std::str::FromStr>(text: &str) -> Result<T, String> {
     let digits = text.strip_prefix('-').unwrap_or(text);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {

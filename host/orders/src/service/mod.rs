@@ -253,9 +253,8 @@ pub struct OrderService {
     undelivered: AtomicU64,
 }
 
-/// A reference quote from any market event (a trade or bar close stands for both sides).
-/// The feed drops events with prices ≤ 0 before they get here (a data-quality issue); this is
-/// the second line.
+/// A reference quote from any market event (a trade or bar close stands for both sides);
+/// [`OrderService::on_market`] passes only events whose prices are above zero.
 fn reference(event: &MarketEvent) -> Option<Quote> {
     let ts = replay::known_at(event);
     let symbol = event.symbol().clone();
@@ -280,10 +279,8 @@ fn reference(event: &MarketEvent) -> Option<Quote> {
                 ts,
             })
         }
-        // A price ≤ 0 is bad data, never a reference (a quote's side ≤ 0 means "no side"
-        // and is refused by risk as stale data).
-        MarketEvent::Trade(t) => (t.price > Decimal::ZERO).then(|| flat(t.price)),
-        MarketEvent::Candle(c) => (c.close > Decimal::ZERO).then(|| flat(c.close)),
+        MarketEvent::Trade(t) => Some(flat(t.price)),
+        MarketEvent::Candle(c) => Some(flat(c.close)),
     }
 }
 
@@ -397,6 +394,11 @@ impl OrderService {
     /// Feeds one market event: reference prices for risk, and the venue's matching (resting
     /// paper orders that the new prices cross fill).
     pub fn on_market(&self, event: &MarketEvent) {
+        // The market service drops bad data before it gets here; this is the second line: a
+        // price ≤ 0 is never a reference, a paper fill price or an instrument definition.
+        if !event.is_sane() {
+            return;
+        }
         let mut core = self.lock();
         core.risk.learn_instrument(event.symbol());
         if let Some(q) = reference(event) {

@@ -591,3 +591,27 @@ async fn refusals_are_journaled_with_their_reason_codes() {
     assert_eq!(venue.calls(), ["place r1"]);
     assert!(journal.order("a", "r1").await.unwrap().is_some());
 }
+
+#[test]
+fn a_market_event_with_a_price_at_or_below_zero_is_no_reference_and_no_instrument() {
+    let router = OrderService::paper(Bus::new(), OrdersConfig::default());
+    for price in ["0", "-5"] {
+        router.on_market(&MarketEvent::Trade(colony_market::types::Trade {
+            symbol: "BAD-USDT".into(),
+            price: d(price),
+            size: d("1"),
+            aggressor: Side::Buy,
+            ts: T0,
+        }));
+    }
+    assert_eq!(router.reference_price("BAD-USDT", Side::Buy), None);
+    assert_eq!(router.status().known_instruments, 0);
+    let order = OrderRequest {
+        symbol: "BAD-USDT".into(),
+        ..limit("b1", Side::Buy, "100", "1")
+    };
+    assert!(matches!(
+        router.place(order, T0),
+        Ack::Rejected { code, .. } if code == "risk.unknown-instrument"
+    ));
+}

@@ -446,6 +446,19 @@ mod tests {
         (prefix, bus, link, raw)
     }
 
+    /// Returns once the server has handled everything `raw` sent before (its subscriptions
+    /// included): a request nobody answers comes back "no responders" only then. (`flush`
+    /// waits only for the socket write.)
+    async fn settled(raw: &async_nats::Client) {
+        let nobody = format!("colonyclaimsync.{}", crate::new_id().replace('-', "x"));
+        let e = raw.request(nobody, bytes::Bytes::new()).await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            async_nats::client::RequestErrorKind::NoResponders,
+            "{e}"
+        );
+    }
+
     fn payload(s: &Stake) -> bytes::Bytes {
         serde_json::to_vec(s).unwrap().into()
     }
@@ -462,7 +475,7 @@ mod tests {
             .subscribe(claim_subject(&prefix, "first"))
             .await
             .unwrap();
-        raw.flush().await.unwrap();
+        settled(&raw).await;
         let answering = tokio::spawn({
             let (raw, earlier) = (raw.clone(), earlier.clone());
             async move {
@@ -493,7 +506,7 @@ mod tests {
         // and asks with an earlier stake): it answers, and gives way.
         let subject = claim_subject(&prefix, "second");
         let mut sub = raw.subscribe(subject.clone()).await.unwrap();
-        raw.flush().await.unwrap();
+        settled(&raw).await;
         let asking = tokio::spawn({
             let (raw, earlier) = (raw.clone(), earlier.clone());
             async move {
@@ -521,7 +534,7 @@ mod tests {
             .subscribe(claim_subject(&prefix, "third"))
             .await
             .unwrap();
-        raw.flush().await.unwrap();
+        settled(&raw).await;
         let later = stake("standin", u64::MAX, false);
         let answering = tokio::spawn({
             let raw = raw.clone();

@@ -1,6 +1,7 @@
 //! Two `colony run` processes joined over the real NATS server on 127.0.0.1:4222 (a unique
 //! subject prefix per run): wasm agents on one host publish to, request from and gather from
-//! wasm agents on the other exactly as on one host, and `colony status` reports the link.
+//! wasm agents on the other exactly as on one host, and `colony status` reports the link; an
+//! agent name runs on one host of the bus at a time.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -17,7 +18,8 @@ const NATS: &str = "nats://127.0.0.1:4222";
 type Spec<'a> = (&'a str, &'a str, &'a [&'a str]);
 
 /// Writes the plugins folder and colony.toml for `agents` under `root`, starts `colony run`
-/// on the NATS bus under `prefix`, and waits until its admin socket answers.
+/// on the NATS bus under `prefix` (its log in `root/host.log`), and waits until its admin
+/// socket answers (after its first pass over the plugins folder).
 fn start(root: &Path, prefix: &str, agents: &[Spec<'_>]) -> Running {
     let plugins = root.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
@@ -50,7 +52,7 @@ fn start(root: &Path, prefix: &str, agents: &[Spec<'_>]) -> Running {
         .arg(&config)
         .env("COLONY_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(root.join("host.log")).unwrap())
         .spawn()
         .unwrap();
     let host = Running(child);
@@ -58,6 +60,14 @@ fn start(root: &Path, prefix: &str, agents: &[Spec<'_>]) -> Running {
         colony(&data, &["status"]).status.success()
     });
     host
+}
+
+fn unique_prefix() -> String {
+    format!(
+        "colonyit{}x{}",
+        std::process::id(),
+        colony_host::bus::new_id().replace('-', "x")
+    )
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
@@ -111,11 +121,7 @@ async fn eventually_state(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_two_hosts_exchange_messages_requests_and_gathers() {
-    let prefix = format!(
-        "colonyit{}x{}",
-        std::process::id(),
-        colony_host::bus::new_id().replace('-', "x")
-    );
+    let prefix = unique_prefix();
     let dir = tempfile::tempdir().unwrap();
     let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
     let _a = start(
@@ -278,5 +284,168 @@ fn nats_unreachable_server_is_a_clear_error() {
         stderr(&out).contains("expected `local` or `nats://HOST:PORT`"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// The names of the plugins a host runs.
+fn running(status: &serde_json::Value) -> Vec<String> {
+    status["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["name"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// The files a host refused, with the reasons.
+fn refused(status: &serde_json::Value) -> Vec<(String, String)> {
+    status["rejected"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["file"].as_str().unwrap_or("?").to_owned(),
+                r["reason"].as_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn host_id(data: &Path) -> String {
+    status(data)["nats"]["host_id"]
+        .as_str()
+        .expect("the host id in `colony status --json`")
+        .to_owned()
+}
+
+fn taken(name: &str, prefix: &str, host: &str, pid: u32) -> String {
+    format!(
+        "agent \"{name}\" already runs on host {host} (pid {pid}) on this NATS bus (prefix \
+         {prefix}), so it is not started here: rename it on one of the two hosts, or stop it on \
+         host {host} and then touch this file or restart this host"
+    )
+}
+
+const TRADER: Spec<'static> = (
+    "trader",
+    r#"{"subscribe":["news.>"]}"#,
+    &["messaging.subscribe:news.>"],
+);
+
+/// Issue 17: two hosts on one bus, each with an agent named `trader`: the second host does not
+/// start it and says why (status, plugins list, log), the first keeps it and is the only one
+/// that receives; other names are unaffected; once the first host is gone, the second runs
+/// `trader` when its file is touched, and again after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_an_agent_name_runs_on_one_host_of_the_bus() {
+    let prefix = unique_prefix();
+    let dir = tempfile::tempdir().unwrap();
+    let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
+    let (data_a, data_b) = (root_a.join("data"), root_b.join("data"));
+    let a = start(&root_a, &prefix, &[TRADER, ("alpha", "{}", &[])]);
+    assert_eq!(running(&status(&data_a)), ["alpha", "trader"]);
+    let (id_a, pid_a) = (host_id(&data_a), a.0.id());
+    let b_agents = [TRADER, ("beta", "{}", &["messaging.publish:news.>"][..])];
+    let b = start(&root_b, &prefix, &b_agents);
+
+    // b runs its other agent and refuses trader, naming a.
+    let s = status(&data_b);
+    assert_eq!(running(&s), ["beta"], "{s}");
+    let why = taken("trader", &prefix, &id_a, pid_a);
+    let refusals = refused(&s);
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    let (file, reason) = &refusals[0];
+    assert!(file.ends_with("/plugins/trader.wasm"), "{file}");
+    assert_eq!(reason, &why);
+    let line = format!("refused {file}: {why}");
+    for args in [&["status"][..], &["plugins", "list"]] {
+        let text = stdout(&colony(&data_b, args));
+        assert!(text.contains(&line), "colony {args:?}: {text}");
+    }
+    let log = std::fs::read_to_string(root_b.join("host.log")).unwrap();
+    assert!(
+        log.contains(&format!("plugin refused: {file}: {why}")),
+        "{log}"
+    );
+    // a keeps it, and its operator hears of the other host.
+    let s = status(&data_a);
+    assert_eq!(running(&s), ["alpha", "trader"]);
+    assert!(refused(&s).is_empty(), "{s}");
+    assert!(
+        s["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["quarantined"] == false),
+        "{s}"
+    );
+    let log = std::fs::read_to_string(root_a.join("host.log")).unwrap();
+    assert!(
+        log.contains("another host on the NATS bus asked to run an agent this host runs"),
+        "{log}"
+    );
+
+    // One trader receives what is published on the bus: a's.
+    command(&data_b, "beta", "pub:news.btc:from-b");
+    eventually_state(&data_a, "trader", "received", |v| {
+        v.contains("news.btc|beta|from-b")
+    })
+    .await;
+    assert_eq!(state_text(&data_b, "trader", "received").await, "");
+
+    // a goes away (killed: its connection, and with it its hold, ends). Touching the refused
+    // file makes b ask again, and it runs trader; restarted, b claims it again.
+    drop(a);
+    std::fs::File::options()
+        .write(true)
+        .open(root_b.join("plugins/trader.wasm"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    wait_for("b to run trader once a is gone", || {
+        running(&status(&data_b)) == ["beta", "trader"]
+    });
+    assert!(refused(&status(&data_b)).is_empty());
+    drop(b);
+    let _b = start(&root_b, &prefix, &b_agents);
+    let s = status(&data_b);
+    assert_eq!(running(&s), ["beta", "trader"], "{s}");
+    assert!(refused(&s).is_empty(), "{s}");
+}
+
+/// Two hosts that start an agent of one name at the same moment: exactly one runs it, and the
+/// other names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_two_hosts_starting_one_agent_at_once_run_it_once() {
+    let prefix = unique_prefix();
+    let dir = tempfile::tempdir().unwrap();
+    let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
+    let (data_a, data_b) = (root_a.join("data"), root_b.join("data"));
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| start(&root_a, &prefix, &[TRADER, ("alpha", "{}", &[])]));
+        let b = s.spawn(|| start(&root_b, &prefix, &[TRADER, ("beta", "{}", &[])]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let (sa, sb) = (status(&data_a), status(&data_b));
+    let (winner, loser, other) = match (running(&sa).len(), running(&sb).len()) {
+        (2, 1) => ((&data_a, &a), &sb, "beta"),
+        (1, 2) => ((&data_b, &b), &sa, "alpha"),
+        _ => panic!("not exactly one trader: a {sa}\nb {sb}"),
+    };
+    assert_eq!(running(loser), [other]);
+    let (id, pid) = (host_id(winner.0), winner.1.0.id());
+    let reasons = refused(loser);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].0.ends_with("/plugins/trader.wasm"),
+        "{reasons:?}"
+    );
+    // The loser heard the winner either holding it or asking first.
+    let first =
+        taken("trader", &prefix, &id, pid).replace("already runs on", "is being started first on");
+    assert!(
+        reasons[0].1 == taken("trader", &prefix, &id, pid) || reasons[0].1 == first,
+        "{reasons:?}"
     );
 }

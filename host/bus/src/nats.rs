@@ -12,6 +12,7 @@
 //! | a reply to another host's inbox | `PUB <prefix>._INBOX.<that bus>.<token>` |
 //! | at start | `SUB <prefix>._INBOX.<bus id>.>`: the replies to this host's requests |
 //! | NATS says "no responders" (status 503) to a request's inbox | the request ends with `no-responders` if no local mailbox took it |
+//! | the host starts an agent ([`NatsLink::claim`]) | `SUB` and ask on `_COLONY.claim.<prefix>.<agent>`: one host at a time runs an agent of a name (`claim`'s doc) |
 //!
 //! The connection is made with `no_echo`, so the server never hands a host its own messages:
 //! local subscribers already got them from the in-process routing. Dead letters stay on the
@@ -50,6 +51,10 @@ use tokio::time::Instant;
 use colony_model::market::MarketEvent;
 
 use super::{Bus, Content, Envelope, INBOX_PREFIX, Priority, Remote, WeakBus};
+
+mod claim;
+
+pub use claim::{CLAIM_WAIT, ClaimError, NameClaim};
 
 /// Envelopes waiting to go out to NATS; beyond this a publish is refused.
 pub(crate) const FORWARD_QUEUE: usize = 65_536;
@@ -95,6 +100,9 @@ pub struct NatsStatus {
     pub url: String,
     /// The subject prefix.
     pub prefix: String,
+    /// This host's id on the bus (its bus id), which other hosts name when this host holds an
+    /// agent name they were refused ([`NatsLink::claim`]).
+    pub host_id: String,
     /// Whether the connection is up now.
     pub connected: bool,
     /// Connections made (the first one included); more than one means reconnects.
@@ -125,6 +133,10 @@ enum Interest {
 /// The link: a [`Remote`] for the bus. Made by [`connect`].
 pub struct NatsLink {
     config: NatsConfig,
+    /// The bus's id: this host on NATS.
+    bus_id: String,
+    /// The connection (shared with the pump), for claims.
+    client: async_nats::Client,
     forward: mpsc::Sender<Envelope>,
     interest: mpsc::UnboundedSender<Interest>,
     stats: Arc<Stats>,
@@ -148,6 +160,7 @@ impl NatsLink {
         NatsStatus {
             url: self.config.url.clone(),
             prefix: self.config.prefix.clone(),
+            host_id: self.bus_id.clone(),
             connected: s.connected.load(Ordering::Relaxed),
             connects: s.connects.load(Ordering::Relaxed),
             disconnects: s.disconnects.load(Ordering::Relaxed),
@@ -219,6 +232,14 @@ pub async fn connect(
         prefix: config.prefix.clone(),
         reason,
     })?;
+    // The claim subjects are outside every prefix only if no prefix starts where they do.
+    let reserved = claim::CLAIM_ROOT.split('.').next().unwrap_or_default();
+    if config.prefix.split('.').next() == Some(reserved) {
+        return Err(NatsError::Prefix {
+            prefix: config.prefix.clone(),
+            reason: format!("the first token {reserved} is reserved for the hosts' own subjects"),
+        });
+    }
     let stats = Arc::new(Stats::default());
     let events = Arc::clone(&stats);
     let url = config.url.clone();
@@ -254,6 +275,8 @@ pub async fn connect(
     let (interest_tx, interest_rx) = mpsc::unbounded_channel();
     let link = Arc::new(NatsLink {
         config: config.clone(),
+        bus_id: bus.id().to_owned(),
+        client: client.clone(),
         forward: forward_tx,
         interest: interest_tx,
         stats: Arc::clone(&stats),
@@ -777,6 +800,93 @@ mod tests {
         assert_eq!(r.unwrap_err(), BusError::NoResponders);
     }
 
+    #[tokio::test]
+    async fn nats_an_agent_name_is_claimed_by_one_host_at_a_time() {
+        let p = prefix();
+        let (_a, link_a) = joined(&p).await;
+        let (_b, link_b) = joined(&p).await;
+        let started = std::time::Instant::now();
+        let held = link_a.claim("trader").await.unwrap();
+        // Nobody else answered for the name: no wait for the claim window.
+        assert!(started.elapsed() < CLAIM_WAIT, "{:?}", started.elapsed());
+        let started = std::time::Instant::now();
+        match link_b.claim("trader").await {
+            Err(ClaimError::Taken {
+                name, host, holds, ..
+            }) => {
+                assert_eq!((name.as_str(), holds), ("trader", true));
+                assert_eq!(host, link_a.status().host_id);
+            }
+            other => panic!("b claimed a name a holds: {other:?}"),
+        }
+        assert!(
+            started.elapsed() < CLAIM_WAIT,
+            "a holder's answer ends the wait"
+        );
+        // Another name is unaffected: b gets it, and a is then refused it.
+        let other = link_b.claim("analyst").await.unwrap();
+        assert!(matches!(
+            link_a.claim("analyst").await,
+            Err(ClaimError::Taken { holds: true, .. })
+        ));
+        // Released, the name is free again.
+        held.release().await;
+        assert!(link_a.sync().await);
+        let again = link_b.claim("trader").await.unwrap();
+        assert!(matches!(
+            link_a.claim("trader").await,
+            Err(ClaimError::Taken { .. })
+        ));
+        drop((again, other));
+        assert_eq!(link_a.status().malformed + link_b.status().malformed, 0);
+    }
+
+    /// Three buses ask for one name at once, three times over: each time exactly one gets it,
+    /// whatever order the server sees their asks in (`claim.rs` drives both orders by hand).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nats_hosts_claiming_one_name_at_once_agree_on_one() {
+        let p = prefix();
+        let (_a, link_a) = joined(&p).await;
+        let (_b, link_b) = joined(&p).await;
+        let (_c, link_c) = joined(&p).await;
+        for round in 0..3 {
+            let name = format!("agent{round}");
+            let (ra, rb, rc) = tokio::join!(
+                link_a.claim(&name),
+                link_b.claim(&name),
+                link_c.claim(&name)
+            );
+            let results = [ra, rb, rc];
+            let winners = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(winners, 1, "round {round}: {results:?}");
+            for r in &results {
+                if let Err(e) = r {
+                    assert!(matches!(e, ClaimError::Taken { .. }), "{e}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn nats_a_claim_without_a_connection_is_refused() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("nats://127.0.0.1:{port}");
+        let server = Server::start(port);
+        let (_a, link) = connect_retrying(&url).await;
+        drop(server);
+        eventually("the lost connection is seen", || !link.status().connected).await;
+        let e = link.claim("trader").await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("could not be claimed on the NATS bus (not connected"),
+            "{e}"
+        );
+    }
+
     /// A private nats-server on a free port, killed on drop.
     struct Server(std::process::Child);
 
@@ -911,6 +1021,19 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("bus prefix"), "{e}");
+        // The claim subjects' first token is no prefix's.
+        let e = connect(
+            &bus,
+            NatsConfig {
+                url: "nats://127.0.0.1:4222".into(),
+                prefix: "_COLONY.x".into(),
+            },
+            untyped,
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("_COLONY is reserved"), "{e}");
         assert!(!bus.is_joined());
     }
 

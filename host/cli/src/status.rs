@@ -159,7 +159,7 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
     let nats = &resp.result["nats"];
     if !nats.is_null() {
         println!(
-            "nats: {} prefix {} {} ({} connects, {} disconnects); {} sent, {} received, {} refused (queue full), {} failed, {} malformed{}",
+            "nats: {} prefix {} {} ({} connects, {} disconnects); {} sent, {} received, {} refused (queue full), {} failed, {} malformed; this host is {}{}",
             nats["url"].as_str().unwrap_or("?"),
             nats["prefix"].as_str().unwrap_or("?"),
             if nats["connected"].as_bool() == Some(true) {
@@ -174,6 +174,7 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
             bus["forward_refused"],
             nats["send_failed"],
             nats["malformed"],
+            nats["host_id"].as_str().unwrap_or("?"),
             nats["last_error"]
                 .as_str()
                 .map(|e| format!("; last error: {e}"))

@@ -1,5 +1,6 @@
 //! The running set in step with the plugins folder: a sync pass, loading and starting a
-//! plugin beside its old build and swapping it in, impostor names, and plugin status.
+//! plugin beside its old build and swapping it in, impostor names, an agent's name on the
+//! NATS bus, and plugin status.
 
 use super::trading::agent_risk_limits;
 use super::{Entry, Host, Rejected, Running, names};
@@ -180,7 +181,7 @@ impl Host {
                     Rejected {
                         key,
                         reason: reason.clone(),
-                        impostor: true,
+                        recheck: true,
                     },
                 );
                 (entry, again)
@@ -224,7 +225,7 @@ impl Host {
                 if reg
                     .rejected
                     .get(&file)
-                    .is_some_and(|r| r.key == key && !r.impostor)
+                    .is_some_and(|r| r.key == key && !r.recheck)
                 {
                     continue;
                 }
@@ -239,17 +240,21 @@ impl Host {
                         report.loaded.push(name);
                     }
                 }
-                Err(e) => {
-                    tracing::error!("plugin refused: {e}");
-                    report.rejected.push(e.to_string());
-                    self.registry.write().await.rejected.insert(
+                Err(Refused { error: e, recheck }) => {
+                    let again = self.registry.write().await.rejected.insert(
                         file.clone(),
                         Rejected {
                             key,
                             reason: e.reason.clone(),
-                            impostor: false,
+                            recheck,
                         },
                     );
+                    // A refusal decided again for the same reason is not news.
+                    if again.is_some_and(|r| r.key == key && r.reason == e.reason) {
+                        continue;
+                    }
+                    tracing::error!("plugin refused: {e}");
+                    report.rejected.push(e.to_string());
                 }
             }
         }
@@ -311,7 +316,7 @@ impl Host {
         file: &Path,
         key: blake3::Hash,
         previous: Option<&str>,
-    ) -> Result<(String, bool), LoadError> {
+    ) -> Result<(String, bool), Refused> {
         let loader = self.loader.clone();
         let path = file.to_path_buf();
         let plugin = tokio::task::spawn_blocking(move || loader.load_file(&path))
@@ -333,9 +338,28 @@ impl Host {
                 return Err(err(format!(
                     "plugin name \"{name}\" is already used by {}",
                     other.info.file.display()
-                )));
+                ))
+                .into());
             }
         }
+        // On a NATS bus an agent starts only under a name this host holds there; a new build of
+        // an agent that runs here keeps the old build's hold.
+        let holds = self
+            .registry
+            .read()
+            .await
+            .by_name
+            .get(&name)
+            .is_some_and(|e| e.claim.is_some());
+        let claim = match &self.nats {
+            Some(link) if plugin.info.kind == Kind::Agent && !holds => {
+                Some(link.claim(&name).await.map_err(|e| Refused {
+                    error: err(e.to_string()),
+                    recheck: true,
+                })?)
+            }
+            _ => None,
+        };
         // An agent replacing an agent of the same name gets the old instance's snapshot:
         // the new actor is started first and waits for it before taking any event.
         let replaces_agent = {
@@ -352,10 +376,11 @@ impl Host {
             false => (None, None),
         };
         // If the new build cannot start, the old one keeps running.
-        let running = self
+        let mut running = self
             .start_plugin(key, plugin, handover_rx)
             .await
             .map_err(|e| err(e.to_string()))?;
+        running.claim = claim;
         // A tool is called by its plugin name; what its describe() says is not identity.
         if let Running::Tool(_, spec) = &running.running
             && spec.name != name
@@ -379,11 +404,18 @@ impl Host {
             return Err(err(format!(
                 "its describe() names the tool \"{claimed}\"{held_by}, but its plugin name is \"{name}\" \
                  (a tool is called by its plugin name: its manifest's, else its file name)"
-            )));
+            ))
+            .into());
         }
         let replaced = {
             let mut reg = self.registry.write().await;
-            let replaced = previous.and_then(|p| reg.by_name.remove(p));
+            let mut replaced = previous.and_then(|p| reg.by_name.remove(p));
+            if let Some(old) = replaced.as_mut().filter(|o| o.info.name == name)
+                && matches!(running.running, Running::Agent(_))
+                && running.claim.is_none()
+            {
+                running.claim = old.claim.take();
+            }
             reg.by_name.insert(name.clone(), running);
             replaced
         };
@@ -406,6 +438,7 @@ impl Host {
                         policy: old.policy,
                         key: old.key,
                         running,
+                        claim: old.claim,
                     })
                     .await
                 }
@@ -479,6 +512,7 @@ impl Host {
             policy,
             key,
             running,
+            claim: None,
         })
     }
 
@@ -578,6 +612,26 @@ pub(super) async fn stop(entry: Entry) {
         h.detach_bus();
         // Waits for queued events to finish; the snapshot is not needed.
         let _ = h.retire().await.await;
+    }
+    // Given up on the bus only once the agent takes no more events.
+    if let Some(claim) = entry.claim {
+        claim.release().await;
+    }
+}
+
+/// Why a file was not started, and whether the same content is tried again at the next pass.
+struct Refused {
+    error: LoadError,
+    /// The reason may go away without the file changing (another host holds its name).
+    recheck: bool,
+}
+
+impl From<LoadError> for Refused {
+    fn from(error: LoadError) -> Refused {
+        Refused {
+            error,
+            recheck: false,
+        }
     }
 }
 

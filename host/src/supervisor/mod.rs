@@ -8,11 +8,13 @@
 //! if the new build cannot start, the old one keeps running. The old agent finishes what is
 //! already in its mailbox, then hands its snapshot to the new one, which takes no event
 //! before that. One bad file is
-//! recorded as rejected and never stops the others.
+//! recorded as rejected and never stops the others. On a NATS bus an agent starts only once
+//! its name is this host's there too (`colony_bus::nats::NatsLink::claim`): a name another
+//! host runs is refused like a bad file, with the reason.
 
 use crate::agent::AgentHandle;
 use crate::audit::{AuditError, AuditStore};
-use crate::bus::nats::{NatsError, NatsLink, NatsStatus};
+use crate::bus::nats::{NameClaim, NatsError, NatsLink, NatsStatus};
 use crate::bus::{Bus, nats};
 use crate::clock::Clock;
 use crate::config::HostConfig;
@@ -115,6 +117,8 @@ struct Entry {
     /// blake3 of the `.wasm` and its sidecar as they were when this build was loaded.
     key: blake3::Hash,
     running: Running,
+    /// An agent's name, held on the NATS bus while it runs (none without NATS, or for a tool).
+    claim: Option<NameClaim>,
 }
 
 #[derive(Default)]
@@ -128,9 +132,9 @@ struct Rejected {
     /// Load key (file plus sidecar) of the refused content; the same content is not retried.
     key: blake3::Hash,
     reason: String,
-    /// Refused for claiming another file's name: decided again at every pass, since the
-    /// owner may go away.
-    impostor: bool,
+    /// Refused because another file or another host has its name: decided again at every
+    /// pass, since the owner may go away.
+    recheck: bool,
 }
 
 /// A running Colony host.

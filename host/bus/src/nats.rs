@@ -488,6 +488,21 @@ impl Pump {
     }
 }
 
+/// The next message of `sub`, or `None` when the subscription ends or `stop` fires (the
+/// interest is then withdrawn at the server): the loop of every task that serves a
+/// subscription.
+pub(crate) async fn next_or_stop(
+    sub: &mut async_nats::Subscriber,
+    stop: &mut tokio::sync::oneshot::Receiver<()>,
+) -> Option<async_nats::Message> {
+    tokio::select! {
+        _ = &mut *stop => {
+            let _ = sub.unsubscribe().await;
+            None
+        }
+        msg = sub.next() => msg,
+    }
+}
 /// Feeds one NATS subscription into the bus until the bus is gone or `stop` fires (then it
 /// unsubscribes).
 async fn read(
@@ -499,15 +514,8 @@ async fn read(
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     loop {
-        let msg = tokio::select! {
-            _ = &mut stop => {
-                let _ = sub.unsubscribe().await;
-                return;
-            }
-            msg = sub.next() => match msg {
-                Some(msg) => msg,
-                None => return,
-            },
+        let Some(msg) = next_or_stop(&mut sub, &mut stop).await else {
+            return;
         };
         let Some(bus) = bus.upgrade() else {
             return;

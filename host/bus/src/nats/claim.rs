@@ -288,15 +288,8 @@ async fn answer(
     mut stop: oneshot::Receiver<()>,
 ) {
     loop {
-        let msg = tokio::select! {
-            _ = &mut stop => {
-                let _ = sub.unsubscribe().await;
-                return;
-            }
-            msg = sub.next() => match msg {
-                Some(msg) => msg,
-                None => return,
-            },
+        let Some(msg) = super::next_or_stop(&mut sub, &mut stop).await else {
+            return;
         };
         let (Some(reply), Some(theirs)) = (msg.reply, parse(&msg.payload)) else {
             stats.malformed.fetch_add(1, Ordering::Relaxed);

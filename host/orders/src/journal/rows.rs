@@ -90,12 +90,10 @@ impl At<'_> {
     }
 }
 
-/// An `orders` row as stored.
-pub(super) struct RawOrder {
-    id: i64,
+/// The request's columns, which an `orders` row and an `order_rejections` row share, as stored.
+pub(super) struct RawRequest {
     agent: String,
     client_id: String,
-    venue: String,
     symbol: String,
     side: String,
     kind: String,
@@ -104,6 +102,54 @@ pub(super) struct RawOrder {
     tif: String,
     post_only: bool,
     reduce_only: bool,
+}
+
+impl RawRequest {
+    fn read<'r, R>(at: &At<'_>, row: &'r R) -> Result<RawRequest, JournalError>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        bool: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(RawRequest {
+            agent: at.get(row, "agent")?,
+            client_id: at.get(row, "client_id")?,
+            symbol: at.get(row, "symbol")?,
+            side: at.get(row, "side")?,
+            kind: at.get(row, "kind")?,
+            price: at.get(row, "price")?,
+            qty: at.get(row, "qty")?,
+            tif: at.get(row, "tif")?,
+            post_only: at.get(row, "post_only")?,
+            reduce_only: at.get(row, "reduce_only")?,
+        })
+    }
+
+    fn parse(self, at: &At<'_>) -> Result<OrderRequest, JournalError> {
+        Ok(OrderRequest {
+            side: at.text("side", &self.side, Side::parse, "a side")?,
+            kind: at.text("kind", &self.kind, OrderKind::parse, "an order kind")?,
+            price: match &self.price {
+                Some(p) => Some(at.decimal("price", p)?),
+                None => None,
+            },
+            qty: at.decimal("qty", &self.qty)?,
+            tif: at.text("tif", &self.tif, TimeInForce::parse, "a time in force")?,
+            post_only: self.post_only,
+            reduce_only: self.reduce_only,
+            client_id: self.client_id,
+            agent: self.agent.into(),
+            symbol: self.symbol.into(),
+        })
+    }
+}
+
+/// An `orders` row as stored.
+pub(super) struct RawOrder {
+    id: i64,
+    venue: String,
+    request: RawRequest,
     status: String,
     venue_order_id: Option<String>,
     filled_qty: String,
@@ -137,17 +183,8 @@ impl RawOrder {
         };
         Ok(RawOrder {
             id,
-            agent: at.get(row, "agent")?,
-            client_id: at.get(row, "client_id")?,
             venue: at.get(row, "venue")?,
-            symbol: at.get(row, "symbol")?,
-            side: at.get(row, "side")?,
-            kind: at.get(row, "kind")?,
-            price: at.get(row, "price")?,
-            qty: at.get(row, "qty")?,
-            tif: at.get(row, "tif")?,
-            post_only: at.get(row, "post_only")?,
-            reduce_only: at.get(row, "reduce_only")?,
+            request: RawRequest::read(&at, row)?,
             status: at.get(row, "status")?,
             venue_order_id: at.get(row, "venue_order_id")?,
             filled_qty: at.get(row, "filled_qty")?,
@@ -164,27 +201,13 @@ impl RawOrder {
     pub(super) fn parse(self) -> Result<Loaded, JournalError> {
         let key = format!(
             "id {} (agent {:?}, client_id {:?})",
-            self.id, self.agent, self.client_id
+            self.id, self.request.agent, self.request.client_id
         );
         let at = At {
             table: "orders",
             row: &key,
         };
-        let request = OrderRequest {
-            side: at.text("side", &self.side, Side::parse, "a side")?,
-            kind: at.text("kind", &self.kind, OrderKind::parse, "an order kind")?,
-            price: match &self.price {
-                Some(p) => Some(at.decimal("price", p)?),
-                None => None,
-            },
-            qty: at.decimal("qty", &self.qty)?,
-            tif: at.text("tif", &self.tif, TimeInForce::parse, "a time in force")?,
-            post_only: self.post_only,
-            reduce_only: self.reduce_only,
-            client_id: self.client_id,
-            agent: self.agent.into(),
-            symbol: self.symbol.into(),
-        };
+        let request = self.request.parse(&at)?;
         let state = OrderState {
             request,
             status: at.text("status", &self.status, OrderStatus::parse, "a status")?,
@@ -335,16 +358,7 @@ impl RawEvent {
 pub(super) struct RawRejection {
     id: i64,
     venue: String,
-    agent: String,
-    client_id: String,
-    symbol: String,
-    side: String,
-    kind: String,
-    price: Option<String>,
-    qty: String,
-    tif: String,
-    post_only: bool,
-    reduce_only: bool,
+    request: RawRequest,
     code: String,
     message: String,
     ts_ns: i64,
@@ -372,16 +386,7 @@ impl RawRejection {
         Ok(RawRejection {
             id,
             venue: at.get(row, "venue")?,
-            agent: at.get(row, "agent")?,
-            client_id: at.get(row, "client_id")?,
-            symbol: at.get(row, "symbol")?,
-            side: at.get(row, "side")?,
-            kind: at.get(row, "kind")?,
-            price: at.get(row, "price")?,
-            qty: at.get(row, "qty")?,
-            tif: at.get(row, "tif")?,
-            post_only: at.get(row, "post_only")?,
-            reduce_only: at.get(row, "reduce_only")?,
+            request: RawRequest::read(&at, row)?,
             code: at.get(row, "code")?,
             message: at.get(row, "message")?,
             ts_ns: at.get(row, "ts_ns")?,
@@ -394,21 +399,7 @@ impl RawRejection {
             table: "order_rejections",
             row: &key,
         };
-        let request = OrderRequest {
-            side: at.text("side", &self.side, Side::parse, "a side")?,
-            kind: at.text("kind", &self.kind, OrderKind::parse, "an order kind")?,
-            price: match &self.price {
-                Some(p) => Some(at.decimal("price", p)?),
-                None => None,
-            },
-            qty: at.decimal("qty", &self.qty)?,
-            tif: at.text("tif", &self.tif, TimeInForce::parse, "a time in force")?,
-            post_only: self.post_only,
-            reduce_only: self.reduce_only,
-            client_id: self.client_id,
-            agent: self.agent.into(),
-            symbol: self.symbol.into(),
-        };
+        let request = self.request.parse(&at)?;
         let ts = at.timestamp("ts_ns", self.ts_ns)?;
         let mut state = OrderState::new(request, ts);
         state.apply(&ExecReport::new(

@@ -27,6 +27,27 @@ macro_rules! event_select {
     };
 }
 
+/// Binds `$venue` and the request's columns in the order `INSERT_INTENT` and
+/// `INSERT_REJECTION` list them (venue, agent, client_id, symbol, side, kind, price, qty, tif,
+/// post_only, reduce_only).
+macro_rules! bind_request {
+    ($query:expr, $venue:expr, $order:expr) => {{
+        let order: &OrderRequest = $order;
+        $query
+            .bind($venue)
+            .bind(&*order.agent)
+            .bind(order.client_id.as_str())
+            .bind(&*order.symbol)
+            .bind(Side::as_str(order.side))
+            .bind(OrderKind::as_str(order.kind))
+            .bind(order.price.map(|p| p.to_string()))
+            .bind(order.qty.to_string())
+            .bind(TimeInForce::as_str(order.tif))
+            .bind(order.post_only)
+            .bind(order.reduce_only)
+    }};
+}
+
 pub(super) const INSERT_INTENT: &str = "INSERT INTO orders (venue, agent, client_id, symbol, side, kind, \
      price, qty, tif, post_only, reduce_only, status, filled_qty, filled_notional, fees, \
      created_ns, updated_ns, last_seq) \

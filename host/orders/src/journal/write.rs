@@ -15,18 +15,7 @@ impl Journal {
         let now = ts_to_db(now)?;
         let zero = Decimal::ZERO.to_string();
         let inserted = on_pool!(&self.backend, |pool, Db| {
-            sqlx::query::<Db>(INSERT_INTENT)
-                .bind(venue)
-                .bind(&*order.agent)
-                .bind(order.client_id.as_str())
-                .bind(&*order.symbol)
-                .bind(Side::as_str(order.side))
-                .bind(OrderKind::as_str(order.kind))
-                .bind(order.price.map(|p| p.to_string()))
-                .bind(order.qty.to_string())
-                .bind(TimeInForce::as_str(order.tif))
-                .bind(order.post_only)
-                .bind(order.reduce_only)
+            bind_request!(sqlx::query::<Db>(INSERT_INTENT), venue, order)
                 .bind(OrderStatus::Pending.as_str())
                 .bind(zero.as_str())
                 .bind(now)
@@ -169,18 +158,7 @@ impl Journal {
                         ExecKind::Rejected { code, message } => (code.as_str(), message.as_str()),
                         _ => ("", ""),
                     };
-                    sqlx::query::<$db>(INSERT_REJECTION)
-                        .bind(venue)
-                        .bind(&*order.agent)
-                        .bind(order.client_id.as_str())
-                        .bind(&*order.symbol)
-                        .bind(Side::as_str(order.side))
-                        .bind(OrderKind::as_str(order.kind))
-                        .bind(order.price.map(|p| p.to_string()))
-                        .bind(order.qty.to_string())
-                        .bind(TimeInForce::as_str(order.tif))
-                        .bind(order.post_only)
-                        .bind(order.reduce_only)
+                    bind_request!(sqlx::query::<$db>(INSERT_REJECTION), venue, order)
                         .bind(code)
                         .bind(message)
                         .bind(ts_to_db(report.ts)?)

@@ -400,9 +400,13 @@ impl OrderService {
             return;
         }
         let mut core = self.lock();
-        core.risk.learn_instrument(event.symbol());
-        if let Some(q) = reference(event) {
-            core.refs.insert(q.symbol.clone(), q);
+        // A symbol is learned once: when it first has a reference (or an event without one).
+        let new_symbol = match reference(event) {
+            Some(q) => core.refs.insert(q.symbol.clone(), q).is_none(),
+            None => true,
+        };
+        if new_symbol {
+            core.risk.learn_instrument(event.symbol());
         }
         let mut out = std::mem::take(&mut core.scratch);
         self.venue.on_market(event, &mut out);
@@ -679,17 +683,27 @@ impl OrderService {
             *asked = true;
             return Ok(());
         }
+        self.cancel_at_venue(&mut core, key, now);
+        Ok(())
+    }
+
+    /// Asks the venue to cancel the working order `key`: what it answers at once is applied,
+    /// a later answer is confirmed by a task. Returns whether the answer comes later.
+    fn cancel_at_venue(&self, core: &mut Core, key: OrderKey, now: Timestamp) -> bool {
         let mut out = std::mem::take(&mut core.scratch);
         let answer = match core.orders.get(&key) {
             Some(o) => Arc::clone(&self.venue).cancel(o, now, &mut out),
             None => Answer::Now,
         };
-        self.apply_all(&mut core, &mut out);
+        self.apply_all(core, &mut out);
         core.scratch = out;
-        if let Answer::Later(answer) = answer {
-            self.confirm_cancel(key, answer);
+        match answer {
+            Answer::Later(answer) => {
+                self.confirm_cancel(key, answer);
+                true
+            }
+            Answer::Now => false,
         }
-        Ok(())
     }
 
     /// Cancels the working orders of `agent` (`None`: of every agent) and returns how many
@@ -884,13 +898,12 @@ impl OrderService {
     }
 }
 
-/// The kill switch an agent's orders are under: the global one when it is set, else the
-/// agent's own.
-fn kill_mode(core: &Core, agent: &str) -> KillMode {
-    if core.kill != KillMode::Off {
-        return core.kill;
-    }
-    core.agent_kill.get(agent).copied().unwrap_or(KillMode::Off)
+/// The kill switches an agent's orders are under: the global one and the agent's own.
+fn kill_modes(core: &Core, agent: &str) -> [KillMode; 2] {
+    [
+        core.kill,
+        core.agent_kill.get(agent).copied().unwrap_or(KillMode::Off),
+    ]
 }
 
 fn remember(recent: &mut VecDeque<OrderState>, o: OrderState) {

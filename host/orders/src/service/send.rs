@@ -128,7 +128,7 @@ impl OrderService {
         if !core.orders.contains_key(key) {
             return BeforeSend::Gone;
         }
-        if kill_mode(core, &key.0) != KillMode::Off {
+        if kill_modes(core, &key.0).iter().any(|m| *m != KillMode::Off) {
             return BeforeSend::Stop("kill switch");
         }
         if core.unsent.get(key).copied().unwrap_or(false) {
@@ -155,23 +155,14 @@ impl OrderService {
     /// may have reached the venue before the order did; the order is cancelled again now.
     pub(super) fn cancel_if_killed(&self, req: &OrderRequest) {
         let mut core = self.lock();
-        let key = (req.agent.clone(), req.client_id.clone());
-        let cancels = |m: Option<&KillMode>| matches!(m, Some(KillMode::On | KillMode::Reducing));
-        if !cancels(Some(&core.kill)) && !cancels(core.agent_kill.get(&req.agent)) {
+        let cancels = |m: &KillMode| matches!(m, KillMode::On | KillMode::Reducing);
+        if !kill_modes(&core, &req.agent).iter().any(cancels) {
             return;
         }
-        let now = crate::wall_ns();
-        let mut out = std::mem::take(&mut core.scratch);
-        let answer = match core.orders.get(&key) {
-            Some(o) => Arc::clone(&self.venue).cancel(o, now, &mut out),
-            None => Answer::Now,
-        };
-        self.apply_all(&mut core, &mut out);
-        core.scratch = out;
-        if let Answer::Later(answer) = answer {
+        let key = (req.agent.clone(), req.client_id.clone());
+        if self.cancel_at_venue(&mut core, key, crate::wall_ns()) {
             tracing::warn!(agent = %req.agent, client_id = %req.client_id,
                 "order acknowledged after the kill switch; cancelling it");
-            self.confirm_cancel(key, answer);
         }
     }
 

@@ -167,6 +167,31 @@ pub struct RiskLimits {
     pub max_quote_age_ms: Option<u64>,
 }
 
+/// Calls the macro `$m` with every field of [`RiskLimits`], in `colony.toml`'s key order:
+/// the one list of them that merging and showing limits go through.
+macro_rules! every_limit {
+    ($m:ident) => {
+        $m!(
+            instruments,
+            tick_size,
+            qty_step,
+            min_qty,
+            max_qty,
+            max_notional,
+            price_collar_bps,
+            max_orders_per_sec,
+            max_orders_per_min,
+            max_cancels_per_sec,
+            max_cancels_per_min,
+            max_open_orders,
+            max_open_notional,
+            max_position,
+            max_daily_loss,
+            max_quote_age_ms
+        )
+    };
+}
+
 impl RiskLimits {
     /// The limits a host applies when its operator set none (`[orders.risk]` absent): loose
     /// enough for the shipped demo and a 100,000 paper account, tight enough that a
@@ -212,33 +237,13 @@ impl RiskLimits {
                 }
             };
         }
-        let merged = merge!(
-            instruments,
-            tick_size,
-            qty_step,
-            min_qty,
-            max_qty,
-            max_notional,
-            price_collar_bps,
-            max_orders_per_sec,
-            max_orders_per_min,
-            max_cancels_per_sec,
-            max_cancels_per_min,
-            max_open_orders,
-            max_open_notional,
-            max_position,
-            max_daily_loss,
-            max_quote_age_ms
-        );
+        let merged = every_limit!(merge);
         (merged, kept)
     }
 
     /// The limits that are set, as `colony.toml` names and writes them, in its key order.
     pub fn entries(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        if let Some(i) = &self.instruments {
-            out.push(("instruments", i.to_string()));
-        }
         macro_rules! set {
             ($($f:ident),*) => {
                 $(if let Some(v) = &self.$f {
@@ -246,23 +251,7 @@ impl RiskLimits {
                 })*
             };
         }
-        set!(
-            tick_size,
-            qty_step,
-            min_qty,
-            max_qty,
-            max_notional,
-            price_collar_bps,
-            max_orders_per_sec,
-            max_orders_per_min,
-            max_cancels_per_sec,
-            max_cancels_per_min,
-            max_open_orders,
-            max_open_notional,
-            max_position,
-            max_daily_loss,
-            max_quote_age_ms
-        );
+        every_limit!(set);
         out
     }
 }

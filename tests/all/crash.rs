@@ -93,6 +93,22 @@ fn envelope(code: &str, msg: &str, data: serde_json::Value) -> String {
     .to_string()
 }
 
+/// `GET /api/v5/public/instruments?instType=…`: BTC-USDT live and ETH-USDT suspended (spot),
+/// BTC-USDT-SWAP live; no futures.
+fn instruments(query: &str) -> String {
+    let data = match query {
+        "instType=SPOT" => serde_json::json!([
+            {"instId": "BTC-USDT", "instType": "SPOT", "state": "live"},
+            {"instId": "ETH-USDT", "instType": "SPOT", "state": "suspend"},
+        ]),
+        "instType=SWAP" => serde_json::json!([
+            {"instId": "BTC-USDT-SWAP", "instType": "SWAP", "state": "live"},
+        ]),
+        _ => serde_json::json!([]),
+    };
+    envelope("0", "", data)
+}
+
 impl Book {
     /// The HTTP status line's code and the JSON body for one request.
     fn respond(&mut self, method: &str, target: &str, body: &str) -> (u16, String) {
@@ -109,6 +125,7 @@ impl Book {
         match (method, path) {
             ("POST", "/api/v5/trade/order") => self.place(body),
             ("POST", "/api/v5/trade/cancel-order") => self.cancel(body),
+            ("GET", "/api/v5/public/instruments") => (200, instruments(query)),
             ("GET", "/api/v5/trade/order") => {
                 let params: HashMap<&str, &str> =
                     query.split('&').filter_map(|p| p.split_once('=')).collect();
@@ -405,6 +422,16 @@ impl Site {
     /// There is no feed: BTC-USDT is defined in the configuration, and the built-in limits
     /// are off (their price collar needs a reference price a feed would give).
     fn with_risk(venue_url: &str, extra: &str, risk: &str) -> Site {
+        Site::build(
+            venue_url,
+            &format!("instruments = [\"BTC-USDT\"]\n{extra}"),
+            risk,
+        )
+    }
+
+    /// A site whose `[orders]` section has `orders` (lines) and `[orders.risk]` `risk`: no
+    /// feed, the built-in limits off.
+    fn build(venue_url: &str, orders: &str, risk: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
@@ -417,7 +444,7 @@ impl Site {
              [limits.agent]\ncpu_ms = 5000\n\
              [market]\nfeed = \"none\"\n\
              [orders]\nvenue = \"okx\"\nvenue_url = \"{venue_url}\"\nokx_demo = true\nvenue_timeout_ms = 5000\n\
-             instruments = [\"BTC-USDT\"]\n{extra}\
+             {orders}\
              [orders.risk]\ndefaults = false\n{risk}\
              [grants.{AGENT}]\ncapabilities = [\"orders.place:*\", \"orders.cancel:*\"]\n"
         );
@@ -1026,7 +1053,15 @@ async fn a_kill_switch_while_an_order_waits_to_be_sent_sends_nothing() {
         "venue requests: {:?}",
         venue.requests()
     );
-    assert!(venue.requests().is_empty(), "{:?}", venue.requests());
+    let trade: Vec<String> = venue
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("/api/v5/trade/"))
+        .collect();
+    assert!(
+        trade.is_empty(),
+        "only the instrument lists were asked for: {trade:?}"
+    );
     let (_, kinds) = fills_and_kinds(&site, "w1").await;
     assert_eq!(kinds, ["cancelled"]);
     let events = agent_answer(&site, "events", &mut host).await;
@@ -1110,4 +1145,79 @@ async fn after_a_crash_the_daily_loss_limit_still_holds_and_refusals_are_journal
             .contains("daily loss limit 50"),
         "{listed}"
     );
+}
+
+/// With no feed and no `[orders] instruments`, a live venue's own list defines what may be
+/// ordered: it is asked for before the first order goes out; an instrument it lists live is
+/// sent, one it lists suspended is refused (`risk.unknown-instrument`); `colony status` says
+/// how many it listed. And the cancel-rate window outlives a crash: two cancels (the limit
+/// per minute) before it, and the first cancel after the restart is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_venue_lists_its_instruments_and_the_cancel_rate_outlives_a_crash() {
+    let venue = MockOkx::start().await;
+    let site = Site::build(&venue.url, "", "max_cancels_per_min = 2\n");
+    let mut host = site.start(None);
+    site.command("place i1 BTC-USDT buy limit 100 1");
+    assert_eq!(agent_answer(&site, "ack.i1", &mut host).await, "submitted");
+    site.accepted("i1", &mut host, &venue).await;
+    site.command("place i2 ETH-USDT buy limit 100 1");
+    let ack = agent_answer(&site, "ack.i2", &mut host).await;
+    assert!(
+        ack.starts_with("rejected risk.unknown-instrument "),
+        "{ack}"
+    );
+    assert_eq!(venue.posts("i2"), 0);
+    let requests = venue.requests();
+    let asked = requests
+        .iter()
+        .position(|r| r == "GET /api/v5/public/instruments?instType=SPOT");
+    let sent = requests
+        .iter()
+        .position(|r| r.starts_with("POST /api/v5/trade/order"));
+    assert!(
+        matches!((asked, sent), (Some(a), Some(s)) if a < s),
+        "instruments asked for before the first order: {requests:?}"
+    );
+    let out = colony(&site.data, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("venue instruments: 2 listed by okx-demo"),
+        "{text}"
+    );
+
+    site.command("place i3 BTC-USDT buy limit 100 1");
+    site.accepted("i3", &mut host, &venue).await;
+    for cid in ["i1", "i3"] {
+        site.command(&format!("cancel {cid}"));
+        assert_eq!(
+            agent_answer(&site, &format!("cancel.{cid}"), &mut host).await,
+            "ok"
+        );
+    }
+    // The cancel requests are written behind; wait for them, then crash.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let j = site.journal().await;
+        let cancels = j.cancel_requests_since("okx-demo", 0).await.unwrap();
+        j.close().await;
+        if cancels.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cancels not journaled: {cancels:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    host.kill();
+
+    let mut host = site.start(None);
+    site.command("place i4 BTC-USDT buy limit 100 1");
+    site.accepted("i4", &mut host, &venue).await;
+    site.command("cancel i4");
+    let answer = agent_answer(&site, "cancel.i4", &mut host).await;
+    assert!(answer.starts_with("err limit-exceeded"), "{answer}");
+    assert!(answer.contains("cancel rate"), "{answer}");
+    assert_eq!(venue.cancels("i4"), 0);
 }

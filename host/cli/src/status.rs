@@ -128,9 +128,23 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
         );
         if orders["require_known_instruments"].as_bool() == Some(true) {
             println!(
-                "instruments: {} known (from the feed and orders.instruments); orders for others are refused (risk.unknown-instrument)",
+                "instruments: {} known (from the feed, orders.instruments and the venue's list); orders for others are refused (risk.unknown-instrument)",
                 orders["known_instruments"]
             );
+        }
+        let listed = &orders["venue_instruments"];
+        match listed["state"].as_str() {
+            Some("listed") => println!(
+                "venue instruments: {} listed by {}",
+                listed["count"],
+                orders["venue"].as_str().unwrap_or("?")
+            ),
+            Some("asking") => println!("venue instruments: asked for, no answer yet"),
+            Some("failed") => println!(
+                "venue instruments: not listed ({}); asking again in the background",
+                listed["error"].as_str().unwrap_or("?")
+            ),
+            _ => {}
         }
     }
     let market = &resp.result["market"];

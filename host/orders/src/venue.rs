@@ -167,6 +167,14 @@ pub trait Venue: Send + Sync + 'static {
     /// it never arrived, and only then may it be sent again).
     fn query(self: Arc<Self>, order: &OrderRequest) -> Pending<Option<VenueOrder>>;
 
+    /// The instruments the venue takes orders for, by the symbols orders name: the router
+    /// learns them before the first order, so that an order for anything else is refused
+    /// (`risk.unknown-instrument`). `None` when the venue keeps no list (the paper exchange
+    /// trades what the feed shows).
+    fn instruments(self: Arc<Self>) -> Option<Pending<Vec<String>>> {
+        None
+    }
+
     /// A market event the venue matches against (the paper exchange fills resting orders);
     /// reports go to `out`. By default nothing.
     fn on_market(&self, event: &MarketEvent, out: &mut Vec<ExecReport>) {

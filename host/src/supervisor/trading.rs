@@ -159,6 +159,8 @@ pub(super) async fn start_orders(
     orders
         .recover(crate::clock::Clock::system().now_ns())
         .await?;
+    // The venue's instrument list, so that orders for what it trades pass without a feed.
+    orders.start_instruments().await;
     orders.start_polling(settings.venue_poll);
     Ok(Some(orders))
 }

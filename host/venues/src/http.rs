@@ -48,9 +48,9 @@ pub enum SendError {
     /// The connection could not be made; nothing was sent.
     #[error("cannot connect: {0}")]
     Connect(String),
-    /// The body passed [`MAX_RESPONSE_BYTES`] while being read.
-    #[error("response body over {MAX_RESPONSE_BYTES} bytes")]
-    BodyTooLarge,
+    /// The body passed its limit ([`MAX_RESPONSE_BYTES`] for most requests) while being read.
+    #[error("response body over {0} bytes")]
+    BodyTooLarge(usize),
     /// The request cannot be put on the wire (a header value with a newline, …); nothing was
     /// sent. Names the header, never its value.
     #[error("invalid request: {0}")]
@@ -133,8 +133,18 @@ impl HttpSender {
     /// Sends `req` and reads the answer, whatever its status; a 4xx or 5xx is an
     /// [`HttpResponse`], not an error.
     pub async fn send(&self, req: &SignedRequest) -> Result<HttpResponse, SendError> {
+        self.send_within(req, MAX_RESPONSE_BYTES).await
+    }
+
+    /// [`send`](Self::send), refusing a body over `limit` bytes instead of
+    /// [`MAX_RESPONSE_BYTES`] (a venue's instrument list is larger than any order answer).
+    pub async fn send_within(
+        &self,
+        req: &SignedRequest,
+        limit: usize,
+    ) -> Result<HttpResponse, SendError> {
         let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.exchange(req))
+        let result = tokio::time::timeout(self.timeout, self.exchange(req, limit))
             .await
             .unwrap_or(Err(SendError::Timeout(self.timeout)));
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -154,7 +164,7 @@ impl HttpSender {
         result
     }
 
-    async fn exchange(&self, req: &SignedRequest) -> Result<HttpResponse, SendError> {
+    async fn exchange(&self, req: &SignedRequest, limit: usize) -> Result<HttpResponse, SendError> {
         let method = match req.method {
             super::Method::Get => reqwest::Method::GET,
             super::Method::Post => reqwest::Method::POST,
@@ -190,14 +200,14 @@ impl HttpSender {
         let status = response.status().as_u16();
         if response
             .content_length()
-            .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
+            .is_some_and(|len| len > limit as u64)
         {
-            return Err(SendError::BodyTooLarge);
+            return Err(SendError::BodyTooLarge(limit));
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| self.classify(&e))? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(SendError::BodyTooLarge);
+            if body.len() + chunk.len() > limit {
+                return Err(SendError::BodyTooLarge(limit));
             }
             body.extend_from_slice(&chunk);
         }
@@ -517,9 +527,22 @@ mod tests {
         let sender = HttpSender::new(&server.base_url, Duration::from_secs(5)).unwrap();
         for _ in 0..2 {
             let result = sender.send(&request(Method::Get, "/big", "")).await;
-            assert_eq!(result, Err(SendError::BodyTooLarge));
+            assert_eq!(result, Err(SendError::BodyTooLarge(MAX_RESPONSE_BYTES)));
         }
         assert_eq!(server.count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_with_a_larger_limit_takes_a_larger_body_and_no_more() {
+        let body = "x".repeat(MAX_RESPONSE_BYTES + 10);
+        let served = body.clone();
+        let server = Server::start(move |_, _| Reply::Json(200, served.clone())).await;
+        let sender = HttpSender::new(&server.base_url, Duration::from_secs(5)).unwrap();
+        let req = request(Method::Get, "/instruments", "");
+        let got = sender.send_within(&req, MAX_RESPONSE_BYTES + 10).await;
+        assert_eq!(got.map(|r| r.body.len()), Ok(body.len()));
+        let over = sender.send_within(&req, MAX_RESPONSE_BYTES + 9).await;
+        assert_eq!(over, Err(SendError::BodyTooLarge(MAX_RESPONSE_BYTES + 9)));
     }
 
     #[tokio::test]

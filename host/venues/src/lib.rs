@@ -34,6 +34,10 @@ use std::fmt;
 /// body is not one of them.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
+/// Largest body of a venue's instrument list (OKX's spot list is ~0.7 MB, Alpaca's active US
+/// equities ~5 MB): the one answer allowed to be larger than [`MAX_RESPONSE_BYTES`].
+pub(crate) const MAX_INSTRUMENTS_BYTES: usize = 32 << 20;
+
 /// Header names whose values are secrets; [`SignedRequest`]'s `Debug` prints them as `***`.
 const SECRET_HEADERS: &[&str] = &["OK-ACCESS-PASSPHRASE", "APCA-API-SECRET-KEY"];
 
@@ -153,9 +157,14 @@ impl OrderError {
 /// A response body that is not what the venue documents.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResponseError {
-    /// Over [`MAX_RESPONSE_BYTES`].
-    #[error("response body is {0} bytes, over the {MAX_RESPONSE_BYTES} byte limit")]
-    TooLarge(usize),
+    /// Over the limit of its kind of answer ([`MAX_RESPONSE_BYTES`] for most).
+    #[error("response body is {bytes} bytes, over the {limit} byte limit")]
+    TooLarge {
+        /// The body's size.
+        bytes: usize,
+        /// The limit it passed.
+        limit: usize,
+    },
     /// Not the documented shape.
     #[error("malformed response: {0}")]
     Malformed(String),
@@ -171,8 +180,19 @@ pub enum ResponseError {
 
 /// Parses `body` as JSON into `T` after the size check; shared by both venues.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ResponseError> {
-    if body.len() > MAX_RESPONSE_BYTES {
-        return Err(ResponseError::TooLarge(body.len()));
+    parse_json_within(body, MAX_RESPONSE_BYTES)
+}
+
+/// [`parse_json`] with a size limit of its own (an instrument list's).
+pub(crate) fn parse_json_within<T: serde::de::DeserializeOwned>(
+    body: &str,
+    limit: usize,
+) -> Result<T, ResponseError> {
+    if body.len() > limit {
+        return Err(ResponseError::TooLarge {
+            bytes: body.len(),
+            limit,
+        });
     }
     serde_json::from_str(body).map_err(|e| ResponseError::Malformed(e.to_string()))
 }
@@ -225,7 +245,10 @@ mod tests {
         let body = " ".repeat(MAX_RESPONSE_BYTES + 1);
         assert_eq!(
             parse_json::<serde_json::Value>(&body),
-            Err(ResponseError::TooLarge(MAX_RESPONSE_BYTES + 1))
+            Err(ResponseError::TooLarge {
+                bytes: MAX_RESPONSE_BYTES + 1,
+                limit: MAX_RESPONSE_BYTES
+            })
         );
     }
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use super::breaker::{BreakerConfig, BreakerState, BreakerStatus, CircuitBreaker};
 use super::http::{ConfigError, HttpResponse, HttpSender, SendError};
-use super::{OrderError, OrderOutcome, SignedRequest};
+use super::{MAX_INSTRUMENTS_BYTES, MAX_RESPONSE_BYTES, OrderError, OrderOutcome, SignedRequest};
 use colony_market::types::Timestamp;
 use colony_orders::venue::{Answer, Pending, Venue, VenueKind};
 use colony_orders::{ExecKind, ExecReport, OrderRequest, OrderState};
@@ -78,6 +78,14 @@ pub trait Adapter: std::fmt::Debug + Send + Sync + 'static {
 
     /// The venue's answer to a query: `Ok(None)` only when the venue says it has no such order.
     fn query_outcome(response: &HttpResponse) -> Result<Option<VenueOrder>, VenueError>;
+
+    /// The requests that list the instruments the venue trades, one per kind of instrument
+    /// (OKX: spot, perpetual swaps, futures; Alpaca: US equities, crypto).
+    fn instruments_requests(&self) -> Result<Vec<SignedRequest>, OrderError>;
+
+    /// The symbols, as orders name them, of the instruments in one answer to an instruments
+    /// request that take orders now (OKX `state` `live`; Alpaca `tradable`).
+    fn instruments_outcome(response: &HttpResponse) -> Result<Vec<String>, VenueError>;
 }
 
 /// Which id a cancel request names.
@@ -131,7 +139,7 @@ impl From<SendError> for VenueError {
                 VenueError::Unavailable(format!("cannot connect: {reason}"))
             }
             SendError::Io(reason) => VenueError::Unavailable(reason),
-            SendError::BodyTooLarge => VenueError::BadResponse {
+            SendError::BodyTooLarge(_) => VenueError::BadResponse {
                 status: 0,
                 reason: error.to_string(),
             },
@@ -307,11 +315,38 @@ impl<A: Adapter> LiveVenue<A> {
         self.exchange(&request, A::query_outcome).await
     }
 
+    /// The instruments the venue takes orders for now, by symbol, sorted: the union of the
+    /// answers to the adapter's [instruments requests](Adapter::instruments_requests). The
+    /// first request that fails is the answer (a partial list would refuse good orders
+    /// without saying why).
+    pub async fn instruments(&self) -> Result<Vec<String>, VenueError> {
+        let mut all = std::collections::BTreeSet::new();
+        for request in self.adapter.instruments_requests().map_err(not_sent)? {
+            let listed = self
+                .exchange_within(&request, MAX_INSTRUMENTS_BYTES, A::instruments_outcome)
+                .await?;
+            all.extend(listed);
+        }
+        tracing::info!(venue = %self.name, instruments = all.len(), "instruments listed");
+        Ok(all.into_iter().collect())
+    }
+
     /// Sends `request` through the breaker and reads the answer with `interpret` (5xx never
     /// reaches it); the result decides what the breaker is told.
     async fn exchange<T>(
         &self,
         request: &SignedRequest,
+        interpret: impl FnOnce(&HttpResponse) -> Result<T, VenueError>,
+    ) -> Result<T, VenueError> {
+        self.exchange_within(request, MAX_RESPONSE_BYTES, interpret)
+            .await
+    }
+
+    /// [`exchange`](Self::exchange) with an answer of up to `limit` bytes.
+    async fn exchange_within<T>(
+        &self,
+        request: &SignedRequest,
+        limit: usize,
         interpret: impl FnOnce(&HttpResponse) -> Result<T, VenueError>,
     ) -> Result<T, VenueError> {
         let permit = self.breaker().allow(Instant::now()).map_err(|open| {
@@ -320,7 +355,7 @@ impl<A: Adapter> LiveVenue<A> {
                 retry_after: open.retry_after,
             }
         })?;
-        let result = match self.sender.send(request).await {
+        let result = match self.sender.send_within(request, limit).await {
             Ok(response) if response.status >= 500 => {
                 Err(VenueError::Unavailable(format!("HTTP {}", response.status)))
             }
@@ -399,6 +434,10 @@ impl<A: Adapter> Venue for LiveVenue<A> {
     fn query(self: Arc<Self>, order: &OrderRequest) -> Pending<Option<VenueOrder>> {
         let order = order.clone();
         Box::pin(async move { LiveVenue::query(&self, &order).await })
+    }
+
+    fn instruments(self: Arc<Self>) -> Option<Pending<Vec<String>>> {
+        Some(Box::pin(async move { LiveVenue::instruments(&self).await }))
     }
 
     fn breaker(&self) -> Option<BreakerStatus> {

@@ -139,6 +139,17 @@ pub struct JournalEvent {
     pub report: ExecReport,
 }
 
+/// An agent's cancel request as the journal keeps it (the venue's answer is an order event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    /// The agent.
+    pub agent: Arc<str>,
+    /// The client id of the order it asked to cancel.
+    pub client_id: String,
+    /// When the router took it, nanoseconds since the Unix epoch.
+    pub ts: Timestamp,
+}
+
 /// One journaled fill with the order it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalFill {

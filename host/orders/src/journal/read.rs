@@ -156,6 +156,51 @@ impl Journal {
         self.fetch_fills(&sql).await
     }
 
+    /// The cancel requests journaled for `venue` at or after `since` (nanoseconds), oldest
+    /// first: what start-up recovery puts back into the cancel-rate window.
+    pub async fn cancel_requests_since(
+        &self,
+        venue: &str,
+        since: Timestamp,
+    ) -> Result<Vec<CancelRequest>, JournalError> {
+        let mut sql = Sql::new(
+            "SELECT id, agent, client_id, ts_ns FROM cancel_requests WHERE venue = ".into(),
+        );
+        let p = sql.param(Bind::Text(venue.to_string()));
+        sql.text.push_str(&p);
+        let p = sql.param(Bind::Int(ts_to_db(since)?));
+        sql.text
+            .push_str(&format!(" AND ts_ns >= {p} ORDER BY ts_ns, id"));
+        let rows: Vec<(i64, String, String, i64)> = on_pool!(&self.backend, |pool, Db| {
+            let rows = sql.query::<Db>().fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok::<_, sqlx::Error>((
+                        row.try_get::<i64, _>(0)?,
+                        row.try_get::<String, _>(1)?,
+                        row.try_get::<String, _>(2)?,
+                        row.try_get::<i64, _>(3)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        rows.into_iter()
+            .map(|(id, agent, client_id, ts)| {
+                let ts = Timestamp::try_from(ts).map_err(|_| JournalError::Corrupt {
+                    table: "cancel_requests",
+                    row: format!("id {id}"),
+                    column: "ts_ns",
+                    what: format!("{ts} is before the epoch"),
+                })?;
+                Ok(CancelRequest {
+                    agent: agent.into(),
+                    client_id,
+                    ts,
+                })
+            })
+            .collect()
+    }
+
     async fn fetch_fills(&self, sql: &Sql) -> Result<Vec<JournalFill>, JournalError> {
         let raws = on_pool!(&self.backend, |pool, Db| {
             let rows = sql.query::<Db>().fetch_all(pool).await?;

@@ -126,6 +126,9 @@ pub(super) const INSERT_REJECTION: &str = "INSERT INTO order_rejections (venue, 
      symbol, side, kind, price, qty, tif, post_only, reduce_only, code, message, ts_ns) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
+pub(super) const INSERT_CANCEL_REQUEST: &str =
+    "INSERT INTO cancel_requests (venue, agent, client_id, ts_ns) VALUES ($1, $2, $3, $4)";
+
 /// The `order_rejections` columns every rejection query selects, in [`RawRejection`]'s order.
 macro_rules! rejection_columns {
     () => {

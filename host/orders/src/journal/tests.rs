@@ -97,7 +97,34 @@ on_both_backends!(
     corrupt_values_are_reported_with_their_column,
     decimals_round_trip_exactly,
     refusals_and_venue_fills_read_back,
+    cancel_requests_read_back_by_venue_and_time,
 );
+
+/// Cancel requests read back oldest first, for one venue, from a time on.
+async fn cancel_requests_read_back_by_venue_and_time(url: String) {
+    let j = open(&url).await;
+    let c = |agent: &str, id: &str, ts: Timestamp| CancelRequest {
+        agent: agent.into(),
+        client_id: id.into(),
+        ts,
+    };
+    j.record_cancel_requests("okx", &[c("a", "x2", 20), c("b", "y1", 10)])
+        .await
+        .unwrap();
+    j.record_cancel_requests("alpaca", &[c("a", "z1", 30)])
+        .await
+        .unwrap();
+    j.record_cancel_requests("okx", &[c("a", "x3", 5)])
+        .await
+        .unwrap();
+    assert_eq!(
+        j.cancel_requests_since("okx", 10).await.unwrap(),
+        [c("b", "y1", 10), c("a", "x2", 20)]
+    );
+    assert_eq!(j.cancel_requests_since("okx", 0).await.unwrap().len(), 3);
+    assert!(j.cancel_requests_since("okx", 21).await.unwrap().is_empty());
+    j.close().await;
+}
 
 /// Refusals are kept apart from orders (the id stays free) and read back newest first, by
 /// agent; a venue's fills read back oldest first for recovery, other venues' left out.

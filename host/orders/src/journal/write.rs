@@ -180,4 +180,39 @@ impl Journal {
             }
         }
     }
+
+    /// Journals agents' cancel requests that passed the cancel-rate check (agent, client id,
+    /// when), in one transaction: start-up recovery rebuilds the cancel-rate window from
+    /// them ([`cancel_requests_since`](Self::cancel_requests_since)).
+    pub(crate) async fn record_cancel_requests(
+        &self,
+        venue: &str,
+        cancels: &[CancelRequest],
+    ) -> Result<(), JournalError> {
+        macro_rules! insert_all {
+            ($tx:ident, $db:ty) => {{
+                for c in cancels {
+                    sqlx::query::<$db>(INSERT_CANCEL_REQUEST)
+                        .bind(venue)
+                        .bind(&*c.agent)
+                        .bind(c.client_id.as_str())
+                        .bind(ts_to_db(c.ts)?)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                $tx.commit().await?;
+                Ok(())
+            }};
+        }
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                insert_all!(tx, sqlx::Sqlite)
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                insert_all!(tx, sqlx::Postgres)
+            }
+        }
+    }
 }

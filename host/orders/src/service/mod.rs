@@ -32,22 +32,24 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::journal::{Journal, JournalError, OrderFilter};
+use super::journal::{CancelRequest, Journal, JournalError, OrderFilter};
 use super::paper::{Balance, PaperConfig, PaperPosition};
 use super::risk::{self, RiskEngine, RiskLimits, Scope, TradingState};
-use super::venue::{Answer, PaperVenue, Pending, Venue, VenueKind, VenueOrder};
+use super::venue::{Answer, PaperVenue, Pending, Venue, VenueError, VenueKind, VenueOrder};
 use super::{ExecKind, ExecReport, OrderKind, OrderRequest, OrderState, OrderStatus};
 use colony_bus::{Bus, Content, Envelope, Priority};
 use colony_market::replay;
 use colony_market::types::{MarketEvent, Quote, Side, Timestamp};
 
 mod approvals;
+mod instruments;
 mod kill_switch;
 mod recovery;
 mod report;
 mod send;
 mod sink;
 
+pub use instruments::VenueInstruments;
 pub use kill_switch::{KillMode, KillSwitchFileError, load_kill_switches, save_kill_switches};
 pub use recovery::{RecoveryReport, reconcile_reports};
 pub use report::{
@@ -199,6 +201,8 @@ struct Core {
     /// ([`Venue::new_day`]: the paper exchange forgets the closed orders of earlier days, as
     /// the risk engine frees their client ids).
     day: u64,
+    /// What the venue's own instrument list gave.
+    venue_instruments: VenueInstruments,
 }
 
 /// How the router journals, decided once from the venue's kind.
@@ -348,6 +352,7 @@ impl OrderService {
                 scratch: Vec::new(),
                 unsent: HashMap::new(),
                 day: 0,
+                venue_instruments: VenueInstruments::default(),
             }),
             bus,
             venue,
@@ -678,6 +683,15 @@ impl OrderService {
             .check_cancel(agent, now)
             .map_err(|r| CancelError::Rate(r.to_string()))?;
         self.cancels.fetch_add(1, Ordering::Relaxed);
+        // With a remote venue the cancel-rate window outlives a restart (an in-process venue
+        // starts its risk state afresh with every run).
+        if let Journaling::Ahead(_, sink) = &self.journaling {
+            sink.send(JournalOp::Cancel(CancelRequest {
+                agent: agent.clone(),
+                client_id: client_id.to_string(),
+                ts: now,
+            }));
+        }
         if let Some(asked) = core.unsent.get_mut(&key) {
             // Not at the venue yet: the send stops it.
             *asked = true;

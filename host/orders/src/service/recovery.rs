@@ -22,6 +22,8 @@ pub struct RecoveryReport {
     pub unresolved: u64,
     /// Journaled fills replayed into the risk engine (positions, the day's realised PnL).
     pub fills: u64,
+    /// Cancel requests of the last minute put back into the cancel-rate window.
+    pub cancels: u64,
 }
 
 /// The reports that bring `state` (the journal's) up to what the venue says (`v`).
@@ -127,7 +129,8 @@ impl OrderService {
     /// Start-up recovery from the journal, before any agent runs: with a remote venue the risk
     /// engine gets back its state (every journaled fill replayed, in time order, into
     /// positions and the day's realised PnL; today's client ids taken; working orders open;
-    /// the last minute's orders in the order-rate window), and working orders are reconciled
+    /// the last minute's orders and cancel requests in the order- and cancel-rate windows),
+    /// and working orders are reconciled
     /// with the venue by client id (sent now if the venue never got them). Orders left working
     /// on an in-process venue (the paper exchange), which did not survive the restart, are
     /// expired; its account starts afresh with the run, and so does its risk state.
@@ -144,10 +147,15 @@ impl OrderService {
                 ..OrderFilter::default()
             })
             .await?;
-        let fills = if in_process {
-            Vec::new()
+        let (fills, cancels) = if in_process {
+            (Vec::new(), Vec::new())
         } else {
-            j.venue_fills(&self.journal_venue).await?
+            let minute_ago = now.saturating_sub(60 * 1_000_000_000);
+            (
+                j.venue_fills(&self.journal_venue).await?,
+                j.cancel_requests_since(&self.journal_venue, minute_ago)
+                    .await?,
+            )
         };
         let mut open = Vec::new();
         {
@@ -169,6 +177,10 @@ impl OrderService {
                 }
             }
             core.risk.advance_to(now);
+            for c in &cancels {
+                core.risk.restore_cancel(&c.agent, c.ts, now);
+            }
+            report.cancels = cancels.len() as u64;
             for o in &orders {
                 let working = !o.state.status.is_closed();
                 if in_process {
@@ -218,7 +230,7 @@ impl OrderService {
             }
         }
         tracing::info!(known = report.known, open = report.open, reconciled = report.reconciled,
-            fills = report.fills,
+            fills = report.fills, cancels = report.cancels,
             expired = report.expired, unresolved = report.unresolved, venue = %self.name,
             "order journal recovered");
         Ok(report)

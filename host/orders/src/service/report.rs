@@ -165,8 +165,10 @@ pub struct OrdersStatus {
     pub limits: Vec<LimitRow>,
     /// Whether orders for instruments the host does not know are refused.
     pub require_known_instruments: bool,
-    /// Instruments known (from the feed and the configuration).
+    /// Instruments known (from the feed, the configuration and the venue's list).
     pub known_instruments: usize,
+    /// What the venue's own instrument list gave.
+    pub venue_instruments: super::VenueInstruments,
 }
 
 /// One global risk limit in force.
@@ -231,12 +233,13 @@ impl OrderService {
     /// What `colony status` shows: venue, counters, kill switches, the live venue's circuit
     /// breaker, journal errors and orders whose state is still unknown.
     pub fn status(&self) -> OrdersStatus {
-        let (open_orders, waiting_approval, known_instruments) = {
+        let (open_orders, waiting_approval, known_instruments, venue_instruments) = {
             let core = self.lock();
             (
                 core.orders.len(),
                 core.waiting.len(),
                 core.risk.known_instruments(),
+                core.venue_instruments.clone(),
             )
         };
         let limits = self
@@ -271,6 +274,7 @@ impl OrderService {
             limits,
             require_known_instruments: self.config.require_known_instruments,
             known_instruments,
+            venue_instruments,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The write-behind journal: every record of an in-process venue (the paper exchange), and
-//! the refusals of a remote one (they reach no venue, so nothing waits for them).
+//! the refusals and cancel requests of a remote one (they reach no venue, or are not the
+//! venue's answer, so nothing waits for them).
 
 use super::*;
 
@@ -9,6 +10,8 @@ pub(super) enum JournalOp {
     Report(ExecReport),
     /// An order refused before the venue: the `rejected` report and the request.
     Rejection(ExecReport, OrderRequest),
+    /// An agent's cancel request that passed the cancel-rate check.
+    Cancel(CancelRequest),
 }
 
 /// The write-behind journal: an unbounded queue (the router never waits on the disk) drained
@@ -30,6 +33,7 @@ impl JournalSink {
                 let n = ops.len() as u64;
                 let mut reports = Vec::new();
                 let mut refused = Vec::new();
+                let mut cancels = Vec::new();
                 for op in ops.drain(..) {
                     match op {
                         JournalOp::Intent(req, now) => {
@@ -42,6 +46,7 @@ impl JournalSink {
                         }
                         JournalOp::Report(r) => reports.push(r),
                         JournalOp::Rejection(r, req) => refused.push((req, r)),
+                        JournalOp::Cancel(c) => cancels.push(c),
                     }
                 }
                 write_reports(&journal, &mut reports).await;
@@ -49,6 +54,11 @@ impl JournalSink {
                     && let Err(e) = journal.record_rejections(&venue, &refused).await
                 {
                     tracing::error!(error = %e, count = refused.len(), "refused orders not journaled");
+                }
+                if !cancels.is_empty()
+                    && let Err(e) = journal.record_cancel_requests(&venue, &cancels).await
+                {
+                    tracing::error!(error = %e, count = cancels.len(), "cancel requests not journaled");
                 }
                 w.fetch_add(n, Ordering::Release);
             }

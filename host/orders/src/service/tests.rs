@@ -38,6 +38,8 @@ struct FakeVenue {
     kind: VenueKind,
     script: Mutex<Script>,
     calls: Mutex<Vec<String>>,
+    /// What it answers when asked for its instruments; `None`: it keeps no list.
+    instruments: Mutex<Option<Result<Vec<String>, VenueError>>>,
 }
 
 impl FakeVenue {
@@ -46,6 +48,7 @@ impl FakeVenue {
             kind,
             script: Mutex::new(script),
             calls: Mutex::new(Vec::new()),
+            instruments: Mutex::new(None),
         })
     }
 
@@ -131,6 +134,12 @@ impl Venue for FakeVenue {
 
     fn query(self: Arc<Self>, _order: &OrderRequest) -> Pending<Option<VenueOrder>> {
         Box::pin(std::future::ready(Ok(None)))
+    }
+
+    fn instruments(self: Arc<Self>) -> Option<Pending<Vec<String>>> {
+        let answer = self.instruments.lock().unwrap().clone()?;
+        self.calls.lock().unwrap().push("instruments".into());
+        Some(Box::pin(std::future::ready(answer)))
     }
 }
 
@@ -496,6 +505,26 @@ async fn let_tasks_run() {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
+/// Waits (up to 20 s: the journal's writes are fsync'd, slow on a loaded machine) until the
+/// journal has agent `a`'s order `cid` in `status`, and returns it.
+async fn journaled_as(
+    journal: &Journal,
+    cid: &str,
+    status: OrderStatus,
+) -> crate::journal::JournalOrder {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = journal.order("a", cid).await.unwrap();
+        match o {
+            Some(o) if o.state.status == status => return o,
+            _ if std::time::Instant::now() > deadline => {
+                panic!("{cid} is not {status:?} in the journal: {o:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_kill_switch_between_admission_and_send_stops_the_order_before_the_venue() {
     let dir = tempfile::tempdir().unwrap();
@@ -510,17 +539,20 @@ async fn a_kill_switch_between_admission_and_send_stops_the_order_before_the_ven
     assert_eq!(router.open_orders("a").len(), 1);
     // The switch counts it among the orders it stops.
     assert_eq!(router.kill_switch(None, KillMode::On, T0), 1);
-    let_tasks_run().await;
-    assert!(router.flush_journal(Duration::from_secs(5)).await);
+    // The task that journals the intent then finds the switch and records the cancel.
+    let o = journaled_as(&journal, "k1", OrderStatus::Cancelled).await;
     assert_eq!(
         venue.calls(),
         Vec::<String>::new(),
         "nothing reached the venue"
     );
-    let o = journal.order("a", "k1").await.unwrap().unwrap();
-    assert_eq!(o.state.status, OrderStatus::Cancelled);
     assert!(!o.sent, "never marked sent");
-    assert!(router.open_orders("a").is_empty());
+    // Applied right after the journal took it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !router.open_orders("a").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "k1 is still open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // An agent's own cancel of an order not sent yet stops it the same way.
     router.kill_switch(None, KillMode::Off, T0);
@@ -529,10 +561,8 @@ async fn a_kill_switch_between_admission_and_send_stops_the_order_before_the_ven
         Ack::Submitted
     );
     router.cancel(&"a".into(), "k2", T0).unwrap();
-    let_tasks_run().await;
+    journaled_as(&journal, "k2", OrderStatus::Cancelled).await;
     assert_eq!(venue.calls(), Vec::<String>::new());
-    let o = journal.order("a", "k2").await.unwrap().unwrap();
-    assert_eq!(o.state.status, OrderStatus::Cancelled);
 
     // Without a switch the order goes on.
     assert_eq!(
@@ -614,4 +644,166 @@ fn a_market_event_with_a_price_at_or_below_zero_is_no_reference_and_no_instrumen
         router.place(order, T0),
         Ack::Rejected { code, .. } if code == "risk.unknown-instrument"
     ));
+}
+
+/// A router over `venue` that knows no instrument from its configuration (and has no limits:
+/// a limit order needs no reference price then).
+fn router_without_instruments(venue: &Arc<FakeVenue>) -> Arc<OrderService> {
+    let dyn_venue: Arc<dyn Venue> = venue.clone();
+    let config = OrdersConfig {
+        risk: RiskLimits::default(),
+        ..OrdersConfig::default()
+    };
+    OrderService::new(Bus::new(), config, dyn_venue, None)
+}
+
+fn order_for(symbol: &str, id: &str) -> OrderRequest {
+    OrderRequest {
+        symbol: symbol.into(),
+        ..limit(id, Side::Buy, "100", "1")
+    }
+}
+
+fn refused_code(ack: Ack) -> Option<String> {
+    match ack {
+        Ack::Rejected { code, .. } => Some(code),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn the_venue_s_instrument_list_defines_what_may_be_ordered_and_a_failed_one_lets_nothing_more_through()
+ {
+    let venue = FakeVenue::new(VenueKind::InProcess, Script::Rest);
+    *venue.instruments.lock().unwrap() = Some(Err(VenueError::Unavailable("HTTP 503".into())));
+    let router = router_without_instruments(&venue);
+    // The venue does not answer: nothing is learned, and the failure shows.
+    assert!(router.learn_venue_instruments().await.is_err());
+    assert_eq!(
+        router.status().venue_instruments,
+        VenueInstruments::Failed {
+            error: "venue unavailable: HTTP 503".into()
+        }
+    );
+    assert_eq!(
+        refused_code(router.place(order_for("ETH-USDT", "e1"), T0)).as_deref(),
+        Some("risk.unknown-instrument")
+    );
+    // It answers: what it lists may be ordered, nothing else.
+    *venue.instruments.lock().unwrap() = Some(Ok(vec!["BTC-USDT".into(), "ETH-USDT".into()]));
+    assert_eq!(router.learn_venue_instruments().await.unwrap(), Some(2));
+    let status = router.status();
+    assert_eq!(
+        status.venue_instruments,
+        VenueInstruments::Listed { count: 2 }
+    );
+    assert_eq!(status.known_instruments, 2);
+    assert_eq!(
+        router.place(order_for("ETH-USDT", "e2"), T0),
+        Ack::Submitted
+    );
+    assert_eq!(
+        refused_code(router.place(order_for("SOL-USDT", "s1"), T0)).as_deref(),
+        Some("risk.unknown-instrument")
+    );
+    assert_eq!(venue.calls(), ["instruments", "instruments", "place e2"]);
+}
+
+#[tokio::test]
+async fn a_venue_that_keeps_no_list_is_not_asked_again_and_one_that_fails_at_start_is() {
+    let paper = FakeVenue::new(VenueKind::InProcess, Script::Rest);
+    let router = router_without_instruments(&paper);
+    router.start_instruments().await;
+    assert_eq!(
+        router.status().venue_instruments,
+        VenueInstruments::NotListed
+    );
+    assert!(paper.calls().is_empty());
+
+    let venue = FakeVenue::new(VenueKind::Remote, Script::AcceptLater);
+    *venue.instruments.lock().unwrap() = Some(Err(VenueError::Timeout(Duration::from_secs(5))));
+    let router = router_without_instruments(&venue);
+    router.start_instruments().await;
+    assert!(matches!(
+        router.status().venue_instruments,
+        VenueInstruments::Failed { .. }
+    ));
+    // Back: the background retry (first after 0.5 s) learns the list.
+    *venue.instruments.lock().unwrap() = Some(Ok(vec!["ETH-USDT".into()]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while router.status().venue_instruments != (VenueInstruments::Listed { count: 1 }) {
+        assert!(std::time::Instant::now() < deadline, "never retried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        router.place(order_for("ETH-USDT", "e1"), T0),
+        Ack::Submitted
+    );
+}
+
+#[tokio::test]
+async fn cancel_requests_of_the_last_minute_keep_the_cancel_rate_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("orders.db").display());
+    let config = OrdersConfig {
+        risk: RiskLimits {
+            max_cancels_per_min: Some(3),
+            ..RiskLimits::default()
+        },
+        instruments: vec!["BTC-USDT".into()],
+        ..OrdersConfig::default()
+    };
+    let start = |journal: Journal| {
+        let venue = FakeVenue::new(VenueKind::Remote, Script::AcceptLater);
+        let dyn_venue: Arc<dyn Venue> = venue;
+        OrderService::with_journal(Bus::new(), config.clone(), dyn_venue, journal)
+    };
+    let agent: Arc<str> = "a".into();
+    let journal = Journal::open(&url).await.unwrap();
+    let router = start(journal.clone());
+    for (i, id) in ["c1", "c2", "c3"].into_iter().enumerate() {
+        let at = T0 + i as u64 * 1_000_000_000;
+        assert_eq!(
+            router.place(limit(id, Side::Buy, "100", "1"), at),
+            Ack::Submitted
+        );
+        let_tasks_run().await;
+        router.cancel(&agent, id, at).unwrap();
+    }
+    assert!(router.flush_journal(Duration::from_secs(5)).await);
+    let journaled = journal.cancel_requests_since("fake", T0).await.unwrap();
+    let ids: Vec<&str> = journaled.iter().map(|c| c.client_id.as_str()).collect();
+    assert_eq!(ids, ["c1", "c2", "c3"]);
+    drop(router);
+    journal.close().await;
+
+    // 30 s after the first cancel: all three are in the window, so a fourth is refused.
+    let journal = Journal::open(&url).await.unwrap();
+    let router = start(journal.clone());
+    let now = T0 + 30_000_000_000;
+    let report = router.recover(now).await.unwrap();
+    assert_eq!(report.cancels, 3);
+    assert_eq!(
+        router.place(limit("c4", Side::Buy, "100", "1"), now),
+        Ack::Submitted
+    );
+    let_tasks_run().await;
+    assert!(matches!(
+        router.cancel(&agent, "c4", now),
+        Err(CancelError::Rate(_))
+    ));
+    drop(router);
+    journal.close().await;
+
+    // A minute and a second after the first: it has left the window.
+    let journal = Journal::open(&url).await.unwrap();
+    let router = start(journal.clone());
+    let later = T0 + 61_000_000_000;
+    assert_eq!(router.recover(later).await.unwrap().cancels, 2);
+    assert_eq!(
+        router.place(limit("c5", Side::Buy, "100", "1"), later),
+        Ack::Submitted
+    );
+    let_tasks_run().await;
+    router.cancel(&agent, "c5", later).unwrap();
 }

@@ -515,6 +515,14 @@ impl RiskEngine {
         );
     }
 
+    /// After a restart, puts back a cancel the agent asked for at `at` (the journal's): it
+    /// counts towards the cancel rate when it is in the minute before `now`. No check runs.
+    pub fn restore_cancel(&mut self, agent: &str, at: Timestamp, now: Timestamp) {
+        if at <= now && now - at < NANOS_PER_MIN {
+            record_time(&mut self.agent_mut(agent).cancel_times, at);
+        }
+    }
+
     /// After a restart, accounts a journaled fill that happened at `ts`: position and
     /// realised PnL as [`on_fill`](Self::on_fill) does, the day rolled to `ts` first, so
     /// fills replayed in time order leave today's realised PnL and every position as they

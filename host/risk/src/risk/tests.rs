@@ -901,6 +901,27 @@ fn restored_orders_of_the_last_minute_count_towards_the_order_rate() {
 }
 
 #[test]
+fn restored_cancels_of_the_last_minute_count_towards_the_cancel_rate() {
+    let limits = RiskLimits {
+        max_cancels_per_min: Some(2),
+        ..Default::default()
+    };
+    let now = T0 + 120 * SEC;
+    for (times, want) in [
+        (vec![now - 59 * SEC, now - 1], Some("risk.cancel-rate")),
+        (vec![now - 61 * SEC, now - 1], None),
+        // A time after `now` (a clock that went back) is not counted.
+        (vec![now - 1, now + SEC], None),
+    ] {
+        let mut e = RiskEngine::new(limits.clone());
+        for at in times {
+            e.restore_cancel("a", at, now);
+        }
+        assert_eq!(code(e.check_cancel("a", now)), want);
+    }
+}
+
+#[test]
 fn written_limits_replace_their_defaults_only() {
     let (merged, kept) = RiskLimits::defaults().overridden_by(RiskLimits {
         max_qty: Some(d("2")),

@@ -6,6 +6,7 @@
 //! | [`AlpacaClient::cancel_order`] | `DELETE /v2/orders/{id}` |
 //! | [`AlpacaClient::get_order`] | `GET /v2/orders/{id}` |
 //! | [`AlpacaClient::get_order_by_client_id`] | `GET /v2/orders:by_client_order_id?client_order_id=…` |
+//! | [`AlpacaClient::assets`] | `GET /v2/assets?status=active&asset_class=…` |
 //!
 //! Quantities and prices are sent as exact decimal strings, which Alpaca accepts for its numeric
 //! fields. `client_order_id` is at most [`MAX_CLIENT_ORDER_ID_LEN`] characters (Alpaca's limit).
@@ -154,6 +155,23 @@ impl AlpacaClient {
     pub fn get_order(&self, order_id: &str) -> Result<SignedRequest, OrderError> {
         check_order_id(order_id)?;
         Ok(self.request(Method::Get, format!("/v2/orders/{order_id}"), String::new()))
+    }
+
+    /// `GET /v2/assets?status=active&asset_class=…`: the active assets of one class
+    /// (`us_equity`, `crypto`).
+    pub fn assets(&self, asset_class: &str) -> Result<SignedRequest, OrderError> {
+        if asset_class.is_empty()
+            || !asset_class
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_')
+        {
+            return Err(OrderError::invalid(
+                "asset_class",
+                format!("{asset_class:?} is not an asset class"),
+            ));
+        }
+        let path = format!("/v2/assets?status=active&asset_class={asset_class}");
+        Ok(self.request(Method::Get, path, String::new()))
     }
 
     /// `GET /v2/orders:by_client_order_id?client_order_id=…`: the order placed with our id
@@ -363,6 +381,40 @@ pub(crate) fn parse_order(body: &str) -> Result<AlpacaOrderState, ResponseError>
         order_type: raw.order_type,
         time_in_force: raw.time_in_force,
     })
+}
+
+#[derive(Deserialize)]
+struct RawAsset {
+    symbol: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    tradable: bool,
+}
+
+/// One asset of `GET /v2/assets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlpacaAsset {
+    /// As orders name it: `AAPL`, `BTC/USD`.
+    pub symbol: String,
+    /// `active` or `inactive`.
+    pub status: String,
+    /// Whether Alpaca takes orders for it.
+    pub tradable: bool,
+}
+
+/// Parses a `GET /v2/assets` answer, a JSON array of asset objects (up to
+/// [`MAX_INSTRUMENTS_BYTES`](crate::MAX_INSTRUMENTS_BYTES): the list is long).
+pub fn parse_assets(body: &str) -> Result<Vec<AlpacaAsset>, ResponseError> {
+    let raw: Vec<RawAsset> = crate::parse_json_within(body, crate::MAX_INSTRUMENTS_BYTES)?;
+    Ok(raw
+        .into_iter()
+        .map(|a| AlpacaAsset {
+            symbol: a.symbol,
+            status: a.status,
+            tradable: a.tradable,
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]

@@ -121,7 +121,31 @@ impl Adapter for AlpacaAdapter {
             venue_state: order.status,
         }))
     }
+
+    fn instruments_requests(&self) -> Result<Vec<SignedRequest>, OrderError> {
+        ASSET_CLASSES
+            .iter()
+            .map(|class| self.client.assets(class))
+            .collect()
+    }
+
+    fn instruments_outcome(response: &HttpResponse) -> Result<Vec<String>, VenueError> {
+        match response.status {
+            200..=299 => {}
+            400..=499 => return Err(alpaca_refusal(response)),
+            _ => return Err(bad(response, "unexpected status")),
+        }
+        let assets = client::parse_assets(&response.body).map_err(|e| bad(response, e))?;
+        Ok(assets
+            .into_iter()
+            .filter(|a| a.tradable && a.status == "active")
+            .map(|a| a.symbol)
+            .collect())
+    }
 }
+
+/// The asset classes the router's orders can name: US equities and crypto.
+const ASSET_CLASSES: [&str; 2] = ["us_equity", "crypto"];
 
 fn alpaca_order(order: &OrderRequest) -> Result<AlpacaOrder, NotSendable> {
     if order.post_only {

@@ -215,3 +215,59 @@ fn alpaca_statuses_map_to_order_statuses() {
         assert_eq!(alpaca_status(state, filled), expected, "alpaca {state}");
     }
 }
+
+const ALPACA_ASSETS: &str = include_str!("../samples/alpaca_assets.json");
+
+#[tokio::test]
+async fn alpaca_instruments_are_the_tradable_active_assets_of_equities_and_crypto() {
+    let server = Server::start(|n, _| match n {
+        0 => Reply::Json(200, ALPACA_ASSETS.into()),
+        _ => Reply::Json(
+            200,
+            r#"[{"symbol":"ETH/USD","status":"active","tradable":true},{"symbol":"OLD/USD","status":"inactive","tradable":true}]"#.into(),
+        ),
+    })
+    .await;
+    let venue = alpaca(&server);
+    assert_eq!(
+        venue.instruments().await.unwrap(),
+        ["AAPL", "BTC/USD", "ETH/USD"]
+    );
+    let requests = server.requests();
+    let targets: Vec<&str> = requests.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        [
+            "/v2/assets?status=active&asset_class=us_equity",
+            "/v2/assets?status=active&asset_class=crypto",
+        ]
+    );
+    for r in &requests {
+        assert_eq!(r.method, "GET");
+        assert_alpaca_keys(r);
+    }
+}
+
+#[tokio::test]
+async fn alpaca_instruments_refused_or_malformed_are_errors_not_an_empty_list() {
+    let server = Server::start(|n, _| match n {
+        0 => Reply::Json(
+            403,
+            r#"{"code":40110000,"message":"request is not authorized"}"#.into(),
+        ),
+        _ => Reply::Json(200, r#"{"symbol":"AAPL"}"#.into()),
+    })
+    .await;
+    let venue = alpaca(&server);
+    assert_eq!(
+        venue.instruments().await,
+        Err(VenueError::Refused {
+            code: "40110000".into(),
+            message: "request is not authorized".into()
+        })
+    );
+    assert!(matches!(
+        venue.instruments().await,
+        Err(VenueError::BadResponse { status: 200, .. })
+    ));
+}

@@ -16,6 +16,7 @@
 //! | [`OkxClient::get_order`] | `GET /api/v5/trade/order?instId=…&ordId=…` (or `clOrdId=`) |
 //! | [`OkxClient::pending_orders`] | `GET /api/v5/trade/orders-pending` |
 //! | [`OkxClient::balance`] | `GET /api/v5/account/balance[?ccy=…]` |
+//! | [`OkxClient::instruments`] | `GET /api/v5/public/instruments?instType=…` |
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -268,6 +269,19 @@ impl OkxClient {
         )
     }
 
+    /// `GET /api/v5/public/instruments?instType=…`: the instruments of one type. The endpoint
+    /// is public; the request is signed all the same, so that demo trading's header goes with
+    /// it and the demo account's instruments are listed.
+    pub fn instruments(
+        &self,
+        inst_type: &str,
+        timestamp: &OkxTimestamp,
+    ) -> Result<SignedRequest, OrderError> {
+        check_id("instType", inst_type, 16)?;
+        let path = format!("/api/v5/public/instruments?instType={inst_type}");
+        Ok(self.sign_request(Method::Get, path, String::new(), timestamp))
+    }
+
     /// `GET /api/v5/account/balance`, for one currency or all.
     pub fn balance(
         &self,
@@ -510,6 +524,36 @@ pub fn parse_orders(body: &str) -> Result<Vec<OkxOrderState>, ResponseError> {
         .into_iter()
         .map(OkxOrderState::try_from)
         .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawInstrument {
+    inst_id: String,
+    #[serde(default)]
+    state: String,
+}
+
+/// One instrument of `GET /api/v5/public/instruments`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OkxInstrument {
+    pub inst_id: String,
+    /// `live`, `suspend`, `preopen`, `test`: only a `live` instrument takes orders.
+    pub state: String,
+}
+
+/// Parses a `GET /api/v5/public/instruments` response (up to
+/// [`MAX_INSTRUMENTS_BYTES`](crate::MAX_INSTRUMENTS_BYTES): the list is long).
+pub fn parse_instruments(body: &str) -> Result<Vec<OkxInstrument>, ResponseError> {
+    let envelope: Envelope<RawInstrument> =
+        crate::parse_json_within(body, crate::MAX_INSTRUMENTS_BYTES)?;
+    Ok(check_envelope(envelope)?
+        .into_iter()
+        .map(|raw| OkxInstrument {
+            inst_id: raw.inst_id,
+            state: raw.state,
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]

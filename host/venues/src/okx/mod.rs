@@ -137,7 +137,36 @@ impl Adapter for OkxAdapter {
             venue_state: order.state.clone(),
         }))
     }
+
+    fn instruments_requests(&self) -> Result<Vec<SignedRequest>, OrderError> {
+        let at = OkxTimestamp::now();
+        INSTRUMENT_TYPES
+            .iter()
+            .map(|t| self.client.instruments(t, &at))
+            .collect()
+    }
+
+    fn instruments_outcome(response: &HttpResponse) -> Result<Vec<String>, VenueError> {
+        match client::parse_instruments(&response.body) {
+            Ok(listed) => Ok(listed
+                .into_iter()
+                .filter(|i| i.state == "live")
+                .map(|i| i.inst_id)
+                .collect()),
+            Err(ResponseError::Venue { code, message }) if client::is_system_error(&code) => {
+                Err(VenueError::Unavailable(format!("okx {code}: {message}")))
+            }
+            Err(ResponseError::Venue { code, message }) => {
+                Err(VenueError::Refused { code, message })
+            }
+            Err(error) => Err(bad(response, error)),
+        }
+    }
 }
+
+/// The instrument types whose lists say what the account can trade: spot (`cash`), and the
+/// derivatives margined `cross` (perpetual swaps, dated futures).
+const INSTRUMENT_TYPES: [&str; 3] = ["SPOT", "SWAP", "FUTURES"];
 
 /// `BASE-QUOTE` is spot (cash); anything else (`-SWAP`, dated futures, options) is a derivative
 /// margined in cross mode.

@@ -369,3 +369,81 @@ fn okx_states_map_to_order_statuses() {
         assert_eq!(okx_status(state, filled), expected, "okx {state}");
     }
 }
+
+const OKX_INSTRUMENTS: &str = include_str!("../samples/okx_instruments_spot.json");
+
+#[tokio::test]
+async fn okx_instruments_are_the_live_ones_of_spot_swaps_and_futures_asked_for_the_demo_account() {
+    let server = Server::start(|_, r| {
+        let body = match r.target.as_str() {
+            "/api/v5/public/instruments?instType=SPOT" => OKX_INSTRUMENTS.to_string(),
+            "/api/v5/public/instruments?instType=SWAP" => okx_envelope(
+                "0",
+                "",
+                r#"{"instId":"BTC-USDT-SWAP","state":"live"},{"instId":"LUNA-USDT-SWAP","state":"suspend"},{"instId":"NEW-USDT-SWAP","state":"preopen"}"#,
+            ),
+            _ => okx_envelope("0", "", ""),
+        };
+        Reply::Json(200, body)
+    })
+    .await;
+    let venue = okx(&server, true);
+    let listed = venue.instruments().await.unwrap();
+    assert_eq!(
+        listed,
+        [
+            "BTC-USD",
+            "BTC-USDT-SWAP",
+            "ETH-USD",
+            "SOL-USD",
+            "USDT-USD",
+            "XRP-USD"
+        ]
+    );
+    let requests = server.requests();
+    let targets: Vec<&str> = requests.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        [
+            "/api/v5/public/instruments?instType=SPOT",
+            "/api/v5/public/instruments?instType=SWAP",
+            "/api/v5/public/instruments?instType=FUTURES",
+        ]
+    );
+    for r in &requests {
+        assert_eq!(r.method, "GET");
+        assert_okx_signed(r, true);
+    }
+}
+
+#[tokio::test]
+async fn okx_instruments_fail_as_a_whole_when_one_list_fails() {
+    // A system error (the venue not working) on the second list; a refusal on the first.
+    let server = Server::start(|n, _| match n {
+        0 => Reply::Json(200, OKX_INSTRUMENTS.into()),
+        1 => Reply::Json(
+            200,
+            okx_envelope("50001", "Service temporarily unavailable", ""),
+        ),
+        _ => Reply::Json(401, okx_envelope("50113", "Invalid Sign", "")),
+    })
+    .await;
+    let venue = okx(&server, false);
+    assert!(matches!(
+        venue.instruments().await,
+        Err(VenueError::Unavailable(m)) if m.contains("50001")
+    ));
+    assert_eq!(
+        venue.instruments().await,
+        Err(VenueError::Refused {
+            code: "50113".into(),
+            message: "Invalid Sign".into()
+        })
+    );
+    // Not the documented shape: a bad response, not an empty list.
+    let server = Server::start(|_, _| Reply::Json(200, r#"{"data":[]}"#.into())).await;
+    assert!(matches!(
+        okx(&server, false).instruments().await,
+        Err(VenueError::BadResponse { status: 200, .. })
+    ));
+}

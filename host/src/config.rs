@@ -571,7 +571,8 @@ mod tests {
                 Ok(_) => panic!("{text}: an unknown key was accepted"),
                 Err(e) => e.to_string(),
             };
-            let Some((_, expected)) = e.split_once("expected one of ") else {
+            // `expected one of `a`, `b`, …`, or `expected `a` or `b`` for two.
+            let Some((_, expected)) = e.split_once(", expected ") else {
                 panic!("{text}: {e}");
             };
             let keys: Vec<&str> = expected
@@ -588,7 +589,8 @@ mod tests {
                     [" ", "]", "."]
                         .iter()
                         .any(|end| l.starts_with(&format!("{key}{end}")))
-                }) || block.contains(&format!("`{key}`"));
+                }) || block.contains(&format!("`{key}`"))
+                    || block.contains(&format!(".{key}]"));
                 assert!(
                     shown,
                     "{section:?}: key `{key}` is not in docs/configuration.md"

@@ -7,7 +7,7 @@
 //! "grants" | "grant" | "revoke" | "approve" | "publish" | "subscribe" | "orders" |
 //! "kill-switch" | "approvals" | "approve-order" | "deny-order" | "tool-register" |
 //! "tool-unregister" | "tool-list" | "tool-not-loaded" | "agent-sleep" | "agent-wake" |
-//! "agent-release", "name": N, "args":
+//! "agent-release" | "agent-pause" | "agent-resume", "name": N, "args":
 //! JSON-text, capability, payload or (`tool-register`) the path of a component file the
 //! host reads}`. `subscribe` (name = pattern) answers
 //! once, then streams one JSON line per message until the client disconnects. Responses: `{"ok": true, "result": …}` or
@@ -429,7 +429,7 @@ async fn handle(host: &Host, req: Request, actor: &str) -> Response {
                 Err(e) => failure(e.to_string()),
             }
         }
-        "agent-sleep" | "agent-wake" | "agent-release" => {
+        "agent-sleep" | "agent-wake" | "agent-release" | "agent-pause" | "agent-resume" => {
             let Some(name) = req.name else {
                 return failure(format!("{} needs an agent name", req.op));
             };
@@ -450,6 +450,14 @@ async fn handle(host: &Host, req: Request, actor: &str) -> Response {
                     .wake_agent(&name)
                     .await
                     .map(|()| serde_json::json!({ "changed": true })),
+                "agent-pause" => host
+                    .pause_agent(&name, &actor)
+                    .await
+                    .map(|changed| serde_json::json!({ "changed": changed })),
+                "agent-resume" => host
+                    .resume_agent(&name, &actor)
+                    .await
+                    .map(|changed| serde_json::json!({ "changed": changed })),
                 _ => host
                     .release_agent(&name, &actor)
                     .await

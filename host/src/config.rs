@@ -541,6 +541,64 @@ mod tests {
         }
     }
 
+    /// Every key each section accepts is in the reference, set or commented out: the
+    /// accepted keys are read from the parser's own refusal of an unknown one.
+    #[test]
+    fn the_configuration_reference_names_every_key() {
+        let page = include_str!("../../docs/configuration.md");
+        let block = page
+            .split_once("```toml\n")
+            .and_then(|(_, rest)| rest.split_once("```"))
+            .map(|(b, _)| b)
+            .unwrap_or_else(|| panic!("docs/configuration.md has no toml block"));
+        let dir = std::path::Path::new("/nonexistent-colony-test");
+        for section in [
+            "",
+            "[limits.agent]\n",
+            "[limits.tool]\n",
+            "[grants.x]\ncapabilities = []\n",
+            "[audit]\n",
+            "[bus]\n",
+            "[market]\n",
+            "[orders]\n",
+            "[orders.paper]\n",
+            "[orders.risk]\n",
+            "[orders.consensus]\nsubject = \"a\"\nquorum = 1\nvoters = 1\ntimeout_ms = 1\n",
+            "[supervision]\n",
+        ] {
+            let text = format!("{section}no_such_key = 1\n");
+            let e = match super::HostConfig::parse(&text, dir, dir.to_path_buf()) {
+                Ok(_) => panic!("{text}: an unknown key was accepted"),
+                Err(e) => e.to_string(),
+            };
+            // `expected one of `a`, `b`, …`, or `expected `a` or `b`` for two.
+            let Some((_, expected)) = e.split_once(", expected ") else {
+                panic!("{text}: {e}");
+            };
+            let keys: Vec<&str> = expected
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|k| !k.is_empty())
+                .collect();
+            assert!(!keys.is_empty(), "{e}");
+            for key in keys {
+                // An old name kept for compatibility is mentioned in a comment.
+                let shown = block.lines().any(|l| {
+                    let l = l.trim_start_matches(['#', ' ', '[']);
+                    [" ", "]", "."]
+                        .iter()
+                        .any(|end| l.starts_with(&format!("{key}{end}")))
+                }) || block.contains(&format!("`{key}`"))
+                    || block.contains(&format!(".{key}]"));
+                assert!(
+                    shown,
+                    "{section:?}: key `{key}` is not in docs/configuration.md"
+                );
+            }
+        }
+    }
+
     #[test]
     fn bus_urls_need_a_valid_port() {
         for good in [

@@ -1,13 +1,14 @@
 //! The `colony` command line: `plugins inspect` on good and bad files, and a running
 //! `colony run` reached through its admin socket by `plugins list`, `tools invoke` and
-//! `status`.
+//! `status`; headed tables and UTC times; an agent dropped into an empty folder seeing the
+//! replay from its first event; pausing and resuming an agent.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use colony_tests::{core_module_bytes, guests, install, random_bytes};
 
-use crate::support::{COLONY, colony, start_host, stderr, stdout};
+use crate::support::{COLONY, colony, start_host, start_host_with, stderr, stdout};
 
 #[test]
 fn inspect_prints_every_field_of_the_shipped_plugins() {
@@ -262,4 +263,393 @@ fn operators_publish_to_and_tail_the_bus() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let out = colony(&data, &["status"]);
     assert!(stdout(&out).contains("dead letters"), "{}", stdout(&out));
+}
+
+/// Whether `s` is a UTC ISO 8601 time with milliseconds: `2022-01-01T00:59:00.000Z`.
+fn is_utc_ms(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 24
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            23 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// The first line of `text`, split into its header cells (two or more spaces apart).
+fn header(text: &str) -> Vec<String> {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn tables_have_headers_times_are_utc_and_plugins_list_json_is_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    install(&plugins, guests::GOOD_AGENT, "good-agent.wasm");
+    install(&plugins, guests::GOOD_TOOL, "good-tool.wasm");
+    std::fs::write(plugins.join("random.wasm"), random_bytes(5)).unwrap();
+
+    // `plugins list --json` with no host: the documented shape, from the files.
+    let offline = colony(
+        &dir.path().join("offline"),
+        &[
+            "plugins",
+            "list",
+            "--json",
+            "--plugins",
+            plugins.to_str().unwrap(),
+        ],
+    );
+    assert!(offline.status.success(), "{}", stderr(&offline));
+    let shape = |v: &serde_json::Value| {
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["plugins", "plugins_dir", "rejected"], "{v}");
+        let names: Vec<&str> = v["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["good-agent", "good-tool"], "{v}");
+        assert!(
+            v["rejected"][0]["file"]
+                .as_str()
+                .unwrap()
+                .ends_with("random.wasm"),
+            "{v}"
+        );
+        assert!(v["rejected"][0]["reason"].is_string(), "{v}");
+    };
+    let v: serde_json::Value = serde_json::from_slice(&offline.stdout).unwrap();
+    shape(&v);
+
+    let _host = start_host_with(&data, &plugins, 20, &["--feed", "none"]);
+    let out = colony(&data, &["plugins", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The running host's plugins, with their state: not the whole status object.
+    shape(&v);
+    assert_eq!(v["plugins"][1]["state"], "ready", "{v}");
+    assert!(v.get("bus").is_none() && v.get("orders").is_none(), "{v}");
+
+    let text = |args: &[&str]| {
+        let out = colony(&data, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let listing = text(&["plugins", "list"]);
+    assert_eq!(
+        header(&listing),
+        ["plugin", "kind", "version", "state", "digest", "file"],
+        "{listing}"
+    );
+    assert!(
+        listing.lines().nth(1).unwrap().starts_with("good-agent "),
+        "{listing}"
+    );
+    let status = text(&["status"]);
+    let table: String = status.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        header(&table),
+        [
+            "plugin",
+            "kind",
+            "state",
+            "delivered",
+            "failed",
+            "restarts",
+            "mailbox",
+            "dropped",
+            "refused",
+            "fuel",
+            "memory",
+            "busy",
+            "last error"
+        ],
+        "{status}"
+    );
+    // The time in handlers carries its unit.
+    let busy = status
+        .lines()
+        .find(|l| l.starts_with("good-agent "))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(
+        [" ns ", " µs ", " ms ", " s "]
+            .iter()
+            .any(|u| busy.contains(u)),
+        "{busy}"
+    );
+    let grants = text(&["grants", "list"]);
+    assert_eq!(
+        header(&grants),
+        ["plugin", "state", "approved build", "capabilities"],
+        "{grants}"
+    );
+    let tools = text(&["tools", "list"]);
+    assert_eq!(
+        header(&tools),
+        ["tool", "source", "versions", "description"],
+        "{tools}"
+    );
+    assert!(
+        tools.lines().nth(1).unwrap().starts_with("good-tool "),
+        "{tools}"
+    );
+    let audit = text(&["audit", "--limit", "5"]);
+    assert_eq!(
+        header(&audit),
+        [
+            "seq",
+            "time (UTC)",
+            "kind",
+            "plugin",
+            "capability",
+            "decision",
+            "actor / detail"
+        ],
+        "{audit}"
+    );
+    let time = audit
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert!(is_utc_ms(time), "{time}");
+    // `--json` keeps the nanoseconds.
+    let json: serde_json::Value =
+        serde_json::from_slice(&colony(&data, &["audit", "--json", "--limit", "1"]).stdout)
+            .unwrap();
+    assert!(
+        json[0]["ts_ns"].as_i64().unwrap() > 1_600_000_000_000_000_000,
+        "{json}"
+    );
+}
+
+#[test]
+fn the_readme_cp_into_the_plugins_folder_works_on_a_fresh_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let out = colony(&data, &["plugins", "dir"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), data.join("plugins").to_str().unwrap());
+    assert!(data.join("plugins").is_dir());
+
+    // `colony new` makes it too, so the README's `cp` after it works.
+    let data = dir.path().join("fresh-2");
+    let out = colony(
+        &data,
+        &[
+            "new",
+            "agent",
+            "my-agent",
+            "--path",
+            dir.path().join("my-agent").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(data.join("plugins").is_dir());
+    assert!(
+        stdout(&out).contains(&format!(
+            "plugins folder: {}",
+            data.join("plugins").display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_command_whose_output_is_cut_off_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(COLONY)
+        .args(["plugins", "inspect", guests::GOOD_AGENT])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the command prints (as `| head -0` would).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    assert!(
+        // 13: SIGPIPE.
+        out.status.success() || out.status.signal() == Some(13),
+        "{:?}: {err}",
+        out.status
+    );
+}
+
+/// 60 one-minute BTC-PERP bars.
+fn bars(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut csv = String::from("timestamp,open,high,low,close,volume\n");
+    for i in 0..60u32 {
+        let close = 46_000 + (i * 37) % 200;
+        csv.push_str(&format!(
+            "2022-01-01 00:{i:02}:00,{close},{},{},{close},{}\n",
+            close + 10,
+            close - 10,
+            100 + i
+        ));
+    }
+    let path = dir.join("btc-perp-2022-01-01-1m.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+/// Polls `ok` every 50 ms for up to 60 s.
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn status_json(data: &std::path::Path) -> serde_json::Value {
+    let out = colony(data, &["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn an_agent_dropped_into_an_empty_folder_sees_the_replay_from_its_first_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let plugins = root.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let config = root.join("colony.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "plugins = \"plugins\"\ntick_ms = 0\n[market]\nfeed = \"replay:{}\"\n\
+             [agents.market-agent]\nsymbol = \"BTC-PERP\"\nkinds = \"candle\"\n\
+             [grants.market-agent]\ncapabilities = [\"market.read:BTC-PERP\"]\n",
+            bars(root).display()
+        ),
+    )
+    .unwrap();
+    let data = root.join("data");
+    let log = root.join("host.log");
+    let child = Command::new(COLONY)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["run", "--no-progress", "--config"])
+        .arg(&config)
+        .env("COLONY_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _host = crate::support::Running(child);
+    wait_for("the host", || colony(&data, &["status"]).status.success());
+    // No agent: the replay waits, and the log says why.
+    wait_for("the log line", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("no agent runs in the plugins folder")
+    });
+    assert_eq!(status_json(&data)["market"]["published"], 0);
+
+    install(&plugins, guests::MARKET_AGENT, "market-agent.wasm");
+    wait_for("the replay", || {
+        status_json(&data)["market"]["published"].as_u64() == Some(60)
+    });
+    // Every bar reached the agent, from the first.
+    wait_for("the agent", || {
+        status_json(&data)["plugins"][0]["md_taken"].as_u64() == Some(60)
+    });
+    let s = status_json(&data);
+    let agent = &s["plugins"][0];
+    assert_eq!(agent["name"], "market-agent", "{s}");
+    assert_eq!(agent["md_routed"], 60, "{s}");
+    assert_eq!(agent["bus_dropped"], 0, "{s}");
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("an agent is running: the feed starts")
+    );
+    // The market lines of `colony status`: a header and UTC times, not nanoseconds.
+    let text = stdout(&colony(&data, &["status"]));
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("BTC-PERP"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let time = line.split_whitespace().nth(2).unwrap();
+    assert!(is_utc_ms(time) && time.starts_with("2022-01-01T"), "{line}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("symbol ") && l.contains("last update (UTC)")),
+        "{text}"
+    );
+    assert!(!text.contains(" ns"), "{text}");
+}
+
+#[test]
+fn a_paused_agent_handles_nothing_until_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    install(&plugins, guests::GOOD_AGENT, "good-agent.wasm");
+    let _host = start_host_with(&data, &plugins, 20, &["--feed", "none"]);
+    let agent = |key: &str| status_json(&data)["plugins"][0][key].clone();
+    let delivered = || agent("delivered").as_u64().unwrap();
+    wait_for("ticks", || delivered() >= 2);
+
+    let out = colony(&data, &["agents", "pause", "good-agent"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "good-agent is paused");
+    let at_pause = delivered();
+    assert_eq!(agent("state"), "paused");
+    // Ticks keep coming and are dropped with a count; a message waits for the resume.
+    let out = colony(&data, &["bus", "pub", "agent.good-agent.inbox", "echo"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for("ticks dropped while paused", || {
+        agent("paused_dropped").as_u64().unwrap() >= 5
+    });
+    assert_eq!(delivered(), at_pause, "a paused agent handled an event");
+    assert_eq!(agent("mailbox_depth"), 1, "the message is held");
+    let text = stdout(&colony(&data, &["status"]));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("good-agent ") && l.contains(" paused ")),
+        "{text}"
+    );
+    // Pausing again changes nothing; sleep and wake leave it paused.
+    let out = colony(&data, &["agents", "pause", "good-agent"]);
+    assert!(stdout(&out).contains("was not paused"), "{}", stdout(&out));
+    let out = colony(&data, &["agents", "wake", "good-agent"]);
+    assert!(stderr(&out).contains("paused"), "{}", stderr(&out));
+
+    let out = colony(&data, &["agents", "resume", "good-agent"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "good-agent resumed");
+    wait_for("the held message and ticks", || delivered() >= at_pause + 3);
+    assert_ne!(agent("state"), "paused");
+    assert_eq!(agent("failed"), 0);
+    let out = colony(&data, &["agents", "resume", "good-agent"]);
+    assert_eq!(stdout(&out).trim(), "good-agent was not paused");
+    // Both operator actions are in the audit trail.
+    let audit = stdout(&colony(&data, &["audit", "--plugin", "good-agent"]));
+    assert!(
+        audit.contains("paused by ") && audit.contains("resumed by "),
+        "{audit}"
+    );
 }

@@ -796,6 +796,32 @@ fn orders_cli_lists_approves_and_kills_through_a_running_host() {
         text.contains("open orders:") && text.contains("r1"),
         "{text}"
     );
+    // Each table has its header; times are UTC with milliseconds.
+    for header in [
+        ["time (UTC)", "agent", "client id", "symbol"],
+        ["agent", "cash", "equity", "pnl"],
+    ] {
+        assert!(
+            text.lines().any(|l| {
+                let cells: Vec<&str> = l
+                    .split("  ")
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                cells.starts_with(&header)
+            }),
+            "{header:?}: {text}"
+        );
+    }
+    let r1 = text
+        .lines()
+        .find(|l| l.contains(" r1 "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let time = r1.split_whitespace().next().unwrap();
+    assert!(
+        time.len() == 24 && time.ends_with('Z') && time.contains('T'),
+        "{r1}"
+    );
 
     // The approval queue: a2 (notional 198) waits; deny it.
     let waiting = json(&["approvals", "list", "--json"]);

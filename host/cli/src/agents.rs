@@ -1,4 +1,4 @@
-//! `colony agents sleep|wake|release NAME`: an operator's lifecycle actions on the running
+//! `colony agents sleep|wake|release|pause|resume NAME`: an operator's lifecycle actions on the running
 //! host's agents (see `agent.rs`). Each is audited (kind `lifecycle`).
 
 use std::path::PathBuf;
@@ -25,6 +25,18 @@ pub enum AgentsCommand {
         /// Agent name.
         name: String,
     },
+    /// Pause an agent: it handles no event until resumed (market data and ticks meanwhile are
+    /// dropped and counted; messages, order events and timers are held, up to the mailbox's
+    /// 1,024, and run on resume).
+    Pause {
+        /// Agent name.
+        name: String,
+    },
+    /// Resume a paused agent: what was held runs first.
+    Resume {
+        /// Agent name.
+        name: String,
+    },
 }
 
 pub async fn agents(cmd: AgentsCommand, data_dir: PathBuf) -> CliResult {
@@ -32,6 +44,8 @@ pub async fn agents(cmd: AgentsCommand, data_dir: PathBuf) -> CliResult {
         AgentsCommand::Sleep { name } => ("agent-sleep", name),
         AgentsCommand::Wake { name } => ("agent-wake", name),
         AgentsCommand::Release { name } => ("agent-release", name),
+        AgentsCommand::Pause { name } => ("agent-pause", name),
+        AgentsCommand::Resume { name } => ("agent-resume", name),
     };
     let Some(resp) = colony_host::admin::call(&data_dir, op, Some(name.clone()), None).await?
     else {
@@ -59,6 +73,16 @@ pub async fn agents(cmd: AgentsCommand, data_dir: PathBuf) -> CliResult {
             println!("{name} released from quarantine")
         }
         (AgentsCommand::Release { .. }, _) => println!("{name} was not quarantined"),
+        (AgentsCommand::Pause { .. }, serde_json::Value::Bool(true)) => {
+            println!("{name} is paused")
+        }
+        (AgentsCommand::Pause { .. }, _) => {
+            println!("{name} was not paused (already paused, or quarantined)")
+        }
+        (AgentsCommand::Resume { .. }, serde_json::Value::Bool(true)) => {
+            println!("{name} resumed")
+        }
+        (AgentsCommand::Resume { .. }, _) => println!("{name} was not paused"),
     }
     Ok(())
 }

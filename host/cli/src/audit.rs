@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::{CliError, CliResult};
+use crate::human::utc_ms;
+use crate::table::{Align, Table};
 use colony_host::audit::{AuditFilter, CapabilityMatch, Decision};
 
 #[derive(Debug, Args)]
@@ -94,10 +96,15 @@ pub async fn audit(args: AuditArgs, data_dir: PathBuf, audit_db: Option<String>)
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());
     }
-    println!(
-        "{:>7}  {:<24} {:<12} {:<20} {:<30} {:<6} actor / detail",
-        "seq", "time (UTC)", "kind", "plugin", "capability", "dec"
-    );
+    let mut table = Table::new(&[
+        ("seq", Align::Right),
+        ("time (UTC)", Align::Left),
+        ("kind", Align::Left),
+        ("plugin", Align::Left),
+        ("capability", Align::Left),
+        ("decision", Align::Left),
+        ("actor / detail", Align::Left),
+    ]);
     for e in entries {
         let who = [e.actor.as_str(), e.detail.as_str()]
             .iter()
@@ -107,17 +114,17 @@ pub async fn audit(args: AuditArgs, data_dir: PathBuf, audit_db: Option<String>)
             .join(" ");
         // Every field through `printable`: a record is one line, whatever a name, an actor
         // or a detail holds (a newline would forge a row, a bidi override reorder one).
-        println!(
-            "{:>7}  {:<24} {:<12} {:<20} {:<30} {:<6} {}",
-            e.seq,
-            format_ns(e.ts_ns),
-            super::printable(e.kind.as_str()),
-            super::printable(&e.plugin),
-            super::printable(&e.capability),
-            e.decision.map(|d| d.as_str()).unwrap_or("-"),
-            super::printable(&who)
-        );
+        table.row(vec![
+            e.seq.to_string(),
+            utc_ms(e.ts_ns),
+            super::printable(e.kind.as_str()).into_owned(),
+            super::printable(&e.plugin).into_owned(),
+            super::printable(&e.capability).into_owned(),
+            e.decision.map(|d| d.as_str()).unwrap_or("-").to_string(),
+            super::printable(&who).into_owned(),
+        ]);
     }
+    table.print();
     Ok(())
 }
 
@@ -146,42 +153,9 @@ fn parse_since(s: &str) -> Result<i64, anyhow::Error> {
     })
 }
 
-/// `YYYY-MM-DD HH:MM:SS.mmm` in UTC, from nanoseconds since the epoch.
-fn format_ns(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let ms = ns.rem_euclid(1_000_000_000) / 1_000_000;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_utc_times() {
-        assert_eq!(format_ns(0), "1970-01-01 00:00:00.000");
-        assert_eq!(
-            format_ns(1_795_236_879_258_956_302),
-            "2026-11-21 04:54:39.258"
-        );
-    }
 
     #[test]
     fn since_accepts_durations_and_ns() {

@@ -163,6 +163,12 @@ fn print(cmd: &GrantsCommand, result: serde_json::Value) -> CliResult {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(());
             }
+            let mut table = crate::table::Table::new(&[
+                ("plugin", crate::table::Align::Left),
+                ("state", crate::table::Align::Left),
+                ("approved build", crate::table::Align::Left),
+                ("capabilities", crate::table::Align::Left),
+            ]);
             for r in rows {
                 let caps: Vec<&str> = r["capabilities"]
                     .as_array()
@@ -172,20 +178,20 @@ fn print(cmd: &GrantsCommand, result: serde_json::Value) -> CliResult {
                     .collect();
                 let approved = r["approved_digest"]
                     .as_str()
-                    .map(|d| &d[..d.len().min(16)])
-                    .unwrap_or("-");
-                println!(
-                    "{:<24} {:<10} approved {:<16}  {}",
-                    super::printable(r["plugin"].as_str().unwrap_or("?")),
-                    r["state"].as_str().unwrap_or("?"),
+                    .map(|d| format!("blake3:{}", d.get(..16).unwrap_or(d)))
+                    .unwrap_or_else(|| "-".into());
+                table.row(vec![
+                    super::printable(r["plugin"].as_str().unwrap_or("?")).into_owned(),
+                    r["state"].as_str().unwrap_or("?").to_string(),
                     approved,
                     if caps.is_empty() {
                         "(nothing)".to_string()
                     } else {
-                        caps.join(" ")
-                    }
-                );
+                        super::printable(&caps.join(" ")).into_owned()
+                    },
+                ]);
             }
+            table.print();
         }
         GrantsCommand::Grant {
             plugin, capability, ..

@@ -12,12 +12,14 @@ mod audit;
 mod bench;
 mod bus;
 mod grants;
+mod human;
 mod new;
 mod orders;
 mod plugins;
 pub mod report;
 mod run;
 mod status;
+mod table;
 mod tools;
 
 use std::path::PathBuf;
@@ -178,7 +180,7 @@ enum Command {
     Bus(bus::BusCommand),
     /// Show the running host's agents: state, mailbox, fuel, memory, restarts, failures.
     Status(status::StatusArgs),
-    /// Put agents to sleep, wake them, release them from quarantine.
+    /// Put agents to sleep, wake them, release them from quarantine, pause and resume them.
     #[command(subcommand)]
     Agents(agents::AgentsCommand),
     /// Scaffold a new plugin crate.
@@ -239,7 +241,13 @@ pub fn main() -> ExitCode {
             Command::Tools(cmd) => tools::tools(cmd, data_dir, cli.audit_db).await,
             Command::Status(args) => status::status(args, data_dir).await,
             Command::Agents(cmd) => agents::agents(cmd, data_dir).await,
-            Command::New(cmd) => new::new(cmd),
+            Command::New(cmd) => {
+                new::new(cmd)?;
+                // The folder the scaffold's `cp` line names exists from now on.
+                let folder = plugins::ensure_folder(&data_dir)?;
+                println!("plugins folder: {}", folder.display());
+                Ok(())
+            }
             Command::Bench(args) => bench::bench(args).await,
             Command::Orders(cmd) => orders::orders(cmd, data_dir).await,
             Command::Approvals(cmd) => orders::approvals(cmd, data_dir).await,

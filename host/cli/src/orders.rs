@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{CliError, CliResult};
+use super::{CliError, CliResult, printable};
+use crate::human;
+use crate::table::{Align, Table};
 use colony_host::orders::journal::{Journal, OrderFilter};
 
 #[derive(Debug, Subcommand)]
@@ -127,24 +129,33 @@ pub async fn approvals(cmd: ApprovalsCommand, data_dir: PathBuf) -> CliResult {
             println!("{}", serde_json::to_string_pretty(&v)?)
         }
         ApprovalsCommand::List { json: false } => {
-            println!(
-                "{:>4} {:<16} {:<20} {:<12} {:<4} {:>12} {:>12} {:>14} via",
-                "id", "agent", "client id", "symbol", "side", "qty", "price", "notional"
-            );
+            let mut table = Table::new(&[
+                ("id", Align::Right),
+                ("time (UTC)", Align::Left),
+                ("agent", Align::Left),
+                ("client id", Align::Left),
+                ("symbol", Align::Left),
+                ("side", Align::Left),
+                ("qty", Align::Right),
+                ("price", Align::Right),
+                ("notional", Align::Right),
+                ("via", Align::Left),
+            ]);
             for a in v.as_array().into_iter().flatten() {
-                println!(
-                    "{:>4} {:<16} {:<20} {:<12} {:<4} {:>12} {:>12} {:>14} {}",
+                table.row(vec![
                     a["id"].to_string(),
-                    a["agent"].as_str().unwrap_or("?"),
-                    a["client_id"].as_str().unwrap_or("?"),
-                    a["symbol"].as_str().unwrap_or("?"),
-                    a["side"].as_str().unwrap_or("?"),
-                    a["qty"].as_str().unwrap_or("?"),
-                    a["price"].as_str().unwrap_or("market"),
-                    a["notional"].as_str().unwrap_or("?"),
-                    a["via"].as_str().unwrap_or("?"),
-                );
+                    human::utc_ms_json(&a["created"]),
+                    p(&a["agent"]),
+                    p(&a["client_id"]),
+                    p(&a["symbol"]),
+                    p(&a["side"]),
+                    p(&a["qty"]),
+                    a["price"].as_str().unwrap_or("market").to_string(),
+                    p(&a["notional"]),
+                    p(&a["via"]),
+                ]);
             }
+            table.print();
         }
         ApprovalsCommand::Approve { id } => println!("approval {id}: approved, order sent"),
         ApprovalsCommand::Deny { id } => println!("approval {id}: denied"),
@@ -154,6 +165,11 @@ pub async fn approvals(cmd: ApprovalsCommand, data_dir: PathBuf) -> CliResult {
 
 fn s(v: &serde_json::Value) -> &str {
     v.as_str().unwrap_or("-")
+}
+
+/// A cell of text an agent or a venue chose, made printable (`-` when absent).
+fn p(v: &serde_json::Value) -> String {
+    printable(s(v)).into_owned()
 }
 
 async fn list(args: ListArgs, data_dir: PathBuf) -> CliResult {
@@ -180,42 +196,72 @@ async fn list(args: ListArgs, data_dir: PathBuf) -> CliResult {
         print_orders("open orders", &v["open"]);
         print_orders("recent orders", &v["recent"]);
         println!("fills:");
+        let mut fills = Table::new(&[
+            ("time (UTC)", Align::Left),
+            ("agent", Align::Left),
+            ("client id", Align::Left),
+            ("symbol", Align::Left),
+            ("side", Align::Left),
+            ("qty", Align::Right),
+            ("price", Align::Right),
+            ("fee", Align::Right),
+            ("liquidity", Align::Left),
+        ])
+        .indented("  ");
         for f in v["fills"].as_array().into_iter().flatten() {
-            println!(
-                "  {:<16} {:<20} {:<12} {:<4} {:>12} @ {:>12} fee {:>10} {}",
-                s(&f["agent"]),
-                s(&f["client_id"]),
-                s(&f["symbol"]),
-                s(&f["side"]),
-                s(&f["qty"]),
-                s(&f["price"]),
-                s(&f["fee"]),
-                s(&f["liquidity"])
-            );
+            fills.row(vec![
+                human::utc_ms_json(&f["ts"]),
+                p(&f["agent"]),
+                p(&f["client_id"]),
+                p(&f["symbol"]),
+                p(&f["side"]),
+                p(&f["qty"]),
+                p(&f["price"]),
+                p(&f["fee"]),
+                p(&f["liquidity"]),
+            ]);
         }
+        fills.print();
         println!("positions:");
-        for p in v["positions"].as_array().into_iter().flatten() {
-            println!(
-                "  {:<16} {:<12} qty {:>12} avg {:>12} realised {:>12} unrealised {:>12} fees {:>10}",
-                s(&p["agent"]),
-                s(&p["symbol"]),
-                s(&p["qty"]),
-                s(&p["avg_price"]),
-                s(&p["realised_pnl"]),
-                s(&p["unrealised_pnl"]),
-                s(&p["fees"])
-            );
+        let mut positions = Table::new(&[
+            ("agent", Align::Left),
+            ("symbol", Align::Left),
+            ("qty", Align::Right),
+            ("avg price", Align::Right),
+            ("realised", Align::Right),
+            ("unrealised", Align::Right),
+            ("fees", Align::Right),
+        ])
+        .indented("  ");
+        for r in v["positions"].as_array().into_iter().flatten() {
+            positions.row(vec![
+                p(&r["agent"]),
+                p(&r["symbol"]),
+                p(&r["qty"]),
+                p(&r["avg_price"]),
+                p(&r["realised_pnl"]),
+                p(&r["unrealised_pnl"]),
+                p(&r["fees"]),
+            ]);
         }
+        positions.print();
         println!("accounts:");
+        let mut accounts = Table::new(&[
+            ("agent", Align::Left),
+            ("cash", Align::Right),
+            ("equity", Align::Right),
+            ("pnl", Align::Right),
+        ])
+        .indented("  ");
         for a in v["accounts"].as_array().into_iter().flatten() {
-            println!(
-                "  {:<16} cash {:>14} equity {:>14} pnl {:>12}",
-                s(&a["agent"]),
-                s(&a["cash"]),
-                s(&a["equity"]),
-                s(&a["pnl"])
-            );
+            accounts.row(vec![
+                p(&a["agent"]),
+                p(&a["cash"]),
+                p(&a["equity"]),
+                p(&a["pnl"]),
+            ]);
         }
+        accounts.print();
         let rejections: Vec<String> = v["rejections"]
             .as_object()
             .into_iter()
@@ -346,40 +392,70 @@ async fn list_rejected(args: &ListArgs, data_dir: &std::path::Path) -> CliResult
         "orders refused before the venue, newest first, from the journal {}:",
         colony_host::orders::journal::redact_url(&url)
     );
+    let mut table = Table::new(&[
+        ("time (UTC)", Align::Left),
+        ("agent", Align::Left),
+        ("client id", Align::Left),
+        ("symbol", Align::Left),
+        ("side", Align::Left),
+        ("kind", Align::Left),
+        ("qty", Align::Right),
+        ("price", Align::Right),
+        ("reason code", Align::Left),
+        ("message", Align::Left),
+    ])
+    .indented("  ");
     for r in &rows {
-        println!(
-            "  {:<16} {:<20} {:<12} {:<4} {:<6} {:>12} {:>12} {:<28} {}",
-            s(&r["agent"]),
-            s(&r["client_id"]),
-            s(&r["symbol"]),
-            s(&r["side"]),
-            s(&r["kind"]),
-            s(&r["qty"]),
-            s(&r["price"]),
-            s(&r["reject_code"]),
-            s(&r["message"])
-        );
+        table.row(vec![
+            human::utc_ms_json(&r["created"]),
+            p(&r["agent"]),
+            p(&r["client_id"]),
+            p(&r["symbol"]),
+            p(&r["side"]),
+            p(&r["kind"]),
+            p(&r["qty"]),
+            p(&r["price"]),
+            p(&r["reject_code"]),
+            p(&r["message"]),
+        ]);
     }
+    table.print();
     println!("{} refused", rows.len());
     Ok(())
 }
 
 fn print_orders(title: &str, rows: &serde_json::Value) {
     println!("{title}:");
+    let mut table = Table::new(&[
+        ("time (UTC)", Align::Left),
+        ("agent", Align::Left),
+        ("client id", Align::Left),
+        ("symbol", Align::Left),
+        ("side", Align::Left),
+        ("kind", Align::Left),
+        ("qty", Align::Right),
+        ("price", Align::Right),
+        ("filled", Align::Right),
+        ("avg price", Align::Right),
+        ("status", Align::Left),
+        ("reason code", Align::Left),
+    ])
+    .indented("  ");
     for o in rows.as_array().into_iter().flatten() {
-        println!(
-            "  {:<16} {:<20} {:<12} {:<4} {:<6} {:>12} {:>12} filled {:>12} avg {:>12} {:<16} {}",
-            s(&o["agent"]),
-            s(&o["client_id"]),
-            s(&o["symbol"]),
-            s(&o["side"]),
-            s(&o["kind"]),
-            s(&o["qty"]),
-            s(&o["price"]),
-            s(&o["filled_qty"]),
-            s(&o["avg_price"]),
-            s(&o["status"]),
-            s(&o["reject_code"])
-        );
+        table.row(vec![
+            human::utc_ms_json(&o["created"]),
+            p(&o["agent"]),
+            p(&o["client_id"]),
+            p(&o["symbol"]),
+            p(&o["side"]),
+            p(&o["kind"]),
+            p(&o["qty"]),
+            p(&o["price"]),
+            p(&o["filled_qty"]),
+            p(&o["avg_price"]),
+            p(&o["status"]),
+            p(&o["reject_code"]),
+        ]);
     }
+    table.print();
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 
-use super::{CliError, CliResult};
+use super::{CliError, CliResult, printable};
+use crate::table::{Align, Table};
 use colony_host::engine::{EngineSettings, Runtime};
 use colony_host::limits::{Limits, human_bytes};
 use colony_host::plugin::{Loader, PluginInfo};
@@ -21,6 +22,9 @@ pub enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the data directory's plugins folder (DATA_DIR/plugins), creating it if missing:
+    /// `cp my_agent.wasm "$(colony plugins dir)"`.
+    Dir,
     /// Validate one plugin file and print what it is, imports, exports, requests and compile time.
     Inspect {
         /// The `.wasm` file.
@@ -35,7 +39,21 @@ pub async fn plugins(cmd: PluginsCommand, data_dir: PathBuf) -> CliResult {
     match cmd {
         PluginsCommand::Inspect { file, json } => inspect(&file, json),
         PluginsCommand::List { plugins, json } => list(plugins, json, data_dir).await,
+        PluginsCommand::Dir => {
+            println!("{}", ensure_folder(&data_dir)?.display());
+            Ok(())
+        }
     }
+}
+
+/// The data directory's plugins folder, created (with the data directory, mode 0700) if
+/// missing, so that `cp FILE.wasm ~/.local/share/colony/plugins/` works on a fresh machine.
+pub(crate) fn ensure_folder(data_dir: &Path) -> Result<PathBuf, CliError> {
+    let dir = data_dir.join("plugins");
+    colony_host::datadir::prepare(data_dir)
+        .and_then(|()| std::fs::create_dir_all(&dir))
+        .map_err(|e| anyhow::anyhow!("cannot create plugins folder {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 /// A loader with default limits and no compile cache (so compile time is real).
@@ -113,38 +131,61 @@ fn print_info(i: &PluginInfo) {
     );
 }
 
+/// `plugins list`: `{"plugins_dir": DIR, "plugins": [PluginInfo + the running host's
+/// counters], "rejected": [{"file", "reason"}]}` with `--json`, else a table. With no host the
+/// plugins carry only what loading the file tells (no counters, no state).
 async fn list(plugins: Option<PathBuf>, json: bool, data_dir: PathBuf) -> CliResult {
-    if let Some(resp) = colony_host::admin::call(&data_dir, "plugins", None, None).await? {
-        if !resp.ok {
+    let listing = match colony_host::admin::call(&data_dir, "plugins", None, None).await? {
+        Some(resp) if !resp.ok => {
             return Err(anyhow::anyhow!(resp.error.unwrap_or_default()).into());
         }
-        if json {
-            println!("{}", serde_json::to_string_pretty(&resp.result)?);
-        } else {
-            for p in resp.result["plugins"].as_array().into_iter().flatten() {
-                println!(
-                    "{:<24} {:<6} {:<10} blake3:{}",
-                    p["name"].as_str().unwrap_or("?"),
-                    p["kind"].as_str().unwrap_or("?"),
-                    p["version"].as_str().unwrap_or("?"),
-                    &p["digest"].as_str().unwrap_or("?")
-                        [..16.min(p["digest"].as_str().unwrap_or("?").len())]
-                );
-            }
-            for r in resp.result["rejected"].as_array().into_iter().flatten() {
-                println!(
-                    "refused {}: {}",
-                    r["file"].as_str().unwrap_or("?"),
-                    r["reason"].as_str().unwrap_or("?")
-                );
-            }
-        }
+        Some(resp) => serde_json::json!({
+            "plugins_dir": resp.result["plugins_dir"],
+            "plugins": resp.result["plugins"],
+            "rejected": resp.result["rejected"],
+        }),
+        None => offline_list(
+            plugins.unwrap_or_else(|| data_dir.join("plugins")),
+            &data_dir,
+        )?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listing)?);
         return Ok(());
     }
-    let dir = plugins.unwrap_or_else(|| data_dir.join("plugins"));
+    let mut table = Table::new(&[
+        ("plugin", Align::Left),
+        ("kind", Align::Left),
+        ("version", Align::Left),
+        ("state", Align::Left),
+        ("digest", Align::Left),
+        ("file", Align::Left),
+    ]);
+    for p in listing["plugins"].as_array().into_iter().flatten() {
+        let digest = p["digest"].as_str().unwrap_or("?");
+        table.row(vec![
+            printable(p["name"].as_str().unwrap_or("?")).into_owned(),
+            p["kind"].as_str().unwrap_or("?").to_string(),
+            printable(p["version"].as_str().unwrap_or("?")).into_owned(),
+            p["state"].as_str().unwrap_or("-").to_string(),
+            format!("blake3:{}", digest.get(..16).unwrap_or(digest)),
+            printable(p["file"].as_str().unwrap_or("?")).into_owned(),
+        ]);
+    }
+    table.print();
+    for r in listing["rejected"].as_array().into_iter().flatten() {
+        println!(
+            "refused {}: {}",
+            printable(r["file"].as_str().unwrap_or("?")),
+            printable(r["reason"].as_str().unwrap_or("?"))
+        );
+    }
+    Ok(())
+}
+
+/// The listing of [`list`] made by loading every `.wasm` of `dir` here.
+fn offline_list(dir: PathBuf, data_dir: &Path) -> Result<serde_json::Value, CliError> {
     let loader = offline_loader(Some(data_dir.join("cache")))?;
-    let mut infos = Vec::new();
-    let mut refused = Vec::new();
     let rd = std::fs::read_dir(&dir)
         .map_err(|e| CliError::invalid(anyhow::anyhow!("{}: {e}", dir.display())))?;
     let mut files: Vec<PathBuf> = rd
@@ -153,32 +194,17 @@ async fn list(plugins: Option<PathBuf>, json: bool, data_dir: PathBuf) -> CliRes
         .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
         .collect();
     files.sort();
+    let mut infos = Vec::new();
+    let mut refused = Vec::new();
     for f in files {
         match loader.load_file(&f) {
             Ok(p) => infos.push(p.info),
-            Err(e) => refused.push(e.to_string()),
+            Err(e) => refused.push(serde_json::json!({"file": e.file, "reason": e.reason})),
         }
     }
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"plugins": infos, "rejected": refused})
-            )?
-        );
-    } else {
-        for i in &infos {
-            println!(
-                "{:<24} {:<6} {:<10} blake3:{}",
-                i.name,
-                i.kind,
-                i.version,
-                &i.digest[..16]
-            );
-        }
-        for r in &refused {
-            println!("refused {r}");
-        }
-    }
-    Ok(())
+    Ok(serde_json::json!({
+        "plugins_dir": dir,
+        "plugins": infos,
+        "rejected": refused,
+    }))
 }

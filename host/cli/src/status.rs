@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliError, CliResult};
+use super::{CliError, CliResult, printable};
+use crate::human;
+use crate::table::{Align, Table};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -31,38 +33,40 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
         "plugins folder: {}",
         resp.result["plugins_dir"].as_str().unwrap_or("?")
     );
-    println!(
-        "{:<24} {:<6} {:<11} {:>9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>9} {:>8}  last error",
-        "plugin",
-        "kind",
-        "state",
-        "delivered",
-        "failed",
-        "restarts",
-        "mailbox",
-        "dropped",
-        "refused",
-        "fuel",
-        "memory",
-    );
+    let mut table = Table::new(&[
+        ("plugin", Align::Left),
+        ("kind", Align::Left),
+        ("state", Align::Left),
+        ("delivered", Align::Right),
+        ("failed", Align::Right),
+        ("restarts", Align::Right),
+        ("mailbox", Align::Right),
+        ("dropped", Align::Right),
+        ("refused", Align::Right),
+        ("fuel", Align::Right),
+        ("memory", Align::Right),
+        ("busy", Align::Right),
+        ("last error", Align::Left),
+    ]);
     for p in resp.result["plugins"].as_array().into_iter().flatten() {
         let n = |k: &str| p[k].as_u64().unwrap_or(0);
-        println!(
-            "{:<24} {:<6} {:<11} {:>9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>9} {:>8}  {}",
-            p["name"].as_str().unwrap_or("?"),
-            p["kind"].as_str().unwrap_or("?"),
-            p["state"].as_str().unwrap_or("?"),
-            n("delivered"),
-            n("failed"),
-            n("restarts"),
-            n("mailbox_depth"),
-            n("bus_dropped"),
-            n("bus_refused"),
-            human(n("fuel_used"), ""),
-            human(n("memory_bytes"), "B"),
-            p["last_error"].as_str().unwrap_or("-"),
-        );
+        table.row(vec![
+            printable(p["name"].as_str().unwrap_or("?")).into_owned(),
+            p["kind"].as_str().unwrap_or("?").to_string(),
+            p["state"].as_str().unwrap_or("?").to_string(),
+            n("delivered").to_string(),
+            n("failed").to_string(),
+            n("restarts").to_string(),
+            n("mailbox_depth").to_string(),
+            (n("bus_dropped") + n("paused_dropped")).to_string(),
+            n("bus_refused").to_string(),
+            human::count(n("fuel_used"), ""),
+            human::count(n("memory_bytes"), "B"),
+            human::duration_ms(p["busy_ms"].as_f64().unwrap_or(0.0)),
+            printable(p["last_error"].as_str().unwrap_or("-")).into_owned(),
+        ]);
     }
+    table.print();
     let bus = &resp.result["bus"];
     println!(
         "bus: {} published, {} delivered, {} dead letters (watch with `colony bus sub '_DEAD.>'`), {} late replies",
@@ -155,19 +159,29 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
             market["published"],
             market["issues"]
         );
+        let mut symbols = Table::new(&[
+            ("symbol", Align::Left),
+            ("events", Align::Right),
+            ("last update (UTC)", Align::Left),
+            ("issues", Align::Right),
+            ("stale", Align::Left),
+        ])
+        .indented("  ");
         for s in market["symbols"].as_array().into_iter().flatten() {
-            println!(
-                "  {:<16} {:>9} events, last update {} ns, {} issues{}",
-                s["symbol"].as_str().unwrap_or("?"),
-                s["events"],
-                s["last_update"],
-                s["issues"],
+            symbols.row(vec![
+                printable(s["symbol"].as_str().unwrap_or("?")).into_owned(),
+                s["events"].to_string(),
+                human::utc_ms_json(&s["last_update"]),
+                s["issues"].to_string(),
                 if s["stale"].as_bool() == Some(true) {
-                    ", STALE"
+                    "STALE".into()
                 } else {
-                    ""
-                }
-            );
+                    "-".into()
+                },
+            ]);
+        }
+        if !symbols.is_empty() {
+            symbols.print();
         }
     }
     let nats = &resp.result["nats"];
@@ -208,28 +222,4 @@ pub async fn status(args: StatusArgs, data_dir: PathBuf) -> CliResult {
         );
     }
     Ok(())
-}
-
-/// `1.2 G`, `350 M`, `12 k`, `900` (with `unit` after the prefix).
-fn human(n: u64, unit: &str) -> String {
-    let (value, prefix) = match n {
-        0..1_000 if unit.is_empty() => return n.to_string(),
-        0..1_000 => return format!("{n} {unit}"),
-        1_000..1_000_000 => (n as f64 / 1e3, "k"),
-        1_000_000..1_000_000_000 => (n as f64 / 1e6, "M"),
-        _ => (n as f64 / 1e9, "G"),
-    };
-    format!("{value:.1} {prefix}{unit}")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn human_counts() {
-        assert_eq!(super::human(0, ""), "0");
-        assert_eq!(super::human(0, "B"), "0 B");
-        assert_eq!(super::human(12_345, ""), "12.3 k");
-        assert_eq!(super::human(2_097_152, "B"), "2.1 MB");
-        assert_eq!(super::human(235_000_000_000, ""), "235.0 G");
-    }
 }

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::{CliError, CliResult};
+use super::{CliError, CliResult, printable};
+use crate::table::{Align, Table};
 use colony_caps::manifest::Kind;
 use colony_host::audit::AuditStore;
 use colony_host::plugin::Linked;
@@ -110,12 +111,19 @@ pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf, audit_db: Option<String
                 });
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
+                let mut table = Table::new(&[
+                    ("tool", Align::Left),
+                    ("source", Align::Left),
+                    ("versions", Align::Left),
+                    ("description", Align::Left),
+                ]);
                 for s in specs.as_array().into_iter().flatten() {
-                    println!(
-                        "{:<24} {}",
-                        s["name"].as_str().unwrap_or("?"),
-                        s["description"].as_str().unwrap_or("")
-                    );
+                    table.row(vec![
+                        printable(s["name"].as_str().unwrap_or("?")).into_owned(),
+                        "folder".into(),
+                        "-".into(),
+                        printable(s["description"].as_str().unwrap_or("")).into_owned(),
+                    ]);
                 }
                 for t in registered.as_array().into_iter().flatten() {
                     let versions: Vec<String> = t["versions"]
@@ -131,13 +139,14 @@ pub async fn tools(cmd: ToolsCommand, data_dir: PathBuf, audit_db: Option<String
                             format!("{}{mark}", v["version"].as_str().unwrap_or("?"))
                         })
                         .collect();
-                    println!(
-                        "{:<24} {} [registered: {}]",
-                        t["name"].as_str().unwrap_or("?"),
-                        t["description"].as_str().unwrap_or(""),
-                        versions.join(", ")
-                    );
+                    table.row(vec![
+                        printable(t["name"].as_str().unwrap_or("?")).into_owned(),
+                        "registered".into(),
+                        printable(&versions.join(", ")).into_owned(),
+                        printable(t["description"].as_str().unwrap_or("")).into_owned(),
+                    ]);
                 }
+                table.print();
                 for line in not_loaded.as_array().into_iter().flatten() {
                     println!("not loaded: {}", line.as_str().unwrap_or("?"));
                 }

@@ -1,4 +1,5 @@
-//! Reaching the host's agents: delivering and broadcasting events, sleep, wake and release.
+//! Reaching the host's agents: delivering and broadcasting events, sleep, wake, release,
+//! pause and resume.
 
 use super::{Host, Running};
 use crate::agent::{AgentHandle, Event};
@@ -72,6 +73,17 @@ impl Host {
     /// Releases agent `name` from quarantine, audited as `actor`; whether it was quarantined.
     pub async fn release_agent(&self, name: &str, actor: &str) -> Result<bool, CallError> {
         self.agent(name).await?.release(actor).await
+    }
+
+    /// Pauses agent `name`, audited as `actor`: it handles no event until resumed (see the
+    /// runtime's `agent/pause.rs` for what happens to what arrives); whether it was paused now.
+    pub async fn pause_agent(&self, name: &str, actor: &str) -> Result<bool, CallError> {
+        self.agent(name).await?.pause(actor).await
+    }
+
+    /// Resumes paused agent `name`, audited as `actor`; whether it was paused.
+    pub async fn resume_agent(&self, name: &str, actor: &str) -> Result<bool, CallError> {
+        self.agent(name).await?.resume(actor).await
     }
 
     pub(super) async fn agent(&self, name: &str) -> Result<AgentHandle, CallError> {

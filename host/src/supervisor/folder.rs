@@ -61,7 +61,7 @@ pub struct PluginStatus {
     /// Agents: quarantined.
     pub quarantined: bool,
     /// Agents: lifecycle state (`cold`, `warming`, `active`, `idle`, `sleeping`, `failed`,
-    /// `quarantined`); tools: `ready`.
+    /// `quarantined`, `paused`); tools: `ready`.
     pub state: String,
     /// Agents: fuel used by every event so far.
     pub fuel_used: u64,
@@ -79,6 +79,9 @@ pub struct PluginStatus {
     pub snapshot_ms: f64,
     /// Agents: order events redelivered to a new instance after their handler failed.
     pub redelivered: u64,
+    /// Agents: events dropped while paused (market data, ticks; order events and timers
+    /// beyond what a paused agent holds).
+    pub paused_dropped: u64,
     /// Agents: last failure.
     pub last_error: Option<String>,
 }
@@ -516,6 +519,11 @@ impl Host {
         })
     }
 
+    /// Returns once no pass over the plugins folder ([`Host::sync`]) is under way.
+    pub async fn sync_done(&self) {
+        drop(self.sync_lock.lock().await);
+    }
+
     /// Every running plugin, by name.
     pub async fn plugins(&self) -> Vec<PluginStatus> {
         let reg = self.registry.read().await;
@@ -574,6 +582,7 @@ pub(super) fn status_of(
         snapshots: 0,
         snapshot_ms: 0.0,
         redelivered: 0,
+        paused_dropped: 0,
         last_error: None,
     };
     if let Some((st, h)) = agent {
@@ -592,7 +601,10 @@ pub(super) fn status_of(
         s.snapshots = st.snapshots.load(Ordering::Relaxed);
         s.snapshot_ms = st.snapshot_ns.load(Ordering::Relaxed) as f64 / 1e6;
         s.redelivered = st.redelivered.load(Ordering::Relaxed);
-        s.mailbox_depth = h.mailbox_depth();
+        s.paused_dropped = st.paused_dropped.load(Ordering::Relaxed);
+        // What a paused agent holds waits like what its mailbox holds.
+        s.mailbox_depth = h.mailbox_depth()
+            + usize::try_from(st.held.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
         if let Some(m) = h.mailbox_stats() {
             s.mailbox_depth += m.depth;
             s.bus_dropped = m.dropped;

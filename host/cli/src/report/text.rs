@@ -82,12 +82,12 @@ fn write_text(out: &mut String, r: &RunReport) -> fmt::Result {
         writeln!(
             out,
             "  {:<24} {:<6} {:<12} {:>9} {:>7} {:>8} {:>8} {:>10}  last error",
-            "plugin", "kind", "state", "delivered", "failed", "restarts", "fuel", "busy ms"
+            "plugin", "kind", "state", "delivered", "failed", "restarts", "fuel", "busy"
         )?;
         for a in &r.agents {
             writeln!(
                 out,
-                "  {:<24} {:<6} {:<12} {:>9} {:>7} {:>8} {:>8} {:>10.1}  {}",
+                "  {:<24} {:<6} {:<12} {:>9} {:>7} {:>8} {:>8} {:>10}  {}",
                 clean(&a.name),
                 clean(&a.kind),
                 clean(&a.state),
@@ -95,7 +95,7 @@ fn write_text(out: &mut String, r: &RunReport) -> fmt::Result {
                 a.failed,
                 a.restarts,
                 human_count(a.fuel),
-                r.wall.busy_ms.get(&a.name).copied().unwrap_or(0.0),
+                crate::human::duration_ms(r.wall.busy_ms.get(&a.name).copied().unwrap_or(0.0)),
                 a.last_error.as_deref().map_or_else(
                     || "-".to_string(),
                     |e| truncate(&clean(e), TEXT_ERROR_CHARS)

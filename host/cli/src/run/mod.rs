@@ -52,6 +52,11 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
             tracing::info!(file = %f.display(), "installed shipped plugin");
         }
     }
+    // The data directory's own folder is made when missing (as `colony plugins dir` does);
+    // another folder must exist, so a mistyped path is not silently watched while empty.
+    if !config.plugins_dir.is_dir() && config.plugins_dir == config.data_dir.join("plugins") {
+        super::plugins::ensure_folder(&config.data_dir)?;
+    }
     if !config.plugins_dir.is_dir() {
         return Err(CliError::invalid(anyhow::anyhow!(
             "plugins folder {} does not exist",
@@ -86,9 +91,11 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
         tracing::warn!("--seed has no effect without a replay: agents read the OS's randomness");
     }
     let equity = EquitySampler::start(&host, lockstep);
-    let feed_task = host.start_feed();
+    // The watcher and the admin socket first: a feed that waits for an agent gets it from
+    // the folder, or from an operator's grant.
     let _watcher = host.watch()?;
     let admin = colony_host::admin::serve(host.clone()).await?;
+    let feed_task = start_feed(&host);
     let progress = progress
         .then(|| Progress::start(&host, total_events))
         .flatten();
@@ -373,6 +380,102 @@ pub async fn run(args: RunArgs, data_dir: PathBuf, audit_db: Option<String>) -> 
         )));
     }
     Ok(())
+}
+
+/// Starts the feed. A recorded or synthetic one starts only once an agent runs, so an agent
+/// dropped into an empty folder sees it from its first event; a live feed starts at once.
+/// Either way the log says which plugin files were refused and so miss it.
+fn start_feed(host: &Arc<Host>) -> Option<tokio::task::JoinHandle<()>> {
+    host.market()?;
+    let waits = !matches!(host.config().feed.as_ref()?, FeedSpec::Okx(_));
+    let host = host.clone();
+    Some(tokio::spawn(async move {
+        if waits {
+            wait_for_an_agent(&host).await;
+        } else {
+            warn_refused(&host).await;
+        }
+        if let Some(feed) = host.start_feed() {
+            // Aborting this task (at stop) aborts the feed with it.
+            let feed = AbortOnDrop(feed);
+            let _ = feed.wait().await;
+        }
+    }))
+}
+
+/// Waits (polling every 100 ms) until an agent runs and the folder pass that loaded it is
+/// over, saying once why it waits.
+async fn wait_for_an_agent(host: &Host) {
+    let mut told = false;
+    loop {
+        let agents = host
+            .plugins()
+            .await
+            .iter()
+            .filter(|p| p.info.kind.to_string() == "agent")
+            .count();
+        if agents > 0 {
+            // Files copied together are loaded in one pass: let it finish.
+            host.sync_done().await;
+            if told {
+                tracing::warn!("an agent is running: the feed starts");
+            }
+            warn_refused(host).await;
+            return;
+        }
+        if !told {
+            let refused = host.rejected().await;
+            let why = match refused.len() {
+                0 => String::new(),
+                n => format!(
+                    " ({n} refused: {})",
+                    refused
+                        .iter()
+                        .map(|r| format!("{}: {}", r.file.display(), r.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            };
+            tracing::warn!(
+                "no agent runs in the plugins folder {}{why}; the feed waits until one is loaded \
+                 (copy an agent's .wasm there, or grant and approve a refused one)",
+                host.config().plugins_dir.display()
+            );
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Logs the refused plugin files the feed starts without.
+async fn warn_refused(host: &Host) {
+    let refused = host.rejected().await;
+    if !refused.is_empty() {
+        tracing::warn!(
+            "the feed starts without {} refused plugin files: {}",
+            refused.len(),
+            refused
+                .iter()
+                .map(|r| format!("{}: {}", r.file.display(), r.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn wait(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The venue's total equity over the run: in a lockstep replay the driver's samples, taken at

@@ -48,6 +48,10 @@ pub(super) struct Actor {
     pub(super) redeliver: Option<Arc<Envelope>>,
     /// The handler and error of the last failure, for the recovery notice.
     pub(super) last_failed_call: Option<(&'static str, String)>,
+    /// Paused by an operator (`pause.rs`).
+    pub(super) paused: bool,
+    /// Bus messages held while paused, to run on resume.
+    pub(super) held_events: VecDeque<Arc<Envelope>>,
 }
 
 /// How an event reaches [`Actor::handle`].
@@ -82,14 +86,17 @@ impl Actor {
         let mailbox = self.attach.as_ref().map(|a| a.mailbox.clone());
         let mut bus_open = mailbox.is_some();
         loop {
-            let idle_for = self
-                .spec
-                .services
-                .supervision
-                .sleep_after_idle
-                .filter(|_| self.current.is_some() && self.restart_at.is_none());
+            let idle_for =
+                self.spec.services.supervision.sleep_after_idle.filter(|_| {
+                    self.current.is_some() && self.restart_at.is_none() && !self.paused
+                });
             let sleep_at = idle_for.map(|d| tokio::time::Instant::from_std(self.last_event + d));
             let restart_at = self.restart_at;
+            let paused = self.paused;
+            let run_held = !paused
+                && !self.held_events.is_empty()
+                && restart_at.is_none()
+                && !self.stats.quarantined();
             // Commands (direct events, retire, operator actions) first; then a due restart;
             // bus messages in priority order otherwise (held while a restart is pending).
             let cmd = tokio::select! {
@@ -105,6 +112,16 @@ impl Actor {
                     }
                 } => {
                     self.restart().await;
+                    if self.paused && !self.stats.quarantined() {
+                        self.stats.set_state(State::Paused);
+                    }
+                    continue;
+                },
+                // Held while paused: older than anything in the mailbox, so first.
+                _ = std::future::ready(()), if run_held => {
+                    if let Some(env) = self.next_held() {
+                        let _ = self.deliver(&Event::Bus(env)).await;
+                    }
                     continue;
                 },
                 env = async {
@@ -114,7 +131,11 @@ impl Actor {
                     }
                 }, if bus_open && restart_at.is_none() && !self.stats.quarantined() => match env {
                     Some(env) => {
-                        let _ = self.deliver(&Event::Bus(env)).await;
+                        if paused {
+                            self.hold(env);
+                        } else {
+                            let _ = self.deliver(&Event::Bus(env)).await;
+                        }
                         if let Some(m) = &mailbox {
                             m.done();
                         }
@@ -136,11 +157,32 @@ impl Actor {
                 },
             };
             match cmd {
+                Command::Deliver(_, None) if paused => {
+                    self.stats.paused_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Command::Deliver(_, Some(reply)) if paused => {
+                    let _ = reply.send(Err(self.paused_error()));
+                }
                 Command::Deliver(event, reply) => {
                     let result = self.deliver(&event).await;
                     if let Some(reply) = reply {
                         let _ = reply.send(result);
                     }
+                }
+                // A paused agent stays as it is until resumed.
+                Command::Sleep(reply) if paused => {
+                    let _ = reply.send(false);
+                }
+                Command::Wake(reply) if paused => {
+                    let _ = reply.send(Err(self.paused_error()));
+                }
+                Command::Pause(actor, reply) => {
+                    let r = self.pause(&actor).await;
+                    let _ = reply.send(r);
+                }
+                Command::Resume(actor, reply) => {
+                    let r = self.resume(&actor).await;
+                    let _ = reply.send(r);
                 }
                 Command::Sleep(reply) => {
                     let slept = self.sleep("operator").await;
@@ -158,6 +200,11 @@ impl Actor {
                     let _ = reply.send(r);
                 }
                 Command::Retire(reply) => {
+                    // A swap ends a pause: what was held runs here, then what the bus queued.
+                    self.paused = false;
+                    while let Some(env) = self.next_held() {
+                        let _ = self.deliver(&Event::Bus(env)).await;
+                    }
                     // What the bus already queued for this instance is delivered here too.
                     if let Some(m) = &mailbox
                         && !self.stats.quarantined()

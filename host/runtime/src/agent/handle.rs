@@ -68,6 +68,11 @@ pub struct AgentStats {
     pub snapshot_ns: AtomicU64,
     /// Order events redelivered to a new instance after their handler failed.
     pub redelivered: AtomicU64,
+    /// Events dropped while paused: market data, the host's ticks, and order events and
+    /// timers beyond the bound of what a paused agent holds (`pause.rs`).
+    pub paused_dropped: AtomicU64,
+    /// Bus messages a paused agent holds for when it resumes (part of its mailbox depth).
+    pub held: AtomicU64,
     /// The lifecycle [`State`], as its `u8`.
     pub(super) state: AtomicU8,
     /// The last failure, for the operator.
@@ -100,6 +105,10 @@ pub(super) enum Command {
     Wake(oneshot::Sender<Result<(), CallError>>),
     /// Release from quarantine; answers whether it was quarantined.
     Release(String, oneshot::Sender<Result<bool, CallError>>),
+    /// Pause (by the operator named); answers whether it was paused now.
+    Pause(String, oneshot::Sender<bool>),
+    /// Resume (by the operator named); answers whether it was paused.
+    Resume(String, oneshot::Sender<bool>),
 }
 
 /// The way to reach a running agent actor.
@@ -299,6 +308,8 @@ impl AgentHandle {
             recovery: RecoveryPoint::default(),
             redeliver: None,
             last_failed_call: None,
+            paused: false,
+            held_events: VecDeque::new(),
         };
         actor.recovery.at_ns = actor.clock.now_ns();
         tokio::spawn(actor.run(rx, handover));
@@ -396,6 +407,27 @@ impl AgentHandle {
             .await
             .map_err(|_| self.gone())?;
         rx.await.map_err(|_| self.gone())?
+    }
+
+    /// Pauses the agent (audited as `actor`): it handles no event until resumed. Whether it
+    /// was paused now (false: already paused, or quarantined).
+    pub async fn pause(&self, actor: &str) -> Result<bool, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Pause(actor.to_string(), tx))
+            .await
+            .map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())
+    }
+
+    /// Resumes a paused agent (audited as `actor`); whether it was paused.
+    pub async fn resume(&self, actor: &str) -> Result<bool, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Resume(actor.to_string(), tx))
+            .await
+            .map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())
     }
 
     /// Asks the actor to stop after everything already queued; returns a receiver for its

@@ -9,6 +9,9 @@
 //! so a stopped host restores it), its instance is released, and its subscriptions and timers
 //! stay, so the next message, subscribed event or timer wakes it (`init`, then `restore`).
 //!
+//! An operator can also pause an agent (`paused`): it handles no event until resumed; what
+//! arrives meanwhile is held within the mailbox's bound or dropped with a count (`pause.rs`).
+//!
 //! **Supervision:** a trap or an exceeded limit ends that event only. The actor drops the
 //! instance (`failed`), keeps its subscriptions so what arrives meanwhile waits in the
 //! mailbox, and makes a fresh instance after a backoff that starts at 100 ms and doubles to
@@ -57,6 +60,8 @@ pub enum State {
     Failed = 5,
     /// Failed too often: off the bus, no events until an operator releases it.
     Quarantined = 6,
+    /// Held by an operator: handles no event until resumed (see `pause.rs`).
+    Paused = 7,
 }
 
 impl State {
@@ -70,6 +75,7 @@ impl State {
             State::Sleeping => "sleeping",
             State::Failed => "failed",
             State::Quarantined => "quarantined",
+            State::Paused => "paused",
         }
     }
 
@@ -81,6 +87,7 @@ impl State {
             4 => State::Sleeping,
             5 => State::Failed,
             6 => State::Quarantined,
+            7 => State::Paused,
             _ => State::Cold,
         }
     }
@@ -95,6 +102,7 @@ impl std::fmt::Display for State {
 mod actor;
 mod handle;
 mod instance;
+mod pause;
 mod supervision;
 
 pub use handle::{AgentHandle, AgentServices, AgentSpec, AgentStats};
@@ -130,6 +138,7 @@ mod lifecycle_tests {
             State::Sleeping,
             State::Failed,
             State::Quarantined,
+            State::Paused,
         ] {
             assert_eq!(State::from_u8(st as u8), st);
         }

@@ -284,6 +284,15 @@ impl Actor {
         // at once, instead of messages vanishing into it. What was waiting in its mailbox is
         // dead-lettered (market data and timers are only dropped), so nothing waits on it.
         let mut dead = 0usize;
+        // A quarantine ends a pause; what the pause held goes the way of the mailbox.
+        self.paused = false;
+        self.stats.held.store(0, Ordering::Relaxed);
+        for env in std::mem::take(&mut self.held_events) {
+            if matches!(env.content, crate::bus::Content::Bytes) {
+                self.dead_letter(&env, crate::bus::DeadReason::Quarantined);
+            }
+            dead += 1;
+        }
         if let Some(a) = &self.attach {
             a.bus.unsubscribe_all(&a.owner);
             while let Some(env) = a.mailbox.try_recv() {

@@ -1,9 +1,10 @@
 //! Guest text that leaves the sandbox, through a real `colony` process: a hostile agent's
 //! `log` lines, stdout and error message cannot forge a host log line (newline, CR, NUL and
-//! escapes are escaped), and a tool's huge `invoke` error reaches the CLI capped, with a
-//! marker.
+//! escapes are escaped), a tool's huge `invoke` error reaches the CLI capped, with a
+//! marker, and a guest's panic (message and location) reaches `colony tools invoke` and
+//! `colony status`.
 
-use crate::support::{COLONY, Running, colony, stderr};
+use crate::support::{COLONY, Running, colony, start_host, stderr};
 use colony_tests::{guests, install};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -149,4 +150,89 @@ fn a_tools_huge_error_reaches_the_cli_capped() {
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{}", &err[..300]);
     assert!(err.contains("FORGED-HOST-LINE ERROR colony: tool error\\nFORGED"));
+}
+
+/// What a panic of `panic-tool` (after a line on stderr) adds to its error.
+const TOOL_PANIC: &str = "; stderr: panic-tool: about to fail\\npanicked at panic-tool/src/lib.rs:26:13: tool panic on purpose";
+
+/// `colony tools invoke` on a panicking tool, with no host and through a running one: the
+/// error on stderr is one line ending with the panic's message and location; its bad
+/// arguments are refused by its schema. `colony status --json` shows a panicking agent's
+/// last error with its panic.
+#[test]
+fn a_guests_panic_reaches_tools_invoke_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, plugins) = (dir.path().join("data"), dir.path().join("plugins"));
+    std::fs::create_dir_all(&plugins).unwrap();
+    install(&plugins, guests::PANIC_TOOL, "panic-tool.wasm");
+    let plugins_arg = plugins.to_str().unwrap();
+    let invoke = |args: &str| {
+        colony(
+            &data,
+            &[
+                "tools",
+                "invoke",
+                "panic-tool",
+                args,
+                "--plugins",
+                plugins_arg,
+            ],
+        )
+    };
+    let check = |how: &str| {
+        let out = invoke(r#"{"mode": "panic"}"#);
+        assert!(!out.status.success(), "{how}");
+        let err = stderr(&out);
+        // Without a host the guest's stderr is also in the CLI's own log, line by line.
+        let line = err
+            .lines()
+            .find(|l| l.contains("trapped: wasm `unreachable`"))
+            .unwrap_or_else(|| panic!("{how}: no trap in {err}"));
+        assert!(line.ends_with(TOOL_PANIC), "{how}: {err}");
+        let out = invoke(r#"{"mode": "nope"}"#);
+        assert!(!out.status.success(), "{how}");
+        let err = stderr(&out);
+        assert!(err.contains("invalid arguments at /mode: "), "{how}: {err}");
+        let out = invoke(r#"{"mode": "ok"}"#);
+        assert!(out.status.success(), "{how}: {}", stderr(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            r#"{"ok": true}"#
+        );
+    };
+    check("without a host");
+
+    install(&plugins, guests::PANIC_AGENT, "panic-agent.wasm");
+    let _host = start_host(&data, &plugins, 20);
+    check("through the host");
+    // The agent panics on every timer tick; its last error carries the panic.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = colony(&data, &["status", "--json"]);
+        let last_error = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| {
+                v["plugins"]
+                    .as_array()?
+                    .iter()
+                    .find(|p| p["name"] == "panic-agent")?["last_error"]
+                    .as_str()
+                    .map(str::to_owned)
+            });
+        if let Some(e) = last_error {
+            assert_eq!(
+                e,
+                "plugin \"panic-agent\": on-timer: trapped: wasm `unreachable` executed (the \
+                 guest panicked or aborted); stderr: panicked at panic-agent/src/lib.rs:30:9: guest panic \
+                 on purpose"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "panic-agent never failed: {}",
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -427,3 +427,36 @@ async fn a_table_grow_past_the_limit_names_the_limit() {
         Err("table limit of 100000 elements exceeded".to_string())
     );
 }
+
+/// A panic's message and location reach the caller and the agent's status, with only the
+/// trapping event's stderr: panic-agent writes a line on every message, which the error of
+/// its next, panicking timer event must not show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_agents_error_carries_its_panic_and_only_that_events_stderr() {
+    let t = TestHost::start(&[(guests::PANIC_AGENT, "panic-agent.wasm")]).await;
+    t.host
+        .deliver(
+            "panic-agent",
+            colony_tests::message("agent.panic-agent.inbox", b"hello"),
+        )
+        .await
+        .unwrap();
+    let err = t
+        .host
+        .deliver("panic-agent", TestHost::timer(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Trap { .. }), "{err}");
+    let msg = err.to_string();
+    assert_eq!(
+        msg,
+        "plugin \"panic-agent\": on-timer: trapped: wasm `unreachable` executed (the guest \
+         panicked or aborted); stderr: panicked at panic-agent/src/lib.rs:30:9: guest panic on purpose"
+    );
+    let status = t.host.plugins().await;
+    let agent = status
+        .iter()
+        .find(|p| p.info.name == "panic-agent")
+        .unwrap();
+    assert_eq!(agent.last_error.as_deref(), Some(msg.as_str()));
+}

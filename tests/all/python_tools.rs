@@ -5,7 +5,8 @@
 //! sandbox; build errors name the file and say what is wrong; and a Python tool using
 //! `wasi:http` (`tests/python/http_fetch.py`) reaches a local server only under an explicit
 //! grant of its address, and neither an ungranted host, nor loopback through a name grant,
-//! nor a private or metadata address it is redirected to.
+//! nor a private or metadata address it is redirected to. An exception escaping a Python
+//! tool's `invoke` (`tests/python/raise_error.py`) reaches the caller with its traceback.
 //!
 //! Figures (build time, size, registration, per call) are printed on stderr; see them with
 //! `cargo test -p colony-tests --test all python_tools:: -- --nocapture`.
@@ -414,6 +415,65 @@ async fn arguments_are_refused_by_the_schema_before_the_sandbox() {
         "refusals {refusals:?} not faster than calls {calls:?}"
     );
     host.shutdown().await;
+}
+
+/// A Python exception escaping `invoke` traps the instance; the caller's error ends with the
+/// last lines of its traceback (the exception's type and message), not only "trapped". The
+/// tool is a plugins-folder tool called without a host, so its arguments are also checked
+/// against its schema before it runs.
+#[test]
+fn a_python_exception_reaches_the_caller_with_its_traceback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, plugins) = (dir.path().join("data"), dir.path().join("plugins"));
+    std::fs::create_dir_all(&plugins).unwrap();
+    let source = dir.path().join("raise_error.py");
+    std::fs::copy(repo().join("tests/python/raise_error.py"), &source).unwrap();
+    let (wasm, _) = build(&source, &dir.path().join("raise_error.wasm"));
+    std::fs::copy(&wasm, plugins.join("raise-error.wasm")).unwrap();
+    let invoke = |args: &str| {
+        colony(
+            &data,
+            &[
+                "tools",
+                "invoke",
+                "raise-error",
+                args,
+                "--plugins",
+                plugins.to_str().unwrap(),
+            ],
+        )
+    };
+
+    let out = invoke(r#"{"fail": true}"#);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.contains("trapped: "))
+        .unwrap_or_else(|| panic!("no trap in {err}"));
+    let (_, traceback) = line
+        .split_once("; stderr: ")
+        .unwrap_or_else(|| panic!("no stderr in {line}"));
+    assert!(
+        traceback.starts_with("Traceback (most recent call last):\\n"),
+        "{line}"
+    );
+    // The traceback's last frame and the exception, then componentize-py's own panic.
+    assert!(
+        traceback.contains("in check\\nValueError: bad input on purpose\\n"),
+        "{line}"
+    );
+
+    let out = invoke(r#"{"fail": "yes"}"#);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid arguments at /fail: "),
+        "{}",
+        stderr(&out)
+    );
+    let out = invoke(r#"{"fail": false}"#);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(stdout(&out).trim()), serde_json::json!({"ok": true}));
 }
 
 #[test]

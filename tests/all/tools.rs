@@ -785,3 +785,140 @@ async fn a_stored_tool_that_no_longer_validates_is_listed_as_not_loaded() {
         .exists()
     );
 }
+
+/// What panic-tool's `{"mode": "panic"}` call leaves in its error: its stderr line and the
+/// panic's message and location, on one line.
+const PANIC_TOOL_STDERR: &str = "; stderr: panic-tool: about to fail\\npanicked at panic-tool/src/lib.rs:26:13: tool panic on purpose";
+
+/// A plugins-folder tool's arguments are checked against its input schema before the
+/// sandbox, by the same check and with the same error as a registered tool's: a bad argument
+/// that would make panic-tool trap is refused without running it (and does not count against
+/// its breaker), a good one answers. A folder tool whose input schema is not a JSON Schema is
+/// refused when it loads, as its registration would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_tools_arguments_are_checked_against_its_schema() {
+    let t = TestHost::start(&[
+        (guests::PANIC_TOOL, "panic-tool.wasm"),
+        (guests::BADSCHEMA_TOOL, "badschema-tool.wasm"),
+    ])
+    .await;
+    let rejected = t.host.rejected().await;
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        rejected[0].file.ends_with("badschema-tool.wasm")
+            && rejected[0]
+                .reason
+                .contains("input-schema: not a valid JSON Schema"),
+        "{rejected:?}"
+    );
+
+    for (args, path, keyword) in [
+        (r#"{"mode": "nope"}"#, "/mode", "/enum"),
+        (
+            r#"{"mode": "panic", "extra": 1}"#,
+            "/",
+            "/additionalProperties",
+        ),
+        (r#"{}"#, "/", "/required"),
+        ("not json", "/", ""),
+    ] {
+        // More refusals than the breaker's threshold of failures: none counts as one.
+        for _ in 0..2 {
+            match t.host.call_tool("panic-tool", args).await {
+                Err(e @ ToolCallError::InvalidArguments { .. }) => {
+                    assert_eq!(e.kind(), "invalid-arguments");
+                    let shown = e.to_string();
+                    assert!(
+                        shown.starts_with(&format!(
+                            "tool \"panic-tool\": invalid arguments at {path}: "
+                        )),
+                        "{args}: {shown}"
+                    );
+                    let ToolCallError::InvalidArguments { error, .. } = e else {
+                        unreachable!()
+                    };
+                    assert!(error.schema_path.ends_with(keyword), "{args}: {error}");
+                }
+                other => panic!("{args}: expected invalid arguments, got {other:?}"),
+            }
+        }
+    }
+    // The folder-only call refuses them the same way.
+    let err = t
+        .host
+        .invoke_tool("panic-tool", r#"{"mode": "nope"}"#)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, colony_host::store::CallError::InvalidArguments { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        t.host
+            .call_tool("panic-tool", r#"{"mode": "ok"}"#)
+            .await
+            .unwrap(),
+        r#"{"ok": true}"#
+    );
+    // Valid arguments that make it panic do run it, and its panic is in the error.
+    let err = t
+        .host
+        .call_tool("panic-tool", r#"{"mode": "panic"}"#)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "tool-error");
+    assert!(err.to_string().ends_with(PANIC_TOOL_STDERR), "{err}");
+}
+
+/// An agent calling a tool that panics gets the panic's message and location in its error,
+/// and a folder tool's schema refuses its bad arguments as a registered tool's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_calling_a_panicking_tool_gets_the_panic_in_its_error() {
+    let t = TestHost::start_copies(
+        guests::TOOLS_AGENT,
+        &[("meta", "{}", &["tools.call:panic-tool"])],
+        |c| {
+            colony_tests::install(&c.plugins_dir, guests::PANIC_TOOL, "panic-tool.wasm");
+        },
+    )
+    .await;
+    let rejected = t.host.rejected().await;
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let s = t.state().await;
+    let answer = ask_meta(
+        &t,
+        &s,
+        br#"call panic-tool {"mode":"panic"}"#,
+        "call.panic-tool",
+    )
+    .await;
+    assert!(
+        answer.starts_with(
+            "err tool panic-tool: plugin \"panic-tool\": invoke: trapped: wasm `unreachable`"
+        ),
+        "{answer}"
+    );
+    assert!(answer.ends_with(PANIC_TOOL_STDERR), "{answer}");
+
+    let bad = ask_meta(
+        &t,
+        &s,
+        br#"call panic-tool {"mode":"nope"}"#,
+        "call.panic-tool",
+    )
+    .await;
+    assert!(
+        bad.starts_with("err invalid-arguments panic-tool: at /mode: "),
+        "{bad}"
+    );
+    assert_eq!(
+        ask_meta(
+            &t,
+            &s,
+            br#"call panic-tool {"mode":"ok"}"#,
+            "call.panic-tool"
+        )
+        .await,
+        r#"ok {"ok": true}"#
+    );
+}

@@ -87,6 +87,9 @@ pub mod guests {
     /// Hostile tool with no manifest whose `describe()` claims the name `schema-tool`;
     /// answers `{"n": N, "version": "impostor"}`.
     pub const IMPOSTOR_TOOL: &str = env!("GUEST_IMPOSTOR_TOOL");
+    /// Tool that panics on `{"mode": "panic"}` (after a line on stderr) and answers
+    /// `{"ok": true}` on `{"mode": "ok"}`; its schema allows no other argument.
+    pub const PANIC_TOOL: &str = env!("GUEST_PANIC_TOOL");
 
     /// Every guest as (crate name, path), for tests that go over all of them.
     pub const ALL: &[(&str, &str)] = &[
@@ -120,6 +123,7 @@ pub mod guests {
         ("errbomb-tool", ERRBOMB_TOOL),
         ("denyflood-agent", DENYFLOOD_AGENT),
         ("impostor-tool", IMPOSTOR_TOOL),
+        ("panic-tool", PANIC_TOOL),
     ];
 }
 

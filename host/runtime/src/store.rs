@@ -272,8 +272,21 @@ pub enum CallError {
         plugin: Arc<str>,
         /// The export that was running.
         call: &'static str,
-        /// What the trap was.
+        /// What the trap was, then, if the guest wrote to stderr during the call, `; stderr: `
+        /// and the last lines it wrote (at most about 2 KiB, on one line, escaped): a Rust
+        /// panic's `panicked at FILE:LINE:COL: message`, a Python traceback.
         message: String,
+    },
+    /// The arguments of a tool call are not JSON or do not fit the tool's input schema; the
+    /// tool never ran.
+    #[error("plugin \"{plugin}\": {call}: invalid arguments {error}")]
+    InvalidArguments {
+        /// Plugin name.
+        plugin: Arc<str>,
+        /// The export that was to run (`invoke`).
+        call: &'static str,
+        /// Where and why.
+        error: crate::tools::ArgsError,
     },
     /// The guest returned an error value (not a trap).
     #[error("plugin \"{plugin}\": {call}: returned an error: {message}")]
@@ -327,6 +340,8 @@ pub async fn guarded<R>(
         data.cpu.clone()
     };
     if let Err(e) = store.set_fuel(limits.fuel) {
+        // Nothing ran; the call still ends here, so the next one starts with clean budgets.
+        store.data().output.end_call();
         return Err(CallError::Trap {
             plugin: store.data().plugin.clone(),
             call,
@@ -349,8 +364,9 @@ pub async fn guarded<R>(
         .await
     };
     let data = store.data();
-    // Forwards a partial last line and restores the output budget for the next call.
-    data.output.end_call();
+    // Forwards partial last lines, restores the output budget for the next call and takes
+    // this call's stderr, which a trap's error carries.
+    let stderr = data.output.end_call();
     data.log.report_dropped(&data.plugin, call);
     match outcome {
         Some(Ok(r)) => Ok(r),
@@ -359,7 +375,35 @@ pub async fn guarded<R>(
             call,
             limit: LimitExceeded::HangGuard(limits.hang_guard_ms),
         }),
-        Some(Err(e)) => Err(classify(e, data.plugin.clone(), call, &limits)),
+        Some(Err(e)) => Err(with_stderr(
+            classify(e, data.plugin.clone(), call, &limits),
+            &stderr,
+        )),
+    }
+}
+
+/// A trap's error followed by what the guest wrote to stderr during the call (a Rust
+/// panic's message and location, a Python traceback): `…: trapped: MESSAGE; stderr: TEXT`,
+/// bounded and escaped ([`crate::output::StderrTail::render`]). A limit's or a guest's own
+/// error is left as it is.
+fn with_stderr(e: CallError, stderr: &crate::output::StderrTail) -> CallError {
+    match e {
+        CallError::Trap {
+            plugin,
+            call,
+            mut message,
+        } => {
+            if let Some(text) = stderr.render() {
+                message.push_str("; stderr: ");
+                message.push_str(&text);
+            }
+            CallError::Trap {
+                plugin,
+                call,
+                message,
+            }
+        }
+        other => other,
     }
 }
 
@@ -529,5 +573,49 @@ fn classify(
         plugin,
         call,
         limit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traps_error_carries_the_calls_stderr_and_a_limits_does_not() {
+        let budget = OutputBudget::new("p".into(), 1 << 20);
+        budget
+            .write(
+                Stream::Stderr,
+                b"thread '<unnamed>' panicked at src/lib.rs:3:5:\nboom\n",
+            )
+            .unwrap();
+        let tail = budget.end_call();
+        let trap = CallError::Trap {
+            plugin: "p".into(),
+            call: "invoke",
+            message: "wasm `unreachable` executed (the guest panicked or aborted)".into(),
+        };
+        assert_eq!(
+            with_stderr(trap, &tail).to_string(),
+            "plugin \"p\": invoke: trapped: wasm `unreachable` executed (the guest panicked or \
+             aborted); stderr: panicked at src/lib.rs:3:5: boom"
+        );
+        let limit = CallError::Limit {
+            plugin: "p".into(),
+            call: "invoke",
+            limit: LimitExceeded::Stack,
+        };
+        let shown = limit.to_string();
+        assert_eq!(with_stderr(limit, &tail).to_string(), shown);
+        // Nothing on stderr: the trap's message as it was.
+        let quiet = CallError::Trap {
+            plugin: "p".into(),
+            call: "invoke",
+            message: "out of bounds".into(),
+        };
+        assert_eq!(
+            with_stderr(quiet, &budget.end_call()).to_string(),
+            "plugin \"p\": invoke: trapped: out of bounds"
+        );
     }
 }

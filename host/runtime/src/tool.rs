@@ -6,8 +6,14 @@
 //! deadline (host calls included), memory and output limits. A tool may send HTTP requests
 //! through `wasi:http/outgoing-handler`, each checked against its `http.outbound` grants,
 //! capped by [`HttpLimits`] and ended before the call's deadline (`store::http`).
+//!
+//! Every call's arguments are checked against the tool's input schema before an instance is
+//! made ([`CallError::InvalidArguments`]), whether the tool is registered or in the plugins
+//! folder: the schema is compiled when the tool describes itself (a schema that is not a
+//! JSON Schema fails `describe`), and a runner that has not described itself yet does so
+//! before its first call.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
@@ -16,6 +22,7 @@ use crate::limits::{LimitExceeded, Limits};
 use crate::net::HttpLimits;
 use crate::policy::Policy;
 use crate::store::{CallError, HttpState, StoreState, guarded, new_store};
+use crate::tools::validate::{ArgsError, compile_schema};
 
 /// How a tool describes itself (from its `describe` export).
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +45,8 @@ pub struct ToolRunner {
     limits: Limits,
     policy: Arc<Policy>,
     http: HttpLimits,
+    /// The compiled input schema, once the tool has described itself; shared by clones.
+    input: Arc<OnceLock<Arc<jsonschema::Validator>>>,
 }
 
 impl ToolRunner {
@@ -54,7 +63,15 @@ impl ToolRunner {
             limits,
             policy,
             http: HttpLimits::default(),
+            input: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The same runner checking arguments against `input`, the tool's input schema compiled
+    /// by the caller (registration compiles it while it checks the descriptor).
+    pub(crate) fn with_input_schema(self, input: Arc<jsonschema::Validator>) -> ToolRunner {
+        let _ = self.input.set(input);
+        self
     }
 
     /// The same runner with other caps on its outbound HTTP requests (the default is
@@ -74,7 +91,8 @@ impl ToolRunner {
         &self.policy
     }
 
-    /// Calls `describe` in a fresh instance and checks the schemas are JSON.
+    /// Calls `describe` in a fresh instance and checks the schemas are JSON, and the input
+    /// schema a JSON Schema (compiled, for the argument check of every later call).
     pub async fn describe(&self) -> Result<ToolSpec, CallError> {
         let mut store = self.store();
         let pre = &self.pre;
@@ -109,6 +127,12 @@ impl ToolRunner {
         }
         let input_schema =
             serde_json::from_str(&spec.input_schema).map_err(|e| bad("input-schema", e))?;
+        let validator = compile_schema(&input_schema).map_err(|e| CallError::Guest {
+            plugin: self.name.clone(),
+            call: "describe",
+            message: format!("input-schema: {e}"),
+        })?;
+        let _ = self.input.set(Arc::new(validator));
         let output_schema = match spec.output_schema.as_deref() {
             Some(s) => Some(serde_json::from_str(s).map_err(|e| bad("output-schema", e))?),
             None => None,
@@ -121,16 +145,11 @@ impl ToolRunner {
         })
     }
 
-    /// Calls `invoke(args_json)` in a fresh instance.
+    /// Calls `invoke(args_json)` in a fresh instance, once the arguments are found to be JSON
+    /// that fits the input schema.
     pub async fn invoke(&self, args_json: &str) -> Result<String, CallError> {
         self.check_payload(args_json.len())?;
-        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(args_json) {
-            return Err(CallError::Guest {
-                plugin: self.name.clone(),
-                call: "invoke",
-                message: format!("arguments are not JSON: {e}"),
-            });
-        }
+        self.check_args(args_json).await?;
         let mut store = self.store();
         let pre = &self.pre;
         let result = guarded(&mut store, "invoke", async |s| {
@@ -152,6 +171,32 @@ impl ToolRunner {
                 call: "invoke",
                 message: crate::guest_text::sanitize_owned(message),
             }),
+        }
+    }
+
+    /// The arguments must be JSON and fit the input schema (a runner that has not described
+    /// itself yet does so first); the one check of every tool call, registered or not.
+    async fn check_args(&self, args_json: &str) -> Result<(), CallError> {
+        let invalid = |error: ArgsError| CallError::InvalidArguments {
+            plugin: self.name.clone(),
+            call: "invoke",
+            error,
+        };
+        let args: serde_json::Value = serde_json::from_str(args_json).map_err(|e| {
+            invalid(ArgsError {
+                path: "/".into(),
+                schema_path: String::new(),
+                message: format!("arguments are not JSON: {e}"),
+            })
+        })?;
+        if self.input.get().is_none() {
+            self.describe().await?;
+        }
+        match self.input.get() {
+            Some(schema) => schema
+                .validate(&args)
+                .map_err(|e| invalid(ArgsError::from_validation(&e))),
+            None => Ok(()),
         }
     }
 

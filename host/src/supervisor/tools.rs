@@ -212,7 +212,8 @@ impl Host {
     }
 
     /// Calls a tool as the operator: a tool from the plugins folder by name, else a registered
-    /// tool (`NAME` or `NAME@VERSION`) with its arguments checked against its schema first.
+    /// tool (`NAME` or `NAME@VERSION`); either way its arguments are checked against its input
+    /// schema first (by its `ToolRunner`, with the same error).
     ///
     /// Each tool name has a circuit breaker ([`BreakerConfig::default`]: five failures in a
     /// row open it for 2 s, doubling to a minute): while it is open a call is refused at once
@@ -293,6 +294,9 @@ impl Host {
             let tool = spec.to_string();
             match e {
                 CallError::Limit { limit, .. } => ToolCallError::Limit { tool, limit },
+                CallError::InvalidArguments { error, .. } => {
+                    ToolCallError::InvalidArguments { tool, error }
+                }
                 CallError::Guest {
                     message,
                     call: "invoke",

@@ -555,21 +555,13 @@ impl ToolRegistry {
         let tool = self
             .get(spec)
             .ok_or_else(|| ToolCallError::NotFound(spec.to_string()))?;
-        let invalid = |error: ArgsError| ToolCallError::InvalidArguments {
-            tool: tool.id(),
-            error,
-        };
-        let args: Value = serde_json::from_str(args_json).map_err(|e| {
-            invalid(ArgsError {
-                path: "/".into(),
-                schema_path: String::new(),
-                message: format!("not JSON: {e}"),
-            })
-        })?;
-        if let Err(e) = tool.schemas.input.validate(&args) {
-            return Err(invalid(ArgsError::from_validation(&e)));
-        }
+        // The runner checks the arguments against the input schema before the sandbox, as
+        // it does for a plugins-folder tool.
         let out = tool.runner.invoke(args_json).await.map_err(|e| match e {
+            CallError::InvalidArguments { error, .. } => ToolCallError::InvalidArguments {
+                tool: tool.id(),
+                error,
+            },
             CallError::Limit { limit, .. } => ToolCallError::Limit {
                 tool: tool.id(),
                 limit,

@@ -76,8 +76,8 @@ pub trait GrantSource: Send + Sync {
 
 /// A tool's schemas, compiled once.
 pub struct Schemas {
-    /// Validates arguments.
-    pub input: jsonschema::Validator,
+    /// Validates arguments (the runner's check, [`ToolRunner::invoke`]).
+    pub input: Arc<jsonschema::Validator>,
     /// Validates results, when the tool declares an output schema.
     pub output: Option<jsonschema::Validator>,
     /// The example input (first of the input schema's `examples`).
@@ -170,7 +170,8 @@ pub async fn validate(
 
     // (d) the example, under the tool's own grants and limits.
     let name: Arc<str> = Arc::from(spec.name.as_str());
-    let runner = ToolRunner::new(pre, name, limits, grants.policy(&spec.name, &digest_hex));
+    let runner = ToolRunner::new(pre, name, limits, grants.policy(&spec.name, &digest_hex))
+        .with_input_schema(schemas.input.clone());
     let example = serde_json::to_string(&schemas.example)
         .map_err(|e| reject(Step::Smoke, format!("example is not serialisable: {e}")))?;
     let out = runner.invoke(&example).await.map_err(|e| {
@@ -261,7 +262,7 @@ pub(crate) fn check_spec(spec: &ToolSpec, manifest_name: Option<&str>) -> Result
         ));
     }
     Ok(Schemas {
-        input,
+        input: Arc::new(input),
         output,
         example,
     })
@@ -337,6 +338,7 @@ fn call_reason(e: &CallError) -> String {
         CallError::Limit { limit, .. } => format!("limit: {limit}"),
         CallError::Trap { message, .. } => format!("trapped: {message}"),
         CallError::Guest { message, .. } => format!("returned an error: {message}"),
+        CallError::InvalidArguments { error, .. } => format!("invalid arguments {error}"),
         CallError::Unavailable { reason, .. } => reason.clone(),
     }
 }

@@ -1,4 +1,6 @@
-//! An agent whose on-timer panics: the host must report the trap and re-instantiate.
+//! An agent whose on-timer panics: the host must report the trap (with the panic's message
+//! and location) and re-instantiate. Its on-message writes a line to stderr and succeeds, so
+//! a test can check that a trap's error shows only the trapping event's stderr.
 
 use exports::colony::plugin::handler::{Error, Guest, MarketEvent, Message, OrderEvent, Timestamp};
 
@@ -12,6 +14,7 @@ impl Guest for Agent {
     }
 
     fn on_message(_msg: Message) -> Result<(), Error> {
+        eprintln!("panic-agent: a line from an earlier event");
         Ok(())
     }
 

@@ -151,34 +151,23 @@ impl Journal {
         venue: &str,
         refused: &[(OrderRequest, ExecReport)],
     ) -> Result<(), JournalError> {
-        macro_rules! insert_all {
-            ($tx:ident, $db:ty) => {{
-                for (order, report) in refused {
-                    let (code, message) = match &report.kind {
-                        ExecKind::Rejected { code, message } => (code.as_str(), message.as_str()),
-                        _ => ("", ""),
-                    };
-                    bind_request!(sqlx::query::<$db>(INSERT_REJECTION), venue, order)
-                        .bind(code)
-                        .bind(message)
-                        .bind(ts_to_db(report.ts)?)
-                        .execute(&mut *$tx)
-                        .await?;
-                }
-                $tx.commit().await?;
-                Ok(())
-            }};
-        }
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                insert_all!(tx, sqlx::Sqlite)
+        on_pool!(&self.backend, |pool, Db| {
+            let mut tx = pool.begin().await?;
+            for (order, report) in refused {
+                let (code, message) = match &report.kind {
+                    ExecKind::Rejected { code, message } => (code.as_str(), message.as_str()),
+                    _ => ("", ""),
+                };
+                bind_request!(sqlx::query::<Db>(INSERT_REJECTION), venue, order)
+                    .bind(code)
+                    .bind(message)
+                    .bind(ts_to_db(report.ts)?)
+                    .execute(&mut *tx)
+                    .await?;
             }
-            Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                insert_all!(tx, sqlx::Postgres)
-            }
-        }
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// Journals agents' cancel requests that passed the cancel-rate check (agent, client id,
@@ -189,30 +178,19 @@ impl Journal {
         venue: &str,
         cancels: &[CancelRequest],
     ) -> Result<(), JournalError> {
-        macro_rules! insert_all {
-            ($tx:ident, $db:ty) => {{
-                for c in cancels {
-                    sqlx::query::<$db>(INSERT_CANCEL_REQUEST)
-                        .bind(venue)
-                        .bind(&*c.agent)
-                        .bind(c.client_id.as_str())
-                        .bind(ts_to_db(c.ts)?)
-                        .execute(&mut *$tx)
-                        .await?;
-                }
-                $tx.commit().await?;
-                Ok(())
-            }};
-        }
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                insert_all!(tx, sqlx::Sqlite)
+        on_pool!(&self.backend, |pool, Db| {
+            let mut tx = pool.begin().await?;
+            for c in cancels {
+                sqlx::query::<Db>(INSERT_CANCEL_REQUEST)
+                    .bind(venue)
+                    .bind(&*c.agent)
+                    .bind(c.client_id.as_str())
+                    .bind(ts_to_db(c.ts)?)
+                    .execute(&mut *tx)
+                    .await?;
             }
-            Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                insert_all!(tx, sqlx::Postgres)
-            }
-        }
+            tx.commit().await?;
+        });
+        Ok(())
     }
 }
